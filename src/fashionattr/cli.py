@@ -1,0 +1,53 @@
+"""The `fashionattr` command: a thin argparse front over the library, one module per subcommand.
+
+Exit codes: 0 success, 1 failure while running, 2 bad usage or bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from fashionattr import __version__
+from fashionattr.data.labels import LabelFileError
+from fashionattr.data.split import SplitError
+from fashionattr.errors import UserError
+from fashionattr.schema import SchemaError
+
+# Each module in fashionattr.commands defines `register(subparsers)`, which adds its parser and sets
+# `func` to a callable taking the parsed namespace and returning an exit code. Modules keep heavy
+# imports (torch, timm) inside their functions so `--help` stays instant.
+COMMAND_MODULES = ("synth", "check", "split", "train")
+
+USER_ERRORS = (UserError, LabelFileError, SplitError, SchemaError, FileNotFoundError)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fashionattr",
+        description="Apparel attribute recognition on FashionAI-style data: train, compare, score, serve, catalogue.",
+    )
+    parser.add_argument("--version", action="version", version=f"fashionattr {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"fashionattr.commands.{name}").register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except USER_ERRORS as exc:
+        print(f"fashionattr {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"fashionattr {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""`fashionattr check DATA`: validate a dataset's labels and images and print what it holds."""
+
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "check",
+        help="validate a dataset: label rows, images, class counts",
+        description="Validate a FashionAI-layout dataset: every label row, every image file. Prints counts per "
+        "attribute and class, the 'm' rate, image sizes, and every missing or undecodable image. "
+        "Exit code 0 only when the dataset is clean.",
+    )
+    parser.add_argument("data", help="dataset root (holds Annotations/label.csv and Images/)")
+    parser.add_argument("--workers", type=int, default=None, help="processes decoding images (default: all cores)")
+    parser.add_argument("--no-images", action="store_true", help="check the label files only")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from fashionattr.data.inspect import scan_images
+    from fashionattr.data.labels import read_labels, read_questions
+    from fashionattr.data.layout import DatasetLayout
+
+    layout = DatasetLayout.open(args.data)
+    schema = layout.schema
+    records = read_labels(layout.labels_path, schema)
+    print(f"{layout.labels_path}: {len(records)} labelled rows, schema {schema.name!r} ({len(schema)} attributes)")
+    questions = read_questions(layout.questions_path, schema) if layout.questions_path.is_file() else []
+    if questions:
+        print(f"{layout.questions_path}: {len(questions)} question rows")
+
+    per_class: Counter[tuple[str, int]] = Counter((r.attribute, r.target) for r in records)
+    with_maybe = Counter(r.attribute for r in records if r.maybe)
+    for attribute in schema:
+        total = sum(per_class[(attribute.name, i)] for i in range(attribute.num_classes))
+        rate = with_maybe[attribute.name] / total if total else 0.0
+        print(f"\n{attribute.name}: {total} images, {rate:.1%} with 'm'")
+        for i, class_name in enumerate(attribute.classes):
+            print(f"  {i:2d} {class_name:<28} {per_class[(attribute.name, i)]:6d}")
+    maybe_total = sum(with_maybe.values())
+    print(f"\nrows with an 'm': {maybe_total} of {len(records)} ({maybe_total / len(records):.1%})")
+    absent = [a.name for a in schema if not any(r.attribute == a.name for r in records)]
+    if absent:
+        print(f"attributes with no labelled images: {', '.join(absent)}")
+    if args.no_images:
+        return 0
+
+    report = scan_images(layout.root, records + questions, workers=args.workers)
+    sizes = ", ".join(f"{w}x{h}: {n}" for (w, h), n in report.sizes.most_common())
+    print(f"\nimage sizes (width x height): {sizes or 'none decoded'}")
+    if report.bad:
+        print(f"\n{len(report.bad)} unusable image(s):")
+        for path, reason in report.bad:
+            print(f"  {layout.root / path}: {reason}")
+        return 2
+    print("all images decode")
+    return 0

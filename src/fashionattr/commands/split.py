@@ -1,0 +1,43 @@
+"""`fashionattr split DATA`: write the stratified train/validation split every run of a comparison shares."""
+
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "split",
+        help="write the stratified 4:1 train/validation split",
+        description="Split the labelled images into train and validation, stratified by (attribute, class), "
+        "deterministically by seed, and write the assignment to a file so that every architecture in a "
+        "comparison trains and validates on the same images.",
+    )
+    parser.add_argument("data", help="dataset root (holds Annotations/label.csv)")
+    parser.add_argument("--val-fraction", type=float, default=0.2, help="share of each class for validation (0.2)")
+    parser.add_argument("--seed", type=int, default=0, help="split seed; same seed, same split on any machine")
+    parser.add_argument("--out", default=None, help="split file to write (default: DATA/Annotations/split.csv)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from fashionattr.data.labels import read_labels
+    from fashionattr.data.layout import DatasetLayout
+    from fashionattr.data.split import make_split, write_split
+    from fashionattr.errors import UserError
+
+    if not 0.0 < args.val_fraction < 1.0:
+        raise UserError(f"--val-fraction must be between 0 and 1, got {args.val_fraction}")
+    layout = DatasetLayout.open(args.data)
+    records = read_labels(layout.labels_path, layout.schema)
+    assignment = make_split(records, val_fraction=args.val_fraction, seed=args.seed)
+    out = args.out or layout.default_split_path
+    write_split(out, assignment)
+    counts = Counter((attribute, subset) for (_, attribute), subset in assignment.items())
+    print(f"wrote {out}: seed {args.seed}, val fraction {args.val_fraction}")
+    for attribute in layout.schema.names:
+        train, val = counts[(attribute, "train")], counts[(attribute, "val")]
+        if train or val:
+            print(f"  {attribute:<24} train {train:6d}  val {val:6d}")
+    return 0

@@ -1,0 +1,90 @@
+"""Decoding product photos robustly: every reader (check, training, predict, serve, catalogue) goes through here.
+
+Real scraped images come as CMYK or grayscale JPEGs, PNGs with alpha or 16 bits, files with EXIF
+rotation, truncated downloads, or hostile decompression bombs. `load_image` turns the good ones into
+upright 8-bit RGB and refuses the rest with an :class:`ImageError` that names the file and the reason.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+MAX_IMAGE_PIXELS = 64_000_000
+"""Larger declared sizes are refused before decoding (a 512 px product photo has 0.26 M pixels)."""
+
+MAX_ASPECT_RATIO = 20.0
+"""Images longer than this on one side than the other hold no usable garment."""
+
+
+class ImageError(ValueError):
+    """An image file cannot be used; `reason` says why in words a user can act on."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{path}: {reason}")
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        array = np.asarray(image, dtype=np.float64)
+        peak = 65535.0 if array.max(initial=0) > 255 else 255.0
+        return Image.fromarray((array / peak * 255.0).clip(0, 255).astype(np.uint8)).convert("RGB")
+    return image.convert("RGB")
+
+
+def open_image(source: str | Path | bytes, name: str | None = None) -> Image.Image:
+    """Decode `source` (a path or the file's bytes) to upright RGB, or raise :class:`ImageError`."""
+    label = name or (str(source) if not isinstance(source, bytes) else "<upload>")
+    try:
+        if isinstance(source, bytes):
+            if not source:
+                raise ImageError(label, "file is empty (0 bytes)")
+            handle: io.BytesIO | Path = io.BytesIO(source)
+        else:
+            handle = Path(source)
+            if handle.is_file() and handle.stat().st_size == 0:
+                raise ImageError(label, "file is empty (0 bytes)")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(handle) as image:
+                width, height = image.size
+                if width * height > MAX_IMAGE_PIXELS:
+                    raise ImageError(
+                        label, f"declared size {width}x{height} is over the {MAX_IMAGE_PIXELS:,} pixel limit"
+                    )
+                if max(width, height) > MAX_ASPECT_RATIO * max(1, min(width, height)):
+                    raise ImageError(label, f"size {width}x{height} is too elongated to hold a garment")
+                image.load()
+                image = ImageOps.exif_transpose(image) or image
+                return _to_rgb(image)
+    except ImageError:
+        raise
+    except FileNotFoundError:
+        raise ImageError(label, "file not found") from None
+    except IsADirectoryError:
+        raise ImageError(label, "is a directory, not an image file") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(label, f"refused as a decompression bomb: {exc}") from None
+    except UnidentifiedImageError:
+        raise ImageError(label, "not an image file PIL can identify (wrong format or random bytes)") from None
+    except OSError as exc:
+        # Truncated files, symlink loops, permission problems and broken codecs all arrive as OSError.
+        raise ImageError(label, f"cannot decode: {exc.strerror or exc}") from None
+    except (ValueError, SyntaxError, TypeError) as exc:
+        raise ImageError(label, f"cannot decode: {exc}") from None
+
+
+Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS

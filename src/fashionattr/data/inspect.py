@@ -1,0 +1,56 @@
+"""Dataset health check: label statistics plus every missing or undecodable image."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from fashionattr.data.images import ImageError, open_image
+from fashionattr.data.labels import LabelRecord
+
+
+@dataclass
+class ImageReport:
+    sizes: Counter[tuple[int, int]] = field(default_factory=Counter)
+    bad: list[tuple[str, str]] = field(default_factory=list)
+    """(path relative to the root, reason) for each missing or undecodable image."""
+
+
+def _probe(path: str) -> tuple[int, int] | str:
+    try:
+        with open_image(path) as image:
+            return image.size
+    except ImageError as exc:
+        return exc.reason
+
+
+def scan_images(
+    root: Path, records: list[LabelRecord], workers: int | None = None, progress: bool = True
+) -> ImageReport:
+    """Decode every distinct image once, in parallel, recording sizes and failures."""
+    relative = sorted({r.path for r in records})
+    report = ImageReport()
+    workers = workers or os.cpu_count() or 1
+    paths = [str(root / p) for p in relative]
+    chunk = max(1, len(paths) // (workers * 16))
+    with tqdm(total=len(paths), disable=not progress, desc="images", unit="img") as bar:
+        if workers == 1:
+            outcomes = [_probe(p) for p in paths]
+            bar.update(len(paths))
+        else:
+            with ProcessPoolExecutor(max_workers=workers) as pool:
+                outcomes = []
+                for outcome in pool.map(_probe, paths, chunksize=chunk):
+                    outcomes.append(outcome)
+                    bar.update()
+    for rel, outcome in zip(relative, outcomes, strict=True):
+        if isinstance(outcome, str):
+            report.bad.append((rel, outcome))
+        else:
+            report.sizes[outcome] += 1
+    return report

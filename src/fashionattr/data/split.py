@@ -1,0 +1,80 @@
+"""The 4:1 train/validation split, stratified by (attribute, class) and reproducible on any machine.
+
+Order inside each stratum comes from a SHA-256 of the seed and the image path, so the split depends
+only on the file names and the seed, not on row order, NumPy's generator or the platform.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+from collections import defaultdict
+from collections.abc import Iterable
+from pathlib import Path
+
+from fashionattr.data.labels import LabelRecord, _read_lines
+from fashionattr.io import atomic_write_text
+
+DEFAULT_SPLIT_RELPATH = Path("Annotations") / "split.csv"
+SUBSETS = ("train", "val")
+
+
+class SplitError(ValueError):
+    """A split file is malformed or does not match the labels."""
+
+
+def _rank(seed: int, rec: LabelRecord) -> str:
+    return hashlib.sha256(f"{seed}:{rec.attribute}:{rec.path}".encode()).hexdigest()
+
+
+def make_split(records: Iterable[LabelRecord], val_fraction: float = 0.2, seed: int = 0) -> dict[tuple[str, str], str]:
+    """Map each `(path, attribute)` to `train` or `val`; each (attribute, class) stratum gives round(n*f) to val."""
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val fraction must be between 0 and 1, got {val_fraction}")
+    strata: dict[tuple[str, int], list[LabelRecord]] = defaultdict(list)
+    for rec in records:
+        strata[(rec.attribute, rec.target)].append(rec)
+    assignment: dict[tuple[str, str], str] = {}
+    for members in strata.values():
+        members.sort(key=lambda r: _rank(seed, r))
+        n_val = round(len(members) * val_fraction)
+        for i, rec in enumerate(members):
+            assignment[(rec.path, rec.attribute)] = "val" if i < n_val else "train"
+    return assignment
+
+
+def write_split(path: str | Path, assignment: dict[tuple[str, str], str]) -> None:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    for (image, attribute), subset in sorted(assignment.items()):
+        writer.writerow([image, attribute, subset])
+    atomic_write_text(path, out.getvalue())
+
+
+def read_split(path: str | Path) -> dict[tuple[str, str], str]:
+    path = Path(path)
+    assignment: dict[tuple[str, str], str] = {}
+    for line_no, row in enumerate(csv.reader(_read_lines(path)), start=1):
+        cells = [c.strip() for c in row]
+        if not cells or all(not c for c in cells):
+            continue
+        if len(cells) != 3 or cells[2] not in SUBSETS:
+            raise SplitError(f"{path}:{line_no}: expected 'path,attribute,train|val', got {','.join(cells)!r}")
+        assignment[(cells[0], cells[1])] = cells[2]
+    return assignment
+
+
+def apply_split(
+    records: list[LabelRecord], assignment: dict[tuple[str, str], str], source: str | Path = "split file"
+) -> tuple[list[LabelRecord], list[LabelRecord]]:
+    """Partition records into (train, val); every record must be in the split."""
+    missing = [r for r in records if (r.path, r.attribute) not in assignment]
+    if missing:
+        raise SplitError(
+            f"{source}: {len(missing)} labelled image(s) are not in the split (first: {missing[0].path}); "
+            "the labels changed since the split was made; run `fashionattr split` again"
+        )
+    train = [r for r in records if assignment[(r.path, r.attribute)] == "train"]
+    val = [r for r in records if assignment[(r.path, r.attribute)] == "val"]
+    return train, val

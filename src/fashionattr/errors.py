@@ -1,0 +1,7 @@
+"""Errors a user can act on. The command line prints their message (no traceback) and exits with code 2."""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """Bad usage or bad input: the message says what was wrong, where, and what to do."""

@@ -1,0 +1,217 @@
+"""The challenge's answer file: write it, read it back strictly, check it against the questions, score it.
+
+One line per question row, in the question file's order: `path,attribute,p0;p1;...;pK-1`, the class
+probabilities in schema class order as decimal numbers joined by `;`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fashionattr.data.labels import LabelFileError, LabelRecord, _read_lines, read_labels
+from fashionattr.errors import UserError
+from fashionattr.io import atomic_write_text
+from fashionattr.metrics import AttributePredictions, Scores, maybe_mask, score
+from fashionattr.schema import Schema
+
+DECIMALS = 6
+WRITE_SUM_TOLERANCE = 1e-3
+"""How far from 1 a probability vector handed to `write_submission` may sum (float32 softmax drifts ~1e-6)."""
+READ_SUM_TOLERANCE = 1e-3
+"""How far from 1 the probabilities on one answer line may sum."""
+
+Answer = tuple[str, str, np.ndarray]
+"""One answer row: image path, attribute name, class probabilities."""
+
+
+@dataclass(frozen=True)
+class _AnswerLine:
+    path: str
+    attribute: str
+    probabilities: np.ndarray
+    line: int
+
+
+def write_submission(
+    path: str | Path,
+    rows: Sequence[tuple[str, str] | LabelRecord],
+    probabilities: Sequence[np.ndarray],
+    schema: Schema,
+) -> None:
+    """Write an answer file: `rows` are the question rows (path, attribute) in order, `probabilities` one vector each.
+
+    Each vector must have its attribute's class count and sum to 1 (within 1e-3); values are written with six
+    decimals and the largest is adjusted so the written numbers sum to exactly 1. The file appears atomically.
+    """
+    if len(rows) != len(probabilities):
+        raise UserError(f"{path}: {len(rows)} question rows but {len(probabilities)} probability vectors")
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    for number, (row, vector) in enumerate(zip(rows, probabilities, strict=True), start=1):
+        image_path, attribute_name = (row.path, row.attribute) if isinstance(row, LabelRecord) else row
+        where = f"{path}: row {number} ({image_path} / {attribute_name})"
+        if attribute_name not in schema:
+            raise UserError(f"{where}: unknown attribute; known attributes are: {', '.join(schema.names)}")
+        num_classes = schema.attribute(attribute_name).num_classes
+        writer.writerow([image_path, attribute_name, _format_probabilities(vector, num_classes, where)])
+    atomic_write_text(path, out.getvalue())
+
+
+def _format_probabilities(vector: np.ndarray, num_classes: int, where: str) -> str:
+    values = np.asarray(vector, dtype=np.float64).reshape(-1)
+    if values.shape != (num_classes,):
+        raise UserError(f"{where}: {values.size} probabilities but the attribute has {num_classes} classes")
+    if not np.all(np.isfinite(values)) or values.min() < 0:
+        raise UserError(f"{where}: probabilities must be finite and non-negative, got {values.tolist()}")
+    total = values.sum()
+    if abs(total - 1.0) > WRITE_SUM_TOLERANCE:
+        raise UserError(f"{where}: probabilities sum to {total:.6g}, not 1; pass softmax outputs, not logits")
+    rounded = np.round(values / total, DECIMALS)
+    # Rounding can leave the written numbers summing to 1 +- a few 1e-6; give the residue to the largest class,
+    # which is at least 1/K, so it can never turn negative.
+    largest = int(rounded.argmax())
+    rounded[largest] = round(1.0 - (rounded.sum() - rounded[largest]), DECIMALS)
+    return ";".join(f"{value:.{DECIMALS}f}" for value in rounded)
+
+
+def read_submission(path: str | Path, schema: Schema) -> list[Answer]:
+    """Read an answer file strictly; every malformed line is reported with its file and line number."""
+    return [(answer.path, answer.attribute, answer.probabilities) for answer in _read_answer_lines(Path(path), schema)]
+
+
+def _read_answer_lines(path: Path, schema: Schema) -> list[_AnswerLine]:
+    answers: list[_AnswerLine] = []
+    problems: list[tuple[int, str]] = []
+    seen: dict[tuple[str, str], int] = {}
+    for line_number, row in enumerate(csv.reader(_read_lines(path)), start=1):
+        cells = [cell.strip() for cell in row]
+        if not cells or all(not cell for cell in cells):
+            continue
+        if len(cells) != 3:
+            problems.append((line_number, f"expected 3 columns (path,attribute,probabilities), found {len(cells)}"))
+            continue
+        image_path, attribute_name, text = cells
+        if not image_path:
+            problems.append((line_number, "image path is empty"))
+            continue
+        if attribute_name not in schema:
+            problems.append((line_number, f"unknown attribute {attribute_name!r}; known: {', '.join(schema.names)}"))
+            continue
+        key = (image_path, attribute_name)
+        if key in seen:
+            problems.append(
+                (line_number, f"duplicate answer for {image_path} / {attribute_name} (first on line {seen[key]})")
+            )
+            continue
+        seen[key] = line_number
+        parsed = _parse_probabilities(text, schema.attribute(attribute_name).num_classes, attribute_name)
+        if isinstance(parsed, str):
+            problems.append((line_number, parsed))
+            continue
+        answers.append(_AnswerLine(image_path, attribute_name, parsed, line_number))
+    if problems:
+        raise LabelFileError(path, problems)
+    if not answers:
+        raise LabelFileError(path, [(0, "file holds no answer rows")])
+    return answers
+
+
+def _parse_probabilities(text: str, num_classes: int, attribute_name: str) -> np.ndarray | str:
+    """The probability vector, or a message saying what is wrong with it."""
+    pieces = text.split(";")
+    if len(pieces) != num_classes:
+        return f"{len(pieces)} probabilities but {attribute_name} has {num_classes} classes"
+    values: list[float] = []
+    for position, piece in enumerate(pieces):
+        try:
+            value = float(piece)
+        except ValueError:
+            return f"probability {position} ({piece.strip()!r}) is not a number"
+        if not math.isfinite(value) or not 0.0 <= value <= 1.0:
+            return f"probability {position} ({piece.strip()}) is not a finite number in [0, 1]"
+        values.append(value)
+    total = math.fsum(values)
+    if abs(total - 1.0) > READ_SUM_TOLERANCE:
+        return f"probabilities sum to {total:.6g}; they must sum to 1 (within {READ_SUM_TOLERANCE:g})"
+    return np.array(values)
+
+
+def validate_against_questions(
+    answers: Sequence[Answer], questions: Sequence[LabelRecord], answer_path: str | Path
+) -> None:
+    """Check the answers cover exactly the question rows in the same order; name the first line that differs."""
+    answer_path = Path(answer_path)
+    for index, ((image_path, attribute_name, _), question) in enumerate(zip(answers, questions, strict=False)):
+        if (image_path, attribute_name) != (question.path, question.attribute):
+            message = (
+                f"answer is for {image_path} / {attribute_name} but question row {index + 1} (line {question.line}) "
+                f"asks for {question.path} / {question.attribute}; answers must follow the question rows in order"
+            )
+            raise LabelFileError(answer_path, [(_answer_line_number(answer_path, index), message)])
+    if len(answers) < len(questions):
+        missing = questions[len(answers)]
+        message = (
+            f"{len(answers)} answers for {len(questions)} questions; the first unanswered question is "
+            f"{missing.path} / {missing.attribute} (question line {missing.line})"
+        )
+        raise LabelFileError(answer_path, [(0, message)])
+    if len(answers) > len(questions):
+        message = f"{len(answers)} answers for {len(questions)} questions; this line and the rest are extra"
+        raise LabelFileError(answer_path, [(_answer_line_number(answer_path, len(questions)), message)])
+
+
+def _answer_line_number(answer_path: Path, index: int) -> int:
+    """Line number of the `index`-th non-blank row, found again only when an error needs it (0 if unknown)."""
+    try:
+        lines = _read_lines(answer_path)
+    except LabelFileError:
+        return 0
+    row_lines = [number for number, row in enumerate(csv.reader(lines), start=1) if any(cell.strip() for cell in row)]
+    return row_lines[index] if index < len(row_lines) else 0
+
+
+def score_submission(answer_path: str | Path, labels_path: str | Path, schema: Schema) -> Scores:
+    """Score an answer file against a labelled file (label.csv format, e.g. `Tests/answers.csv`).
+
+    Rows are matched by (path, attribute), so order does not matter here; every labelled row needs an answer
+    and every answer needs a label.
+    """
+    answer_path, labels_path = Path(answer_path), Path(labels_path)
+    answers = {(answer.path, answer.attribute): answer for answer in _read_answer_lines(answer_path, schema)}
+    labels = read_labels(labels_path, schema)
+    labelled = {(record.path, record.attribute) for record in labels}
+
+    unanswered = [
+        (record.line, f"no answer for {record.path} / {record.attribute} in {answer_path}")
+        for record in labels
+        if (record.path, record.attribute) not in answers
+    ]
+    if unanswered:
+        raise LabelFileError(labels_path, unanswered)
+    unlabelled = [
+        (answer.line, f"answer for {answer.path} / {answer.attribute}, which {labels_path} does not label")
+        for key, answer in answers.items()
+        if key not in labelled
+    ]
+    if unlabelled:
+        raise LabelFileError(answer_path, unlabelled)
+
+    by_attribute: dict[str, list[LabelRecord]] = {}
+    for record in labels:
+        by_attribute.setdefault(record.attribute, []).append(record)
+    predictions: dict[str, AttributePredictions] = {}
+    for attribute_name, records in by_attribute.items():
+        attribute = schema.attribute(attribute_name)
+        predictions[attribute_name] = AttributePredictions(
+            probs=np.stack([answers[(record.path, record.attribute)].probabilities for record in records]),
+            targets=np.array([record.target for record in records], dtype=np.int64),
+            maybe=maybe_mask([record.maybe for record in records], attribute.num_classes),
+        )
+    return score(schema, predictions)

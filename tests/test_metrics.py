@@ -1,0 +1,160 @@
+"""Challenge scores on cases small enough to compute by hand."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from fashionattr.metrics import (
+    AttributePredictions,
+    accuracy,
+    average_precision,
+    confusion_matrix,
+    format_scores_table,
+    maybe_mask,
+    precision_recall,
+    score,
+)
+from fashionattr.schema import Attribute, Schema
+
+TOY = Schema(
+    name="toy",
+    attributes=(
+        Attribute("colour_labels", ("Invisible", "Red", "Blue")),
+        Attribute("size_labels", ("Invisible", "Small", "Large", "Huge")),
+    ),
+)
+
+
+def confident(predicted: list[int], confidence: list[float], num_classes: int = 3) -> np.ndarray:
+    """Probabilities whose argmax is `predicted[i]` with top probability `confidence[i]`, the rest spread evenly."""
+    probs = np.empty((len(predicted), num_classes))
+    for row, (cls, top) in enumerate(zip(predicted, confidence, strict=True)):
+        probs[row] = (1.0 - top) / (num_classes - 1)
+        probs[row, cls] = top
+    return probs
+
+
+def no_maybe(count: int, num_classes: int = 3) -> np.ndarray:
+    return np.zeros((count, num_classes), dtype=bool)
+
+
+def test_perfect_predictions_score_one() -> None:
+    targets = np.array([0, 1, 2, 1])
+    probs = confident(list(targets), [0.9, 0.8, 0.7, 0.6])
+    assert accuracy(probs, targets) == 1.0
+    assert average_precision(probs, targets, no_maybe(4)) == 1.0
+
+
+def test_average_precision_by_hand() -> None:
+    # Sorted by confidence: 0.9 correct, 0.8 wrong, 0.7 correct, 0.6 wrong.
+    # Running precision at each image: 1/1, 1/2, 2/3, 2/4 -> AP = (1 + 1/2 + 2/3 + 2/4) / 4 = 2/3.
+    # Input order is shuffled so the sort is exercised.
+    targets = np.array([1, 0, 2, 1])
+    probs = confident([2, 0, 1, 1], [0.6, 0.9, 0.8, 0.7])  # wrong, correct, wrong, correct
+    assert average_precision(probs, targets, no_maybe(4)) == pytest.approx((1 + 1 / 2 + 2 / 3 + 2 / 4) / 4)
+    assert accuracy(probs, targets) == 0.5
+
+
+def test_prediction_on_maybe_class_is_skipped_not_wrong() -> None:
+    # Same images as above; the 0.8 image's argmax (class 1) is marked `m`, so it is skipped:
+    # counted images 0.9 correct, 0.7 correct, 0.6 wrong -> AP = (1/1 + 2/2 + 2/3) / 3 = 8/9.
+    targets = np.array([1, 0, 2, 1])
+    probs = confident([2, 0, 1, 1], [0.6, 0.9, 0.8, 0.7])
+    maybe = maybe_mask([(), (), (1,), ()], num_classes=3)
+    skipped = average_precision(probs, targets, maybe)
+    counted_wrong = average_precision(probs, targets, no_maybe(4))
+    assert skipped == pytest.approx((1 + 1 + 2 / 3) / 3)
+    assert counted_wrong == pytest.approx(2 / 3)
+    assert skipped > counted_wrong
+    # An `m` elsewhere than the argmax changes nothing.
+    assert average_precision(probs, targets, maybe_mask([(0,), (), (0,), ()], 3)) == pytest.approx(counted_wrong)
+
+
+def test_ties_keep_input_order() -> None:
+    # Both images have confidence 0.8; the stable sort keeps input order.
+    # wrong then correct: (0/1 + 1/2) / 2 = 0.25; correct then wrong: (1/1 + 1/2) / 2 = 0.75.
+    targets = np.array([0, 1])
+    wrong_first = confident([2, 1], [0.8, 0.8])
+    correct_first = confident([1, 2], [0.8, 0.8])
+    assert average_precision(wrong_first, targets, no_maybe(2)) == pytest.approx(0.25)
+    assert average_precision(correct_first, np.array([1, 0]), no_maybe(2)) == pytest.approx(0.75)
+
+
+def test_empty_and_all_skipped_are_nan() -> None:
+    empty = AttributePredictions.empty(3)
+    assert math.isnan(accuracy(empty.probs, empty.targets))
+    assert math.isnan(average_precision(empty.probs, empty.targets, empty.maybe))
+    probs = confident([1, 2], [0.9, 0.7])
+    assert math.isnan(average_precision(probs, np.array([0, 0]), maybe_mask([(1,), (2,)], 3)))
+
+
+def test_basic_precision_is_mean_of_attribute_accuracies() -> None:
+    colour = AttributePredictions(confident([1, 2], [0.9, 0.9]), np.array([1, 2]), no_maybe(2))  # accuracy 1
+    size = AttributePredictions(
+        confident([0, 1, 1, 1], [0.9, 0.8, 0.7, 0.6], num_classes=4), np.array([0, 2, 3, 0]), no_maybe(4, 4)
+    )  # accuracy 1/4; AP = (1 + 1/2 + 1/3 + 1/4) / 4
+    scores = score(TOY, {"colour": colour, "size_labels": size})
+    assert list(scores.attributes) == ["colour_labels", "size_labels"]
+    assert scores.basic_precision == pytest.approx((1.0 + 0.25) / 2)  # not the pooled 3/6
+    assert scores.mean_accuracy == scores.basic_precision
+    assert scores.mean_average_precision == pytest.approx((1.0 + (1 + 1 / 2 + 1 / 3 + 1 / 4) / 4) / 2)
+    assert scores.count == 6
+
+
+def test_attribute_without_images_stays_out_of_the_means() -> None:
+    colour = AttributePredictions(confident([1, 0], [0.9, 0.9]), np.array([1, 2]), no_maybe(2))
+    scores = score(TOY, {"colour_labels": colour})
+    assert scores.attributes["size_labels"].count == 0
+    assert scores.attributes["size_labels"].confusion.shape == (4, 4)
+    assert scores.basic_precision == pytest.approx(0.5)
+    data = json.loads(json.dumps(scores.to_dict(), allow_nan=False))
+    assert data["attributes"]["size_labels"]["accuracy"] is None
+    assert data["attributes"]["colour_labels"]["confusion"] == [[0, 0, 0], [0, 1, 0], [1, 0, 0]]
+
+
+def test_score_rejects_wrong_class_count_and_unknown_attribute() -> None:
+    three_classes = AttributePredictions(confident([1], [0.9]), np.array([1]), no_maybe(1))
+    with pytest.raises(ValueError, match="size_labels"):
+        score(TOY, {"size_labels": three_classes})
+    with pytest.raises(ValueError, match="unknown attribute"):
+        score(TOY, {"shoe_labels": three_classes})
+
+
+def test_confusion_precision_recall() -> None:
+    confusion = confusion_matrix(np.array([0, 0, 1, 2]), np.array([0, 1, 1, 1]), num_classes=3)
+    assert confusion.tolist() == [[1, 1, 0], [0, 1, 0], [0, 1, 0]]
+    precision, recall = precision_recall(confusion)
+    assert precision == pytest.approx([1.0, 1 / 3, 0.0])  # class 2 never predicted -> 0
+    assert recall == pytest.approx([0.5, 1.0, 0.0])
+
+
+def test_concat_joins_batches() -> None:
+    first = AttributePredictions(confident([1], [0.9]), np.array([1]), maybe_mask([(2,)], 3))
+    second = AttributePredictions(confident([0, 2], [0.8, 0.7]), np.array([0, 1]), no_maybe(2))
+    joined = AttributePredictions.concat([first, second, AttributePredictions.empty(3)])
+    assert len(joined) == 3
+    assert joined.targets.tolist() == [1, 0, 1]
+    assert joined.maybe[0].tolist() == [False, False, True]
+    with pytest.raises(ValueError, match="class counts"):
+        AttributePredictions.concat([first, AttributePredictions.empty(4)])
+
+
+def test_predictions_validate_shapes() -> None:
+    with pytest.raises(ValueError, match="targets"):
+        AttributePredictions(confident([1], [0.9]), np.array([1, 2]), no_maybe(1))
+    with pytest.raises(ValueError, match="class indices"):
+        AttributePredictions(confident([1], [0.9]), np.array([3]), no_maybe(1))
+
+
+def test_scores_table_lists_attributes_and_summary() -> None:
+    colour = AttributePredictions(confident([1, 0], [0.9, 0.8]), np.array([1, 2]), no_maybe(2))
+    table = format_scores_table(score(TOY, {"colour_labels": colour}), TOY)
+    lines = table.strip().splitlines()
+    assert lines[0] == "| attribute | images | accuracy % | AP % |"
+    assert lines[2] == "| colour | 2 | 50.00 | 75.00 |"
+    assert lines[3] == "| size | 0 | n/a | n/a |"
+    assert lines[4] == "| BP / mAP | 2 | 50.00 | 75.00 |"
