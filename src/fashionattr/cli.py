@@ -13,15 +13,15 @@ from collections.abc import Sequence
 from fashionattr import __version__
 from fashionattr.data.labels import LabelFileError
 from fashionattr.data.split import SplitError
-from fashionattr.errors import UserError
+from fashionattr.errors import CheckpointError, UserError
 from fashionattr.schema import SchemaError
 
 # Each module in fashionattr.commands defines `register(subparsers)`, which adds its parser and sets
 # `func` to a callable taking the parsed namespace and returning an exit code. Modules keep heavy
 # imports (torch, timm) inside their functions so `--help` stays instant.
-COMMAND_MODULES = ("synth", "check", "split", "train")
+COMMAND_MODULES = ("synth", "check", "split", "prepare", "train", "evaluate")
 
-USER_ERRORS = (UserError, LabelFileError, SplitError, SchemaError, FileNotFoundError)
+USER_ERRORS = (UserError, LabelFileError, SplitError, SchemaError, CheckpointError)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -5,3 +5,7 @@ from __future__ import annotations
 
 class UserError(Exception):
     """Bad usage or bad input: the message says what was wrong, where, and what to do."""
+
+
+class CheckpointError(UserError):
+    """A checkpoint file is missing, damaged, unsafe or not ours; the message says which and what to do."""

@@ -1,0 +1,66 @@
+"""`fashionattr evaluate`: score a run on its validation split or a labelled test set, or score an answer file."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="score a run (accuracy, BP, AP/mAP, confusion matrices) or a submission file",
+        description="Score a run directory or checkpoint on its validation split (default), on the labelled test "
+        "set (--split test, from DATA/Tests/answers.csv), or on any labelled file (--labels). With --answers, "
+        "score a challenge answer file against --labels instead. Works under torchrun too.",
+    )
+    parser.add_argument("run", nargs="?", help="run directory or checkpoint file")
+    parser.add_argument("--data", help="dataset root (default: the one the run trained on)")
+    parser.add_argument("--split", choices=["val", "train", "test"], default="val", help="images to score (val)")
+    parser.add_argument("--labels", help="a labelled file (label.csv format) to score on instead")
+    parser.add_argument("--answers", help="score this answer file (path,attribute,p0;p1;...) against --labels")
+    parser.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--out", help="folder for scores.json, report.md and plots (default RUN/eval-SPLIT)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from fashionattr.errors import UserError
+    from fashionattr.metrics import format_scores_table
+
+    if args.answers:
+        from fashionattr.data.layout import DatasetLayout
+        from fashionattr.schema import FASHIONAI
+        from fashionattr.submission import score_submission
+
+        if not args.labels:
+            raise UserError("--answers needs --labels, the labelled file to score it against")
+        schema = DatasetLayout.open(args.data, require_labels=False).schema if args.data else FASHIONAI
+        scores = score_submission(args.answers, args.labels, schema)
+        print(format_scores_table(scores, schema))
+        return 0
+    if not args.run:
+        raise UserError("give a run directory or checkpoint to evaluate (or --answers with --labels)")
+
+    from fashionattr.checkpoint import resolve_checkpoint_path
+    from fashionattr.distributed import init_distributed, shutdown
+    from fashionattr.evaluation import evaluate_checkpoint, write_evaluation
+
+    context = init_distributed(args.device)
+    try:
+        result = evaluate_checkpoint(args.run, context, data=args.data, subset=args.split, labels=args.labels,
+                                     tta=args.tta, batch_size=args.batch_size, workers=args.workers)  # fmt: skip
+        if context.is_main:
+            checkpoint = resolve_checkpoint_path(args.run)
+            out = Path(args.out) if args.out else checkpoint.parent / f"eval-{'labels' if args.labels else args.split}"
+            write_evaluation(result, out)
+            print(format_scores_table(result.scores, result.schema))
+            if result.skipped:
+                print(f"{len(result.skipped)} unreadable image(s) skipped; listed in {out / 'report.md'}")
+            print(f"wrote {out / 'scores.json'} and {out / 'report.md'}")
+    finally:
+        shutdown(context)
+    return 0

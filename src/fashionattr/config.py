@@ -1,0 +1,127 @@
+"""The settings of a training run, their defaults, and how a config file and the command line combine.
+
+Precedence: dataclass defaults < config file (YAML or JSON) < options given on the command line.
+The resolved config is saved in the run directory so a run can be understood and repeated from it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fashionattr.errors import UserError
+from fashionattr.io import atomic_write_text
+
+
+@dataclass
+class TrainConfig:
+    data: str = ""
+    out: str = "runs/train"
+    arch: str = "resnet50"
+    layout: str = "multitask"
+    attributes: list[str] = field(default_factory=lambda: ["all"])
+    grouping: str = "upper-lower"
+    pretrained: bool = False
+    weights: str | None = None
+    img_size: int = 224
+    epochs: int = 30
+    batch_size: int = 32
+    optimizer: str = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    momentum: float = 0.9
+    warmup_epochs: float = 1.0
+    min_lr: float = 1e-6
+    label_smoothing: float = 0.1
+    maybe_weight: float = 0.0
+    drop_rate: float = 0.0
+    clip_grad: float | None = 5.0
+    ema_decay: float | None = None
+    amp: str = "auto"
+    channels_last: bool | None = None
+    compile: bool = False
+    workers: int = 2
+    seed: int = 0
+    deterministic: bool = False
+    split_file: str | None = None
+    val_fraction: float = 0.2
+    split_seed: int = 0
+    select_metric: str = "mean_accuracy"
+    early_stop: int | None = None
+    max_bad_fraction: float = 0.01
+    tta: bool = False
+    cache: str = "auto"
+    device: str = "auto"
+    progress: bool = True
+    max_steps_per_epoch: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def save(self, path: str | Path) -> None:
+        atomic_write_text(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+
+FIELD_NAMES = {f.name for f in dataclasses.fields(TrainConfig)}
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Settings from a YAML/JSON file; unknown keys are errors (a typo must not be silently ignored)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read config file: {exc.strerror or exc}") from None
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise UserError(f"{path}: not a valid config file: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: a config file must be a mapping of setting: value")
+    unknown = sorted(set(data) - FIELD_NAMES)
+    if unknown:
+        raise UserError(f"{path}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(FIELD_NAMES))}")
+    return data
+
+
+def resolve_config(file_path: str | Path | None, overrides: dict[str, Any]) -> TrainConfig:
+    """Merge defaults, a config file and command-line overrides (None means 'not given')."""
+    values: dict[str, Any] = read_config_file(file_path) if file_path else {}
+    values.update({k: v for k, v in overrides.items() if v is not None and k in FIELD_NAMES})
+    if isinstance(values.get("attributes"), str):
+        values["attributes"] = [a for a in values["attributes"].split(",") if a]
+    try:
+        config = TrainConfig(**values)
+    except TypeError as exc:
+        raise UserError(f"invalid settings: {exc}") from None
+    validate(config)
+    return config
+
+
+def validate(config: TrainConfig) -> None:
+    checks = [
+        (config.epochs >= 1, f"epochs must be at least 1, got {config.epochs}"),
+        (config.batch_size >= 1, f"batch size must be at least 1, got {config.batch_size}"),
+        (config.img_size >= 16, f"image size must be at least 16 px, got {config.img_size}"),
+        (config.lr > 0, f"learning rate must be positive, got {config.lr}"),
+        (0.0 <= config.maybe_weight < 1.0, f"maybe weight must be in [0, 1), got {config.maybe_weight}"),
+        (0.0 <= config.label_smoothing < 1.0, f"label smoothing must be in [0, 1), got {config.label_smoothing}"),
+        (config.optimizer in ("adamw", "sgd"), f"optimizer must be adamw or sgd, got {config.optimizer!r}"),
+        (config.amp in ("auto", "off", "bf16", "fp16"), f"amp must be auto, off, bf16 or fp16, got {config.amp!r}"),
+        (config.cache in ("auto", "build", "off"), f"cache must be auto, build or off, got {config.cache!r}"),
+        (0.0 <= config.max_bad_fraction <= 1.0, f"max bad fraction must be in [0, 1], got {config.max_bad_fraction}"),
+        (
+            config.select_metric in ("mean_accuracy", "map", "loss"),
+            f"select metric must be mean_accuracy, map or loss, got {config.select_metric!r}",
+        ),
+        (bool(config.data), "no dataset given"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise UserError(message)

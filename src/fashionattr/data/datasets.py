@@ -1,0 +1,85 @@
+"""Torch datasets over label records: letterboxed uint8 images plus which attribute and class each shows.
+
+An image that cannot be decoded does not raise inside a loader worker (which would end the run); it
+comes back as a skipped item, and `collate` moves it into the batch's `skipped` list for the engine
+to record.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
+
+from fashionattr.data.cache import ImageCache
+from fashionattr.data.images import ImageError, open_image
+from fashionattr.data.labels import LabelRecord
+from fashionattr.data.transforms import letterbox, to_chw_tensor
+from fashionattr.schema import Schema
+
+
+class LabelledImages(Dataset):
+    """Records of the given attributes as dicts: image (3,S,S uint8), attribute_index, target, maybe, index."""
+
+    def __init__(
+        self,
+        root: str | Path,
+        records: list[LabelRecord],
+        schema: Schema,
+        attributes: list[str],
+        img_size: int,
+        interpolation: str = "bilinear",
+        cache: ImageCache | None = None,
+    ) -> None:
+        self.root = Path(root)
+        wanted = set(attributes)
+        self.records = [r for r in records if r.attribute in wanted]
+        self.attributes = list(attributes)
+        self.attribute_position = {name: i for i, name in enumerate(self.attributes)}
+        self.max_classes = max(schema.attribute(a).num_classes for a in self.attributes)
+        self.img_size = img_size
+        self.interpolation = interpolation
+        self.cache = cache
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def load(self, record: LabelRecord) -> torch.Tensor:
+        if self.cache is not None:
+            if record.path in self.cache:
+                return to_chw_tensor(self.cache.get(record.path))
+            if record.path in self.cache.bad:
+                raise ImageError(self.root / record.path, self.cache.bad[record.path])
+        with open_image(self.root / record.path) as image:
+            return to_chw_tensor(letterbox(image, self.img_size, self.interpolation))
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        record = self.records[index]
+        maybe = torch.zeros(self.max_classes, dtype=torch.bool)
+        maybe[list(record.maybe)] = True
+        item: dict[str, Any] = {
+            "attribute_index": self.attribute_position[record.attribute],
+            "target": record.target,
+            "maybe": maybe,
+            "index": index,
+        }
+        try:
+            item["image"] = self.load(record)
+        except ImageError as exc:
+            item["skipped"] = (record.path, exc.reason)
+        return item
+
+
+def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack good items; list the skipped ones under `skipped` as (path, reason)."""
+    good = [item for item in items if "skipped" not in item]
+    batch: dict[str, Any] = {"skipped": [item["skipped"] for item in items if "skipped" in item]}
+    if good:
+        batch["image"] = torch.stack([item["image"] for item in good])
+        batch["attribute_index"] = torch.tensor([item["attribute_index"] for item in good], dtype=torch.long)
+        batch["target"] = torch.tensor([item["target"] for item in good], dtype=torch.long)
+        batch["maybe"] = torch.stack([item["maybe"] for item in good])
+        batch["index"] = torch.tensor([item["index"] for item in good], dtype=torch.long)
+    return batch

@@ -1,0 +1,223 @@
+"""The training and evaluation loops, in the plain shape of torchvision's reference scripts.
+
+`train_one_epoch` runs one pass of augment -> forward -> masked loss -> step; `evaluate` collects each
+image's class probabilities for the attribute it is labelled for. Both work on a single process or
+under DistributedDataParallel; evaluation shards the validation set without padding so that every
+image is counted exactly once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from fashionattr.data.transforms import Augmentation, Preprocessing, augment_batch, normalize_batch
+from fashionattr.distributed import DistributedContext, gather_objects
+from fashionattr.losses import masked_cross_entropy
+from fashionattr.metrics import AttributePredictions
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the run stops and the last good checkpoint is kept."""
+
+
+@dataclass
+class StepSettings:
+    """How each training step runs; resolved once from the config and the device."""
+
+    attributes: list[str]
+    preprocessing: Preprocessing
+    augmentation: Augmentation | None = field(default_factory=Augmentation)
+    amp_dtype: torch.dtype | None = None
+    channels_last: bool = False
+    maybe_weight: float = 0.0
+    label_smoothing: float = 0.0
+    clip_grad: float | None = None
+    max_steps: int | None = None
+    check_every: int = 20
+
+
+def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
+    """`auto` means bf16 on a GPU that supports it, fp16 on other GPUs, full precision on CPU."""
+    if amp == "off":
+        return None
+    if amp == "bf16":
+        return torch.bfloat16
+    if amp == "fp16":
+        return torch.float16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return None
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def prepare_images(
+    images: torch.Tensor,
+    settings: StepSettings,
+    generator: torch.Generator | None,
+) -> torch.Tensor:
+    """uint8 batch on the device -> augmented (when training), normalised, in the chosen memory format."""
+    batch = images.float()
+    if generator is not None and settings.augmentation is not None:
+        batch = augment_batch(batch, settings.augmentation, generator)
+    batch = normalize_batch(batch, settings.preprocessing)
+    if settings.channels_last:
+        batch = batch.contiguous(memory_format=torch.channels_last)
+    return batch
+
+
+def _batches(loader: DataLoader, skipped: list[tuple[str, str]]) -> Iterator[dict[str, Any]]:
+    for batch in loader:
+        skipped.extend(batch["skipped"])
+        if "image" in batch:
+            yield batch
+
+
+def train_one_epoch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None,
+    loader: DataLoader,
+    context: DistributedContext,
+    settings: StepSettings,
+    generator: torch.Generator,
+    scaler: torch.amp.GradScaler | None = None,
+    ema: nn.Module | None = None,
+    progress: Any = None,
+) -> dict[str, Any]:
+    """One epoch of training; returns the mean loss, throughput and the images skipped as unreadable."""
+    model.train()
+    device = context.device
+    skipped: list[tuple[str, str]] = []
+    loss_sum = torch.zeros((), device=device)
+    seen = 0
+    start = time.perf_counter()
+    for steps, batch in enumerate(_batches(loader, skipped), start=1):
+        images = prepare_images(batch["image"].to(device, non_blocking=True), settings, generator)
+        attribute_index = batch["attribute_index"].to(device, non_blocking=True)
+        targets = batch["target"].to(device, non_blocking=True)
+        maybe = batch["maybe"].to(device, non_blocking=True)
+        with autocast(device, settings.amp_dtype):
+            logits = model(images)
+        loss, _ = masked_cross_entropy(
+            logits, settings.attributes, attribute_index, targets, maybe,
+            maybe_weight=settings.maybe_weight, label_smoothing=settings.label_smoothing,
+        )  # fmt: skip
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+        else:
+            loss.backward()
+        if settings.clip_grad:
+            nn.utils.clip_grad_norm_(model.parameters(), settings.clip_grad)
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        if ema is not None:
+            ema.update(model)
+        count = images.shape[0]
+        loss_sum += loss.detach() * count
+        seen += count
+        # Reading the loss forces a device sync, so it is checked every few steps rather than every step.
+        if steps % settings.check_every == 0 and not math.isfinite(loss_sum.item()):
+            raise TrainingDiverged(f"the training loss became {loss_sum.item()} at step {steps}")
+        if progress is not None:
+            progress.update(count)
+        if settings.max_steps is not None and steps >= settings.max_steps:
+            break
+    elapsed = time.perf_counter() - start
+    mean_loss = loss_sum.item() / max(seen, 1)
+    if not math.isfinite(mean_loss):
+        raise TrainingDiverged(f"the training loss became {mean_loss} during the epoch")
+    return {"train_loss": mean_loss, "train_images": seen, "train_seconds": elapsed,
+            "train_images_per_second": seen / elapsed if elapsed > 0 else 0.0, "skipped": skipped}  # fmt: skip
+
+
+@torch.no_grad()
+def predict_logits(
+    model: nn.Module, images: torch.Tensor, settings: StepSettings, tta: bool = False
+) -> dict[str, torch.Tensor]:
+    """Class probabilities per attribute for a uint8 batch already on the device (flip-averaged with `tta`)."""
+    batch = prepare_images(images, settings, generator=None)
+    device = batch.device
+    with autocast(device, settings.amp_dtype):
+        outputs = model(batch)
+    probs = {name: logits.float().softmax(dim=1) for name, logits in outputs.items()}
+    if tta:
+        with autocast(device, settings.amp_dtype):
+            flipped = model(torch.flip(batch, dims=[3]))
+        probs = {name: (probs[name] + logits.float().softmax(dim=1)) / 2 for name, logits in flipped.items()}
+    return probs
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    loader: DataLoader,
+    context: DistributedContext,
+    settings: StepSettings,
+    num_classes: dict[str, int],
+    tta: bool = False,
+) -> tuple[dict[str, AttributePredictions], float, list[tuple[str, str]]]:
+    """Probabilities of every validation image for its own attribute, gathered from all ranks.
+
+    Returns (predictions per attribute, mean loss, skipped images); identical on every rank.
+    """
+    model.eval()
+    device = context.device
+    skipped: list[tuple[str, str]] = []
+    parts: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]] = {a: [] for a in settings.attributes}
+    loss_sum, seen = 0.0, 0
+    for batch in _batches(loader, skipped):
+        images = batch["image"].to(device, non_blocking=True)
+        probs = predict_logits(model, images, settings, tta=tta)
+        attribute_index = batch["attribute_index"]
+        for position, name in enumerate(settings.attributes):
+            rows = (attribute_index == position).nonzero().flatten()
+            if rows.numel() == 0:
+                continue
+            k = num_classes[name]
+            chosen = probs[name][rows.to(device)].cpu().numpy()
+            targets = batch["target"][rows].numpy()
+            maybe = batch["maybe"][rows][:, :k].numpy()
+            parts[name].append((batch["index"][rows].numpy(), chosen, targets, maybe))
+            picked = chosen[np.arange(len(targets)), targets]
+            loss_sum += float(-np.log(np.clip(picked, 1e-12, None)).sum())
+            seen += len(targets)
+    gathered = gather_objects((parts, loss_sum, seen, skipped), context)
+    predictions: dict[str, AttributePredictions] = {}
+    for name in settings.attributes:
+        chunks = [chunk for rank_parts, *_ in gathered for chunk in rank_parts[name]]
+        if not chunks:
+            predictions[name] = AttributePredictions.empty(num_classes[name])
+            continue
+        index = np.concatenate([c[0] for c in chunks])
+        order = np.argsort(index, kind="stable")  # dataset order, whatever the sharding
+        predictions[name] = AttributePredictions(
+            probs=np.concatenate([c[1] for c in chunks])[order],
+            targets=np.concatenate([c[2] for c in chunks])[order],
+            maybe=np.concatenate([c[3] for c in chunks])[order],
+        )
+    total_loss = sum(g[1] for g in gathered)
+    total_seen = sum(g[2] for g in gathered)
+    all_skipped = [item for g in gathered for item in g[3]]
+    return predictions, (total_loss / total_seen if total_seen else float("nan")), all_skipped

@@ -1,0 +1,200 @@
+"""Tables and plots of results: confusion matrices, learning curves, the network x attribute grid.
+
+Plots are drawn on a bare `matplotlib.figure.Figure` (no pyplot, so no global state and no display needed) and
+saved atomically, so a crashed or interrupted run never leaves a half-written image. matplotlib is imported
+inside the plotting functions to keep `import fashionattr.report` cheap for table-only callers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from fashionattr.io import atomic_open
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+
+def markdown_table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
+    """A GitHub-flavoured Markdown table; `|` inside a cell is escaped so it cannot split the cell."""
+    for number, row in enumerate(rows, start=1):
+        if len(row) != len(header):
+            raise ValueError(f"table row {number} has {len(row)} cells but the header has {len(header)}")
+
+    def line(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(str(cell).replace("|", "\\|") for cell in cells) + " |"
+
+    return "\n".join([line(header), "|" + "|".join("---" for _ in header) + "|", *(line(row) for row in rows)]) + "\n"
+
+
+def plot_confusion(confusion: np.ndarray, class_names: Sequence[str], title: str, path: str | Path) -> None:
+    """Confusion matrix with colours normalised per true class (so rare classes stay visible) and raw counts."""
+    from matplotlib.figure import Figure
+
+    confusion = np.asarray(confusion)
+    num_classes = len(class_names)
+    if confusion.shape != (num_classes, num_classes):
+        raise ValueError(f"confusion has shape {confusion.shape} but there are {num_classes} class names")
+    row_totals = confusion.sum(axis=1, keepdims=True)
+    normalised = np.divide(confusion, row_totals, out=np.zeros(confusion.shape), where=row_totals > 0)
+
+    side = max(4.0, 0.6 * num_classes + 2.5)
+    figure = Figure(figsize=(side + 1.0, side), layout="constrained")
+    axes = figure.add_subplot()
+    image = axes.imshow(normalised, cmap="Blues", vmin=0.0, vmax=1.0)
+    figure.colorbar(image, ax=axes, label="share of true class")
+    for row in range(num_classes):
+        for column in range(num_classes):
+            # White text on dark cells, black on light ones, so every count stays readable.
+            colour = "white" if normalised[row, column] > 0.5 else "black"
+            axes.text(column, row, str(int(confusion[row, column])), ha="center", va="center", color=colour, fontsize=8)
+    axes.set_xticks(range(num_classes), labels=list(class_names), rotation=45, ha="right", rotation_mode="anchor")
+    axes.set_yticks(range(num_classes), labels=list(class_names))
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("true")
+    axes.set_title(title)
+    _save(figure, path)
+
+
+def plot_learning_curves(history: Sequence[dict[str, Any]], path: str | Path) -> None:
+    """Two panels per epoch: train/validation loss, and validation accuracy (mean bold, each attribute thin).
+
+    Rows carry `epoch`, `train_loss`, `val_loss` (may be missing or None), `val_mean_accuracy` and
+    `val_accuracy/<attribute>`; accuracies are fractions and are drawn as percentages.
+    """
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(12.0, 4.5), layout="constrained")
+    loss_axes, accuracy_axes = figure.subplots(1, 2)
+    epochs = [row.get("epoch", index + 1) for index, row in enumerate(history)]
+
+    for key, label in (("train_loss", "train"), ("val_loss", "validation")):
+        _plot_series(loss_axes, epochs, [row.get(key) for row in history], label=label, marker="o")
+    attribute_keys = sorted({key for row in history for key in row if key.startswith("val_accuracy/")})
+    for key in attribute_keys:
+        values = [_scaled(row.get(key), 100.0) for row in history]
+        _plot_series(
+            accuracy_axes,
+            epochs,
+            values,
+            label=key.removeprefix("val_accuracy/").removesuffix("_labels"),
+            linewidth=1.0,
+            alpha=0.7,
+        )
+    mean_values = [_scaled(row.get("val_mean_accuracy"), 100.0) for row in history]
+    _plot_series(accuracy_axes, epochs, mean_values, label="mean", linewidth=2.5, color="black", marker="o")
+
+    loss_axes.set(title="loss", xlabel="epoch", ylabel="loss")
+    accuracy_axes.set(title="validation accuracy", xlabel="epoch", ylabel="accuracy (%)")
+    for axes in (loss_axes, accuracy_axes):
+        axes.grid(alpha=0.3)
+        if axes.get_legend_handles_labels()[0]:
+            axes.legend(fontsize=7)
+    _save(figure, path)
+
+
+def plot_grid_bars(table: dict[str, dict[str, float]], path: str | Path, title: str) -> None:
+    """Grouped bars: one group per attribute (outer keys), one bar per network (inner keys), values already in %.
+
+    A network missing from an attribute's row simply has no bar there, so a partly finished grid still plots.
+    """
+    from matplotlib.figure import Figure
+
+    attributes = list(table)
+    networks: list[str] = []
+    for row in table.values():
+        networks.extend(network for network in row if network not in networks)
+    width = 0.8 / max(1, len(networks))
+    figure = Figure(figsize=(max(6.0, 1.2 * len(attributes) + 2.0), 4.5), layout="constrained")
+    axes = figure.add_subplot()
+    positions = np.arange(len(attributes))
+    for index, network in enumerate(networks):
+        values = [_to_float(table[attribute].get(network)) for attribute in attributes]
+        offsets = positions - 0.4 + width * (index + 0.5)
+        bars = axes.bar(offsets, values, width=width, label=network)
+        axes.bar_label(bars, fmt="%.0f", fontsize=7)
+    axes.set_xticks(positions, labels=attributes, rotation=30, ha="right", rotation_mode="anchor")
+    axes.set_ylabel("%")
+    axes.set_ylim(0, 100)
+    axes.set_title(title)
+    axes.grid(axis="y", alpha=0.3)
+    if networks:
+        # Outside the plot area, so no bar is ever hidden behind it.
+        axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    _save(figure, path)
+
+
+def _plot_series(axes: Any, epochs: Sequence[Any], values: Sequence[Any], label: str, **style: Any) -> None:
+    """Plot the points that exist; a series with none (e.g. no validation set) is left out of the legend."""
+    points = [(epoch, float(value)) for epoch, value in zip(epochs, values, strict=True) if value is not None]
+    if points:
+        xs, ys = zip(*points, strict=True)
+        axes.plot(xs, ys, label=label, **style)
+
+
+def _scaled(value: Any, factor: float) -> float | None:
+    return None if value is None else float(value) * factor
+
+
+def _to_float(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+def _save(figure: Figure, path: str | Path) -> None:
+    """Render into a temporary file beside `path`, then rename, so readers never see a partial image."""
+    path = Path(path)
+    image_format = path.suffix.lstrip(".").lower() or "png"
+    with atomic_open(path, "wb") as handle:
+        figure.savefig(handle, format=image_format, dpi=120)
+
+
+def _percent_cell(value: Any) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.1f}"
+
+
+def run_scores_table(schema: Any, scores: dict[str, Any]) -> str:
+    """Markdown table of one run's best scores (a `Scores.to_dict()`): accuracy and AP per attribute, BP, mAP."""
+    rows = []
+    for attribute in schema:
+        entry = scores["attributes"].get(attribute.name)
+        if entry and entry["count"]:
+            rows.append([attribute.short_name, str(entry["count"]), _percent_cell(entry["accuracy"]),
+                         _percent_cell(entry["average_precision"])])  # fmt: skip
+    rows.append(["**BP / mAP**", str(scores["count"]), _percent_cell(scores["basic_precision"]),
+                 _percent_cell(scores["mean_average_precision"])])  # fmt: skip
+    return markdown_table(rows, ["attribute", "val images", "accuracy %", "AP %"])
+
+
+def write_run_report(
+    run_dir: str | Path, schema: Any, history: Sequence[dict[str, Any]], summary: dict[str, Any], scores: dict[str, Any]
+) -> Path:
+    """`report.md` for one run: the score table, learning curves and a confusion matrix per attribute."""
+    from fashionattr.io import atomic_write_text
+
+    run_dir = Path(run_dir)
+    plots = run_dir / "plots"
+    plot_learning_curves(history, plots / "learning_curves.png")
+    lines = [
+        f"# Run report: {summary['arch']} ({summary['layout']})",
+        "",
+        f"Best epoch {summary['best_epoch']} of {summary['epochs_run']} run; validation scores of the best checkpoint.",
+        "",
+        run_scores_table(schema, scores),
+        "![learning curves](plots/learning_curves.png)",
+        "",
+    ]
+    for attribute in schema:
+        entry = scores["attributes"].get(attribute.name)
+        if not entry or not entry["count"]:
+            continue
+        name = f"confusion_{attribute.short_name}.png"
+        plot_confusion(np.asarray(entry["confusion"]), attribute.classes, attribute.short_name, plots / name)
+        lines += [f"## {attribute.short_name}", "", f"![{attribute.short_name} confusion matrix](plots/{name})", ""]
+    path = run_dir / "report.md"
+    atomic_write_text(path, "\n".join(lines))
+    return path
