@@ -195,9 +195,16 @@ def make_loaders(
     return train_loader, val_loader, sampler
 
 
+@dataclass
+class FitResult:
+    summary: dict[str, Any]
+    model: nn.Module
+    """The trained weights of this process (identical on every rank under DDP)."""
+
+
 def fit(config: TrainConfig, attributes: list[str], out: Path, context: DistributedContext,
-        resume: bool = False) -> dict[str, Any]:  # fmt: skip
-    """Train one model on `attributes` into run directory `out`; returns the summary written to summary.json."""
+        resume: bool = False) -> FitResult:  # fmt: skip
+    """Train one model on `attributes` into run directory `out`; the summary is also written to summary.json."""
     from fashionattr.models import create_model
 
     out.mkdir(parents=True, exist_ok=True)
@@ -294,6 +301,11 @@ def fit(config: TrainConfig, attributes: list[str], out: Path, context: Distribu
                   desc=f"epoch {epoch + 1}/{config.epochs}", leave=False) as bar:  # fmt: skip
             stats = train_one_epoch(train_model, optimizer, scheduler, train_loader, context, settings, generator,
                                     scaler=scaler, ema=ema, progress=bar)  # fmt: skip
+        if context.enabled:
+            # Each rank updated its own batch-norm statistics; average them so every rank holds the same model.
+            from timm.utils import distribute_bn
+
+            distribute_bn(model, context.world_size, reduce=True)
         eval_model = ema.module if ema is not None else model
         predictions, val_loss, val_skipped = evaluate(eval_model, val_loader, context, settings, num_classes,
                                                       tta=config.tta)  # fmt: skip
@@ -334,7 +346,7 @@ def fit(config: TrainConfig, attributes: list[str], out: Path, context: Distribu
         writer.close()
     barrier(context)
     summary = finish_run(out, schema, attributes, config, context) if context.is_main else {}
-    return broadcast_object(summary, context)
+    return FitResult(broadcast_object(summary, context), model)
 
 
 def finish_run(out: Path, schema: Schema, attributes: list[str], config: TrainConfig,
@@ -387,14 +399,14 @@ def train(config: TrainConfig, resume: bool = False) -> list[dict[str, Any]]:
         attributes = schema.resolve_names(config.attributes)
         out = Path(config.out)
         if config.layout != "per-attribute":
-            return [fit(config, attributes, out, context, resume=resume)]
+            return [fit(config, attributes, out, context, resume=resume).summary]
         summaries = []
         for name in attributes:
             run_dir = out / schema.attribute(name).short_name
             if (run_dir / "summary.json").is_file() and resume:
                 summaries.append(json.loads((run_dir / "summary.json").read_text(encoding="utf-8")))
                 continue
-            summaries.append(fit(config, [name], run_dir, context, resume=resume))
+            summaries.append(fit(config, [name], run_dir, context, resume=resume).summary)
         return summaries
     finally:
         from fashionattr.distributed import shutdown

@@ -34,11 +34,9 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--size must be at least 16 pixels, got {args.size}")
     interpolation = args.interpolation
     if interpolation is None and args.arch:
-        from fashionattr.models import create_model
+        from fashionattr.models import create_backbone, preprocessing_config
 
-        layout_schema = DatasetLayout.open(args.data).schema
-        model = create_model(args.arch, layout_schema, layout="multitask")
-        interpolation = model.spec["preprocessing"].get("interpolation", "bilinear")
+        interpolation = preprocessing_config(create_backbone(args.arch))["interpolation"]
     interpolation = interpolation or "bilinear"
     layout = DatasetLayout.open(args.data)
     records = read_labels(layout.labels_path, layout.schema)

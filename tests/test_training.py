@@ -1,0 +1,132 @@
+"""Training end to end on synthetic data: learning, checkpoints, resume, run directory contents."""
+
+import json
+
+import pytest
+import torch
+
+import fashionattr.training as training
+from fashionattr.checkpoint import load_checkpoint, model_from_checkpoint
+from fashionattr.cli import main
+from fashionattr.config import resolve_config
+from fashionattr.data.synth import generate_dataset
+from fashionattr.errors import UserError
+
+ATTRIBUTES = ["skirt_length_labels", "neckline_design_labels"]
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synth")
+    generate_dataset(root, per_class=14, size=64, seed=1, progress=False)
+    return root
+
+
+def config(data, out, **overrides):
+    settings = dict(data=str(data), out=str(out), arch="test_resnet", layout="multitask", attributes=ATTRIBUTES,
+                    img_size=48, epochs=2, batch_size=16, workers=0, progress=False, lr=3e-3, deterministic=True)
+    settings.update(overrides)
+    return resolve_config(None, settings)
+
+
+def test_training_learns_and_writes_a_complete_run_directory(dataset, tmp_path):
+    out = tmp_path / "run"
+    [summary] = training.train(config(dataset, out, epochs=6, cache="build"))
+    for name in ("config.yaml", "schema.json", "metrics.csv", "metrics.json", "best.pt", "last.pt", "scores.json",
+                 "summary.json", "report.md", "split.csv", "plots/learning_curves.png",
+                 "plots/confusion_skirt_length.png"):
+        assert (out / name).is_file(), name
+    history = json.loads((out / "metrics.json").read_text())
+    assert [row["epoch"] for row in history] == [1, 2, 3, 4, 5, 6]
+    chance = (1 / 6 + 1 / 10) / 2
+    best = summary["best_metrics"]["val_mean_accuracy"]
+    assert best > chance + 0.2, f"validation accuracy {best:.2f} is not well above chance {chance:.2f}"
+    model, schema, preprocessing, payload = model_from_checkpoint(out)
+    assert payload["attributes"] == ATTRIBUTES and preprocessing.img_size == 48
+    assert schema.names == ATTRIBUTES or set(ATTRIBUTES) <= set(schema.names)
+
+
+def test_refuses_to_overwrite_a_run_without_resume(dataset, tmp_path):
+    out = tmp_path / "run"
+    training.train(config(dataset, out, epochs=1, max_steps_per_epoch=1))
+    with pytest.raises(UserError, match="--resume"):
+        training.train(config(dataset, out, epochs=1))
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_resume_continues_from_the_last_epoch_with_identical_weights(dataset, tmp_path, monkeypatch):
+    straight = tmp_path / "straight"
+    training.train(config(dataset, straight, epochs=3))
+
+    resumed = tmp_path / "resumed"
+    real_save = training.save_checkpoint
+    saves = []
+
+    def save_then_die(path, payload):
+        real_save(path, payload)
+        saves.append(path.name)
+        if path.name == "last.pt" and payload["epoch"] == 1:
+            raise Interrupted
+
+    monkeypatch.setattr(training, "save_checkpoint", save_then_die)
+    with pytest.raises(Interrupted):
+        training.train(config(dataset, resumed, epochs=3))
+    monkeypatch.setattr(training, "save_checkpoint", real_save)
+    assert load_checkpoint(resumed / "last.pt")["epoch"] == 1
+    training.train(config(dataset, resumed, epochs=3), resume=True)
+
+    a, b = load_checkpoint(straight / "last.pt"), load_checkpoint(resumed / "last.pt")
+    assert b["epoch"] == 2
+    assert [r["epoch"] for r in b["history"]] == [1, 2, 3]
+    for key, value in a["train_model"].items():
+        assert torch.equal(value, b["train_model"][key]), key
+
+
+def test_soft_labels_ema_and_per_attribute_layout(dataset, tmp_path):
+    out = tmp_path / "per-attribute"
+    summaries = training.train(config(dataset, out, layout="per-attribute", epochs=1, maybe_weight=0.3,
+                                      ema_decay=0.9, max_steps_per_epoch=2))  # fmt: skip
+    assert [s["attributes"] for s in summaries] == [["skirt_length_labels"], ["neckline_design_labels"]]
+    assert (out / "skirt_length" / "best.pt").is_file() and (out / "neckline_design" / "best.pt").is_file()
+
+
+def test_grouped_layout_trains(dataset, tmp_path):
+    [summary] = training.train(config(dataset, tmp_path / "g", layout="grouped", grouping="design-length", epochs=1,
+                                      max_steps_per_epoch=2))  # fmt: skip
+    spec = load_checkpoint(tmp_path / "g")["spec"]
+    assert spec["groups"] == {"design": ["neckline_design_labels"], "length": ["skirt_length_labels"]}
+    assert summary["epochs_run"] == 1
+
+
+def test_train_and_evaluate_commands(dataset, tmp_path, capsys):
+    out = tmp_path / "cli"
+    code = main(["train", str(dataset), "--out", str(out), "--arch", "test_resnet", "--attributes",
+                 "skirt_length,neckline_design", "--img-size", "32", "--epochs", "1", "--workers", "0",
+                 "--max-steps-per-epoch", "2", "--no-progress"])  # fmt: skip
+    assert code == 0
+    assert main(["evaluate", str(out), "--workers", "0"]) == 0
+    printed = capsys.readouterr().out
+    assert "BP / mAP" in printed
+    scores = json.loads((out / "eval-val" / "scores.json").read_text())
+    assert set(scores["attributes"]) >= set(ATTRIBUTES)
+    assert main(["evaluate", str(out), "--split", "test", "--workers", "0"]) == 0
+    assert (out / "eval-test" / "confusion_skirt_length.png").is_file()
+
+
+def test_bad_settings_are_usage_errors(dataset, tmp_path, capsys):
+    assert main(["train", str(dataset), "--out", str(tmp_path / "x"), "--epochs", "0"]) == 2
+    assert "epochs must be at least 1" in capsys.readouterr().err
+    assert main(["train", str(dataset), "--out", str(tmp_path / "x"), "--arch", "no_such_net"]) == 2
+    (tmp_path / "cfg.yaml").write_text("epochz: 3\n")
+    assert main(["train", str(dataset), "--config", str(tmp_path / "cfg.yaml")]) == 2
+    assert "unknown setting(s) epochz" in capsys.readouterr().err
+
+
+def test_config_file_with_command_line_override(dataset, tmp_path):
+    path = tmp_path / "cfg.yaml"
+    path.write_text(f"data: {dataset}\narch: test_resnet\nepochs: 5\nimg_size: 40\n")
+    resolved = resolve_config(path, {"epochs": 2, "out": str(tmp_path / "o")})
+    assert (resolved.epochs, resolved.img_size, resolved.arch) == (2, 40, "test_resnet")
