@@ -23,8 +23,20 @@ def dataset(tmp_path_factory):
 
 
 def config(data, out, **overrides):
-    settings = dict(data=str(data), out=str(out), arch="test_resnet", layout="multitask", attributes=ATTRIBUTES,
-                    img_size=48, epochs=2, batch_size=16, workers=0, progress=False, lr=3e-3, deterministic=True)
+    settings = dict(
+        data=str(data),
+        out=str(out),
+        arch="test_resnet",
+        layout="multitask",
+        attributes=ATTRIBUTES,
+        img_size=48,
+        epochs=2,
+        batch_size=16,
+        workers=0,
+        progress=False,
+        lr=3e-3,
+        deterministic=True,
+    )
     settings.update(overrides)
     return resolve_config(None, settings)
 
@@ -32,16 +44,27 @@ def config(data, out, **overrides):
 def test_training_learns_and_writes_a_complete_run_directory(dataset, tmp_path):
     out = tmp_path / "run"
     [summary] = training.train(config(dataset, out, epochs=6, cache="build"))
-    for name in ("config.yaml", "schema.json", "metrics.csv", "metrics.json", "best.pt", "last.pt", "scores.json",
-                 "summary.json", "report.md", "split.csv", "plots/learning_curves.png",
-                 "plots/confusion_skirt_length.png"):
+    for name in (
+        "config.yaml",
+        "schema.json",
+        "metrics.csv",
+        "metrics.json",
+        "best.pt",
+        "last.pt",
+        "scores.json",
+        "summary.json",
+        "report.md",
+        "split.csv",
+        "plots/learning_curves.png",
+        "plots/confusion_skirt_length.png",
+    ):
         assert (out / name).is_file(), name
     history = json.loads((out / "metrics.json").read_text())
     assert [row["epoch"] for row in history] == [1, 2, 3, 4, 5, 6]
     chance = (1 / 6 + 1 / 10) / 2
     best = summary["best_metrics"]["val_mean_accuracy"]
     assert best > chance + 0.2, f"validation accuracy {best:.2f} is not well above chance {chance:.2f}"
-    model, schema, preprocessing, payload = model_from_checkpoint(out)
+    _, schema, preprocessing, payload = model_from_checkpoint(out)
     assert payload["attributes"] == ATTRIBUTES and preprocessing.img_size == 48
     assert schema.names == ATTRIBUTES or set(ATTRIBUTES) <= set(schema.names)
 

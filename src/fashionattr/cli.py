@@ -19,7 +19,9 @@ from fashionattr.schema import SchemaError
 # Each module in fashionattr.commands defines `register(subparsers)`, which adds its parser and sets
 # `func` to a callable taking the parsed namespace and returning an exit code. Modules keep heavy
 # imports (torch, timm) inside their functions so `--help` stays instant.
-COMMAND_MODULES = ("synth", "check", "split", "prepare", "train", "evaluate")
+COMMAND_MODULES = (
+    "demo", "synth", "check", "split", "prepare", "train", "evaluate", "grid", "report", "predict", "submit", "export",
+)  # fmt: skip
 
 USER_ERRORS = (UserError, LabelFileError, SplitError, SchemaError, CheckpointError)
 

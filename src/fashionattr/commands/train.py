@@ -13,14 +13,18 @@ def _bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
-def add_training_options(parser: argparse.ArgumentParser) -> None:
-    """Options shared by `train` and `grid`; every default is None so a config file can supply it."""
+def add_training_options(parser: argparse.ArgumentParser, model_choice: bool = True) -> None:
+    """Options shared by `train` and `grid`; every default is None so a config file can supply it.
+
+    `model_choice=False` leaves out --arch and --layout, for `grid`, which takes lists of them instead.
+    """
     model = parser.add_argument_group("model")
-    model.add_argument("--arch", help="resnet50, resnet152, se-resnet50, se-resnet152, vgg19_bn, dpn131, or any timm "
-                       "model name (default resnet50)")  # fmt: skip
-    model.add_argument("--layout", choices=["per-attribute", "multitask", "grouped"],
-                       help="one model per attribute, one backbone with a head per attribute, or one backbone per "
-                       "group (default multitask)")  # fmt: skip
+    if model_choice:
+        model.add_argument("--arch", help="resnet50, resnet152, se-resnet50, se-resnet152, vgg19_bn, dpn131, or any "
+                           "timm model name (default resnet50)")  # fmt: skip
+        model.add_argument("--layout", choices=["per-attribute", "multitask", "grouped"],
+                           help="one model per attribute, one backbone with a head per attribute, or one backbone "
+                           "per group (default multitask)")  # fmt: skip
     model.add_argument("--attributes", help="comma-separated attribute names, or 'all' (default)")
     model.add_argument("--grouping", help="grouping for --layout grouped: upper-lower (default) or design-length")
     model.add_argument("--pretrained", action="store_const", const=True, help="ImageNet weights from the timm hub")

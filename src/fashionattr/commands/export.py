@@ -1,0 +1,47 @@
+"""`fashionattr export CKPT --onnx model.onnx`: one self-contained ONNX file for serving without PyTorch."""
+
+from __future__ import annotations
+
+import argparse
+
+MAX_DIFFERENCE = 1e-3
+"""A larger probability difference between ONNX Runtime and PyTorch means the export is wrong, not rounding."""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "export",
+        help="export a model to ONNX (uint8 images in, probabilities and embedding out)",
+        description="Export a checkpoint, run directory or per-attribute folder to one ONNX file with a dynamic "
+        "batch axis. Input `images`: uint8 letterboxed images (N,3,S,S); normalisation and softmax are inside "
+        "the graph. Outputs: one probability tensor per attribute (named by the attribute) and `embedding`. "
+        "A per-attribute folder becomes one graph holding all its models. Schema, preprocessing and spec are "
+        "stored in the file's metadata, so `fashionattr predict model.onnx ...` needs nothing else.",
+    )
+    parser.add_argument("checkpoint", metavar="CKPT", help="checkpoint, run directory or per-attribute folder")
+    parser.add_argument("--onnx", required=True, metavar="FILE", help="ONNX file to write (must end in .onnx)")
+    parser.add_argument("--opset", type=int, help="ONNX opset version (default 17)")
+    parser.add_argument("--no-verify", action="store_true",
+                        help="skip comparing ONNX Runtime with PyTorch on random images after export")  # fmt: skip
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import sys
+
+    from fashionattr.export import DEFAULT_OPSET, export_onnx
+
+    opset = args.opset or DEFAULT_OPSET
+    result = export_onnx(args.checkpoint, args.onnx, opset=opset, verify=not args.no_verify)
+    inputs = ", ".join(f"{item['name']} uint8 (N,3,{item['img_size']},{item['img_size']})" for item in result.inputs)
+    print(f"wrote {result.path} ({result.size_bytes / 1e6:.1f} MB, opset {opset})")
+    print(f"  inputs:  {inputs}")
+    print(f"  outputs: {', '.join(result.attributes)}, embedding ({result.embedding_size})")
+    if result.max_difference is not None:
+        print(f"  largest probability difference from PyTorch on random images: {result.max_difference:.2e}")
+        if result.max_difference > MAX_DIFFERENCE:
+            message = (f"ONNX Runtime disagrees with PyTorch by {result.max_difference:.2e} (over {MAX_DIFFERENCE:g}); "
+                       f"do not serve {result.path}; try another --opset")  # fmt: skip
+            print(f"fashionattr export: error: {message}", file=sys.stderr)
+            return 1
+    return 0

@@ -1,0 +1,98 @@
+"""`fashionattr grid DATA`: the seed study's comparison, every architecture on every attribute, on one split."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+
+from fashionattr.commands.train import add_training_options
+
+# Arguments of `grid` itself, left out of the recorded command: `--shard` picks the machine's share, not the grid.
+_NOT_RECORDED = {"func", "command", "data", "shard"}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "grid",
+        help="train the architecture x attribute comparison grid and tabulate it",
+        description="Train every architecture in --archs on every attribute (per-attribute layout: one model per "
+        "attribute, as the seed study did) and, for other --layouts, one model per architecture; all on one "
+        "stratified split. Each cell is a run directory under OUT/<layout>/<arch>[/<attribute>]. Finished cells "
+        "are skipped on a rerun and interrupted ones resumed; a failing cell is recorded in OUT/failures.json and "
+        "the grid goes on (exit code 1 at the end). OUT/results.md, results.csv and results.png hold the table: "
+        "attributes as rows, networks as columns, best validation accuracy in %, BP and mAP.",
+    )
+    parser.add_argument("data", nargs="?", help="dataset root (or give `data:` in --config)")
+    parser.add_argument("--archs", help="comma-separated networks, study names or timm names (default: the study's "
+                        "resnet50,resnet152,se-resnet50,se-resnet152,vgg19_bn,dpn131)")  # fmt: skip
+    parser.add_argument("--layouts", default="per-attribute",
+                        help="comma-separated layouts, each a column group: per-attribute (default), multitask, "
+                        "grouped")  # fmt: skip
+    parser.add_argument("--out", default="runs/grid", help="grid folder, shared by all shards (default runs/grid)")
+    parser.add_argument("--shard", metavar="K/N",
+                        help="run only cells K, K+N, K+2N, ... (1-based), so N machines sharing OUT split the "
+                        "work; then `fashionattr report OUT` once all are done")  # fmt: skip
+    add_training_options(parser, model_choice=False)
+    parser.set_defaults(func=run)
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The grid's options in canonical form, without --shard: the command that reproduces the whole table."""
+    parts = ["fashionattr", "grid", *([args.data] if args.data else [])]
+    for key, value in vars(args).items():
+        if key in _NOT_RECORDED or value is None:
+            continue
+        option = "--" + key.replace("_", "-")
+        if key == "progress":
+            parts += [] if value else ["--no-progress"]
+        elif key == "channels_last":
+            parts += [option, str(value).lower()]
+        elif value is True:
+            parts.append(option)
+        else:
+            parts += [option, str(value)]
+    return shlex.join(parts)
+
+
+def run(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+    from pathlib import Path
+
+    from fashionattr import experiments
+    from fashionattr.config import resolve_config
+    from fashionattr.data.layout import DatasetLayout
+    from fashionattr.errors import UserError
+    from fashionattr.models import STUDY_ARCHS
+    from fashionattr.report import markdown_table
+
+    shard = experiments.parse_shard(args.shard)
+    layouts = experiments.parse_list(args.layouts, "layouts")
+    experiments.check_layouts(layouts)
+    archs = experiments.parse_list(args.archs or STUDY_ARCHS, "architectures")
+    experiments.check_archs(archs)
+    base = resolve_config(args.config, {key: value for key, value in vars(args).items() if key != "out"})
+    schema = DatasetLayout.open(base.data).schema
+    try:
+        schema = schema.subset(schema.resolve_names(base.attributes))
+    except KeyError as exc:
+        raise UserError(f"--attributes: {exc.args[0]}") from None
+    if not len(schema):
+        raise UserError("--attributes selects no attribute; give names such as coat_length,pant_length or 'all'")
+
+    grid_dir = Path(args.out)
+    grid_dir.mkdir(parents=True, exist_ok=True)
+    base = replace(base, split_file=experiments.resolve_split(base, grid_dir))
+    experiments.write_spec(grid_dir, experiments.GridSpec(base.data, archs, layouts, schema, command_line(args)))
+    cells = experiments.plan_cells(grid_dir, archs, layouts, list(schema), shard)
+    print(f"grid {grid_dir}: {len(cells)} cell(s){f' (shard {args.shard})' if shard else ''}, split {base.split_file}")
+    failed = experiments.run_grid(grid_dir, cells, base)
+
+    results = experiments.collect_results(grid_dir)
+    path = experiments.write_results(grid_dir, results)
+    print()
+    print(markdown_table(results.rows(experiments.MISSING_MD), ["attribute", *results.columns]))
+    print(f"wrote {path}, {grid_dir / experiments.RESULTS_CSV} and {grid_dir / experiments.RESULTS_PNG}")
+    if failed:
+        print(f"{len(failed)} cell(s) failed: {', '.join(failed)}; see {grid_dir / experiments.FAILURES_NAME}")
+        return 1
+    return 0

@@ -1,0 +1,52 @@
+"""`fashionattr report DIR`: rebuild a grid's result table and chart, or one run's report, from the files alone."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "report",
+        help="rebuild the results of a grid folder or the report of a run directory",
+        description="Given a grid folder (holds grid.json), rebuild results.md, results.csv and results.png from "
+        "the finished cells, e.g. after shards on several machines are done. Given a finished run directory "
+        "(holds summary.json), rebuild its report.md and plots.",
+    )
+    parser.add_argument("folder", help="grid folder or run directory")
+    parser.set_defaults(func=run)
+
+
+def rebuild_run_report(run_dir: Path) -> Path:
+    """report.md and plots of a finished run, from its summary, per-epoch metrics, best scores and schema."""
+    from fashionattr.errors import UserError
+    from fashionattr.report import write_run_report
+    from fashionattr.schema import load_schema
+
+    try:
+        summary, history, scores = (json.loads((run_dir / name).read_text(encoding="utf-8"))
+                                    for name in ("summary.json", "metrics.json", "scores.json"))  # fmt: skip
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UserError(f"{run_dir}: cannot read the run's results ({exc})") from None
+    schema = load_schema(run_dir / "schema.json").subset(summary["attributes"])
+    return write_run_report(run_dir, schema, history, summary, scores)
+
+
+def run(args: argparse.Namespace) -> int:
+    from fashionattr import experiments
+    from fashionattr.errors import UserError
+    from fashionattr.report import markdown_table
+
+    folder = Path(args.folder)
+    if (folder / "summary.json").is_file():
+        print(f"wrote {rebuild_run_report(folder)}")
+        return 0
+    if not (folder / experiments.MANIFEST_NAME).is_file():
+        raise UserError(f"{folder}: neither a finished run (no summary.json) nor a grid folder (no grid.json)")
+    results = experiments.collect_results(folder)
+    path = experiments.write_results(folder, results)
+    print(markdown_table(results.rows(experiments.MISSING_MD), ["attribute", *results.columns]))
+    print(f"wrote {path}, {folder / experiments.RESULTS_CSV} and {folder / experiments.RESULTS_PNG}")
+    return 0

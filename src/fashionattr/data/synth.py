@@ -1,0 +1,196 @@
+"""Synthetic garment data in FashionAI's layout and schema: the project's built-in demo and test data.
+
+Real FashionAI images cannot be shipped, so the generator draws figures whose labelled part shows the class
+(see :mod:`fashionattr.data.synth_scenes`) and writes them exactly as FashionAI lays them out. Each image has
+its own random generator seeded from (seed, attribute, class, index), so parallel and serial runs agree
+byte for byte, and growing `per_class` keeps the images already made.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from fashionattr.data.labels import ANSWERS_RELPATH, LABELS_RELPATH, QUESTIONS_RELPATH, LabelRecord, format_rows
+from fashionattr.data.synth_scenes import render
+from fashionattr.io import atomic_write_text
+from fashionattr.schema import FASHIONAI
+
+__all__ = ["draw_preview", "generate_dataset", "render_sample"]
+
+
+def render_sample(
+    attribute: str, target: int, rng: np.random.Generator, size: int = 512
+) -> tuple[Image.Image, tuple[int, ...]]:
+    """Draw one RGB image whose `attribute` shows class `target`.
+
+    Returns the image and the class indices marked 'm' (maybe): set when the sample is drawn part-way towards a
+    neighbouring class.
+    """
+    attr = FASHIONAI.attribute(attribute)
+    if not 0 <= target < attr.num_classes:
+        raise ValueError(f"{attr.name} has classes 0..{attr.num_classes - 1}; got target {target}")
+    if size < 16:
+        raise ValueError(f"image size must be at least 16 pixels, got {size}")
+    return render(attr, target, rng, size)
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One image to make: which attribute and class, its index in the class, and where it goes."""
+
+    attr_index: int
+    target: int
+    index: int
+    test: bool
+
+
+def _image_name(seed: int, attribute: str, target: int, index: int) -> str:
+    return hashlib.sha1(f"{seed}/{attribute}/{target}/{index}".encode()).hexdigest()[:32]
+
+
+def _image_rng(seed: int, job: _Job) -> np.random.Generator:
+    return np.random.default_rng([seed, job.attr_index, job.target, job.index])
+
+
+def _make_image(args: tuple[str, int, int, _Job]) -> tuple[_Job, str, tuple[int, ...]]:
+    """Draw, encode and atomically write one image; runs in a worker process."""
+    root, size, seed, job = args
+    attr = FASHIONAI.attributes[job.attr_index]
+    rng = _image_rng(seed, job)
+    image, maybe = render_sample(attr.name, job.target, rng, size)
+    rel = f"Images/{attr.name}/{_image_name(seed, attr.name, job.target, job.index)}.jpg"
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=int(rng.integers(70, 96)))
+    path = Path(root) / rel
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(buffer.getvalue())
+    os.replace(tmp, path)
+    return job, rel, maybe
+
+
+def _jobs(per_class: int, test_fraction: float) -> list[_Job]:
+    n_test = int(per_class * test_fraction + 0.5)
+    return [
+        _Job(a, c, k, test=k >= per_class - n_test)
+        for a, attr in enumerate(FASHIONAI.attributes)
+        for c in range(attr.num_classes)
+        for k in range(per_class)
+    ]
+
+
+def generate_dataset(
+    out: str | Path,
+    per_class: int = 40,
+    size: int = 512,
+    seed: int = 0,
+    test_fraction: float = 0.1,
+    workers: int | None = None,
+    progress: bool = True,
+) -> dict:
+    """Write a FashionAI-layout dataset; returns a summary dict (counts per attribute, m rate, paths)."""
+    if per_class < 1:
+        raise ValueError(f"per_class must be at least 1, got {per_class}")
+    if not 0.0 <= test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be in [0, 1), got {test_fraction}")
+    if int(per_class * test_fraction + 0.5) >= per_class:
+        raise ValueError(f"test_fraction {test_fraction} leaves no training image of {per_class} per class")
+    if size < 16:
+        raise ValueError(f"image size must be at least 16 pixels, got {size}")
+    from tqdm import tqdm
+
+    start = time.perf_counter()
+    root = Path(out)
+    for attr in FASHIONAI:
+        (root / "Images" / attr.name).mkdir(parents=True, exist_ok=True)
+    jobs = _jobs(per_class, test_fraction)
+    tasks = [(str(root), size, seed, job) for job in jobs]
+    workers = max(1, workers if workers is not None else (os.cpu_count() or 1))
+    results: list[tuple[_Job, str, tuple[int, ...]]] = []
+    with tqdm(total=len(tasks), desc="synth", unit="img", disable=not progress) as bar:
+        if workers == 1:
+            for task in tasks:
+                results.append(_make_image(task))
+                bar.update()
+        else:
+            with ProcessPoolExecutor(max_workers=workers) as pool:
+                for result in pool.map(_make_image, tasks, chunksize=16):
+                    results.append(result)
+                    bar.update()
+    train = [
+        LabelRecord(rel, FASHIONAI.attributes[j.attr_index].name, j.target, m) for j, rel, m in results if not j.test
+    ]
+    test = [LabelRecord(rel, FASHIONAI.attributes[j.attr_index].name, j.target, m) for j, rel, m in results if j.test]
+    atomic_write_text(root / LABELS_RELPATH, format_rows(train, FASHIONAI))
+    atomic_write_text(root / ANSWERS_RELPATH, format_rows(test, FASHIONAI))
+    questions = [LabelRecord(r.path, r.attribute, -1) for r in test]
+    atomic_write_text(root / QUESTIONS_RELPATH, format_rows(questions, FASHIONAI))
+    per_attribute = {
+        attr.name: {
+            "train": sum(r.attribute == attr.name for r in train),
+            "test": sum(r.attribute == attr.name for r in test),
+        }
+        for attr in FASHIONAI
+    }
+    return {
+        "root": str(root),
+        "images": len(results),
+        "train": len(train),
+        "test": len(test),
+        "per_attribute": per_attribute,
+        "m_rate": sum(bool(r.maybe) for r in train) / max(1, len(train)),
+        "labels": str(root / LABELS_RELPATH),
+        "questions": str(root / QUESTIONS_RELPATH),
+        "answers": str(root / ANSWERS_RELPATH),
+        "size": size,
+        "seed": seed,
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, OSError):  # Pillow without FreeType: the fixed bitmap font
+        return ImageFont.load_default()
+
+
+def draw_preview(out_png: str | Path, per_class: int = 2, size: int = 160, seed: int = 0) -> None:
+    """Contact sheet: every class of every attribute, labelled with attribute and class name."""
+    if per_class < 1 or size < 16:
+        raise ValueError("draw_preview needs per_class >= 1 and size >= 16")
+    columns = max(FASHIONAI.num_classes)
+    caption, title, gap = 14 + size // 16, 22, 6
+    band = title + caption + per_class * (size + gap)
+    sheet = Image.new("RGB", (columns * (size + gap) + gap, len(FASHIONAI) * band + gap), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    title_font, caption_font = _font(16), _font(max(9, min(13, size // 12)))
+    for a, attr in enumerate(FASHIONAI.attributes):
+        y0 = a * band + gap
+        draw.text((gap, y0), attr.name, fill=(0, 0, 0), font=title_font)
+        for c, class_name in enumerate(attr.classes):
+            x = gap + c * (size + gap)
+            draw.text((x, y0 + title), f"{c} {class_name}", fill=(40, 40, 120), font=caption_font)
+            for k in range(per_class):
+                job = _Job(a, c, k, test=False)
+                image, maybe = render_sample(attr.name, c, _image_rng(seed, job), size)
+                image.thumbnail((size, size))
+                y = y0 + title + caption + k * (size + gap)
+                sheet.paste(image, (x + (size - image.width) // 2, y))
+                if maybe:
+                    draw.text((x + 3, y + 2), "m:" + ",".join(map(str, maybe)), fill=(220, 0, 0), font=caption_font)
+    out_png = Path(out_png)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    sheet.save(buffer, format="PNG")
+    from fashionattr.io import atomic_write_bytes
+
+    atomic_write_bytes(out_png, buffer.getvalue())

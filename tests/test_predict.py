@@ -1,0 +1,160 @@
+"""`fashionattr predict` and the Predictor behind it: formats, corrupt files, thresholds, TTA, per-attribute folders."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+
+from conftest import PER_ATTRIBUTE, TrainedRun
+from fashionattr.cli import main
+from fashionattr.data.images import ImageError
+from fashionattr.errors import UserError
+from fashionattr.inference import Predictor
+from fashionattr.schema import FASHIONAI
+
+QUICK = ["--workers", "0", "--batch-size", "2"]
+GOOD_IMAGES = 3
+
+
+@pytest.fixture
+def image_folder(trained_run: TrainedRun, tmp_path: Path) -> Path:
+    """Three real images (one in a sub-folder, found recursively) and a corrupt `broken.jpg`."""
+    folder = tmp_path / "photos"
+    (folder / "more").mkdir(parents=True)
+    sources = sorted((trained_run.data / "Images" / "coat_length_labels").glob("*.jpg"))[:GOOD_IMAGES]
+    for index, source in enumerate(sources):
+        shutil.copy(source, (folder / "more" if index == 0 else folder) / source.name)
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a JPEG")
+    return folder
+
+
+def read_json(text: str) -> list[dict]:
+    return json.loads(text)
+
+
+def test_json_predicts_every_image_and_reports_the_corrupt_one(trained_run, image_folder, capsys):
+    code = main(["predict", str(trained_run.run), str(image_folder), "--format", "json", *QUICK])
+    out, err = capsys.readouterr()
+    assert code == 1
+    entries = read_json(out)
+    assert len(entries) == GOOD_IMAGES + 1
+    errors = [e for e in entries if "error" in e]
+    assert [Path(e["source"]).name for e in errors] == ["broken.jpg"]
+    assert "broken.jpg" in err
+    for entry in (e for e in entries if "error" not in e):
+        assert list(entry["attributes"]) == FASHIONAI.names
+        for name, answer in entry["attributes"].items():
+            classes = FASHIONAI.attribute(name).classes
+            assert answer["value"] == classes[answer["index"]]
+            assert list(answer["probabilities"]) == list(classes)
+            assert math.isclose(sum(answer["probabilities"].values()), 1.0, abs_tol=1e-5)
+            assert answer["confidence"] == max(answer["probabilities"].values())
+
+
+def test_csv_to_a_file_with_top_k_and_selected_attributes(trained_run, image_folder, tmp_path, capsys):
+    out_file = tmp_path / "tags.csv"
+    code = main(["predict", str(trained_run.checkpoint), str(image_folder), "--output", str(out_file), "--top-k", "2",
+                 "--attributes", "coat_length,sleeve_length_labels", *QUICK])  # fmt: skip
+    assert code == 1
+    assert f"wrote {GOOD_IMAGES + 1} prediction(s)" in capsys.readouterr().err
+    rows = list(csv.DictReader(out_file.open(newline="")))
+    assert list(rows[0]) == ["path", "attribute", "value", "confidence", "probabilities", "error"]
+    good = [r for r in rows if not r["error"]]
+    assert len(good) == GOOD_IMAGES * 2
+    assert {r["attribute"] for r in good} == {"coat_length_labels", "sleeve_length_labels"}
+    for row in good:
+        probabilities = json.loads(row["probabilities"])
+        assert len(probabilities) == 2 and row["value"] == max(probabilities, key=probabilities.get)
+        assert float(row["confidence"]) == pytest.approx(max(probabilities.values()), abs=1e-6)
+    [bad] = [r for r in rows if r["error"]]
+    assert bad["path"].endswith("broken.jpg") and bad["error"]
+
+
+def test_table_is_aligned_and_shows_errors(trained_run, image_folder, capsys):
+    code = main(["predict", str(trained_run.run), str(image_folder), "--format", "table", *QUICK])
+    out, err = capsys.readouterr()
+    assert code == 1 and "broken.jpg" in err
+    lines = out.splitlines()
+    assert sum(1 for line in lines if line.strip().startswith("error:")) == 1
+    attribute_lines = [line for line in lines if line.startswith("  ") and "error:" not in line]
+    assert len(attribute_lines) == GOOD_IMAGES * len(FASHIONAI)
+    # The confidence column ends at the same place on every line, across images.
+    assert len({line.index("%") for line in attribute_lines}) == 1
+    assert "tqdm" not in err and "img/s" not in err  # no progress bar for a table on stdout
+
+
+def test_min_confidence_above_one_makes_everything_uncertain(trained_run, image_folder, capsys):
+    code = main(["predict", str(trained_run.run), str(image_folder / "more"), "--format", "jsonl",
+                 "--min-confidence", "1.01", *QUICK])  # fmt: skip
+    out, _ = capsys.readouterr()
+    assert code == 0
+    [entry] = [json.loads(line) for line in out.splitlines()]
+    assert all(a["value"] is None and a["uncertain"] for a in entry["attributes"].values())
+
+    main(["predict", str(trained_run.run), str(image_folder / "more"), "--min-confidence", "1.01", *QUICK])
+    table = capsys.readouterr().out
+    assert table.count("uncertain") == len(FASHIONAI)
+
+
+def test_tta_averages_the_image_and_its_mirror(trained_run, image_folder, capsys):
+    image = Image.open(next(image_folder.glob("*.jpg"))).convert("RGB")
+    plain = Predictor.from_path(trained_run.run, device="cpu")
+    both = plain.predict_images([image, ImageOps.mirror(image)])
+    [averaged] = Predictor.from_path(trained_run.run, device="cpu", tta=True).predict_images([image])
+    for name, result in averaged.attributes.items():
+        expected = (np.array(list(both[0].attributes[name].probabilities.values()))
+                    + np.array(list(both[1].attributes[name].probabilities.values()))) / 2  # fmt: skip
+        np.testing.assert_allclose(list(result.probabilities.values()), expected, atol=1e-5)
+
+    code = main(["predict", str(trained_run.run), str(image_folder / "more"), "--tta", "--format", "json", *QUICK])
+    assert code == 0 and len(read_json(capsys.readouterr().out)) == 1
+
+
+def test_per_attribute_folder_predicts_as_one_model(trained_per_attribute_run, image_folder, capsys):
+    folder = trained_per_attribute_run.run
+    code = main(["predict", str(folder), str(image_folder), "--format", "json", *QUICK])
+    assert code == 1
+    entries = [e for e in read_json(capsys.readouterr().out) if "error" not in e]
+    assert len(entries) == GOOD_IMAGES
+    assert all(list(e["attributes"]) == PER_ATTRIBUTE for e in entries)
+
+    # Each attribute's answer is exactly what its own run directory says.
+    images = [Image.open(e["source"]).convert("RGB") for e in entries]
+    for name in PER_ATTRIBUTE:
+        single = Predictor.from_path(folder / FASHIONAI.attribute(name).short_name, device="cpu")
+        for entry, prediction in zip(entries, single.predict_images(images), strict=True):
+            expected = list(prediction.attributes[name].probabilities.values())
+            np.testing.assert_allclose(list(entry["attributes"][name]["probabilities"].values()), expected, atol=1e-6)
+
+
+def test_embeddings_are_unit_length_and_do_not_change_probabilities(trained_per_attribute_run, image_folder):
+    predictor = Predictor.from_path(trained_per_attribute_run.run, device="cpu")
+    paths = sorted(image_folder.rglob("*.jpg"))
+    with_embedding = list(predictor.predict_paths(paths, batch_size=2, workers=0, embed=True))
+    without = list(predictor.predict_paths(paths, batch_size=2, workers=0))
+    for a, b in zip(with_embedding, without, strict=True):
+        if isinstance(a, ImageError):
+            assert a.reason == b.reason
+            continue
+        assert a.embedding is not None and a.embedding.ndim == 1
+        assert np.linalg.norm(a.embedding) == pytest.approx(1.0, abs=1e-5)
+        assert a.attributes["coat_length_labels"].probabilities == b.attributes["coat_length_labels"].probabilities
+
+
+def test_usage_errors_exit_2(trained_run, trained_per_attribute_run, tmp_path, capsys):
+    assert main(["predict", str(trained_run.run), str(tmp_path), *QUICK]) == 2
+    assert "no image files" in capsys.readouterr().err
+    (tmp_path / "a.jpg").write_bytes(b"x")
+    assert main(["predict", str(trained_run.run), str(tmp_path), "--attributes", "hat_colour", *QUICK]) == 2
+    assert "hat_colour" in capsys.readouterr().err
+    predictor = Predictor.from_path(trained_per_attribute_run.run, device="cpu")
+    assert predictor.with_attributes("coat_length").attributes == ["coat_length_labels"]
+    with pytest.raises(UserError, match="does not predict skirt_length_labels"):
+        predictor.with_attributes(["skirt_length", "coat_length"])
