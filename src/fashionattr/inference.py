@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,7 +113,7 @@ class _ImageFiles(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         path = self.paths[index]
         try:
-            with open_image(path) as image:
+            with open_image(path, target_size=max(size for size, _ in self.sizes)) as image:
                 return {"index": index, "images": [to_chw_tensor(letterbox(image, s, i)) for s, i in self.sizes]}
         except ImageError as exc:
             return {"index": index, "error": exc.reason}
@@ -355,6 +356,9 @@ class Predictor:
         paths = [str(p) for p in paths]
         if not paths:
             return
+        # Workers decode the next batches while the model runs the current one; a worker beyond the batches
+        # after the first has nothing to overlap, and starting one costs more than decoding a small batch.
+        workers = min(workers, math.ceil(len(paths) / batch_size) - 1)
         loader = DataLoader(_ImageFiles(paths, self.sizes), batch_size=batch_size, num_workers=workers,
                             collate_fn=_collate, pin_memory=self.device.type == "cuda")  # fmt: skip
         for items in loader:

@@ -74,7 +74,7 @@ class ImageCache:
 def _load_one(args: tuple[str, int, str]) -> np.ndarray | str:
     path, size, interpolation = args
     try:
-        with open_image(path) as image:
+        with open_image(path, target_size=size) as image:
             return letterbox(image, size, interpolation)
     except ImageError as exc:
         return exc.reason

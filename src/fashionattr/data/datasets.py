@@ -52,7 +52,7 @@ class LabelledImages(Dataset):
                 return to_chw_tensor(self.cache.get(record.path))
             if record.path in self.cache.bad:
                 raise ImageError(self.root / record.path, self.cache.bad[record.path])
-        with open_image(self.root / record.path) as image:
+        with open_image(self.root / record.path, target_size=self.img_size) as image:
             return to_chw_tensor(letterbox(image, self.img_size, self.interpolation))
 
     def __getitem__(self, index: int) -> dict[str, Any]:

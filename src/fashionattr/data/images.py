@@ -8,6 +8,7 @@ upright 8-bit RGB and refuses the rest with an :class:`ImageError` that names th
 from __future__ import annotations
 
 import io
+import math
 import warnings
 from pathlib import Path
 
@@ -45,8 +46,22 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def open_image(source: str | Path | bytes, name: str | None = None) -> Image.Image:
-    """Decode `source` (a path or the file's bytes) to upright RGB, or raise :class:`ImageError`."""
+def _draft(image: Image.Image, target_size: int) -> None:
+    """Ask the JPEG decoder for the smallest DCT scale whose longer side is still at least `target_size`."""
+    width, height = image.size
+    scale = target_size / max(width, height)
+    if scale <= 0.5:  # the decoder scales by 1/2 at least
+        image.draft(image.mode, (math.ceil(width * scale), math.ceil(height * scale)))
+
+
+def open_image(source: str | Path | bytes, name: str | None = None, target_size: int | None = None) -> Image.Image:
+    """Decode `source` (a path or the file's bytes) to upright RGB, or raise :class:`ImageError`.
+
+    With `target_size` (the longer side the caller will shrink the image to), a JPEG may be decoded at 1/2, 1/4
+    or 1/8 scale in the DCT domain, about twice as fast for a 512 px photo bound for 224, while its longer side
+    stays at least `target_size`. This must happen before the pixels are loaded, so it cannot be left to the
+    caller.
+    """
     label = name or (str(source) if not isinstance(source, bytes) else "<upload>")
     try:
         if isinstance(source, bytes):
@@ -67,6 +82,8 @@ def open_image(source: str | Path | bytes, name: str | None = None) -> Image.Ima
                     )
                 if max(width, height) > MAX_ASPECT_RATIO * max(1, min(width, height)):
                     raise ImageError(label, f"size {width}x{height} is too elongated to hold a garment")
+                if target_size is not None and image.format == "JPEG":
+                    _draft(image, target_size)
                 image.load()
                 image = ImageOps.exif_transpose(image) or image
                 return _to_rgb(image)

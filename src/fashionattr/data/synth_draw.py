@@ -229,7 +229,7 @@ class Canvas:
     def line_width(self, units: float) -> int:
         return max(1, round(units * self.scale * self.ss))
 
-    def background(self, rng: np.random.Generator, top: RGB, bottom: RGB | None = None) -> None:
+    def background(self, top: RGB, bottom: RGB | None = None) -> None:
         w, h = self.image.size
         if bottom is None:
             self.draw.rectangle((0, 0, w, h), fill=top)

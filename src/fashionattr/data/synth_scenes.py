@@ -35,7 +35,7 @@ from fashionattr.data.synth_draw import (
 )
 from fashionattr.schema import Attribute
 
-AMBIGUOUS_RATE = 0.045
+AMBIGUOUS_RATE = 0.04
 """Chance that a sample is drawn between its class and a neighbour, which is then marked `m` (maybe)."""
 
 # Hem heights (body units, floor = 1) and sleeve ends (distance along the arm), keyed by class name.
@@ -132,7 +132,7 @@ def new_scene(rng: np.random.Generator, size: int, framing: str) -> Scene:
     canvas = Canvas(width, height, scale, pivot, pivot_px, angle, supersample=2 if size <= 256 else 1)
     look = fig.Look(skin=skin_colour(rng), hair=hair_colour(rng), background=background_colour(rng))
     gradient = shade(look.background, rng.uniform(0.7, 1.2)) if rng.random() < 0.4 else None
-    canvas.background(rng, look.background, gradient)
+    canvas.background(look.background, gradient)
     if framing == "full" and rng.random() < 0.4:
         canvas.fill([[(-3.0, 0.995), (3.0, 0.995), (3.0, 3.0), (-3.0, 3.0)]], shade(look.background, 0.85), False)
     sc = Scene(canvas, fig.Body.random(rng), look, rng, framing == "closeup", int(rng.integers(3)))
@@ -494,11 +494,11 @@ def lapel_scene(sc: Scene, attr: Attribute, target: int) -> tuple[int, ...]:
     top = (0.036, fig.NECK_BASE - 0.012)
     if name == "Notched":
         notch = lerp(1.0, 0.0, t)
-        lapel = [(0.0, brk), (0.068, 0.245), (0.068 - 0.024 * notch, 0.238 - 0.004 * notch), (0.062, 0.214),
+        lapel = [(0.0, brk), (0.072, 0.25), (0.072 - 0.032 * notch, 0.24 - 0.006 * notch), (0.066, 0.212),
                  top, (0.03, fig.NECK_BASE + 0.003)]  # fmt: skip
     elif name in ("Shawl Collar", "Plus Size Shawl", "Collarless"):
-        bulge = {"Shawl Collar": lerp(0.075, 0.14, t), "Plus Size Shawl": lerp(0.14, 0.075, t),
-                 "Collarless": lerp(0.0, 0.075, t)}[name]  # fmt: skip
+        bulge = {"Shawl Collar": lerp(0.07, 0.16, t), "Plus Size Shawl": lerp(0.16, 0.07, t),
+                 "Collarless": lerp(0.0, 0.07, t)}[name]  # fmt: skip
         if bulge < 0.02:
             lapel = []
         else:
@@ -517,8 +517,8 @@ def lapel_scene(sc: Scene, attr: Attribute, target: int) -> tuple[int, ...]:
 
 def bezier(p0: tuple[float, float], p1: tuple[float, float], p2: tuple[float, float], n: int = 14) -> Poly:
     ts = np.linspace(0, 1, n)
-    return [((1 - u) ** 2 * p0[0] + 2 * (1 - u) * u * p1[0] + u**2 * p2[0],
-             (1 - u) ** 2 * p0[1] + 2 * (1 - u) * u * p1[1] + u**2 * p2[1]) for u in ts]  # fmt: skip
+    weights = [((1 - u) ** 2, 2 * (1 - u) * u, u**2) for u in ts]
+    return [(a * p0[0] + b * p1[0] + c * p2[0], a * p0[1] + b * p1[1] + c * p2[1]) for a, b, c in weights]
 
 
 def neck_scene(sc: Scene, attr: Attribute, target: int) -> tuple[int, ...]:
@@ -549,13 +549,14 @@ def neck_scene(sc: Scene, attr: Attribute, target: int) -> tuple[int, ...]:
             sc.canvas.lines([(float(x), top + 0.01), (float(x) * 1.05, base - 0.006)], paint.edge, 0.002)
     elif name == "Draped Collar":
         depth = float(sc.rng.uniform(0.0, 0.02))
-        edge = fig.symmetric_edge([(0.118, fig.SHOULDER), *ellipse(0.0, fig.NECK_BASE - 0.005, 0.058, 0.045 + depth,
-                                                                     start=0, end=90, n=9)])  # fmt: skip
+        opening = ellipse(0.0, fig.NECK_BASE - 0.005, 0.058, 0.045 + depth, start=0, end=90, n=9)
+        edge = fig.symmetric_edge([(0.118, fig.SHOULDER), *opening])
         draw_neck_top(sc, paint, edge, end, 0.7)
         for i, (rx, ry) in enumerate(((0.062, 0.07), (0.066, 0.095), (0.07, 0.12))):
             arc = ellipse(0.0, fig.NECK_BASE - 0.005, rx, ry + depth, start=10, end=170, n=16)
-            sc.canvas.lines(arc, shade(paint.colour, 0.6 if i % 2 == 0 else 0.75) if sum(paint.colour) > 150
-                            else shade(paint.colour, 1.6), 0.006)  # fmt: skip
+            # folds read as darker lines on light cloth and lighter ones on dark cloth
+            light = sum(paint.colour) > 150
+            sc.canvas.lines(arc, shade(paint.colour, (0.6, 0.75)[i % 2] if light else 1.6), 0.006)
     else:
         raise AssertionError(f"no drawing for neck class {name!r}")
     draw_prop(sc)

@@ -50,13 +50,13 @@ class Preprocessing:
 
 
 def letterbox(image: Image.Image, size: int, interpolation: str = "bilinear") -> np.ndarray:
-    """Resize the longer side to `size`, centre on a `size` x `size` canvas; returns HWC uint8."""
+    """Resize the longer side to `size`, centre on a `size` x `size` canvas; returns HWC uint8.
+
+    Decode with `open_image(path, target_size=size)`: a JPEG then arrives already shrunk in the DCT domain.
+    """
     width, height = image.size
     scale = size / max(width, height)
     new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
-    if image.format == "JPEG" and scale < 0.5:
-        # JPEG DCT-domain downscaling: decodes at 1/2, 1/4 or 1/8 size for a fraction of the cost.
-        image.draft("RGB", (new_w, new_h))
     resized = image.convert("RGB").resize((new_w, new_h), _RESAMPLE.get(interpolation, Image.Resampling.BILINEAR))
     canvas = np.full((size, size, 3), PAD_VALUE, dtype=np.uint8)
     top, left = (size - new_h) // 2, (size - new_w) // 2

@@ -1,0 +1,119 @@
+"""What every benchmark figure shares: the settings, the dataset of 512 px JPEGs, the device, a scratch folder."""
+
+from __future__ import annotations
+
+import random
+import shutil
+import time
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fashionattr.data.labels import LabelRecord, format_rows, read_labels
+from fashionattr.data.layout import DatasetLayout
+from fashionattr.schema import SCHEMA_FILE_NAMES, Schema
+
+FIGURES = ("a", "b", "c", "d", "e", "mem", "gpu")
+"""Every figure `--only` can name, in the order they run."""
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """How big each measurement is. The defaults fit a 2-core CPU in about ten minutes; `quick()` in about two."""
+
+    only: tuple[str, ...] = FIGURES
+    data: str | None = None
+    arch: str = "resnet18"
+    img_size: int = 224
+    """Input side of the model figures (b-e); the loader figure always reads at `loader_size`."""
+    loader_size: int = 224
+    batch_size: int = 32
+    per_class: int = 10
+    """Synthetic images per class (54 classes), or the most images sampled per class from `--data`."""
+    rounds: int = 3
+    workers: int = 2
+    device: str = "auto"
+    compile_budget_s: float = 240.0
+    """Longest torch.compile may take to compile and measure; 0 skips the compile figures."""
+    memory_images: int = 1000
+    """N of the memory figure: predict runs over N and 4N images."""
+    quick: bool = False
+
+    @classmethod
+    def quick_settings(cls) -> BenchSettings:
+        return cls(img_size=128, per_class=4, compile_budget_s=0.0, memory_images=250, quick=True)
+
+    def with_overrides(self, **overrides: Any) -> BenchSettings:
+        known = {f.name for f in fields(self)}
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None and k in known})
+
+    def describe(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass
+class BenchData:
+    """A FashionAI-layout dataset in the scratch folder, never the user's own folder (the bench writes caches)."""
+
+    root: Path
+    schema: Schema
+    records: list[LabelRecord]
+    origin: str
+    seconds: float
+
+    @property
+    def images(self) -> list[Path]:
+        return [self.root / path for path in sorted({r.path for r in self.records})]
+
+
+@dataclass
+class BenchContext:
+    settings: BenchSettings
+    data: BenchData
+    device: torch.device
+    workdir: Path
+    shared: dict[str, Any] = field(default_factory=dict)
+    """Objects several figures reuse (the multitask model), built by the first that needs them."""
+
+
+def make_synthetic(workdir: Path, per_class: int) -> BenchData:
+    from fashionattr.data.synth import generate_dataset
+
+    root = workdir / "data"
+    start = time.perf_counter()
+    generate_dataset(root, per_class=per_class, size=512, test_fraction=0.0, progress=False)
+    layout = DatasetLayout.open(root)
+    records = read_labels(layout.labels_path, layout.schema)
+    return BenchData(root, layout.schema, records, f"synthetic, {len(records)} JPEGs of 512 px",
+                     time.perf_counter() - start)  # fmt: skip
+
+
+def copy_sample(source: str | Path, workdir: Path, per_class: int, seed: int = 0) -> BenchData:
+    """Up to `per_class` labelled images of every class of `source`, copied with their labels and schema.
+
+    A copy, so that the caches the bench builds and times never replace the user's own (a full-dataset cache
+    built by `prepare` would otherwise be overwritten by one covering only the sample).
+    """
+    start = time.perf_counter()
+    layout = DatasetLayout.open(source)
+    by_class: dict[tuple[str, int], list[LabelRecord]] = {}
+    for record in read_labels(layout.labels_path, layout.schema):
+        by_class.setdefault((record.attribute, record.target), []).append(record)
+    rng = random.Random(seed)
+    chosen = [r for group in by_class.values() for r in rng.sample(group, min(per_class, len(group)))]
+    root = workdir / "data"
+    for record in chosen:
+        target = root / record.path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(layout.root / record.path, target)
+    (root / "Annotations").mkdir(parents=True, exist_ok=True)
+    (root / "Annotations" / "label.csv").write_text(format_rows(chosen, layout.schema), encoding="utf-8")
+    for name in SCHEMA_FILE_NAMES:
+        if (layout.root / name).is_file():
+            shutil.copyfile(layout.root / name, root / name)
+    copied = DatasetLayout.open(root)
+    records = read_labels(copied.labels_path, copied.schema)
+    return BenchData(root, copied.schema, records, f"{len(records)} images sampled from {source}",
+                     time.perf_counter() - start)  # fmt: skip

@@ -1,0 +1,128 @@
+"""Figure e: which of channels_last, bf16 autocast and torch.compile pay off on this CPU, for training and inference.
+
+Each option runs through the same code the training config switches (`StepSettings`, `train_one_epoch`,
+`predict_logits`) against eager fp32, side by side. torch.compile runs in a child process under a time limit,
+because compiling can take minutes on a small CPU and cannot be interrupted from inside; its compile time is
+reported apart from its speed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+
+from fashionattr.bench.context import BenchContext
+from fashionattr.bench.core import Figure, Variant, compared, measure, sync
+from fashionattr.bench.inputs import image_batch, labelled_batch, new_model, preprocessing_of
+from fashionattr.bench.probe import run_probe
+from fashionattr.bench.training import EngineTrainer
+from fashionattr.engine import StepSettings, predict_logits
+
+WIN = 1.05
+"""An option is worth turning on when it is at least this much faster (smaller gains are within the noise)."""
+
+
+@dataclass(frozen=True)
+class Option:
+    """A way of running the same model: mixed precision dtype and memory format."""
+
+    name: str
+    amp: torch.dtype | None = None
+    channels_last: bool = False
+
+    @property
+    def slug(self) -> str:
+        return self.name.split()[0].replace("+", "_")
+
+
+class InferenceRunner:
+    """Evaluation's forward pass (`predict_logits`) for one option, on its own copy of the model."""
+
+    def __init__(self, context: BenchContext, option: Option, compiled: bool = False) -> None:
+        self.device = context.device
+        self.model = new_model(context).eval()
+        if option.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.run_model: Any = torch.compile(self.model) if compiled else self.model
+        self.settings = StepSettings(attributes=context.data.schema.names, augmentation=None,
+                                     preprocessing=preprocessing_of(self.model, context.settings.img_size),
+                                     amp_dtype=option.amp, channels_last=option.channels_last)  # fmt: skip
+        self.images = image_batch(context)
+
+    def step(self) -> int:
+        predict_logits(self.run_model, self.images, self.settings)
+        sync(self.device)
+        return self.images.shape[0]
+
+
+def option_figures(context: BenchContext, key: str, options: list[Option], rounds: int,
+                   budget_s: float) -> list[Figure]:  # fmt: skip
+    """Training and inference figures of every option against the first one (the baseline)."""
+    settings = context.settings
+    common = {"arch": settings.arch, "size": settings.img_size, "batch": settings.batch_size,
+              "device": str(context.device)}  # fmt: skip
+    baseline = options[0].name
+    figures: list[Figure] = []
+    batch = labelled_batch(context)
+    trainers = [EngineTrainer(context, batch, amp=o.amp, channels_last=o.channels_last) for o in options]
+    training = measure([Variant(o.name, t.step) for o, t in zip(options, trainers, strict=True)],
+                       rounds=rounds, warmup=1, budget_s=budget_s)  # fmt: skip
+    del trainers
+    runners = [InferenceRunner(context, o) for o in options]
+    inference = measure([Variant(o.name, r.step) for o, r in zip(options, runners, strict=True)],
+                        rounds=rounds, warmup=1, budget_s=budget_s / 2)  # fmt: skip
+    for option in options[1:]:
+        for kind, measurement in (("train", training), ("infer", inference)):
+            what = "training step" if kind == "train" else "inference"
+            figures.append(compared(f"{key}.{option.slug}.{kind}", f"{what}: {option.name} vs {baseline}",
+                                    measurement, option.name, baseline, goal=WIN, settings=common))  # fmt: skip
+    return figures
+
+
+def cpu_options_figures(context: BenchContext) -> list[Figure]:
+    cpu = replace(context, device=torch.device("cpu"), shared={})
+    options = [Option("eager fp32"), Option("channels_last", channels_last=True),
+               Option("bf16 autocast", amp=torch.bfloat16)]  # fmt: skip
+    rounds = min(context.settings.rounds, 2) if context.settings.quick else context.settings.rounds
+    figures = option_figures(cpu, "e", options, rounds=rounds, budget_s=100)
+    figures.extend(compile_figures(cpu, "e", Option("eager fp32")))
+    for figure in figures:
+        figure.notes.append(f"an option counts as a win at >= {WIN}x; smaller differences are within the noise")
+    return figures
+
+
+def compile_figures(context: BenchContext, key: str, option: Option) -> list[Figure]:
+    """torch.compile vs eager for training and inference, in a child process limited to the compile budget."""
+    budget = context.settings.compile_budget_s
+    titles = {"train": "training step: torch.compile vs eager", "infer": "inference: torch.compile vs eager"}
+    if budget <= 0:
+        return [Figure(f"{key}.compile.{kind}", title, skipped="compile budget is 0 (the default of --quick)")
+                for kind, title in titles.items()]  # fmt: skip
+    job = {"job": "compile", "data": str(context.data.root), "settings": context.settings.describe(),
+           "device": str(context.device), "amp": str(option.amp).replace("torch.", "") if option.amp else None,
+           "channels_last": option.channels_last}  # fmt: skip
+    results, _ = run_probe(job, context.workdir, timeout_s=budget)
+    figures = []
+    for kind, title in titles.items():
+        result = results.get(kind)
+        if result is None:
+            if "error" in results:
+                reason = f"the compile job failed: {results['error']}"
+            else:
+                reason = (
+                    f"compiling and measuring did not finish within the {budget:.0f} s budget (raise "
+                    "--compile-budget); counted as no win"
+                )
+            figures.append(Figure(f"{key}.compile.{kind}", title, goal=WIN, skipped=reason))
+            continue
+        figures.append(Figure(
+            f"{key}.compile.{kind}", title, ratio=result["ratio"], goal=WIN,
+            values={"torch.compile": result["compiled"], "eager": result["eager"]},
+            settings={"arch": context.settings.arch, "size": context.settings.img_size,
+                      "batch": context.settings.batch_size, "device": str(context.device), "rounds": result["rounds"]},
+            notes=[f"compiling took {result['compile_seconds']:.0f} s before the first step (cold cache), paid "
+                   "again whenever shapes change"],
+        ))  # fmt: skip
+    return figures

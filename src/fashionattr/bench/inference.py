@@ -1,0 +1,101 @@
+"""Figures b and d: what one shared backbone saves at inference, and what `predict` costs beyond the network.
+
+b runs all eight attributes through the Predictor (the path `predict`, `serve` and `submit` take) with one
+multitask model and with eight per-attribute models of the same architecture. d streams a folder of 512 px
+JPEGs through `Predictor.predict_paths` and compares it with the bare forward pass on ready tensors.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from fashionattr.bench.context import BenchContext
+from fashionattr.bench.core import Figure, Variant, compared, measure, sync
+from fashionattr.bench.inputs import image_batch, new_model, preprocessing_of, shared_multitask
+from fashionattr.data.transforms import normalize_batch
+from fashionattr.engine import autocast, resolve_amp
+from fashionattr.inference import LoadedModel, Predictor
+
+PREDICT_BATCHES = 2
+"""Batches per round of figure d (more would make the bench slower without changing the ratio)."""
+
+
+def _predictor(context: BenchContext, models: list[LoadedModel]) -> Predictor:
+    return Predictor(models, context.data.schema, device=context.device)
+
+
+def multitask_predictor(context: BenchContext) -> Predictor:
+    model = shared_multitask(context)
+    preprocessing = preprocessing_of(model, context.settings.img_size)
+    return _predictor(context, [LoadedModel(model, preprocessing, context.data.schema.names, Path("multitask"))])
+
+
+def multitask_figure(context: BenchContext) -> list[Figure]:
+    settings, schema = context.settings, context.data.schema
+    one = multitask_predictor(context)
+    preprocessing = one.models[0].preprocessing
+    loaded = []
+    for seed, name in enumerate(schema.names, start=1):
+        model = new_model(context, layout="per-attribute", attributes=[name], seed=seed).eval()
+        loaded.append(LoadedModel(model, preprocessing, [name], Path(name)))
+    eight = _predictor(context, loaded)
+    batch = image_batch(context)
+
+    def run(predictor: Predictor) -> int:
+        predictor.probabilities([batch])
+        sync(context.device)
+        return batch.shape[0]
+
+    run(one)
+    loaded[0].model(normalize_batch(batch[:2], preprocessing))  # the eight share shapes: one warm-up serves all
+    measurement = measure([Variant("one multitask model", lambda: run(one)),
+                           Variant(f"{len(loaded)} per-attribute models", lambda: run(eight))],
+                          rounds=settings.rounds, warmup=0, budget_s=120)  # fmt: skip
+    figure = compared(
+        "b", f"inference of all {len(loaded)} attributes: multitask vs per-attribute models", measurement,
+        "one multitask model", f"{len(loaded)} per-attribute models", goal=6.0,
+        settings={"arch": settings.arch, "size": settings.img_size, "batch": batch.shape[0],
+                  "device": str(context.device)},
+        notes=["through Predictor.probabilities, as predict/serve/submit run it"],
+    )  # fmt: skip
+    return [figure]
+
+
+def predict_figure(context: BenchContext) -> list[Figure]:
+    settings = context.settings
+    predictor = multitask_predictor(context)
+    model = shared_multitask(context)
+    preprocessing = predictor.models[0].preprocessing
+    files = context.data.images[: settings.batch_size * PREDICT_BATCHES]
+    amp = resolve_amp("auto", context.device)
+    batch = image_batch(context)
+    ready = [normalize_batch(batch, preprocessing) for _ in range(max(1, len(files) // batch.shape[0]))]
+
+    def end_to_end() -> int:
+        done = sum(1 for p in predictor.predict_paths(files, batch_size=settings.batch_size, workers=settings.workers)
+                   if not isinstance(p, Exception))  # fmt: skip
+        sync(context.device)
+        return done
+
+    @torch.no_grad()
+    def forward_only() -> int:
+        for tensor in ready:
+            with autocast(context.device, amp):
+                model(tensor)
+        sync(context.device)
+        return sum(t.shape[0] for t in ready)
+
+    measurement = measure([Variant("predict_paths over JPEG files", end_to_end),
+                           Variant("forward pass on ready tensors", forward_only)],
+                          rounds=settings.rounds, warmup=1, budget_s=90)  # fmt: skip
+    figure = compared(
+        "d", "predict end to end vs the forward pass alone", measurement,
+        "predict_paths over JPEG files", "forward pass on ready tensors", goal=0.7,
+        settings={"arch": settings.arch, "size": settings.img_size, "images": len(files),
+                  "batch": settings.batch_size, "workers": settings.workers, "device": str(context.device)},
+        notes=["end to end: 512 px JPEG decode + letterbox in loader workers, normalise, forward, softmax, "
+               "result objects; each round starts its own loader workers, as each predict call does"],
+    )  # fmt: skip
+    return [figure]

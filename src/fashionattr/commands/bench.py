@@ -1,0 +1,89 @@
+"""`fashionattr bench`: measure every speed-up the project claims as a ratio against its baseline, side by side."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from fashionattr.errors import UserError
+
+FIGURE_HELP = (
+    "a: loader with the prepare cache vs JPEG decoding; b: one multitask model vs eight per-attribute models; "
+    "c: the training engine vs a bare timm loop; d: predict end to end vs the forward pass alone; "
+    "e: channels_last, bf16 and torch.compile on CPU; mem: peak memory of training and predict; "
+    "gpu: AMP, channels_last, compile and resnet50 images/s on a GPU (skipped without one)"
+)
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "bench",
+        help="measure the speed-ups as ratios against their baselines, side by side",
+        description="Run each benchmark figure on synthetic 512 px JPEGs (or a sample copied from --data) and "
+        "print it with its settings, the machine, and its ratio against a baseline measured in the same run "
+        "(the two alternate round by round; medians are reported), then a summary of ratios against goals. "
+        f"Figures: {FIGURE_HELP}. The defaults take about ten minutes on two CPU cores; --quick about two.",
+    )
+    parser.add_argument("--only", metavar="LIST", help="comma-separated figures to run (default: all): "
+                        "a,b,c,d,e,mem,gpu")  # fmt: skip
+    parser.add_argument("--data", metavar="DIR", help="sample images from this dataset (copied to a temporary "
+                        "folder) instead of generating synthetic ones")  # fmt: skip
+    parser.add_argument("--quick", action="store_true", help="smaller sizes and no torch.compile (about 2 minutes)")
+    parser.add_argument("--json", metavar="FILE", help="also write the report (machine, settings, figures) as JSON")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    parser.add_argument("--arch", help="timm architecture of the model figures (default resnet18)")
+    parser.add_argument("--img-size", type=int, help="input side of the model figures (default 224; quick 128)")
+    parser.add_argument("--batch-size", type=int, help="batch size (default 32)")
+    parser.add_argument("--per-class", type=int, help="images per class, 54 classes (default 10; quick 4)")
+    parser.add_argument("--rounds", type=int, help="alternating rounds per comparison (default 3)")
+    parser.add_argument("--workers", type=int, help="loader worker processes (default 2)")
+    parser.add_argument("--compile-budget", type=float, dest="compile_budget_s", metavar="SECONDS",
+                        help="time to compile and time torch.compile; 0 skips it (default 240; quick 0)")  # fmt: skip
+    parser.add_argument("--memory-images", type=int, metavar="N",
+                        help="predict over N and 4N images in the memory figure (default 1000; quick 250)")  # fmt: skip
+    parser.set_defaults(func=run)
+
+
+def _parse_only(text: str | None) -> tuple[str, ...] | None:
+    from fashionattr.bench.context import FIGURES
+
+    if text is None:
+        return None
+    chosen = tuple(part.strip() for part in text.split(",") if part.strip())
+    unknown = [part for part in chosen if part not in FIGURES]
+    if unknown or not chosen:
+        raise UserError(f"--only takes figures from {','.join(FIGURES)}; got {text!r}")
+    return chosen
+
+
+def _check(args: argparse.Namespace) -> None:
+    for name in ("img_size", "batch_size", "per_class", "rounds", "memory_images"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    if args.img_size is not None and args.img_size < 32:
+        raise UserError(f"--img-size must be at least 32 pixels, got {args.img_size}")
+    if args.workers is not None and args.workers < 0:
+        raise UserError(f"--workers must be 0 or more, got {args.workers}")
+    if args.compile_budget_s is not None and args.compile_budget_s < 0:
+        raise UserError(f"--compile-budget must be 0 or more seconds, got {args.compile_budget_s}")
+
+
+def run(args: argparse.Namespace) -> int:
+    _check(args)
+    from fashionattr.bench import BenchSettings, run_bench, write_report
+    from fashionattr.models import timm_model_name
+
+    if args.arch:
+        timm_model_name(args.arch)  # an unknown name fails here, not after minutes of other figures
+    base = BenchSettings.quick_settings() if args.quick else BenchSettings()
+    settings = base.with_overrides(
+        only=_parse_only(args.only), data=args.data, device=args.device, arch=args.arch, img_size=args.img_size,
+        batch_size=args.batch_size, per_class=args.per_class, rounds=args.rounds, workers=args.workers,
+        compile_budget_s=args.compile_budget_s, memory_images=args.memory_images,
+    )  # fmt: skip
+    report = run_bench(settings, emit=lambda line: print(line, flush=True))
+    if args.json:
+        write_report(args.json, report)
+        print(f"wrote {args.json}")
+    return 0

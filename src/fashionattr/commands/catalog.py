@@ -1,0 +1,148 @@
+"""`fashionattr catalog index|search|similar`: tag a folder of product photos into SQLite and browse it.
+
+`index` is incremental (unchanged files are skipped by content hash, removed ones dropped, changed ones re-tagged)
+and safe to interrupt; `search` filters by tags; `similar` ranks the catalogue by likeness to an image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from fashionattr.inference import Predictor
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "catalog",
+        help="tag a folder of images into a searchable catalogue; search by tags; find similar garments",
+        description="A tagged catalogue in one SQLite file: every image under a folder with each attribute's value, "
+        "confidence and probabilities, and its backbone embedding for similarity search. `fashionattr serve CKPT "
+        "--catalog DB` browses it in the web page.",
+    )
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    index = actions.add_parser(
+        "index",
+        help="tag every image under DIR (incremental: unchanged files are skipped)",
+        description="Tag every image file under DIR with the model and store the answers and embeddings in --db. "
+        "Re-running skips files whose content is unchanged, re-tags changed ones and drops removed ones; a "
+        "different model re-tags everything. Unreadable images are listed at the end (exit code 1), not fatal. "
+        "Each batch is committed on its own, so an interrupted run can simply be started again.",
+    )
+    index.add_argument("folder", metavar="DIR", help="folder of images (searched recursively)")
+    index.add_argument("--model", required=True, metavar="CKPT", help="checkpoint, run directory or .onnx file")
+    index.add_argument("--db", required=True, help="catalogue database file (created when missing)")
+    index.add_argument("--batch-size", type=int, default=32)
+    index.add_argument("--workers", type=int, default=2, help="image decoding processes (default 2)")
+    index.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    index.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
+                       help="auto: onnx for a .onnx file, torch otherwise")  # fmt: skip
+    index.set_defaults(func=run_index)
+
+    search = actions.add_parser(
+        "search",
+        help="list images carrying given tags",
+        description="Print the images that carry every --where tag, most confident first, with the confidence of "
+        "each filtered attribute. Attribute names may be short (sleeve_length=Long Sleeves).",
+    )
+    search.add_argument("--db", required=True, help="catalogue database file")
+    search.add_argument("--where", action="append", default=[], metavar="ATTRIBUTE=VALUE",
+                        help="a tag to match; repeat for several (all must match)")  # fmt: skip
+    search.add_argument("--min-confidence", type=float, default=0.0, metavar="P",
+                        help="only count a tag when its probability is at least P (default 0)")  # fmt: skip
+    search.add_argument("--limit", type=int, default=50, metavar="N", help="at most N results (default 50)")
+    search.set_defaults(func=run_search)
+
+    similar = actions.add_parser(
+        "similar",
+        help="images that look most like IMAGE",
+        description="Rank the catalogue by cosine similarity to IMAGE's embedding. IMAGE is an indexed file (its "
+        "stored embedding is used) or any other image file, embedded with the catalogue's model (or --model).",
+    )
+    similar.add_argument("image", metavar="IMAGE", help="an indexed path (relative to the root, or a file) or a file")
+    similar.add_argument("--db", required=True, help="catalogue database file")
+    similar.add_argument("-k", type=int, default=10, help="how many to list (default 10)")
+    similar.add_argument("--model", metavar="CKPT", help="model to embed a new image with (default: the catalogue's)")
+    similar.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    similar.set_defaults(func=run_similar)
+
+
+def run_index(args: argparse.Namespace) -> int:
+    from fashionattr.catalog import index_catalog
+    from fashionattr.errors import UserError
+    from fashionattr.inference import load_predictor
+
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.workers < 0:
+        raise UserError(f"--workers must be 0 or more, got {args.workers}")
+
+    def load(path: str | Path) -> Predictor:
+        return load_predictor(path, backend=args.backend, device=args.device)
+
+    report = index_catalog(
+        args.db, args.folder, args.model, batch_size=args.batch_size, workers=args.workers, load=load
+    )
+    if report.retagged_for_new_model:
+        print("the model changed since the last index: every image was tagged again", file=sys.stderr)
+    print(f"{args.db}: {report.added} added, {report.updated} re-tagged, {report.unchanged} unchanged, "
+          f"{report.removed} removed, {len(report.errors)} unreadable (root {report.root})")  # fmt: skip
+    for path, reason in report.errors:
+        print(f"  unreadable: {path}: {reason}", file=sys.stderr)
+    return 1 if report.errors else 0
+
+
+def run_search(args: argparse.Namespace) -> int:
+    from fashionattr.catalog import Catalog
+    from fashionattr.errors import UserError
+
+    if args.limit < 1:
+        raise UserError(f"--limit must be at least 1, got {args.limit}")
+    catalog = Catalog(args.db)
+    filters = catalog.parse_filters(args.where)
+    result = catalog.search(filters, min_confidence=args.min_confidence, limit=args.limit)
+    for item in result.items:
+        shown = filters or {name: tag.value for name, tag in item.tags.items()}
+        tags = "  ".join(f"{catalog.schema.attribute(a).short_name}={item.tags[a].value} {item.tags[a].confidence:.2f}"
+                         for a in shown)  # fmt: skip
+        print(f"{catalog.root / item.path}\t{tags}")
+    print(f"{len(result.items)} shown of {result.total} matching, {len(catalog)} in the catalogue", file=sys.stderr)
+    return 0
+
+
+def run_similar(args: argparse.Namespace) -> int:
+    from fashionattr.catalog import Catalog
+    from fashionattr.errors import UserError
+
+    if args.k < 1:
+        raise UserError(f"-k must be at least 1, got {args.k}")
+    catalog = Catalog(args.db)
+    indexed = catalog.item(args.image)
+    if indexed is not None:
+        results = catalog.similar(indexed.id, k=args.k)
+    else:
+        results = catalog.similar(_embed(args.image, args.model or catalog.model, args.device), k=args.k)
+    for item, score in results:
+        print(f"{score:.4f}\t{catalog.root / item.path}")
+    return 0
+
+
+def _embed(image: str, model: str, device: str) -> np.ndarray:
+    """The embedding of an image that is not in the catalogue, decoded and run exactly as indexing does."""
+    from fashionattr.data.images import ImageError
+    from fashionattr.errors import UserError
+    from fashionattr.inference import load_predictor
+
+    if not Path(image).is_file():
+        raise UserError(f"{image}: neither an indexed image nor an image file")
+    [entry] = load_predictor(model, device=device).predict_paths([image], batch_size=1, workers=0, embed=True)
+    if isinstance(entry, ImageError):
+        raise UserError(str(entry))
+    assert entry.embedding is not None  # asked for with embed=True
+    return entry.embedding

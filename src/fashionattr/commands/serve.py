@@ -1,0 +1,98 @@
+"""`fashionattr serve CKPT`: the HTTP prediction service and web page, optionally browsing a tagged catalogue."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fashionattr.catalog import Catalog
+    from fashionattr.serve import ServeSettings
+
+LOOPBACK_NAMES = ("localhost",)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "serve",
+        help="HTTP service and web page: attribute prediction for uploaded photos, catalogue browsing",
+        description="Serve the model over HTTP: POST /v1/predict (multipart `files` or JSON base64 images), "
+        "GET /v1/schema, GET /healthz, API docs at /docs, and a web page at / to drop a photo on. With --catalog, "
+        "also browse the catalogue by tags and likeness at /catalog. Concurrent requests are batched together on "
+        "the model. Binds to 127.0.0.1 unless --host says otherwise.",
+    )
+    parser.add_argument("checkpoint", metavar="CKPT", help="checkpoint, run directory, per-attribute folder or .onnx")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    parser.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+    parser.add_argument("--catalog", metavar="DB", help="a catalogue made by `fashionattr catalog index` to browse")
+    parser.add_argument("--max-upload-mb", type=float, default=10.0, metavar="MB",
+                        help="largest request body accepted, answered with 413 above it (default 10)")  # fmt: skip
+    parser.add_argument("--max-batch", type=int, default=32, metavar="N",
+                        help="most images run through the model at once (default 32)")  # fmt: skip
+    parser.add_argument("--batch-wait-ms", type=float, default=5.0, metavar="MS",
+                        help="how long a batch waits for more images before it runs (default 5)")  # fmt: skip
+    parser.add_argument("--min-confidence", type=float, default=0.0, metavar="P",
+                        help="report an attribute as uncertain below this top probability (default 0)")  # fmt: skip
+    parser.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
+                        help="auto: onnx for a .onnx file, torch otherwise")  # fmt: skip
+    parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from fashionattr.inference import load_predictor
+    from fashionattr.serve import create_app
+
+    settings = _settings(args)
+    catalog = _open_catalog(args.catalog)
+    predictor = load_predictor(args.checkpoint, backend=args.backend, device=args.device, tta=args.tta,
+                               min_confidence=args.min_confidence)  # fmt: skip
+    if not _is_loopback(args.host):
+        print(f"fashionattr serve: warning: listening on {args.host}, reachable from other machines; the service "
+              "has no authentication", file=sys.stderr)  # fmt: skip
+    app = create_app(predictor, catalog, settings)
+    if catalog is not None and not app.state.similar_uploads:
+        print(f"fashionattr serve: note: the catalogue was tagged by {catalog.model}, not by {args.checkpoint}; "
+              "browsing works, searching the catalogue by an uploaded photo does not", file=sys.stderr)  # fmt: skip
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
+def _settings(args: argparse.Namespace) -> ServeSettings:
+    from fashionattr.errors import UserError
+    from fashionattr.serve import ServeSettings
+
+    if args.max_upload_mb <= 0:
+        raise UserError(f"--max-upload-mb must be more than 0, got {args.max_upload_mb}")
+    if args.max_batch < 1:
+        raise UserError(f"--max-batch must be at least 1, got {args.max_batch}")
+    if args.batch_wait_ms < 0:
+        raise UserError(f"--batch-wait-ms must be 0 or more, got {args.batch_wait_ms}")
+    if not 0 <= args.min_confidence <= 1:
+        raise UserError(f"--min-confidence must be between 0 and 1, got {args.min_confidence}")
+    if not 0 <= args.port <= 65535:
+        raise UserError(f"--port must be between 0 and 65535, got {args.port}")
+    return ServeSettings(max_upload_mb=args.max_upload_mb, max_batch=args.max_batch, batch_wait_ms=args.batch_wait_ms)
+
+
+def _open_catalog(db: str | None) -> Catalog | None:
+    if db is None:
+        return None
+    from fashionattr.catalog import Catalog
+
+    return Catalog(db)
+
+
+def _is_loopback(host: str) -> bool:
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,256 @@
+"""The tagged catalogue: incremental indexing, interrupted runs, tag search and facets, similar images, the CLI."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from conftest import TrainedRun
+from fashionattr.catalog import Catalog, index_catalog
+from fashionattr.cli import main
+from fashionattr.errors import UserError
+from fashionattr.inference import Predictor
+from fashionattr.schema import FASHIONAI
+
+PHOTO_ATTRIBUTES = ("coat_length_labels", "sleeve_length_labels", "pant_length_labels")
+PER_ATTRIBUTE = 3
+
+
+def make_photo_folder(data: Path, folder: Path) -> Path:
+    """Nine synthetic photos (one sub-folder per attribute) and a corrupt `broken.jpg` at the top."""
+    for attribute in PHOTO_ATTRIBUTES:
+        target = folder / attribute.removesuffix("_labels")
+        target.mkdir(parents=True)
+        for source in sorted((data / "Images" / attribute).glob("*.jpg"))[:PER_ATTRIBUTE]:
+            shutil.copy(source, target / source.name)
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a JPEG")
+    return folder
+
+
+def index_quietly(db: Path, folder: Path, run: Path, predictor: Any, batch_size: int = 4) -> Any:
+    return index_catalog(db, folder, run, predictor=predictor, batch_size=batch_size, workers=0, progress=False)
+
+
+@pytest.fixture(scope="module")
+def predictor(trained_run: TrainedRun) -> Predictor:
+    return Predictor.from_path(trained_run.run, device="cpu")
+
+
+@pytest.fixture
+def photos(trained_run: TrainedRun, tmp_path: Path) -> Path:
+    return make_photo_folder(trained_run.data, tmp_path / "photos")
+
+
+@pytest.fixture
+def indexed(photos: Path, trained_run: TrainedRun, predictor: Predictor, tmp_path: Path) -> Iterator[Catalog]:
+    db = tmp_path / "catalog.sqlite"
+    index_quietly(db, photos, trained_run.run, predictor)
+    catalog = Catalog(db)
+    yield catalog
+    catalog.close()
+
+
+def test_index_tags_every_image_and_records_the_unreadable_one(photos, trained_run, predictor, tmp_path):
+    db = tmp_path / "catalog.sqlite"
+    report = index_quietly(db, photos, trained_run.run, predictor)
+    assert (report.added, report.updated, report.unchanged, report.removed) == (9, 0, 0, 0)
+    assert [path for path, _ in report.errors] == ["broken.jpg"]
+    catalog = Catalog(db)
+    assert len(catalog) == 9
+    assert catalog.root == photos.resolve()
+    assert catalog.attributes == FASHIONAI.names
+    item = catalog.item("coat_length/" + sorted((photos / "coat_length").iterdir())[0].name, probabilities=True)
+    assert item is not None and list(item.tags) == FASHIONAI.names
+    for name, tag in item.tags.items():
+        assert tag.probabilities is not None and list(tag.probabilities) == list(FASHIONAI.attribute(name).classes)
+        assert tag.value == max(tag.probabilities, key=tag.probabilities.get)
+        assert tag.confidence == pytest.approx(max(tag.probabilities.values()))
+    ids, matrix = catalog.embeddings()
+    assert matrix.dtype == np.float32 and matrix.shape[0] == len(ids) == 9
+    np.testing.assert_allclose(np.linalg.norm(matrix, axis=1), 1.0, atol=1e-5)
+
+
+def test_reindex_skips_unchanged_and_picks_up_changed_and_removed_files(photos, trained_run, predictor, tmp_path):
+    db = tmp_path / "catalog.sqlite"
+    index_quietly(db, photos, trained_run.run, predictor)
+    again = index_quietly(db, photos, trained_run.run, predictor)
+    assert (again.added, again.updated, again.unchanged, again.removed) == (0, 0, 9, 0)
+    assert [path for path, _ in again.errors] == ["broken.jpg"]
+
+    coats = sorted((photos / "coat_length").iterdir())
+    sleeves = sorted((photos / "sleeve_length").iterdir())
+    changed = coats[0]
+    before = Catalog(db).item(f"coat_length/{changed.name}")
+    shutil.copy(sleeves[0], changed)  # new content under the old name
+    sleeves[1].unlink()
+    (photos / "broken.jpg").unlink()
+    shutil.copy(coats[1], photos / "new.jpg")
+
+    report = index_quietly(db, photos, trained_run.run, predictor)
+    assert (report.added, report.updated, report.unchanged, report.removed) == (1, 1, 7, 1)
+    assert report.errors == []
+    catalog = Catalog(db)
+    after = catalog.item(f"coat_length/{changed.name}")
+    assert before is not None and after is not None
+    assert after.id == before.id and after.sha256 != before.sha256
+    assert catalog.item(f"sleeve_length/{sleeves[1].name}") is None
+    assert catalog.item("new.jpg") is not None
+    assert len(catalog) == 9 and catalog.errors() == []
+
+
+class Interrupted(Exception):
+    pass
+
+
+class InterruptingPredictor:
+    """The real predictor, killed (an exception) after `after` images have come out of the model."""
+
+    def __init__(self, predictor: Predictor, after: int) -> None:
+        self.predictor, self.after = predictor, after
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.predictor, name)
+
+    def predict_paths(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        for n, entry in enumerate(self.predictor.predict_paths(*args, **kwargs)):
+            if n == self.after:
+                raise Interrupted
+            yield entry
+
+
+def test_an_interrupted_index_leaves_a_consistent_database_and_a_rerun_finishes(photos, trained_run, predictor,
+                                                                                tmp_path):  # fmt: skip
+    db = tmp_path / "catalog.sqlite"
+    with pytest.raises(Interrupted):
+        index_quietly(db, photos, trained_run.run, InterruptingPredictor(predictor, after=6), batch_size=4)
+    with sqlite3.connect(db) as conn:
+        items = conn.execute("SELECT COUNT(*) FROM items").fetchone()[0]
+        errors = conn.execute("SELECT COUNT(*) FROM errors").fetchone()[0]
+        incomplete = conn.execute("SELECT COUNT(*) FROM items i WHERE (SELECT COUNT(*) FROM tags t "
+                                  "WHERE t.item_id = i.id) != ?", (len(FASHIONAI),)).fetchone()[0]  # fmt: skip
+    assert items + errors == 4  # the first batch of four (broken.jpg sorts first) committed, the second never did
+    assert incomplete == 0
+    report = index_quietly(db, photos, trained_run.run, predictor)
+    assert (report.added, report.unchanged) == (9 - items, items)
+    assert len(Catalog(db)) == 9
+
+
+def test_indexing_another_folder_into_the_same_database_is_refused(photos, trained_run, predictor, tmp_path):
+    db = tmp_path / "catalog.sqlite"
+    index_quietly(db, photos / "coat_length", trained_run.run, predictor)
+    with pytest.raises(UserError, match="indexes"):
+        index_quietly(db, photos / "pant_length", trained_run.run, predictor)
+
+
+def test_search_returns_only_items_with_every_filtered_tag(indexed):
+    facets = indexed.facets()
+    attribute, value = next((a, v) for a, counts in facets.items() for v, n in counts.items() if n > 0)
+    result = indexed.search({attribute: value}, limit=100)
+    assert result.total == facets[attribute][value] == len(result.items)
+    assert all(item.tags[attribute].value == value for item in result.items)
+    confidences = [item.tags[attribute].confidence for item in result.items]
+    assert confidences == sorted(confidences, reverse=True)
+
+    threshold = float(np.median(confidences))
+    confident = indexed.search({attribute: value}, min_confidence=threshold, limit=100)
+    assert 0 < confident.total <= result.total
+    assert all(item.tags[attribute].confidence >= threshold for item in confident.items)
+
+    other = next(a for a in indexed.attributes if a != attribute)
+    both = indexed.search({attribute: value, other: result.items[0].tags[other].value}, limit=100)
+    assert result.items[0].id in {item.id for item in both.items}
+    assert all(item.tags[other].value == result.items[0].tags[other].value for item in both.items)
+
+    page = indexed.search({attribute: value}, limit=2, offset=1)
+    assert [item.id for item in page.items] == [item.id for item in result.items[1:3]]
+
+
+def test_facet_counts_agree_with_search(indexed):
+    total = len(indexed)
+    unfiltered = indexed.facets()
+    assert all(sum(counts.values()) == total for counts in unfiltered.values())
+    attribute, value = next((a, v) for a, counts in unfiltered.items() for v, n in counts.items() if n > 0)
+    filtered = indexed.facets({attribute: value})
+    assert filtered[attribute] == unfiltered[attribute]  # a facet ignores its own filter: alternatives stay visible
+    for other, counts in filtered.items():
+        if other == attribute:
+            continue
+        assert sum(counts.values()) == unfiltered[attribute][value]
+        for cls, count in counts.items():
+            assert count == indexed.search({attribute: value, other: cls}, limit=0).total
+
+
+def test_similar_puts_the_query_image_first(indexed):
+    query = indexed.search(limit=1).items[0]
+    results = indexed.similar(query.id, k=4)
+    assert len(results) == 4
+    assert results[0][0].id == query.id and results[0][1] == pytest.approx(1.0, abs=1e-4)
+    scores = [score for _, score in results]
+    assert scores == sorted(scores, reverse=True)
+    by_path = indexed.similar(query.path, k=1)
+    assert by_path[0][0].id == query.id
+    vector = indexed.embedding(query.id)
+    assert vector is not None and indexed.similar(vector, k=1)[0][0].id == query.id
+    assert len(indexed.similar(query.id, k=100)) == len(indexed)
+
+
+def test_filters_accept_short_names_and_any_case_and_explain_mistakes(indexed):
+    assert indexed.parse_filters(["sleeve_length=long sleeves", "collar_design_labels=Shirt Collar"]) == {
+        "sleeve_length_labels": "Long Sleeves", "collar_design_labels": "Shirt Collar"}  # fmt: skip
+    with pytest.raises(UserError, match=r"unknown attribute 'sleeve'.*sleeve_length_labels \(sleeve_length\)"):
+        indexed.parse_filters(["sleeve=Long Sleeves"])
+    with pytest.raises(UserError, match=r"has no class 'Longest'.*Extra Long Sleeves"):
+        indexed.parse_filters(["sleeve_length=Longest"])
+    with pytest.raises(UserError, match="attribute=value"):
+        indexed.parse_filters(["sleeve_length"])
+    with pytest.raises(UserError, match="filtered twice"):
+        indexed.parse_filters(["sleeve_length=Sleeveless", "sleeve_length_labels=Cup Sleeves"])
+
+
+def test_opening_a_missing_or_foreign_database_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="no such catalogue"):
+        Catalog(tmp_path / "missing.sqlite")
+    (tmp_path / "junk.sqlite").write_bytes(b"this is not sqlite at all" * 100)
+    with pytest.raises(UserError, match="not a catalogue"):
+        Catalog(tmp_path / "junk.sqlite")
+
+
+def test_command_line_index_search_and_similar(photos, trained_run, tmp_path, capsys):
+    db = tmp_path / "catalog.sqlite"
+    code = main(["catalog", "index", str(photos), "--model", str(trained_run.run), "--db", str(db),
+                 "--workers", "0", "--batch-size", "4", "--device", "cpu"])  # fmt: skip
+    out, err = capsys.readouterr()
+    assert code == 1  # broken.jpg is listed, the rest indexed
+    assert "9 added" in out and "broken.jpg" in err
+
+    catalog = Catalog(db)
+    attribute, value = next((a, v) for a, c in catalog.facets().items() for v, n in c.items() if n > 0)
+    short = FASHIONAI.attribute(attribute).short_name
+    assert main(["catalog", "search", "--db", str(db), "--where", f"{short}={value}", "--limit", "3"]) == 0
+    out, err = capsys.readouterr()
+    lines = out.strip().splitlines()
+    assert 1 <= len(lines) <= 3 and all(f"{short}={value}" in line for line in lines)
+    assert all(Path(line.split("\t")[0]).is_file() for line in lines)
+    assert "matching" in err
+
+    assert main(["catalog", "search", "--db", str(db), "--where", "sleeve=Long Sleeves"]) == 2
+    assert "unknown attribute 'sleeve'" in capsys.readouterr().err
+
+    indexed_file = sorted((photos / "pant_length").iterdir())[0]
+    assert main(["catalog", "similar", "--db", str(db), str(indexed_file), "-k", "3"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 3
+    score, path = lines[0].split("\t")
+    assert Path(path) == indexed_file.resolve() and float(score) == pytest.approx(1.0, abs=1e-3)
+
+    new_file = tmp_path / "outside.jpg"  # not in the catalogue: embedded with the catalogue's model
+    shutil.copy(indexed_file, new_file)
+    assert main(["catalog", "similar", "--db", str(db), str(new_file), "-k", "2", "--device", "cpu"]) == 0
+    score, path = capsys.readouterr().out.strip().splitlines()[0].split("\t")
+    assert Path(path) == indexed_file.resolve() and float(score) == pytest.approx(1.0, abs=1e-3)

@@ -1,0 +1,388 @@
+"""The HTTP service, run as a real `fashionattr serve` process on a loopback port and spoken to over HTTP.
+
+Covers prediction (multipart and base64 JSON), schema and health, every client error as a JSON 4xx (oversize,
+not an image, decompression bomb, bad JSON), static files and catalogue images that cannot be escaped with
+encoded `../`, the catalogue API, and dynamic batching of concurrent requests.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import http.client
+import io
+import math
+import os
+import socket
+import struct
+import subprocess
+import sys
+import time
+import zlib
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image
+
+from conftest import TrainedRun
+from fashionattr.catalog import index_catalog
+from fashionattr.inference import Predictor
+from fashionattr.schema import FASHIONAI
+from test_catalog import make_photo_folder
+
+STARTUP_TIMEOUT_S = 120.0
+"""Importing torch and loading the model can take a while on a busy two-core CI machine."""
+UPLOAD_LIMIT_MB = 1
+CONCURRENT_REQUESTS = 16
+
+
+@dataclass
+class Server:
+    """A running `fashionattr serve` process and where to reach it."""
+
+    process: subprocess.Popen
+    url: str
+    log: Path
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+    def raw_get(self, path: str) -> tuple[int, bytes]:
+        """GET a path exactly as written: HTTP clients would normalise `..` and re-encode `%` escapes."""
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            connection.putrequest("GET", path, skip_accept_encoding=True)
+            connection.endheaders()
+            response = connection.getresponse()
+            return response.status, response.read()
+        finally:
+            connection.close()
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def start_server(checkpoint: Path, log: Path, *extra: str) -> Iterator[Server]:
+    """Run `fashionattr serve` on a free loopback port until /healthz answers; stop it afterwards."""
+    port = free_port()
+    command = [sys.executable, "-m", "fashionattr", "serve", str(checkpoint), "--host", "127.0.0.1", "--port",
+               str(port), "--device", "cpu", "--log-level", "warning", *extra]  # fmt: skip
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with log.open("wb") as output:
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=env)
+    server = Server(process, f"http://127.0.0.1:{port}", log)
+    try:
+        _wait_until_healthy(server)
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=15)
+
+
+def _wait_until_healthy(server: Server) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            pytest.fail(f"fashionattr serve exited with {server.process.returncode}:\n{server.log.read_text()}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{server.url}/healthz", timeout=2).status_code == 200:
+                return
+        time.sleep(0.25)
+    log = server.log.read_text()
+    pytest.fail(f"fashionattr serve did not answer /healthz within {STARTUP_TIMEOUT_S:.0f} s:\n{log}")
+
+
+def build_catalog(trained_run: TrainedRun, folder: Path, db: Path) -> Path:
+    make_photo_folder(trained_run.data, folder)
+    predictor = Predictor.from_path(trained_run.run, device="cpu")
+    index_catalog(db, folder, trained_run.run, predictor=predictor, batch_size=8, workers=0, progress=False)
+    return db
+
+
+@pytest.fixture(scope="module")
+def server(trained_run: TrainedRun, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One server for the module: 1 MB upload limit, a 50 ms batching window, and a catalogue."""
+    workdir = tmp_path_factory.mktemp("serve")
+    db = build_catalog(trained_run, workdir / "photos", workdir / "catalog.sqlite")
+    with start_server(trained_run.run, workdir / "server.log", "--catalog", str(db), "--max-upload-mb",
+                      str(UPLOAD_LIMIT_MB), "--batch-wait-ms", "50", "--max-batch", "8") as running:  # fmt: skip
+        yield running
+
+
+@pytest.fixture(scope="module")
+def client(server: Server) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        yield http
+
+
+@pytest.fixture(scope="module")
+def photo_bytes(trained_run: TrainedRun) -> list[tuple[str, bytes]]:
+    files = sorted((trained_run.data / "Images" / "sleeve_length_labels").glob("*.jpg"))[:2]
+    return [(f.name, f.read_bytes()) for f in files]
+
+
+def assert_json_error(response: httpx.Response, status: int) -> str:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    message = response.json()["error"]
+    assert isinstance(message, str) and len(message) > 10
+    return message
+
+
+def assert_full_prediction(entry: dict) -> None:
+    assert list(entry["attributes"]) == FASHIONAI.names
+    for name, answer in entry["attributes"].items():
+        classes = FASHIONAI.attribute(name).classes
+        assert list(answer["probabilities"]) == list(classes)
+        assert math.isclose(sum(answer["probabilities"].values()), 1.0, abs_tol=1e-4)
+        assert answer["value"] == classes[answer["index"]]
+        assert answer["confidence"] == max(answer["probabilities"].values())
+        assert answer["uncertain"] is False
+
+
+def bomb_png(width: int = 30_000, height: int = 30_000) -> bytes:
+    """A valid PNG header declaring a huge RGB image, with a few bytes of data: tiny on disk, 2.7 GB decoded."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    pixels = zlib.compress(b"\0" * 64)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+
+
+# --- predicting -------------------------------------------------------------------------------------------------
+
+
+def test_health_and_schema(client):
+    health = client.get("/healthz").json()
+    assert health["status"] == "ok" and health["attributes"] == len(FASHIONAI) and health["catalog_items"] == 9
+    schema = client.get("/v1/schema").json()
+    assert schema["attributes"] == {a.name: list(a.classes) for a in FASHIONAI}
+    assert schema["models"][0]["backend"] == "torch"
+    assert schema["catalog"] is True and schema["similar_uploads"] is True
+    assert "/v1/predict" in client.get("/openapi.json").json()["paths"]
+    assert client.get("/docs").status_code == 200
+
+
+def test_predict_several_multipart_files(client, photo_bytes):
+    files = [("files", (name, data, "image/jpeg")) for name, data in photo_bytes]
+    response = client.post("/v1/predict", files=files)
+    assert response.status_code == 200, response.text
+    predictions = response.json()["predictions"]
+    assert [p["source"] for p in predictions] == [name for name, _ in photo_bytes]
+    for entry in predictions:
+        assert_full_prediction(entry)
+
+
+def test_predict_base64_json_gives_the_same_answer(client, photo_bytes):
+    name, data = photo_bytes[0]
+    multipart = client.post("/v1/predict", files=[("files", (name, data, "image/jpeg"))]).json()["predictions"][0]
+    response = client.post("/v1/predict", json={"images": [{"name": name, "data": base64.b64encode(data).decode()}]})
+    assert response.status_code == 200, response.text
+    [entry] = response.json()["predictions"]
+    assert entry["source"] == name
+    assert_full_prediction(entry)
+    for attribute, answer in entry["attributes"].items():
+        assert answer["value"] == multipart["attributes"][attribute]["value"]
+        assert answer["confidence"] == pytest.approx(multipart["attributes"][attribute]["confidence"], abs=1e-5)
+
+
+def test_concurrent_requests_share_batches(client, server, photo_bytes):
+    before = client.get("/healthz").json()["batching"]
+    name, data = photo_bytes[0]
+
+    def one_request(_: int) -> int:
+        response = httpx.post(f"{server.url}/v1/predict", files=[("files", (name, data, "image/jpeg"))], timeout=120)
+        return response.status_code
+
+    with ThreadPoolExecutor(max_workers=CONCURRENT_REQUESTS) as pool:
+        statuses = list(pool.map(one_request, range(CONCURRENT_REQUESTS)))
+    assert statuses == [200] * CONCURRENT_REQUESTS
+    after = client.get("/healthz").json()["batching"]
+    assert after["images"] - before["images"] == CONCURRENT_REQUESTS
+    assert after["batches"] - before["batches"] < CONCURRENT_REQUESTS  # some requests shared a forward pass
+    assert after["multi_image_batches"] > before["multi_image_batches"]
+    assert 1 < after["largest_batch"] <= 8  # --max-batch holds
+
+
+# --- client errors: JSON 4xx, and the server keeps serving --------------------------------------------------------
+
+
+def test_an_upload_over_the_limit_is_413(client, photo_bytes):
+    too_big = b"\xff" * (UPLOAD_LIMIT_MB * 1024 * 1024 + 4096)
+    message = assert_json_error(client.post("/v1/predict", files=[("files", ("huge.jpg", too_big))]), 413)
+    assert "upload limit" in message
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the limit is enforced while reading
+        for _ in range(UPLOAD_LIMIT_MB * 4):
+            yield b"x" * (512 * 1024)
+
+    headers = {"content-type": "application/json"}
+    assert_json_error(client.post("/v1/predict", content=chunks(), headers=headers), 413)
+    name, data = photo_bytes[0]
+    assert client.post("/v1/predict", files=[("files", (name, data))]).status_code == 200
+
+
+def test_a_file_that_is_not_an_image_is_named_in_a_422(client, photo_bytes):
+    name, data = photo_bytes[0]
+    response = client.post("/v1/predict", files=[("files", (name, data)), ("files", ("notes.txt", b"just words"))])
+    message = assert_json_error(response, 422)
+    assert "notes.txt" in message and name not in message
+    assert response.json()["files"][0]["name"] == "notes.txt"
+    assert "not an image" in response.json()["files"][0]["reason"]
+    assert client.get("/healthz").status_code == 200
+
+
+def test_a_decompression_bomb_is_refused_without_decoding(client, server):
+    bomb = bomb_png()
+    assert len(bomb) < 200
+    assert struct.unpack(">II", bomb[16:24]) == (30_000, 30_000)  # the header really does declare it
+    response = client.post("/v1/predict", files=[("files", ("bomb.png", bomb, "image/png"))])
+    message = assert_json_error(response, 422)
+    assert "bomb.png" in message and ("pixel limit" in message or "decompression bomb" in message)
+    assert server.process.poll() is None
+    assert client.get("/healthz").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "status", "words"),
+    [
+        (b"{not json", {"content-type": "application/json"}, 422, "not valid JSON"),
+        (b'{"pictures": []}', {"content-type": "application/json"}, 422, "`images` list"),
+        (b'{"images": [{"name": "a.jpg", "data": "@@@"}]}', {"content-type": "application/json"}, 422, "base64"),
+        (b'{"images": []}', {"content-type": "application/json"}, 422, "no image"),
+        (b"hello", {"content-type": "text/plain"}, 415, "unsupported content type"),
+    ],
+)
+def test_malformed_requests_get_json_errors(client, body, headers, status, words):
+    assert words in assert_json_error(client.post("/v1/predict", content=body, headers=headers), status)
+
+
+def test_unknown_routes_and_methods_are_json_errors(client):
+    assert_json_error(client.get("/v1/nothing-here"), 404)
+    assert_json_error(client.get("/v1/predict"), 405)
+    assert_json_error(client.get("/v1/catalog/similar/1", params={"k": "many"}), 422)
+
+
+# --- the web page and its files --------------------------------------------------------------------------------
+
+
+def test_the_page_and_its_static_files_are_served(client):
+    page = client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "/static/predict.js" in page.text and "//cdn" not in page.text
+    for name in ("app.css", "common.js", "predict.js", "catalog.js"):
+        assert client.get(f"/static/{name}").status_code == 200
+    assert "/static/catalog.js" in client.get("/catalog").text
+
+
+TRAVERSALS = [
+    "/static/..%2f..%2fpyproject.toml",
+    "/static/..%2F..%2F..%2F..%2Fetc%2Fpasswd",
+    "/static/%2e%2e/%2e%2e/pyproject.toml",
+    "/static/%252e%252e%252fpyproject.toml",
+    "/static/..%252f..%252fpyproject.toml",
+    "/static/../../pyproject.toml",
+    "/static//etc/passwd",
+    "/static/%2fetc%2fpasswd",
+    "/static/static/../app.css/../../../pyproject.toml",
+    "/v1/catalog/image/..%2f..%2fpyproject.toml",
+    "/v1/catalog/image/%252e%252e%252fpyproject.toml",
+    "/v1/catalog/image/%2fetc%2fpasswd",
+    "/v1/catalog/image//etc/passwd",
+    "/v1/catalog/image/1%2f..%2f..%2fcatalog.sqlite",
+    "/v1/catalog/image/-1",
+    "/v1/catalog/image/99999",
+]
+
+
+@pytest.mark.parametrize("path", TRAVERSALS)
+def test_no_file_outside_the_static_folder_or_the_catalogue_is_reachable(server, path):
+    status, body = server.raw_get(path)
+    assert status == 404, (path, body[:200])
+    assert b"[project]" not in body and b"root:" not in body and b"SQLite" not in body
+    assert b'"error"' in body
+
+
+# --- the catalogue API -----------------------------------------------------------------------------------------
+
+
+def test_catalogue_facets_search_similar_and_images(client):
+    info = client.get("/v1/catalog").json()
+    assert info["items"] == 9 and info["errors"] == 1
+    facets = client.get("/v1/catalog/facets").json()
+    assert facets["total"] == 9
+    attribute, value = next((a, v) for a, counts in facets["facets"].items() for v, n in counts.items() if n > 0)
+    short = attribute.removesuffix("_labels")
+    found = client.get("/v1/catalog/search", params={"filter": f"{short}={value}", "limit": 100}).json()
+    assert found["filters"] == {attribute: value}
+    assert found["total"] == facets["facets"][attribute][value] == len(found["items"])
+    assert all(item["tags"][attribute]["value"] == value for item in found["items"])
+
+    first = found["items"][0]
+    image = client.get(first["image_url"])
+    assert image.status_code == 200 and image.headers["content-type"] == "image/jpeg"
+    with Image.open(io.BytesIO(image.content)) as decoded:
+        assert decoded.size[0] > 0
+    similar = client.get(f"/v1/catalog/similar/{first['id']}", params={"k": 3}).json()
+    assert similar["query"]["id"] == first["id"]
+    assert similar["results"][0]["id"] == first["id"]
+    assert similar["results"][0]["similarity"] == pytest.approx(1.0, abs=1e-4)
+    assert len(similar["results"]) == 3
+    detail = client.get(f"/v1/catalog/items/{first['id']}").json()
+    assert list(detail["tags"][attribute]["probabilities"]) == list(FASHIONAI.attribute(attribute).classes)
+
+
+def test_catalogue_search_by_uploaded_photo(client, trained_run):
+    indexed = sorted((trained_run.data / "Images" / "pant_length_labels").glob("*.jpg"))[0]
+    upload = [("files", (indexed.name, indexed.read_bytes()))]
+    response = client.post("/v1/catalog/similar", params={"k": 2}, files=upload)
+    assert response.status_code == 200, response.text
+    best = response.json()["results"][0]
+    assert best["path"] == f"pant_length/{indexed.name}" and best["similarity"] == pytest.approx(1.0, abs=1e-3)
+
+
+def test_catalogue_filter_mistakes_are_422_listing_the_valid_names(client):
+    message = assert_json_error(client.get("/v1/catalog/search", params={"filter": "sleeve=Long Sleeves"}), 422)
+    assert "sleeve_length_labels" in message
+    message = assert_json_error(client.get("/v1/catalog/facets", params={"filter": "sleeve_length=Longest"}), 422)
+    assert "Extra Long Sleeves" in message
+    assert_json_error(client.get("/v1/catalog/items/abc"), 404)
+
+
+def test_create_app_without_a_catalogue_in_process(trained_run, photo_bytes):
+    """The app object on its own (no server process): catalogue routes say how to get one; predict works."""
+    from fastapi.testclient import TestClient
+
+    from fashionattr.serve import ServeSettings, create_app
+
+    app = create_app(Predictor.from_path(trained_run.run, device="cpu"), None, ServeSettings(max_batch=4))
+    with TestClient(app) as local:
+        assert "--catalog" in assert_json_error(local.get("/v1/catalog/facets"), 404)
+        assert local.get("/v1/schema").json()["catalog"] is False
+        name, data = photo_bytes[0]
+        response = local.post("/v1/predict", files=[("files", (name, data))])
+        assert response.status_code == 200 and len(response.json()["predictions"]) == 1
+
+
+def test_bad_serve_options_are_user_errors(trained_run, capsys):
+    from fashionattr.cli import main
+
+    assert main(["serve", str(trained_run.run), "--max-batch", "0"]) == 2
+    assert "--max-batch" in capsys.readouterr().err
+    assert main(["serve", str(trained_run.run), "--catalog", "/nonexistent/catalog.sqlite"]) == 2
+    assert "no such catalogue" in capsys.readouterr().err
