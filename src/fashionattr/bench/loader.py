@@ -7,6 +7,7 @@ loader uses) against a full PIL decode and against `torchvision.io.decode_jpeg`.
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -68,7 +69,9 @@ def torchvision_letterbox(path: Path, size: int) -> np.ndarray:
     """The letterbox `letterbox` makes, but decoded by libjpeg through torchvision and resized by torch."""
     from torchvision.io import ImageReadMode, decode_jpeg, read_file
 
-    image = decode_jpeg(read_file(str(path)), mode=ImageReadMode.RGB, apply_exif_orientation=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torchvision 0.29 deprecates its decoders for TorchCodec
+        image = decode_jpeg(read_file(str(path)), mode=ImageReadMode.RGB, apply_exif_orientation=True)
     height, width = image.shape[1:]
     scale = size / max(width, height)
     new_h, new_w = max(1, round(height * scale)), max(1, round(width * scale))
@@ -108,8 +111,8 @@ def decoder_figures(context: BenchContext) -> list[Figure]:
     versus_torchvision = compared(
         "a.decode", "JPEG decode+letterbox: PIL draft vs torchvision.io.decode_jpeg", measurement,
         "PIL, DCT downscale (draft)", "torchvision.io.decode_jpeg", goal=None, settings=common,
-        notes=["the loader keeps whichever is faster; torchvision decodes at full size (no DCT scaling) and "
-               "would need its own EXIF/CMYK/PNG handling"],
+        notes=["the loader keeps whichever is faster; torchvision decodes at full size (no DCT scaling), would "
+               "need its own CMYK/PNG/bomb handling, and deprecates its decoders as of 0.29"],
     )  # fmt: skip
     versus_full = compared(
         "a.draft", "JPEG decode+letterbox: PIL draft vs full decode (the fix)", measurement,

@@ -56,10 +56,11 @@ def _predict_peak(context: BenchContext, checkpoint: Path, count: int) -> dict[s
     return results["predict"]
 
 
-def _peak_figure(key: str, title: str, result: dict[str, Any], settings: dict[str, Any]) -> Figure:
-    return Figure(key, title, unit="MiB", settings=settings,
-                  values={"main process peak (VmHWM)": result["main"], "largest loader worker peak": result["workers"]},
-                  notes=[f"took {result['seconds']:.0f} s"])  # fmt: skip
+def _peak_figure(key: str, title: str, result: dict[str, Any], settings: dict[str, Any], floor: float) -> Figure:
+    values = {"main process peak (VmHWM)": result["main"], "largest loader worker peak": result["workers"],
+              "floor: a process that only imported the libraries": floor}  # fmt: skip
+    notes = [f"{result['main'] - floor:,.0f} MiB above the floor; took {result['seconds']:.0f} s"]
+    return Figure(key, title, unit="MiB", settings=settings, values=values, notes=notes)
 
 
 def memory_figures(context: BenchContext) -> list[Figure]:
@@ -69,16 +70,19 @@ def memory_figures(context: BenchContext) -> list[Figure]:
               "img_size": settings.img_size, "epochs": 1, "batch_size": settings.batch_size,
               "workers": settings.workers, "max_steps_per_epoch": 2, "progress": False,
               "device": str(context.device)}  # fmt: skip
+    imports, _ = run_probe({"job": "import_memory"}, context.workdir, timeout_s=PROBE_TIMEOUT_S)
+    floor = float(imports.get("imports", {}).get("main", float("nan")))
     results, _ = run_probe({"job": "train_memory", "config": config}, context.workdir, timeout_s=PROBE_TIMEOUT_S)
     figures = []
     common = {"arch": settings.arch, "size": settings.img_size, "batch": settings.batch_size,
               "workers": settings.workers}  # fmt: skip
     if "train" in results:
         figures.append(_peak_figure("mem.train", "peak memory of a short training run (2 steps + validation)",
-                                    results["train"], {**common, "images": len(context.data.records)}))  # fmt: skip
+                                    results["train"], {**common, "images": len(context.data.records)},
+                                    floor))  # fmt: skip
         predict = _predict_peak(context, run_dir / "best.pt", 2 * settings.batch_size)
         figures.append(_peak_figure("mem.predict", "peak memory of predict with that checkpoint", predict,
-                                    {**common, "images": predict["images"]}))  # fmt: skip
+                                    {**common, "images": predict["images"]}, floor))  # fmt: skip
     else:
         figures.append(Figure("mem.train", "peak memory of a short training run",
                               skipped=f"the training job failed: {results.get('error', 'timed out')}"))  # fmt: skip

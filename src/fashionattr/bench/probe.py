@@ -144,7 +144,16 @@ def predict_memory_job(job: dict[str, Any], job_file: Path) -> None:
                   "exit_code": code, "seconds": time.perf_counter() - start})  # fmt: skip
 
 
+def import_memory_job(job: dict[str, Any], job_file: Path) -> None:
+    """The floor under both: the process after importing what training and predict import."""
+    import fashionattr.inference
+    import fashionattr.training  # noqa: F401
+
+    emit(imports={"main": peak_rss_mib()})
+
+
 JOBS: dict[str, Callable[[dict[str, Any], Path], None]] = {
+    "import_memory": import_memory_job,
     "compile": compile_job,
     "train_memory": train_memory_job,
     "predict_memory": predict_memory_job,

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
 
-from fashionattr.data.images import ImageError, open_image
+from fashionattr.data.images import ImageError, open_image, probe_image
 from fashionattr.data.labels import LabelRecord
 
 
@@ -54,3 +54,22 @@ def scan_images(
         else:
             report.sizes[outcome] += 1
     return report
+
+
+def _probe_header(path: str) -> str | None:
+    try:
+        probe_image(path)
+    except ImageError as exc:
+        return exc.reason
+    return None
+
+
+def scan_headers(root: Path, paths: list[str], workers: int = 8) -> list[tuple[str, str]]:
+    """(path, reason) for each image whose header alone shows it unusable; see `probe_image` for what that finds.
+
+    Threads, not processes: reading a header is mostly waiting for the disk.
+    """
+    relative = sorted(set(paths))
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        outcomes = list(pool.map(_probe_header, [str(root / p) for p in relative]))
+    return [(rel, reason) for rel, reason in zip(relative, outcomes, strict=True) if reason is not None]
