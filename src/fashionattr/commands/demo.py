@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-DEMO_ARCH = "resnet10t"
+DEMO_ARCH = "test_resnet"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -16,12 +16,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "Markdown report with the per-attribute table, learning curves and confusion matrices.",
     )
     parser.add_argument("--out", default="runs/demo", help="folder for the dataset and the run (runs/demo)")
-    parser.add_argument("--per-class", type=int, default=60, help="synthetic images per class (60)")
-    parser.add_argument("--size", type=int, default=256, help="synthetic image side in pixels (256)")
+    parser.add_argument("--per-class", type=int, default=150, help="synthetic images per class (150)")
+    parser.add_argument("--size", type=int, default=128, help="synthetic image side in pixels (128)")
     parser.add_argument("--img-size", type=int, default=96, help="training input side in pixels (96)")
     parser.add_argument("--arch", default=DEMO_ARCH, help=f"backbone (default {DEMO_ARCH}, small enough for a CPU)")
-    parser.add_argument("--epochs", type=int, default=12, help="training epochs (12)")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--epochs", type=int, default=16, help="training epochs (16)")
+    parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workers", type=int, default=0, help="loader processes (0: the cache makes them unneeded)")
     parser.add_argument("--seed", type=int, default=0)
     parser.set_defaults(func=run)
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     config = resolve_config(None, {
         "data": str(data), "out": str(run_dir), "arch": args.arch, "layout": "multitask", "img_size": args.img_size,
         "epochs": args.epochs, "batch_size": args.batch_size, "workers": args.workers, "seed": args.seed,
-        "lr": 2e-3, "weight_decay": 0.05, "warmup_epochs": 1.0, "label_smoothing": 0.1,
+        "lr": 3e-3, "weight_decay": 0.05, "warmup_epochs": 1.0, "label_smoothing": 0.1,
     })  # fmt: skip
     step(f"training {args.arch} (multitask, 8 heads) for {args.epochs} epochs{' (resuming)' if resume else ''}")
     [summary] = train(config, resume=resume)
