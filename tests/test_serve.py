@@ -29,6 +29,7 @@ import pytest
 from PIL import Image
 
 from conftest import TrainedRun
+from corpus import png_declaring, write_image_corpus
 from fashionattr.catalog import index_catalog
 from fashionattr.inference import Predictor
 from fashionattr.schema import FASHIONAI
@@ -38,6 +39,7 @@ STARTUP_TIMEOUT_S = 120.0
 """Importing torch and loading the model can take a while on a busy two-core CI machine."""
 UPLOAD_LIMIT_MB = 1
 CONCURRENT_REQUESTS = 16
+DECODE_THREADS = 2
 
 
 @dataclass
@@ -118,7 +120,8 @@ def server(trained_run: TrainedRun, tmp_path_factory: pytest.TempPathFactory) ->
     workdir = tmp_path_factory.mktemp("serve")
     db = build_catalog(trained_run, workdir / "photos", workdir / "catalog.sqlite")
     with start_server(trained_run.run, workdir / "server.log", "--catalog", str(db), "--max-upload-mb",
-                      str(UPLOAD_LIMIT_MB), "--batch-wait-ms", "50", "--max-batch", "8") as running:  # fmt: skip
+                      str(UPLOAD_LIMIT_MB), "--batch-wait-ms", "50", "--max-batch", "8", "--decode-threads",
+                      str(DECODE_THREADS)) as running:  # fmt: skip
         yield running
 
 
@@ -155,13 +158,7 @@ def assert_full_prediction(entry: dict) -> None:
 
 def bomb_png(width: int = 30_000, height: int = 30_000) -> bytes:
     """A valid PNG header declaring a huge RGB image, with a few bytes of data: tiny on disk, 2.7 GB decoded."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    pixels = zlib.compress(b"\0" * 64)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+    return png_declaring(width, height)
 
 
 # --- predicting -------------------------------------------------------------------------------------------------
@@ -307,6 +304,16 @@ TRAVERSALS = [
     "/v1/catalog/image/1%2f..%2f..%2fcatalog.sqlite",
     "/v1/catalog/image/-1",
     "/v1/catalog/image/99999",
+    "/static/..%5c..%5cpyproject.toml",
+    "/static/..\\..\\pyproject.toml",
+    "/static/%2e%2e%2f%2e%2e%2fpyproject.toml",
+    "/static/%252e%252e%252f%252e%252e%252fpyproject.toml",
+    "/static/..%c0%af..%c0%afpyproject.toml",
+    "/static/....//....//pyproject.toml",
+    "/static/app.css%00../../pyproject.toml",
+    "/v1/catalog/image/1/../../catalog.sqlite",
+    "/v1/catalog/image/1%252f..%252f..%252fcatalog.sqlite",
+    "/v1/catalog/image/%2e%2e",
 ]
 
 
@@ -386,3 +393,96 @@ def test_bad_serve_options_are_user_errors(trained_run, capsys):
     assert "--max-batch" in capsys.readouterr().err
     assert main(["serve", str(trained_run.run), "--catalog", "/nonexistent/catalog.sqlite"]) == 2
     assert "no such catalogue" in capsys.readouterr().err
+
+
+# --- the bad-input corpus, memory under bombs, the default address ----------------------------------------------
+
+
+def memory_mib(pid: int) -> dict[str, float]:
+    """VmRSS (resident now) and VmHWM (peak resident) of a process, in MiB."""
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return {key: int(fields[key].split()[0]) / 1024 for key in ("VmRSS", "VmHWM")}
+
+
+@pytest.fixture(scope="module")
+def corpus_uploads(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[str, bytes, object]]:
+    """(name, bytes, case) of every plain file of the bad-input corpus (tests/corpus.py)."""
+    folder = tmp_path_factory.mktemp("serve-corpus")
+    cases = write_image_corpus(folder)
+    return [
+        (name, (folder / name).read_bytes(), case) for name, case in cases.items() if not (folder / name).is_symlink()
+    ]
+
+
+def test_every_corpus_file_is_answered_or_refused_by_name(client, server, corpus_uploads):
+    for name, data, case in corpus_uploads:
+        response = client.post("/v1/predict", files=[("files", (name, data, "image/jpeg"))])
+        if case.good:
+            assert response.status_code == 200, (name, response.text)
+            assert len(response.json()["predictions"][0]["attributes"]) == len(FASHIONAI)
+        else:
+            message = assert_json_error(response, 422)
+            assert name in message and case.reason in message, (name, message)
+    everything = client.post("/v1/predict", files=[("files", (n, d, "image/jpeg")) for n, d, _ in corpus_uploads])
+    assert_json_error(everything, 422)
+    refused = {entry["name"] for entry in everything.json()["files"]}
+    assert refused == {name for name, _, case in corpus_uploads if not case.good}
+    assert server.process.poll() is None and client.get("/healthz").status_code == 200
+
+
+def test_a_file_name_that_is_not_utf8_is_served(client, photo_bytes):
+    _, data = photo_bytes[0]
+    boundary = "fashionattr-test-boundary"
+    head = f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="caf\xe9.jpg"\r\n'
+    body = head.encode("latin-1") + b"Content-Type: image/jpeg\r\n\r\n" + data + f"\r\n--{boundary}--\r\n".encode()
+    response = client.post("/v1/predict", content=body,
+                           headers={"content-type": f"multipart/form-data; boundary={boundary}"})  # fmt: skip
+    assert response.status_code == 200, response.text
+    assert response.json()["predictions"][0]["source"].startswith("caf")
+
+
+def test_decompression_bombs_cost_no_memory(client, server):
+    """Header bombs (40000 x 40000 declared in 100 bytes) are refused before a pixel is decoded."""
+    before = memory_mib(server.process.pid)
+    bombs = [("files", (f"bomb-{n}.png", png_declaring(40_000, 40_000), "image/png")) for n in range(32)]
+    for _ in range(5):
+        assert "decompression bomb" in assert_json_error(client.post("/v1/predict", files=bombs), 422)
+    after = memory_mib(server.process.pid)
+    print(f"server memory around 160 header bombs: {before['VmRSS']:.0f} -> {after['VmRSS']:.0f} MiB")
+    assert after["VmHWM"] - before["VmRSS"] < 200
+    assert client.get("/healthz").status_code == 200
+
+
+def plain_png(side: int) -> bytes:
+    """A real, valid `side` x `side` grey PNG: it compresses about 1000:1, so 36 megapixels take ~110 KB."""
+    row = b"\0" + b"\x80" * (3 * side)
+    packer = zlib.compressobj(9)
+    data = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
+    header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b"")
+
+
+@pytest.mark.slow
+def test_many_large_images_in_one_request_are_decoded_a_few_at_a_time(client, server):
+    """Eight 36-megapixel PNGs (108 MB each decoded, 0.9 MB sent) are valid images, and are answered; but only
+    --decode-threads of them are ever held at full size, so memory grows by about two, not eight, of them."""
+    image = plain_png(6000)
+    files = [("files", (f"large-{n}.png", image, "image/png")) for n in range(8)]
+    assert len(image) * len(files) < UPLOAD_LIMIT_MB * 1024 * 1024
+    before = memory_mib(server.process.pid)
+    response = client.post("/v1/predict", files=files, timeout=300)
+    assert response.status_code == 200, response.text
+    assert len(response.json()["predictions"]) == 8
+    growth = memory_mib(server.process.pid)["VmHWM"] - before["VmRSS"]
+    print(f"server memory growth for 8 x 36-megapixel PNGs, {DECODE_THREADS} decode threads: {growth:.0f} MiB")
+    assert growth < 8 * 108  # holding all eight at once would take 864 MiB before any copy
+
+
+def test_the_default_address_is_loopback():
+    from fashionattr.cli import build_parser
+
+    assert build_parser().parse_args(["serve", "run"]).host == "127.0.0.1"

@@ -201,7 +201,10 @@ def index_catalog(
             write_meta(conn, {"format": FORMAT_VERSION, "root": str(root_path), "model": str(Path(model).resolve()),
                               "model_fingerprint": fingerprint, "schema": json.dumps(schema.to_dict())})  # fmt: skip
         files = scan_images(root_path)
-        report.removed = _drop_missing(conn, set(files))
+        misnamed = {rel: _shown_name(rel) for rel in files if _shown_name(rel) != rel}
+        files = [rel for rel in files if rel not in misnamed]
+        report.removed = _drop_missing(conn, set(files) | set(misnamed.values()))
+        _record_misnamed(conn, list(misnamed.values()))
         pending = _changed_files(conn, root_path, files, report, progress)
         _tag_files(conn, root_path, pending, predictor, report, batch_size, workers, progress, tqdm)
         report.errors = [tuple(row) for row in conn.execute("SELECT path, reason FROM errors ORDER BY path")]
@@ -216,6 +219,19 @@ def _check_same_root(meta: Mapping[str, str], root: Path, db: str | Path) -> Non
                         "index into a new --db file")  # fmt: skip
     if "root" in meta and Path(meta["root"]) != root:
         raise UserError(f"{db}: this catalogue indexes {meta['root']}, not {root}; use another --db for this folder")
+
+
+def _shown_name(rel: str) -> str:
+    """`rel` itself when it is valid UTF-8 text, else with the offending bytes written as `\\xNN`."""
+    return os.fsencode(rel).decode("utf-8", errors="backslashreplace")
+
+
+def _record_misnamed(conn: sqlite3.Connection, shown: Sequence[str]) -> None:
+    """A name that is not UTF-8 cannot be stored or served as text: list the file as an error, by its escaped name."""
+    reason = "the file name is not valid UTF-8 text; rename the file to index it"
+    with transaction(conn):
+        conn.executemany("INSERT OR REPLACE INTO errors (path, sha256, size, mtime, reason) VALUES (?, '', 0, 0, ?)",
+                         [(name, reason) for name in shown])  # fmt: skip
 
 
 def _drop_missing(conn: sqlite3.Connection, present: set[str]) -> int:

@@ -1,6 +1,6 @@
 """The `fashionattr` command: a thin argparse front over the library, one module per subcommand.
 
-Exit codes: 0 success, 1 failure while running, 2 bad usage or bad input.
+Exit codes: 0 success, 1 failure while running (a bad file among many, a diverged run), 2 bad usage or bad input.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from fashionattr import __version__
 from fashionattr.data.labels import LabelFileError
 from fashionattr.data.split import SplitError
-from fashionattr.errors import CheckpointError, UserError
+from fashionattr.errors import CheckpointError, RunError, UserError
 from fashionattr.schema import SchemaError
 
 # Each module in fashionattr.commands defines `register(subparsers)`, which adds its parser and sets
@@ -39,14 +39,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _write_file_names_as_bytes() -> None:
+    """Print a file name that is not valid UTF-8 as the bytes it has on disk instead of dying on it.
+
+    Python hands such names over as surrogate escapes (PEP 383), which a strict UTF-8 stdout refuses to encode.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="surrogateescape")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    _write_file_names_as_bytes()
     try:
         return int(args.func(args) or 0)
     except USER_ERRORS as exc:
         print(f"fashionattr {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except RunError as exc:
+        print(f"fashionattr {args.command}: error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"fashionattr {args.command}: interrupted", file=sys.stderr)
         return 130

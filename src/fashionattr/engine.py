@@ -22,11 +22,12 @@ from torch.utils.data import DataLoader
 
 from fashionattr.data.transforms import Augmentation, Preprocessing, augment_batch, normalize_batch
 from fashionattr.distributed import DistributedContext, gather_objects
+from fashionattr.errors import RunError
 from fashionattr.losses import masked_cross_entropy
 from fashionattr.metrics import AttributePredictions
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(RunError):
     """The loss became NaN or infinite; the run stops and the last good checkpoint is kept."""
 
 

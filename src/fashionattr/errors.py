@@ -9,3 +9,7 @@ class UserError(Exception):
 
 class CheckpointError(UserError):
     """A checkpoint file is missing, damaged, unsafe or not ours; the message says which and what to do."""
+
+
+class RunError(Exception):
+    """A run that cannot go on for a reason that is not a bug (training diverged): the CLI prints it and exits 1."""

@@ -113,7 +113,8 @@ class _ImageFiles(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         path = self.paths[index]
         try:
-            with open_image(path, target_size=max(size for size, _ in self.sizes)) as image:
+            # Full-size decoding (no JPEG draft), so files, uploads and decoded images all get identical answers.
+            with open_image(path) as image:
                 return {"index": index, "images": [to_chw_tensor(letterbox(image, s, i)) for s, i in self.sizes]}
         except ImageError as exc:
             return {"index": index, "error": exc.reason}
@@ -340,9 +341,18 @@ class Predictor:
     def predict_images(self, images: Sequence[Image.Image], names: Sequence[str] | None = None,
                        embed: bool = False) -> list[Prediction]:  # fmt: skip
         """Decoded RGB images -> predictions, in one batch."""
+        return self.predict_letterboxed([self.letterbox_all(i) for i in images], names, embed=embed)
+
+    def predict_letterboxed(self, images: Sequence[Sequence[torch.Tensor]], names: Sequence[str] | None = None,
+                            embed: bool = False) -> list[Prediction]:  # fmt: skip
+        """Images already letterboxed by `letterbox_all` -> predictions, in one batch.
+
+        The service letterboxes each upload as soon as it is decoded, so that a large image is held at full size
+        only while it is being shrunk, never while it waits for a batch.
+        """
         if not images:
             return []
-        batches = [torch.stack(column) for column in zip(*(self.letterbox_all(i) for i in images), strict=True)]
+        batches = [torch.stack(column) for column in zip(*images, strict=True)]
         probs, embedding = self.probabilities(batches, embed=embed)
         names = names or [f"image {i}" for i in range(len(images))]
         return [
@@ -405,11 +415,15 @@ def load_predictor(path: str | Path, backend: str = "auto", device: str = "auto"
 
 
 def expand_inputs(inputs: Sequence[str | Path]) -> list[Path]:
-    """Files as given, folders searched recursively for image files (sorted), in argument order."""
+    """Files as given, folders searched recursively for image files (sorted), in argument order.
+
+    A broken symbolic link (dangling, or a loop) is listed too, so that it is reported rather than silently left out.
+    """
     files: list[Path] = []
     for entry in map(Path, inputs):
         if entry.is_dir():
-            files.extend(sorted(p for p in entry.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()))
+            files.extend(sorted(p for p in entry.rglob("*")
+                                if p.suffix.lower() in IMAGE_SUFFIXES and (p.is_file() or p.is_symlink())))  # fmt: skip
         else:
             files.append(entry)
     return files

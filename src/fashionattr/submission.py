@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fashionattr.data.labels import LabelFileError, LabelRecord, _read_lines, read_labels
+from fashionattr.data.labels import LabelFileError, LabelRecord, _read_lines, parse_csv_line, read_labels
 from fashionattr.errors import UserError
 from fashionattr.io import atomic_write_text
 from fashionattr.metrics import AttributePredictions, Scores, maybe_mask, score
@@ -90,8 +90,11 @@ def _read_answer_lines(path: Path, schema: Schema) -> list[_AnswerLine]:
     answers: list[_AnswerLine] = []
     problems: list[tuple[int, str]] = []
     seen: dict[tuple[str, str], int] = {}
-    for line_number, row in enumerate(csv.reader(_read_lines(path)), start=1):
-        cells = [cell.strip() for cell in row]
+    for line_number, line in enumerate(_read_lines(path), start=1):
+        cells = parse_csv_line(line)
+        if isinstance(cells, str):
+            problems.append((line_number, cells))
+            continue
         if not cells or all(not cell for cell in cells):
             continue
         if len(cells) != 3:
@@ -173,7 +176,7 @@ def _answer_line_number(answer_path: Path, index: int) -> int:
         lines = _read_lines(answer_path)
     except LabelFileError:
         return 0
-    row_lines = [number for number, row in enumerate(csv.reader(lines), start=1) if any(cell.strip() for cell in row)]
+    row_lines = [number for number, line in enumerate(lines, start=1) if any(map(str.strip, parse_csv_line(line)))]
     return row_lines[index] if index < len(row_lines) else 0
 
 

@@ -61,7 +61,7 @@ class InferenceRunner:
 
 def _measure_options(context: BenchContext, options: list[Option], rounds: int,
                      budget_s: float) -> tuple[Measurement, Measurement]:  # fmt: skip
-    """Training steps, then inference, of every option side by side."""
+    """Training steps, then inference, of every option side by side; inference is cheap enough for more rounds."""
     batch = labelled_batch(context)
     trainers = [EngineTrainer(context, batch, amp=o.amp, channels_last=o.channels_last) for o in options]
     training = measure([Variant(o.name, t.step) for o, t in zip(options, trainers, strict=True)],
@@ -69,7 +69,7 @@ def _measure_options(context: BenchContext, options: list[Option], rounds: int,
     del trainers
     runners = [InferenceRunner(context, o) for o in options]
     inference = measure([Variant(o.name, r.step) for o, r in zip(options, runners, strict=True)],
-                        rounds=rounds, warmup=1, budget_s=budget_s / 2)  # fmt: skip
+                        rounds=rounds + 2, warmup=1, budget_s=budget_s / 2)  # fmt: skip
     return training, inference
 
 
@@ -120,8 +120,7 @@ def cpu_options_figures(context: BenchContext) -> list[Figure]:
     cpu = replace(context, device=torch.device("cpu"), shared={})
     options = [Option("eager fp32"), Option("channels_last", channels_last=True),
                Option("bf16 autocast", amp=torch.bfloat16)]  # fmt: skip
-    rounds = min(context.settings.rounds, 2) if context.settings.quick else context.settings.rounds
-    figures = option_figures(cpu, "e", options, rounds=rounds, budget_s=100)
+    figures = option_figures(cpu, "e", options, rounds=context.settings.rounds, budget_s=90)
     figures.extend(compile_figures(cpu, "e", Option("eager fp32")))
     for figure in figures:
         figure.notes.append(f"an option counts as a win at >= {WIN}x; smaller differences are within the noise")

@@ -52,7 +52,7 @@ def multitask_figure(context: BenchContext) -> list[Figure]:
     loaded[0].model(normalize_batch(batch[:2], preprocessing))  # the eight share shapes: one warm-up serves all
     measurement = measure([Variant("one multitask model", lambda: run(one)),
                            Variant(f"{len(loaded)} per-attribute models", lambda: run(eight))],
-                          rounds=settings.rounds, warmup=0, budget_s=120)  # fmt: skip
+                          rounds=settings.rounds, warmup=0, budget_s=60)  # fmt: skip
     figure = compared(
         "b", f"inference of all {len(loaded)} attributes: multitask vs per-attribute models", measurement,
         "one multitask model", f"{len(loaded)} per-attribute models", goal=6.0,

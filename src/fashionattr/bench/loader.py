@@ -118,6 +118,7 @@ def decoder_figures(context: BenchContext) -> list[Figure]:
         "a.draft", "JPEG decode+letterbox: PIL draft vs full decode (the fix)", measurement,
         "PIL, DCT downscale (draft)", "PIL, full decode", goal=None, settings=common,
         notes=["`open_image(path, target_size=)` asks libjpeg for 1/2 scale before loading; letterbox's own draft "
-               "call came after the load and never took effect"],
+               "call came after the load and never took effect. Training, evaluation and prepare use it; predict "
+               "decodes at full size so that files, uploads and decoded images get identical answers"],
     )  # fmt: skip
     return [versus_torchvision, versus_full]

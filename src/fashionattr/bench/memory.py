@@ -59,7 +59,10 @@ def _predict_peak(context: BenchContext, checkpoint: Path, count: int) -> dict[s
 def _peak_figure(key: str, title: str, result: dict[str, Any], settings: dict[str, Any], floor: float) -> Figure:
     values = {"main process peak (VmHWM)": result["main"], "largest loader worker peak": result["workers"],
               "floor: a process that only imported the libraries": floor}  # fmt: skip
-    notes = [f"{result['main'] - floor:,.0f} MiB above the floor; took {result['seconds']:.0f} s"]
+    notes = [
+        f"{result['main'] - floor:,.0f} MiB above the floor; took {result['seconds']:.0f} s",
+        "a forked worker's resident memory includes the pages it still shares with the main process",
+    ]
     return Figure(key, title, unit="MiB", settings=settings, values=values, notes=notes)
 
 

@@ -111,7 +111,8 @@ def _open_output(path: str | None) -> Iterator[IO[str]]:
         return
     from fashionattr.io import atomic_open
 
-    with atomic_open(path, "w", encoding="utf-8", newline="") as handle:
+    # A file name that is not valid UTF-8 is written as its bytes on disk, as stdout does (see cli.main).
+    with atomic_open(path, "w", encoding="utf-8", errors="surrogateescape", newline="") as handle:
         yield handle
 
 

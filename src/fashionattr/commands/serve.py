@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import sys
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -33,6 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="most images run through the model at once (default 32)")  # fmt: skip
     parser.add_argument("--batch-wait-ms", type=float, default=5.0, metavar="MS",
                         help="how long a batch waits for more images before it runs (default 5)")  # fmt: skip
+    parser.add_argument("--decode-threads", type=int, default=None, metavar="N",
+                        help="uploads decoded at once; each may briefly take ~0.4 GB for a 64-megapixel PNG "
+                        "(default: the number of cores, at most 8)")  # fmt: skip
     parser.add_argument("--min-confidence", type=float, default=0.0, metavar="P",
                         help="report an attribute as uncertain below this top probability (default 0)")  # fmt: skip
     parser.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")
@@ -78,7 +82,11 @@ def _settings(args: argparse.Namespace) -> ServeSettings:
         raise UserError(f"--min-confidence must be between 0 and 1, got {args.min_confidence}")
     if not 0 <= args.port <= 65535:
         raise UserError(f"--port must be between 0 and 65535, got {args.port}")
-    return ServeSettings(max_upload_mb=args.max_upload_mb, max_batch=args.max_batch, batch_wait_ms=args.batch_wait_ms)
+    if args.decode_threads is not None and args.decode_threads < 1:
+        raise UserError(f"--decode-threads must be at least 1, got {args.decode_threads}")
+    settings = ServeSettings(max_upload_mb=args.max_upload_mb, max_batch=args.max_batch,
+                             batch_wait_ms=args.batch_wait_ms)  # fmt: skip
+    return replace(settings, decode_threads=args.decode_threads) if args.decode_threads else settings
 
 
 def _open_catalog(db: str | None) -> Catalog | None:

@@ -8,7 +8,6 @@ exit code is 1, so a submission never silently lacks rows and never silently hid
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from collections import Counter
 from pathlib import Path
@@ -96,12 +95,12 @@ def dataset_root(questions_path: Path, data: str | None) -> Path:
 
 def attributes_asked(questions_path: Path) -> Counter[str]:
     """Rows per attribute name in a question file, read loosely so unknown names can be listed all at once."""
-    from fashionattr.data.labels import _read_lines
+    from fashionattr.data.labels import _read_lines, parse_csv_line
 
     counts: Counter[str] = Counter()
-    for row in csv.reader(_read_lines(questions_path)):
-        if len(row) >= 2 and row[1].strip():
-            counts[row[1].strip()] += 1
+    for row in map(parse_csv_line, _read_lines(questions_path)):
+        if not isinstance(row, str) and len(row) >= 2 and row[1]:
+            counts[row[1]] += 1
     return counts
 
 

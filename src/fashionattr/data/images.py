@@ -93,7 +93,7 @@ def open_image(source: str | Path | bytes, name: str | None = None, target_size:
                 if target_size is not None and image.format == "JPEG":
                     _draft(image, target_size)
                 image.load()
-                image = ImageOps.exif_transpose(image) or image
+                ImageOps.exif_transpose(image, in_place=True)  # not in place, it copies even an upright image
                 return _to_rgb(image)
     except ImageError:
         raise

@@ -57,6 +57,8 @@ def _check_relative_path(raw: str) -> str | None:
     """Return an error message when `raw` is absolute or escapes the dataset root."""
     if not raw:
         return "image path is empty"
+    if any(ord(c) < 32 or ord(c) == 127 for c in raw):
+        return f"image path {raw!r} contains control characters (a NUL, tab or similar); no file name should"
     if raw.startswith(("/", "\\")) or (len(raw) > 1 and raw[1] == ":"):
         return f"image path {raw!r} is absolute; paths must be relative to the dataset root"
     parts = PurePosixPath(raw.replace("\\", "/")).parts
@@ -79,6 +81,18 @@ def _parse_label(label: str, num_classes: int, attribute: str) -> tuple[int, tup
     return ys[0], tuple(i for i, c in enumerate(label) if c == "m")
 
 
+def parse_csv_line(line: str) -> list[str] | str:
+    """The stripped cells of one CSV line, or what is wrong with it.
+
+    One reader per line: a row never spans lines, so a stray quote or an over-long field costs that row alone,
+    never the rest of the file, and line numbers stay true.
+    """
+    try:
+        return [cell.strip() for cell in next(csv.reader([line]), [])]
+    except csv.Error as exc:
+        return f"cannot parse the row: {exc}"
+
+
 def parse_rows(
     lines: Iterable[str], schema: Schema, source: Path, questions: bool = False
 ) -> tuple[list[LabelRecord], list[tuple[int, str]]]:
@@ -86,8 +100,11 @@ def parse_rows(
     records: list[LabelRecord] = []
     problems: list[tuple[int, str]] = []
     seen: dict[tuple[str, str], int] = {}
-    for line_no, row in enumerate(csv.reader(lines), start=1):
-        cells = [c.strip() for c in row]
+    for line_no, line in enumerate(lines, start=1):
+        cells = parse_csv_line(line)
+        if isinstance(cells, str):
+            problems.append((line_no, cells))
+            continue
         if not cells or all(not c for c in cells):
             continue
         if len(cells) != 3:

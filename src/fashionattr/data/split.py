@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 
-from fashionattr.data.labels import LabelRecord, _read_lines
+from fashionattr.data.labels import LabelRecord, _read_lines, parse_csv_line
 from fashionattr.io import atomic_write_text
 
 DEFAULT_SPLIT_RELPATH = Path("Annotations") / "split.csv"
@@ -55,12 +55,14 @@ def write_split(path: str | Path, assignment: dict[tuple[str, str], str]) -> Non
 def read_split(path: str | Path) -> dict[tuple[str, str], str]:
     path = Path(path)
     assignment: dict[tuple[str, str], str] = {}
-    for line_no, row in enumerate(csv.reader(_read_lines(path)), start=1):
-        cells = [c.strip() for c in row]
+    for line_no, line in enumerate(_read_lines(path), start=1):
+        cells = parse_csv_line(line)
+        if isinstance(cells, str):
+            raise SplitError(f"{path}:{line_no}: {cells}")
         if not cells or all(not c for c in cells):
             continue
         if len(cells) != 3 or cells[2] not in SUBSETS:
-            raise SplitError(f"{path}:{line_no}: expected 'path,attribute,train|val', got {','.join(cells)!r}")
+            raise SplitError(f"{path}:{line_no}: expected 'path,attribute,train|val', got {','.join(cells)[:200]!r}")
         assignment[(cells[0], cells[1])] = cells[2]
     return assignment
 

@@ -57,7 +57,8 @@ def letterbox(image: Image.Image, size: int, interpolation: str = "bilinear") ->
     width, height = image.size
     scale = size / max(width, height)
     new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
-    resized = image.convert("RGB").resize((new_w, new_h), _RESAMPLE.get(interpolation, Image.Resampling.BILINEAR))
+    rgb = image if image.mode == "RGB" else image.convert("RGB")  # convert() copies even an RGB image
+    resized = rgb.resize((new_w, new_h), _RESAMPLE.get(interpolation, Image.Resampling.BILINEAR))
     canvas = np.full((size, size, 3), PAD_VALUE, dtype=np.uint8)
     top, left = (size - new_h) // 2, (size - new_w) // 2
     canvas[top : top + new_h, left : left + new_w] = np.asarray(resized)

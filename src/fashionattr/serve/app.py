@@ -12,14 +12,16 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import functools
 import json
 import mimetypes
+import os
 import time
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -34,10 +36,13 @@ from fashionattr.errors import UserError
 from fashionattr.serve.batching import DynamicBatcher
 
 if TYPE_CHECKING:
-    from PIL import Image
+    import torch
 
     from fashionattr.catalog import Catalog
     from fashionattr.inference import Prediction, Predictor
+
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,8 @@ class ServeSettings:
     max_batch: int = 32
     batch_wait_ms: float = 5.0
     max_images: int = 64
+    decode_threads: int = field(default_factory=lambda: min(8, os.cpu_count() or 2))
+    """Uploads decoded at once, server-wide: each may briefly hold up to 64 megapixels at full size."""
 
     @property
     def max_upload_bytes(self) -> int:
@@ -199,14 +206,21 @@ def _json_images(body: bytes) -> list[tuple[str, bytes]]:
     return items
 
 
-async def decode_uploads(items: Sequence[tuple[str, bytes]], target_size: int | None = None) -> list[Image.Image]:
-    """Decode in worker threads (never on the event loop); any bad file fails the request, naming each one.
+async def decode_uploads(items: Sequence[tuple[str, bytes]], prepare: Callable[[bytes, str], T],
+                         slots: asyncio.Semaphore) -> list[T]:  # fmt: skip
+    """`prepare(data, name)` every upload in worker threads, at most `slots` at once; any bad file fails the request.
 
-    `target_size` lets a JPEG decode at reduced scale, exactly as `Predictor.predict_paths` decodes files, so the
-    service and the command line give the same answers.
+    `prepare` decodes and shrinks an image to what the model takes, so that the server holds an image at full
+    size only while a slot decodes it: a request of many small files that each declare tens of megapixels
+    (PNG compresses a plain 64-megapixel image to 200 KB) cannot make it hold them all at once. Measured: forty
+    such files in one request took a server from 0.9 GB to 12 GB before; see docs/reliability.md.
     """
-    decoded = await asyncio.gather(*(asyncio.to_thread(open_image, data, name, target_size) for name, data in items),
-                                   return_exceptions=True)  # fmt: skip
+
+    async def one(name: str, data: bytes) -> T:
+        async with slots:
+            return await asyncio.to_thread(prepare, data, name)
+
+    decoded = await asyncio.gather(*(one(name, data) for name, data in items), return_exceptions=True)
     failures = [result for result in decoded if isinstance(result, ImageError)]
     if failures:
         names = "; ".join(f"{e.path}: {e.reason}" for e in failures)
@@ -216,6 +230,15 @@ async def decode_uploads(items: Sequence[tuple[str, bytes]], target_size: int | 
         if isinstance(result, BaseException):
             raise result
     return list(decoded)  # type: ignore[arg-type]
+
+
+def letterboxed_upload(predictor: Predictor, data: bytes, name: str) -> list[torch.Tensor]:
+    """One upload decoded and letterboxed exactly as `Predictor.predict_paths` treats a file (same answers).
+
+    Decoded at full size, as `predict_paths` does; the full-size image is dropped on return.
+    """
+    with open_image(data, name) as image:
+        return predictor.letterbox_all(image)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -238,8 +261,9 @@ def _catalog_compatible(predictor: Predictor, catalog: Catalog | None) -> bool:
 def create_app(predictor: Predictor, catalog: Catalog | None = None, settings: ServeSettings | None = None) -> FastAPI:
     """The service for one predictor, with the catalogue routes when a catalogue is given."""
     settings = settings or ServeSettings()
-    batcher = DynamicBatcher(lambda images, names: predictor.predict_images(images, names, embed=True),
+    batcher = DynamicBatcher(lambda images, names: predictor.predict_letterboxed(images, names, embed=True),
                              max_batch=settings.max_batch, wait_ms=settings.batch_wait_ms)  # fmt: skip
+    decode_slots = asyncio.Semaphore(settings.decode_threads)
     static = _static_files()
     similar_uploads = _catalog_compatible(predictor, catalog)
     started = time.time()
@@ -266,7 +290,7 @@ def create_app(predictor: Predictor, catalog: Catalog | None = None, settings: S
 
     async def predict_uploads(request: Request) -> list[Prediction]:
         items = await read_uploads(request, settings.max_images)
-        images = await decode_uploads(items, max(predictor.img_sizes))
+        images = await decode_uploads(items, functools.partial(letterboxed_upload, predictor), decode_slots)
         return await batcher.submit(images, [name for name, _ in items])
 
     upload_body = {"requestBody": {"required": True, "content": {

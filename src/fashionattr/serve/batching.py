@@ -15,10 +15,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from PIL import Image
-
-PredictFn = Callable[[Sequence[Image.Image], Sequence[str]], Sequence[Any]]
-"""Runs the model on a batch: images and their names in, one answer per image out, in order."""
+PredictFn = Callable[[Sequence[Any], Sequence[str]], Sequence[Any]]
+"""Runs the model on a batch: images (in whatever form it takes; the service sends letterboxed tensors) and their
+names in, one answer per image out, in order."""
 
 
 @dataclass
@@ -47,7 +46,7 @@ class BatchStats:
 
 @dataclass
 class _Job:
-    image: Image.Image
+    image: Any
     name: str
     future: asyncio.Future[Any] = field(repr=False)
 
@@ -77,7 +76,7 @@ class DynamicBatcher:
                 await self._worker
         self._worker = None
 
-    async def submit(self, images: Sequence[Image.Image], names: Sequence[str]) -> list[Any]:
+    async def submit(self, images: Sequence[Any], names: Sequence[str]) -> list[Any]:
         """Answers for `images`, in order; they may be batched with other callers' images."""
         if self._queue is None or self._worker is None or self._worker.done():
             raise RuntimeError("the batcher is not running; call start() first")
