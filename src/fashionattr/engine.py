@@ -134,7 +134,7 @@ def train_one_epoch(
         if scheduler is not None:
             scheduler.step()
         if ema is not None:
-            ema.update(model)
+            ema.update(model)  # type: ignore[operator]
         count = images.shape[0]
         loss_sum += loss.detach() * count
         seen += count

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader, Dataset, Subset
 from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
@@ -217,16 +217,18 @@ def make_loaders(
             f"{data.layout.labels_path}: no {'training' if len(train_set) == 0 else 'validation'} images "
             f"for {', '.join(attributes)}"
         )
-    sampler = DistributedSampler(train_set, num_replicas=context.world_size, rank=context.rank, shuffle=True,
-                                 seed=config.seed)  # fmt: skip
-    pin = context.device.type == "cuda"
-    common = {"num_workers": config.workers, "pin_memory": pin, "collate_fn": collate,
-              "persistent_workers": config.workers > 0}  # fmt: skip
-    train_loader = DataLoader(train_set, batch_size=config.batch_size, sampler=sampler,
-                              drop_last=len(sampler) > config.batch_size, **common)  # fmt: skip
+    sampler: DistributedSampler = DistributedSampler(train_set, num_replicas=context.world_size, rank=context.rank,
+                                                     shuffle=True, seed=config.seed)  # fmt: skip
+
+    def loader(dataset: Dataset, batch_size: int, **kwargs: Any) -> DataLoader:
+        return DataLoader(dataset, batch_size=batch_size, num_workers=config.workers, collate_fn=collate,
+                          pin_memory=context.device.type == "cuda", persistent_workers=config.workers > 0,
+                          **kwargs)  # fmt: skip
+
+    train_loader = loader(train_set, config.batch_size, sampler=sampler, drop_last=len(sampler) > config.batch_size)
     # Shard validation without padding: rank r takes items r, r+W, r+2W, ... so each is scored once.
     val_shard = Subset(val_set, list(range(context.rank, len(val_set), context.world_size)))
-    val_loader = DataLoader(val_shard, batch_size=config.batch_size * 2, shuffle=False, **common)
+    val_loader = loader(val_shard, config.batch_size * 2, shuffle=False)
     return train_loader, val_loader, sampler
 
 
@@ -360,7 +362,7 @@ def fit(config: TrainConfig, attributes: list[str], out: Path, context: Distribu
         skipped.update(stats["skipped"])
         skipped.update(val_skipped)
         scores = score(schema.subset(attributes), predictions)
-        row = history_row(epoch + 1, scheduler.get_last_lr()[0], stats, val_loss, scores)
+        row = history_row(epoch + 1, float(scheduler.get_last_lr()[0]), stats, val_loss, scores)
         history.append(row)
         current = selection_score(config, scores, val_loss)
         improved = current > best_score

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -102,6 +103,7 @@ def build_cache(
         jobs = [(str(root / p), img_size, interpolation) for p in paths]
         workers = workers or os.cpu_count() or 1
         with tqdm(total=len(jobs), disable=not progress, desc=f"caching {img_size}px", unit="img") as bar:
+            results: Iterator[np.ndarray | str]
             if workers == 1:
                 results = map(_load_one, jobs)
                 pool = None
