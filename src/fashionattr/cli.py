@@ -7,8 +7,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
+
+# OpenMP threads busy-wait between parallel regions by default; when anything else shares the cores, the spinning
+# starves the other threads and CPU training slows down many times over. Must be set before torch is imported
+# (every command imports it lazily); an explicit setting in the environment wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from fashionattr import __version__
 from fashionattr.data.labels import LabelFileError

@@ -179,9 +179,14 @@ class Backend(Protocol):
 
 
 class TorchBackend:
-    """Runs loaded PyTorch models on a device, with mixed precision on a GPU."""
+    """Runs loaded PyTorch models on a device, channels-last, with mixed precision on a GPU.
 
-    def __init__(self, models: Sequence[LoadedModel], device: torch.device | str = "cpu") -> None:
+    Channels-last convolutions run faster at inference on CPUs (oneDNN; `fashionattr bench` figure e measured
+    about 1.2-1.3x with resnet18) as well as on GPUs; the models are converted in place.
+    """
+
+    def __init__(self, models: Sequence[LoadedModel], device: torch.device | str = "cpu",
+                 channels_last: bool = True) -> None:  # fmt: skip
         if not models:
             raise ValueError("TorchBackend needs at least one model")
         self.models = list(models)
@@ -189,12 +194,16 @@ class TorchBackend:
         self.attributes = [a for m in self.models for a in m.attributes]
         self.sizes = sorted({_size_key(m.preprocessing) for m in self.models})
         self._amp = resolve_amp("auto", self.device)
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        for loaded in self.models:
+            loaded.model.to(memory_format=self.memory_format)
 
     @torch.no_grad()
     def run(
         self, batches: Sequence[torch.Tensor], attributes: Sequence[str], tta: bool, embed: bool
     ) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
-        by_size = {key: batches[i].to(self.device) for i, key in enumerate(self.sizes)}
+        by_size = {key: batches[i].to(self.device).contiguous(memory_format=self.memory_format)
+                   for i, key in enumerate(self.sizes)}  # fmt: skip
         out: dict[str, np.ndarray] = {}
         features = []
         for loaded in self.models:
