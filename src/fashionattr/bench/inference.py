@@ -19,8 +19,10 @@ from fashionattr.data.transforms import normalize_batch
 from fashionattr.engine import autocast, resolve_amp
 from fashionattr.inference import LoadedModel, Predictor, TorchBackend
 
-PREDICT_BATCHES = 2
-"""Batches per round of figure d (more would make the bench slower without changing the ratio)."""
+PREDICT_BATCHES = 4
+"""Batches per round of figure d: a small folder. Its fixed start (loader workers, decoding the first batch
+before the model can begin, about 0.4 s on 2 cores) weighs on the ratio as it would on a real folder of a few
+hundred images, not as on a single batch."""
 
 
 def _predictor(context: BenchContext, models: list[LoadedModel]) -> Predictor:
