@@ -43,9 +43,9 @@ class BenchSettings:
 
     @classmethod
     def quick_settings(cls) -> BenchSettings:
-        # Half the batch rather than a smaller image: fixed per-image costs (decoding, augmentation) keep the same
-        # weight against the network as in the full run, so the ratios stay comparable.
-        return cls(batch_size=16, per_class=4, rounds=2, compile_budget_s=0.0, memory_images=250, quick=True)
+        # A smaller batch rather than a smaller image: fixed per-image costs (decoding, augmentation) keep the
+        # same weight against the network as in the full run, so the ratios stay comparable.
+        return cls(batch_size=8, per_class=3, rounds=2, compile_budget_s=0.0, memory_images=200, quick=True)
 
     def with_overrides(self, **overrides: Any) -> BenchSettings:
         known = {f.name for f in fields(self)}

@@ -59,9 +59,9 @@ class InferenceRunner:
         return self.images.shape[0]
 
 
-def _measure_options(context: BenchContext, options: list[Option], rounds: int,
+def _measure_options(context: BenchContext, options: list[Option], rounds: int, infer_rounds: int,
                      budget_s: float) -> tuple[Measurement, Measurement]:  # fmt: skip
-    """Training steps, then inference, of every option side by side; inference is cheap enough for more rounds."""
+    """Training steps, then inference, of every option side by side."""
     batch = labelled_batch(context)
     trainers = [EngineTrainer(context, batch, amp=o.amp, channels_last=o.channels_last) for o in options]
     training = measure([Variant(o.name, t.step) for o, t in zip(options, trainers, strict=True)],
@@ -69,7 +69,7 @@ def _measure_options(context: BenchContext, options: list[Option], rounds: int,
     del trainers
     runners = [InferenceRunner(context, o) for o in options]
     inference = measure([Variant(o.name, r.step) for o, r in zip(options, runners, strict=True)],
-                        rounds=rounds + 2, warmup=1, budget_s=budget_s / 2)  # fmt: skip
+                        rounds=infer_rounds, warmup=1, budget_s=budget_s / 2)  # fmt: skip
     return training, inference
 
 
@@ -94,11 +94,12 @@ def option_figures(context: BenchContext, key: str, options: list[Option], round
     timed: dict[str, tuple[Measurement, Measurement, int]] = {}
     full = [o for o in options if o not in losers]
     if len(full) > 1:
-        training, inference = _measure_options(context, full, rounds, budget_s)
+        # Inference steps are cheap: two more rounds for them.
+        training, inference = _measure_options(context, full, rounds, rounds + 2, budget_s)
         timed.update({o.name: (training, inference, settings.batch_size) for o in full})
     if losers:
         small = replace(context, settings=replace(settings, batch_size=SCREEN_BATCH), shared={})
-        training, inference = _measure_options(small, [baseline, *losers], rounds=1, budget_s=budget_s)
+        training, inference = _measure_options(small, [baseline, *losers], 1, 1, budget_s)
         timed.update({o.name: (training, inference, SCREEN_BATCH) for o in losers})
     figures: list[Figure] = []
     for option in options[1:]:

@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader
 
 from fashionattr.bench.context import BenchContext
 from fashionattr.bench.core import Figure, Variant, compared, measure
+from fashionattr.config import TrainConfig
 from fashionattr.data.cache import build_cache
 from fashionattr.data.datasets import LabelledImages, collate
 from fashionattr.data.images import open_image
@@ -24,6 +25,8 @@ from fashionattr.data.transforms import PAD_VALUE, letterbox
 
 DECODE_SAMPLE = 100
 """Images the decoder comparison decodes per round."""
+LOADER_BATCH = TrainConfig.batch_size
+"""The training default, whatever `--batch-size` the model figures use: per-batch costs are part of the figure."""
 
 
 def _epoch(loader: DataLoader) -> int:
@@ -53,12 +56,12 @@ def cache_figure(context: BenchContext) -> Figure:
         return LabelledImages(data.root, data.records, data.schema, data.schema.names, size, "bilinear",
                               cache if with_cache else None)  # fmt: skip
 
-    cached = _loader(dataset(True), settings.batch_size, settings.workers)
-    decoding = _loader(dataset(False), settings.batch_size, settings.workers)
+    cached = _loader(dataset(True), LOADER_BATCH, settings.workers)
+    decoding = _loader(dataset(False), LOADER_BATCH, settings.workers)
     measurement = measure([Variant("cached (prepare)", lambda: _epoch(cached)),
                            Variant("decode 512 px JPEG every epoch", lambda: _epoch(decoding))],
                           rounds=max(settings.rounds, 5), warmup=1, budget_s=90)  # fmt: skip
-    common = {"images": len(paths), "size": size, "batch": settings.batch_size, "workers": settings.workers}
+    common = {"images": len(paths), "size": size, "batch": LOADER_BATCH, "workers": settings.workers}
     return compared("a", f"loader images/s at {size} px: cache vs JPEG decoding", measurement,
                       "cached (prepare)", "decode 512 px JPEG every epoch", goal=4.0, settings=common,
                       notes=[f"building the cache took {build_seconds:.1f} s once ({len(paths) / build_seconds:.0f} "

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate
 
 from fashionattr.data.cache import ImageCache
 from fashionattr.data.images import ImageError, open_image
@@ -73,13 +73,19 @@ class LabelledImages(Dataset):
 
 
 def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack good items; list the skipped ones under `skipped` as (path, reason)."""
+    """Stack good items; list the skipped ones under `skipped` as (path, reason).
+
+    A loader worker hands each tensor of a batch to the main process through shared memory, at a fixed cost
+    per tensor that rivals reading a cached image. So the images are stacked straight into shared memory
+    (`default_collate` does that inside a worker) and the three integer columns share one tensor: with the
+    cache, this makes a loader worker about a quarter faster (`fashionattr bench`, figure a).
+    """
     good = [item for item in items if "skipped" not in item]
     batch: dict[str, Any] = {"skipped": [item["skipped"] for item in items if "skipped" in item]}
     if good:
-        batch["image"] = torch.stack([item["image"] for item in good])
-        batch["attribute_index"] = torch.tensor([item["attribute_index"] for item in good], dtype=torch.long)
-        batch["target"] = torch.tensor([item["target"] for item in good], dtype=torch.long)
-        batch["maybe"] = torch.stack([item["maybe"] for item in good])
-        batch["index"] = torch.tensor([item["index"] for item in good], dtype=torch.long)
+        batch["image"] = default_collate([item["image"] for item in good])
+        columns = torch.tensor([[item[key] for item in good] for key in ("attribute_index", "target", "index")],
+                               dtype=torch.long)  # fmt: skip
+        batch["attribute_index"], batch["target"], batch["index"] = columns  # contiguous rows of one tensor
+        batch["maybe"] = default_collate([item["maybe"] for item in good])
     return batch
