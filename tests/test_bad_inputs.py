@@ -28,7 +28,7 @@ from fashionattr.cli import main
 from fashionattr.data.images import ImageError, open_image, probe_image
 from fashionattr.data.labels import LABELS_RELPATH
 from fashionattr.data.synth import generate_dataset
-from fashionattr.training import SKIPPED_NAME
+from fashionattr.run_dir import RunDir
 
 CORPUS_DIR = "Images/coat_length_labels/corpus"
 QUICK_TRAIN = ["--arch", "test_resnet", "--img-size", "32", "--epochs", "1", "--batch-size", "16", "--workers", "0",
@@ -165,7 +165,7 @@ def test_train_skips_and_lists_every_bad_image(corpus_dataset, tmp_path, capsys)
     code = main(["train", str(root), "--out", str(out), "--attributes", "coat_length", "--cache", "off",
                  "--max-bad-fraction", "0.5", *QUICK_TRAIN])  # fmt: skip
     assert code == 0, capsys.readouterr().err
-    skipped = dict(line.split("\t", 1) for line in (out / SKIPPED_NAME).read_text().splitlines())
+    skipped = dict(line.split("\t", 1) for line in RunDir(out).skipped.read_text().splitlines())
     assert set(skipped) == {f"{CORPUS_DIR}/{name}" for name in bad(cases)}
     for name, case in bad(cases).items():
         assert case.reason in skipped[f"{CORPUS_DIR}/{name}"], name
@@ -310,7 +310,7 @@ def test_training_goes_on_within_the_bad_image_limit(corrupt_dataset, tmp_path, 
     root, garbage = corrupt_dataset
     out = tmp_path / "run"
     assert train_corrupt(root, out, "--cache", cache, "--max-bad-fraction", "0.1") == 0, capsys.readouterr().err
-    skipped = dict(line.split("\t", 1) for line in (out / SKIPPED_NAME).read_text().splitlines())
+    skipped = dict(line.split("\t", 1) for line in RunDir(out).skipped.read_text().splitlines())
     assert set(skipped) == garbage
     assert all("not an image" in reason for reason in skipped.values())
     assert (out / "summary.json").is_file()
@@ -337,5 +337,5 @@ def test_truncated_images_pass_the_header_scan_and_stop_training_after_an_epoch(
     err = capsys.readouterr().err
     assert "found while training" in err and any(path in err for path in cut)
     assert (out / "last.pt").exists()  # the epoch that found them is kept
-    listed = {line.split("\t")[0] for line in (out / SKIPPED_NAME).read_text().splitlines()}
+    listed = {line.split("\t")[0] for line in RunDir(out).skipped.read_text().splitlines()}
     assert len(listed) >= 2 and listed <= cut  # those drawn in the epoch (the last, partial batch is dropped)
