@@ -93,12 +93,12 @@ def test_tied_images_count_as_one_group_whatever_their_order() -> None:
         assert average_precision(probs[order], targets[order], maybe[order]) == pytest.approx(expected)
 
 
+ROW = st.tuples(st.integers(0, 2), st.integers(0, 2), st.sampled_from([1.0, 0.9, 0.5, 0.4]), st.booleans())
+"""(predicted class, target class, top probability, whether the predicted class is marked `m`)."""
+
+
 @settings(max_examples=60, deadline=None)
-@given(
-    rows=st.lists(st.tuples(st.integers(0, 2), st.integers(0, 2), st.sampled_from([1.0, 0.9, 0.5, 0.4]),
-                            st.booleans()), min_size=1, max_size=40),  # fmt: skip
-    seed=st.integers(0, 2**32 - 1),
-)
+@given(rows=st.lists(ROW, min_size=1, max_size=40), seed=st.integers(0, 2**32 - 1))
 def test_average_precision_does_not_depend_on_row_order(rows, seed) -> None:
     """Few distinct confidences, so most rows tie: reversed and shuffled rows give the very same AP."""
     predicted, targets, confidence, maybe_flag = (list(column) for column in zip(*rows, strict=True))
