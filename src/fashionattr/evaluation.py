@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, Subset
 from fashionattr.checkpoint import model_from_checkpoint, resolve_checkpoint_path
 from fashionattr.data.cache import open_cache
 from fashionattr.data.datasets import LabelledImages, collate
-from fashionattr.data.labels import LabelRecord, read_labels
+from fashionattr.data.labels import LabelRecord
 from fashionattr.data.layout import DatasetLayout
 from fashionattr.data.split import apply_split, read_split
 from fashionattr.distributed import DistributedContext
@@ -45,12 +45,12 @@ def evaluation_records(
     run_dir: Path, config: dict[str, Any], layout: DatasetLayout, subset: str, labels: str | None
 ) -> list[LabelRecord]:
     if labels:
-        return read_labels(labels, layout.schema)
+        return layout.read_labels(labels)
     if subset == "test":
         if not layout.answers_path.is_file():
             raise UserError(f"{layout.answers_path}: no labelled test file; pass --labels FILE with the test labels")
-        return read_labels(layout.answers_path, layout.schema)
-    records = read_labels(layout.labels_path, layout.schema)
+        return layout.read_labels(layout.answers_path)
+    records = layout.read_labels()
     split_path = split_file_of_run(run_dir, config, layout)
     train, val = apply_split(records, read_split(split_path), split_path)
     return val if subset == "val" else train

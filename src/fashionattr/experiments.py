@@ -24,11 +24,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from fashionattr.config import TrainConfig
 from fashionattr.errors import UserError
 from fashionattr.io import atomic_write_text
+from fashionattr.parsing import read_document
 from fashionattr.schema import Attribute, Schema, SchemaError
 
 MANIFEST_NAME = "grid.json"
@@ -162,7 +161,6 @@ def resolve_split(config: TrainConfig, grid_dir: Path) -> str:
     A grid's own split is made once; a rerun (or another shard) with options giving a different split is refused,
     because cells on different splits would not be comparable.
     """
-    from fashionattr.data.labels import read_labels
     from fashionattr.data.layout import DatasetLayout
     from fashionattr.data.split import make_split, read_split, write_split
 
@@ -174,7 +172,7 @@ def resolve_split(config: TrainConfig, grid_dir: Path) -> str:
     if layout.default_split_path.is_file():
         return str(layout.default_split_path)
     path = grid_dir / SPLIT_NAME
-    assignment = make_split(read_labels(layout.labels_path, layout.schema), config.val_fraction, config.split_seed)
+    assignment = make_split(layout.read_labels(), config.val_fraction, config.split_seed)
     if path.is_file():
         if read_split(path) != assignment:
             raise UserError(
@@ -327,8 +325,8 @@ def _read_json(path: Path) -> dict[str, Any]:
 def _read_config(path: Path) -> dict[str, Any]:
     """A cell's saved settings, or nothing if unreadable: the notes then say less, the table stays right."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
+        data = read_document(path)
+    except UserError:
         return {}
     return data if isinstance(data, dict) else {}
 

@@ -29,7 +29,7 @@ from fashionattr.config import TrainConfig
 from fashionattr.data.cache import ImageCache, build_cache, open_cache
 from fashionattr.data.datasets import LabelledImages, collate
 from fashionattr.data.inspect import scan_headers
-from fashionattr.data.labels import LabelRecord, read_labels
+from fashionattr.data.labels import LabelRecord
 from fashionattr.data.layout import DatasetLayout
 from fashionattr.data.split import apply_split, make_split, read_split, write_split
 from fashionattr.data.transforms import Augmentation, Preprocessing
@@ -56,7 +56,7 @@ class RunData:
 def load_run_data(config: TrainConfig, out: Path, context: DistributedContext) -> RunData:
     """Read labels and split them: an explicit split file, the dataset's own, or a fresh one saved in the run."""
     layout = DatasetLayout.open(config.data)
-    records = read_labels(layout.labels_path, layout.schema)
+    records = layout.read_labels()
     if config.split_file:
         assignment, source = read_split(config.split_file), str(config.split_file)
     elif layout.default_split_path.is_file():

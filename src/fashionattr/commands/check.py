@@ -22,14 +22,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from fashionattr.data.inspect import scan_images
-    from fashionattr.data.labels import read_labels, read_questions
     from fashionattr.data.layout import DatasetLayout
 
     layout = DatasetLayout.open(args.data)
     schema = layout.schema
-    records = read_labels(layout.labels_path, schema)
+    records = layout.read_labels()
     print(f"{layout.labels_path}: {len(records)} labelled rows, schema {schema.name!r} ({len(schema)} attributes)")
-    questions = read_questions(layout.questions_path, schema) if layout.questions_path.is_file() else []
+    questions = layout.read_questions() if layout.questions_path.is_file() else []
     if questions:
         print(f"{layout.questions_path}: {len(questions)} question rows")
 

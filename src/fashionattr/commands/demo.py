@@ -34,7 +34,6 @@ def run(args: argparse.Namespace) -> int:
 
     from fashionattr.config import resolve_config
     from fashionattr.data.cache import build_cache, open_cache
-    from fashionattr.data.labels import read_labels, read_questions
     from fashionattr.data.layout import DatasetLayout
     from fashionattr.data.split import make_split, write_split
     from fashionattr.data.synth import generate_dataset
@@ -57,8 +56,8 @@ def run(args: argparse.Namespace) -> int:
         step(f"generating {args.per_class} synthetic images per class at {args.size}px into {data}")
         generate_dataset(data, per_class=args.per_class, size=args.size, seed=args.seed)
     layout = DatasetLayout.open(data)
-    records = read_labels(layout.labels_path, layout.schema)
-    questions = read_questions(layout.questions_path, layout.schema)
+    records = layout.read_labels()
+    questions = layout.read_questions()
     step(f"checked {len(records)} labelled rows and {len(questions)} test questions")
     if not layout.default_split_path.is_file():
         write_split(layout.default_split_path, make_split(records, val_fraction=0.2, seed=args.seed))

@@ -26,7 +26,6 @@ def run(args: argparse.Namespace) -> int:
     import time
 
     from fashionattr.data.cache import build_cache, open_cache
-    from fashionattr.data.labels import read_labels, read_questions
     from fashionattr.data.layout import DatasetLayout
     from fashionattr.errors import UserError
 
@@ -39,9 +38,9 @@ def run(args: argparse.Namespace) -> int:
         interpolation = preprocessing_config(create_backbone(args.arch))["interpolation"]
     interpolation = interpolation or "bilinear"
     layout = DatasetLayout.open(args.data)
-    records = read_labels(layout.labels_path, layout.schema)
+    records = layout.read_labels()
     if layout.questions_path.is_file():
-        records += read_questions(layout.questions_path, layout.schema)
+        records += layout.read_questions()
     paths = sorted({r.path for r in records})
     if not args.force and open_cache(layout.root, paths, args.size, interpolation) is not None:
         print(f"cache for {len(paths)} images at {args.size}px ({interpolation}) is up to date")

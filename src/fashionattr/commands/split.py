@@ -22,7 +22,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fashionattr.data.labels import read_labels
     from fashionattr.data.layout import DatasetLayout
     from fashionattr.data.split import make_split, write_split
     from fashionattr.errors import UserError
@@ -30,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     if not 0.0 < args.val_fraction < 1.0:
         raise UserError(f"--val-fraction must be between 0 and 1, got {args.val_fraction}")
     layout = DatasetLayout.open(args.data)
-    records = read_labels(layout.labels_path, layout.schema)
+    records = layout.read_labels()
     assignment = make_split(records, val_fraction=args.val_fraction, seed=args.seed)
     out = args.out or layout.default_split_path
     write_split(out, assignment)

@@ -95,10 +95,10 @@ def dataset_root(questions_path: Path, data: str | None) -> Path:
 
 def attributes_asked(questions_path: Path) -> Counter[str]:
     """Rows per attribute name in a question file, read loosely so unknown names can be listed all at once."""
-    from fashionattr.data.labels import _read_lines, parse_csv_line
+    from fashionattr.data.labels import parse_csv_line, read_lines
 
     counts: Counter[str] = Counter()
-    for row in map(parse_csv_line, _read_lines(questions_path)):
+    for row in map(parse_csv_line, read_lines(questions_path)):
         if not isinstance(row, str) and len(row) >= 2 and row[1]:
             counts[row[1]] += 1
     return counts

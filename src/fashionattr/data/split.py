@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 
-from fashionattr.data.labels import LabelRecord, _read_lines, parse_csv_line
+from fashionattr.data.labels import LabelFileError, LabelRecord, normalise_image_path, parse_csv_line, read_lines
 from fashionattr.io import atomic_write_text
 
 DEFAULT_SPLIT_RELPATH = Path("Annotations") / "split.csv"
@@ -53,9 +53,18 @@ def write_split(path: str | Path, assignment: dict[tuple[str, str], str]) -> Non
 
 
 def read_split(path: str | Path) -> dict[tuple[str, str], str]:
+    """`(path, attribute) -> train|val` from a split file, paths normalised as label files' are.
+
+    A row given twice, in two spellings or with two subsets, is refused: the later one would silently win.
+    """
     path = Path(path)
+    try:
+        lines = read_lines(path)
+    except LabelFileError as exc:
+        raise SplitError(str(exc)) from None
     assignment: dict[tuple[str, str], str] = {}
-    for line_no, line in enumerate(_read_lines(path), start=1):
+    first_line: dict[tuple[str, str], int] = {}
+    for line_no, line in enumerate(lines, start=1):
         cells = parse_csv_line(line)
         if isinstance(cells, str):
             raise SplitError(f"{path}:{line_no}: {cells}")
@@ -63,7 +72,14 @@ def read_split(path: str | Path) -> dict[tuple[str, str], str]:
             continue
         if len(cells) != 3 or cells[2] not in SUBSETS:
             raise SplitError(f"{path}:{line_no}: expected 'path,attribute,train|val', got {','.join(cells)[:200]!r}")
-        assignment[(cells[0], cells[1])] = cells[2]
+        try:
+            key = (normalise_image_path(cells[0]), cells[1])
+        except ValueError as exc:
+            raise SplitError(f"{path}:{line_no}: {exc}") from None
+        if key in assignment:
+            raise SplitError(f"{path}:{line_no}: {key[0]} / {key[1]} is already assigned on line {first_line[key]}; "
+                             "give each image once")  # fmt: skip
+        assignment[key], first_line[key] = cells[2], line_no
     return assignment
 
 
