@@ -28,7 +28,9 @@ def run(args: argparse.Namespace) -> int:
     schema = layout.schema
     records = layout.read_labels()
     print(f"{layout.labels_path}: {len(records)} labelled rows, schema {schema.name!r} ({len(schema)} attributes)")
-    questions = layout.read_questions() if layout.questions_path.is_file() else []
+    # A FIFO or a dangling link is refused by the reader, not passed over.
+    has_questions = layout.questions_path.exists() or layout.questions_path.is_symlink()
+    questions = layout.read_questions() if has_questions else []
     if questions:
         print(f"{layout.questions_path}: {len(questions)} question rows")
 

@@ -35,7 +35,7 @@ class DatasetLayout:
         if not root.is_dir():
             raise UserError(f"{root}: dataset folder not found")
         layout = cls(root=root, schema=schema_for_dataset(root))
-        if require_labels and not layout.labels_path.is_file():
+        if require_labels and not (layout.labels_path.exists() or layout.labels_path.is_symlink()):
             raise UserError(
                 f"{root}: no {LABELS_RELPATH} here; a dataset root holds Annotations/label.csv and Images/ "
                 "(see the README for the FashionAI layout)"
