@@ -46,6 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from fashionattr.data.labels import read_questions
+    from fashionattr.data.layout import check_image_paths
     from fashionattr.errors import UserError
     from fashionattr.inference import load_predictor
     from fashionattr.submission import write_submission
@@ -62,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{questions_path}: asks for attributes the model does not predict: {listed}; "
                         f"the model predicts: {', '.join(predictor.attributes)}")  # fmt: skip
     questions = read_questions(questions_path, predictor.schema)
+    check_image_paths(root, questions, questions_path)
     if not any((root / q.path).is_file() for q in questions):
         raise UserError(f"{questions_path}: none of its {len(questions)} images is under {root}; pass --data with "
                         "the dataset root (the folder holding Images/)")  # fmt: skip

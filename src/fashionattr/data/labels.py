@@ -117,6 +117,8 @@ def parse_csv_line(line: str) -> list[str] | str:
     try:
         return [cell.strip() for cell in next(csv.reader([line]), [])]
     except csv.Error as exc:
+        if "\r" in line:
+            return "the row holds a carriage return (\\r) inside it; lines must end with \\n or \\r\\n"
         return f"cannot parse the row: {exc}"
 
 
