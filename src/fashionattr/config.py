@@ -7,7 +7,6 @@ The resolved config is saved in the run directory so a run can be understood and
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,8 @@ import yaml
 from fashionattr.data.augmentation import Augmentation, resolve_augmentation
 from fashionattr.data.preprocessing import RESAMPLING
 from fashionattr.errors import UserError
-from fashionattr.io import atomic_write_text
+from fashionattr.io import FileReadError, atomic_write_text
+from fashionattr.parsing import DocumentError, read_document
 
 
 @dataclass
@@ -84,15 +84,14 @@ FIELD_NAMES = {f.name for f in dataclasses.fields(TrainConfig)}
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
-    """Settings from a YAML/JSON file; unknown keys are errors (a typo must not be silently ignored)."""
+    """Settings from a YAML/JSON file, read strictly; unknown keys are errors (a typo must not be silently ignored)."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8-sig")
-        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read config file: {exc.strerror or exc}") from None
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise UserError(f"{path}: not a valid config file: {exc}") from None
+        data = read_document(path)
+    except FileReadError as exc:
+        raise UserError(f"{path}: cannot read config file: {exc.reason}") from None
+    except DocumentError as exc:
+        raise UserError(str(exc)) from None
     if data is None:
         return {}
     if not isinstance(data, dict):

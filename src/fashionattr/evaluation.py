@@ -15,7 +15,7 @@ from fashionattr.checkpoint import model_from_checkpoint, resolve_checkpoint_pat
 from fashionattr.data.cache import describe_cache_miss, open_cache
 from fashionattr.data.dataset import DatasetRoot
 from fashionattr.data.datasets import LabelledImages, collate
-from fashionattr.data.labels import LabelRecord, read_labels
+from fashionattr.data.labels import LabelRecord
 from fashionattr.data.split import apply_split, choose_split, read_split
 from fashionattr.distributed import DistributedContext
 from fashionattr.engine import StepSettings, evaluate, resolve_amp
@@ -47,7 +47,7 @@ class Evaluation:
 
 def run_split_records(run: RunDir, config: dict[str, Any], dataset: DatasetRoot, subset: str) -> list[LabelRecord]:
     """The training or validation images of a run: its own record of the split, else (older runs) the split rule."""
-    records = read_labels(dataset.labels_path, dataset.schema)
+    records = dataset.read_labels()
     if run.split.is_file():
         source, assignment = run.split, read_split(run.split)
     else:
@@ -64,11 +64,11 @@ def evaluation_records(
     run: RunDir, config: dict[str, Any], dataset: DatasetRoot, subset: str, labels: str | None
 ) -> list[LabelRecord]:
     if labels:
-        return read_labels(labels, dataset.schema)
+        return dataset.read_labels(labels)
     if subset == "test":
         if not dataset.answers_path.is_file():
             raise UserError(f"{dataset.answers_path}: no labelled test file; pass --labels FILE with the test labels")
-        return read_labels(dataset.answers_path, dataset.schema)
+        return dataset.read_labels(dataset.answers_path)
     return run_split_records(run, config, dataset, subset)
 
 

@@ -24,11 +24,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from fashionattr.config import TrainConfig
 from fashionattr.errors import UserError
 from fashionattr.io import atomic_write_text
+from fashionattr.parsing import read_document
 from fashionattr.run_dir import RunDir
 from fashionattr.schema import Attribute, Schema, SchemaError
 
@@ -163,11 +162,10 @@ def resolve_split(config: TrainConfig, grid_dir: Path) -> str:
     because cells on different splits would not be comparable.
     """
     from fashionattr.data.dataset import DatasetRoot
-    from fashionattr.data.labels import read_labels
     from fashionattr.data.split import choose_split, write_split
 
     data_root = DatasetRoot.open(config.data)
-    records = read_labels(data_root.labels_path, data_root.schema)
+    records = data_root.read_labels()
     choice = choose_split(records, config.split_file, data_root.default_split_path, grid_dir / SPLIT_NAME,
                           config.val_fraction, config.split_seed)  # fmt: skip
     if choice.is_new:
@@ -315,8 +313,8 @@ def _read_json(path: Path) -> dict[str, Any]:
 def _read_config(path: Path) -> dict[str, Any]:
     """A cell's saved settings, or nothing if unreadable: the notes then say less, the table stays right."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
+        data = read_document(path)
+    except UserError:
         return {}
     return data if isinstance(data, dict) else {}
 

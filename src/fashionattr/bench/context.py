@@ -87,7 +87,7 @@ def make_synthetic(workdir: Path, per_class: int) -> BenchData:
     start = time.perf_counter()
     generate_dataset(root, per_class=per_class, size=512, test_fraction=0.0, progress=False)
     data_root = DatasetRoot.open(root)
-    records = read_labels(data_root.labels_path, data_root.schema)
+    records = data_root.read_labels()
     return BenchData(root, data_root.schema, records, f"synthetic, {len(records)} JPEGs of 512 px",
                      time.perf_counter() - start)  # fmt: skip
 
@@ -101,7 +101,7 @@ def copy_sample(source: str | Path, workdir: Path, per_class: int, seed: int = 0
     start = time.perf_counter()
     data_root = DatasetRoot.open(source)
     by_class: dict[tuple[str, int], list[LabelRecord]] = {}
-    for record in read_labels(data_root.labels_path, data_root.schema):
+    for record in data_root.read_labels():
         by_class.setdefault((record.attribute, record.target), []).append(record)
     rng = random.Random(seed)
     chosen = [r for group in by_class.values() for r in rng.sample(group, min(per_class, len(group)))]

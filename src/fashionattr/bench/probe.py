@@ -17,12 +17,11 @@ def _context(job: dict[str, Any], job_file: Path) -> Any:
 
     from fashionattr.bench.context import BenchContext, BenchData, BenchSettings
     from fashionattr.data.dataset import DatasetRoot
-    from fashionattr.data.labels import read_labels
 
     values = dict(job["settings"])
     values["only"] = tuple(values["only"])
     data_root = DatasetRoot.open(job["data"])
-    data = BenchData(data_root.path, data_root.schema, read_labels(data_root.labels_path, data_root.schema), "", 0.0)
+    data = BenchData(data_root.path, data_root.schema, data_root.read_labels(), "", 0.0)
     return BenchContext(BenchSettings(**values), data, torch.device(job["device"]), job_file.parent)
 
 

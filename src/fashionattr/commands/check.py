@@ -22,14 +22,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from fashionattr.data.dataset import DatasetRoot
-    from fashionattr.data.labels import read_labels, read_questions
     from fashionattr.data.scan import scan_images
 
     data_root = DatasetRoot.open(args.data)
     schema = data_root.schema
-    records = read_labels(data_root.labels_path, schema)
+    records = data_root.read_labels()
     print(f"{data_root.labels_path}: {len(records)} labelled rows, schema {schema.name!r} ({len(schema)} attributes)")
-    questions = read_questions(data_root.questions_path, schema) if data_root.questions_path.is_file() else []
+    # A FIFO or a dangling link is refused by the reader, not passed over.
+    has_questions = data_root.questions_path.exists() or data_root.questions_path.is_symlink()
+    questions = data_root.read_questions() if has_questions else []
     if questions:
         print(f"{data_root.questions_path}: {len(questions)} question rows")
 

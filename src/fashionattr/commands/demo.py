@@ -35,7 +35,6 @@ def run(args: argparse.Namespace) -> int:
     from fashionattr.config import resolve_config
     from fashionattr.data.cache import build_cache, open_cache
     from fashionattr.data.dataset import DatasetRoot
-    from fashionattr.data.labels import read_labels, read_questions
     from fashionattr.data.split import make_split, write_split
     from fashionattr.data.synth import generate_dataset
     from fashionattr.distributed import DistributedContext
@@ -59,8 +58,8 @@ def run(args: argparse.Namespace) -> int:
         step(f"generating {args.per_class} synthetic images per class at {args.size}px into {data}")
         generate_dataset(data, per_class=args.per_class, size=args.size, seed=args.seed)
     data_root = DatasetRoot.open(data)
-    records = read_labels(data_root.labels_path, data_root.schema)
-    questions = read_questions(data_root.questions_path, data_root.schema)
+    records = data_root.read_labels()
+    questions = data_root.read_questions()
     step(f"checked {len(records)} labelled rows and {len(questions)} test questions")
     if not data_root.default_split_path.is_file():
         write_split(data_root.default_split_path, make_split(records, val_fraction=0.2, seed=args.seed))

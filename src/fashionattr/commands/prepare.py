@@ -39,14 +39,13 @@ def run(args: argparse.Namespace) -> int:
     from fashionattr.config import TrainConfig
     from fashionattr.data.cache import build_cache, open_cache
     from fashionattr.data.dataset import DatasetRoot
-    from fashionattr.data.labels import read_labels, read_questions
     from fashionattr.models import model_preprocessing
 
     preprocessing = model_preprocessing(args.arch or TrainConfig.arch, args.size, args.interpolation)
     dataset = DatasetRoot.open(args.data)
-    records = read_labels(dataset.labels_path, dataset.schema)
+    records = dataset.read_labels()
     if dataset.questions_path.is_file():
-        records += read_questions(dataset.questions_path, dataset.schema)
+        records += dataset.read_questions()
     paths = sorted({r.path for r in records})
     what = f"{len(paths)} images at {preprocessing.describe()}"
     if not args.force and open_cache(dataset.path, paths, preprocessing) is not None:

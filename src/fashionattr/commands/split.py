@@ -23,14 +23,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from fashionattr.data.dataset import DatasetRoot
-    from fashionattr.data.labels import read_labels
     from fashionattr.data.split import make_split, write_split
     from fashionattr.errors import UserError
 
     if not 0.0 < args.val_fraction < 1.0:
         raise UserError(f"--val-fraction must be between 0 and 1, got {args.val_fraction}")
     data_root = DatasetRoot.open(args.data)
-    records = read_labels(data_root.labels_path, data_root.schema)
+    records = data_root.read_labels()
     assignment = make_split(records, val_fraction=args.val_fraction, seed=args.seed)
     out = args.out or data_root.default_split_path
     write_split(out, assignment)

@@ -288,13 +288,13 @@ def load_predictor(path: str | Path, backend: str = "auto", device: str = "auto"
 def expand_inputs(inputs: Sequence[str | Path]) -> list[Path]:
     """Files as given, folders searched recursively for image files (sorted), in argument order.
 
-    A broken symbolic link (dangling, or a loop) is listed too, so that it is reported rather than silently left out.
+    Anything with an image name that is not a folder is listed: a broken symbolic link (dangling, or a loop), a FIFO
+    or a device is then reported by the decoder rather than silently left out.
     """
     files: list[Path] = []
     for entry in map(Path, inputs):
         if entry.is_dir():
-            files.extend(sorted(p for p in entry.rglob("*")
-                                if p.suffix.lower() in IMAGE_SUFFIXES and (p.is_file() or p.is_symlink())))  # fmt: skip
+            files.extend(sorted(p for p in entry.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir()))
         else:
             files.append(entry)
     return files

@@ -14,7 +14,7 @@ from fashionattr.config import TrainConfig
 from fashionattr.data.cache import ImageCache, build_cache, describe_cache_miss, open_cache
 from fashionattr.data.dataset import DatasetRoot
 from fashionattr.data.datasets import LabelledImages, collate
-from fashionattr.data.labels import LabelRecord, read_labels
+from fashionattr.data.labels import LabelRecord
 from fashionattr.data.preprocessing import Preprocessing
 from fashionattr.data.scan import scan_headers
 from fashionattr.data.split import apply_split, choose_split, write_split
@@ -45,7 +45,7 @@ class RunData:
 def load_run_data(config: TrainConfig, attributes: list[str], run: RunDir, context: DistributedContext) -> RunData:
     """Read the labels of `attributes` and split them by the one split rule; the run folder keeps a copy."""
     dataset = DatasetRoot.open(config.data)
-    records = read_labels(dataset.labels_path, dataset.schema)
+    records = dataset.read_labels()
     choice = choose_split(records, config.split_file, dataset.default_split_path, run.split, config.val_fraction,
                           config.split_seed)  # fmt: skip
     train, val = apply_split(records, choice.assignment, choice.source)
