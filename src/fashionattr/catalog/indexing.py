@@ -51,6 +51,8 @@ class IndexReport:
     errors: list[tuple[str, str]] = field(default_factory=list)
     vector_index: str = ""
     """The similarity index saved for readers ('ann'), or '' when readers search exactly."""
+    tagged_per_process: list[int] = field(default_factory=list)
+    """Under torchrun: how many files each rank tagged, in rank order."""
 
     @property
     def tagged(self) -> int:
@@ -119,6 +121,7 @@ def index_catalog(
         _tag_files(store, root_path, pending, predictor, report, batch_size, workers, progress)
         reports = gather_objects(report, context)
         if context.is_main:
+            report.tagged_per_process = [r.tagged for r in reports] if context.enabled else []
             for other in reports[1:]:
                 report.merge(other)
             report.vector_index = _save_vector_index(store, vector_index)

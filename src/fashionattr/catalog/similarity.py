@@ -29,6 +29,8 @@ class SimilarityIndex:
         self.threads = threads
         self.index: VectorIndex | None = None
         self.generation: int | None = None
+        self.origin = ""
+        """'saved' when the index started from the one the indexer saved, 'built' when built here."""
         self._lock = threading.RLock()
 
     def dim(self) -> int:
@@ -57,7 +59,7 @@ class SimilarityIndex:
             description, data = saved
             index = index_from_bytes(description, data)
             if index is not None and resolve_kind(self.requested, len(index)) == index.kind:
-                self.index, self.generation = index, int(description["generation"])
+                self.index, self.generation, self.origin = index, int(description["generation"]), "saved"
                 return
         self._rebuild(self.store.changes_since(None))
 
@@ -65,6 +67,7 @@ class SimilarityIndex:
         dim = len(everything.upserted[0][1]) // 4 if everything.upserted else 0
         self.index = create_index(resolve_kind(self.requested, len(everything.upserted)), dim, self.threads)
         self.generation = None
+        self.origin = "built"
         self._apply(everything)
 
     def _apply(self, changes: Changes) -> None:

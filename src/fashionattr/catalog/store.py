@@ -196,12 +196,13 @@ class CatalogStore:
                 return True
             raise UserError(f"{self.name}: no such catalogue (the database is empty); make one with "
                             "`fashionattr catalog index DIR --model CKPT --db ...`")  # fmt: skip
+        old: dict[str, str] = {}
         if "meta" in tables and "items" in tables:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(Exception):  # another program's `meta` table may have any shape
                 old = dict(self.db.execute("SELECT key, value FROM meta"))
-                if "model_fingerprint" in old:
-                    raise UserError(f"{self.name}: a catalogue made by an older fashionattr (format "
-                                    f"{old.get('format')}); index the folder into a new --db")  # fmt: skip
+        if "model_fingerprint" in old:
+            raise UserError(f"{self.name}: a catalogue made by an older fashionattr (format {old.get('format')}); "
+                            "it is left untouched, index the folder into a new --db")  # fmt: skip
         shown = ", ".join(sorted(tables)[:6]) + (", ..." if len(tables) > 6 else "")
         raise UserError(f"{self.name}: not a fashionattr catalogue: it holds other tables ({shown}); it is left "
                         "untouched, give a new or empty database as --db")  # fmt: skip

@@ -125,7 +125,8 @@ def run_index(args: argparse.Namespace) -> int:
         print("the model changed since the last index: every image was tagged again", file=sys.stderr)
     print(f"{args.db}: {report.added} added, {report.updated} re-tagged, {report.unchanged} unchanged, "
           f"{report.removed} removed, {len(report.errors)} unreadable (root {report.root})"
-          + (f", {context.world_size} processes" if context.enabled else ""))  # fmt: skip
+          + (f"; {context.world_size} processes tagged {', '.join(map(str, report.tagged_per_process))}"
+             if context.enabled else ""))  # fmt: skip
     for path, reason in report.errors:
         print(f"  unreadable: {path}: {reason}", file=sys.stderr)
     return 1 if report.errors else 0
