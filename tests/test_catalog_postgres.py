@@ -170,3 +170,32 @@ def test_torchrun_ranks_tag_disjoint_shards_and_a_killed_rank_is_finished_by_the
     assert len(catalog) == 9 and [p for p, _ in catalog.errors()] == ["broken.jpg"]
     assert json.loads(json.dumps(catalog.facets()))  # the catalogue answers as a whole
     catalog.close()
+
+
+@pytest.mark.slow
+def test_the_service_browses_a_postgresql_catalogue(trained_run, postgres, tmp_path):
+    import httpx
+
+    from test_serve import start_server
+
+    photos = make_photo_folder(trained_run.data, tmp_path / "photos")
+    url = postgres.new_database()
+    predictor = Predictor.from_path(trained_run.run, device="cpu")
+    index_catalog(url, photos, trained_run.run, predictor=predictor, batch_size=4, workers=0, progress=False)
+    with start_server(trained_run.run, tmp_path / "server.log", "--catalog", url) as server:
+        client = httpx.Client(base_url=server.url, timeout=60)
+        info = client.get("/v1/catalog").json()
+        assert info["items"] == 9 and info["errors"] == 1 and info["similar_uploads"] is True
+        facets = client.get("/v1/catalog/facets").json()
+        attribute, value = next((a, v) for a, c in facets["facets"].items() for v, n in c.items() if n > 0)
+        found = client.get("/v1/catalog/search", params={"filter": f"{attribute}={value}"}).json()
+        assert found["total"] == facets["facets"][attribute][value] == len(found["items"])
+        first = found["items"][0]
+        assert client.get(first["image_url"]).status_code == 200
+        similar = client.get(f"/v1/catalog/similar/{first['id']}", params={"k": 3}).json()
+        assert similar["results"][0]["id"] == first["id"] and len(similar["results"]) == 3
+        upload = sorted((photos / "pant_length").iterdir())[0]
+        response = client.post(
+            "/v1/catalog/similar", params={"k": 1}, files=[("files", (upload.name, upload.read_bytes()))]
+        )
+        assert response.json()["results"][0]["path"] == f"pant_length/{upload.name}"
