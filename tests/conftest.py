@@ -7,10 +7,13 @@ Treat them as read-only: write outputs under the test's own `tmp_path`.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from postgres import PostgresServer, postgres_server
 
 # OpenMP threads busy-wait between parallel regions by default. On a shared 2-core machine (CI, or several
 # test runs at once) that spinning starves the other threads and a tiny forward pass takes 100x longer.
@@ -75,3 +78,22 @@ def trained_per_attribute_run(synthetic_data: Path, tmp_path_factory: pytest.Tem
     out = tmp_path_factory.mktemp("trained") / "per-attribute"
     _train(synthetic_data, out, layout="per-attribute", attributes=PER_ATTRIBUTE)
     return TrainedRun(data=synthetic_data, run=out)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server for the session (started on first use; tests/postgres.py)."""
+    with postgres_server() as server:
+        yield server
+
+
+CATALOG_BACKENDS = ("sqlite", "postgresql")
+
+
+@pytest.fixture(params=CATALOG_BACKENDS)
+def catalog_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where a new catalogue goes, once per storage backend: an SQLite file path, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return str(tmp_path / "catalog.sqlite")
+    server: PostgresServer = request.getfixturevalue("postgres")
+    return server.new_database()

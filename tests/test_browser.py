@@ -1,4 +1,5 @@
-"""The web page in a real headless Chromium: upload a photo and see every attribute, filter the catalogue by a tag.
+"""The web pages in a real headless Chromium: upload a photo and see every attribute, filter the catalogue by a tag,
+and read the API docs with no internet.
 
 Uses Debian's Chromium (`/usr/bin/chromium`) driven by Playwright for Python; Playwright's own browser download
 is never used. Skipped only on a developer machine without Chromium; under CI (CI=true) a missing browser fails.
@@ -134,3 +135,37 @@ def test_the_catalogue_filters_by_a_clicked_tag_and_finds_similar_items(page, se
     assert similar.locator(".item").first.get_attribute("data-id") == first_id
     page.locator("#back").click()
     similar.wait_for(state="hidden")
+
+
+def test_the_api_docs_render_without_internet(browser, served):
+    """/docs (Swagger UI) and /redoc load their scripts from the server itself: with every request that leaves the
+    server refused, both pages still render the API."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    outside: list[str] = []
+
+    def only_the_server(route: Any) -> None:
+        if route.request.url.startswith(served.url):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort("internetdisconnected")
+
+    context.route("**/*", only_the_server)
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    try:
+        page.goto(served.url + "/docs")
+        page.locator(".swagger-ui .info .title").wait_for()
+        assert "fashionattr" in page.locator(".swagger-ui .info .title").inner_text()
+        page.locator(".opblock-summary-path[data-path='/v1/predict']").first.wait_for()
+        assert page.locator(".opblock").count() >= 8  # every route of the API, catalogue included
+        assert outside == [], outside  # Swagger UI asked for nothing beyond the server
+        page.goto(served.url + "/redoc")
+        page.get_by_text("/v1/catalog/search").first.wait_for(state="attached")
+        assert "fashionattr" in page.locator("h1").first.inner_text()
+    finally:
+        context.close()
+    # ReDoc's bundle links its "powered by" logo from its own site: a decoration, refused here without harm.
+    assert all(url.endswith("logo-mini.svg") for url in outside) and errors == [], (outside, errors)

@@ -1,9 +1,11 @@
-"""The tagged catalogue: incremental indexing, interrupted runs, tag search and facets, similar images, the CLI."""
+"""The tagged catalogue: incremental indexing, interrupted runs, tag search and facets, similar images, the CLI.
+
+Every test that builds a catalogue runs twice, on an SQLite file and on a real PostgreSQL server (`catalog_db`).
+"""
 
 from __future__ import annotations
 
 import shutil
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +14,7 @@ import numpy as np
 import pytest
 
 from conftest import TrainedRun
-from fashionattr.catalog import Catalog, index_catalog
+from fashionattr.catalog import Catalog, index_catalog, open_store
 from fashionattr.cli import main
 from fashionattr.errors import UserError
 from fashionattr.inference import Predictor
@@ -48,16 +50,15 @@ def photos(trained_run: TrainedRun, tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def indexed(photos: Path, trained_run: TrainedRun, predictor: Predictor, tmp_path: Path) -> Iterator[Catalog]:
-    db = tmp_path / "catalog.sqlite"
-    index_quietly(db, photos, trained_run.run, predictor)
-    catalog = Catalog(db)
+def indexed(photos: Path, trained_run: TrainedRun, predictor: Predictor, catalog_db: str) -> Iterator[Catalog]:
+    index_quietly(catalog_db, photos, trained_run.run, predictor)
+    catalog = Catalog(catalog_db)
     yield catalog
     catalog.close()
 
 
-def test_index_tags_every_image_and_records_the_unreadable_one(photos, trained_run, predictor, tmp_path):
-    db = tmp_path / "catalog.sqlite"
+def test_index_tags_every_image_and_records_the_unreadable_one(photos, trained_run, predictor, catalog_db):
+    db = catalog_db
     report = index_quietly(db, photos, trained_run.run, predictor)
     assert (report.added, report.updated, report.unchanged, report.removed) == (9, 0, 0, 0)
     assert [path for path, _ in report.errors] == ["broken.jpg"]
@@ -76,8 +77,8 @@ def test_index_tags_every_image_and_records_the_unreadable_one(photos, trained_r
     np.testing.assert_allclose(np.linalg.norm(matrix, axis=1), 1.0, atol=1e-5)
 
 
-def test_reindex_skips_unchanged_and_picks_up_changed_and_removed_files(photos, trained_run, predictor, tmp_path):
-    db = tmp_path / "catalog.sqlite"
+def test_reindex_skips_unchanged_and_picks_up_changed_and_removed_files(photos, trained_run, predictor, catalog_db):
+    db = catalog_db
     index_quietly(db, photos, trained_run.run, predictor)
     again = index_quietly(db, photos, trained_run.run, predictor)
     assert (again.added, again.updated, again.unchanged, again.removed) == (0, 0, 9, 0)
@@ -125,15 +126,16 @@ class InterruptingPredictor:
 
 
 def test_an_interrupted_index_leaves_a_consistent_database_and_a_rerun_finishes(photos, trained_run, predictor,
-                                                                                tmp_path):  # fmt: skip
-    db = tmp_path / "catalog.sqlite"
+                                                                                catalog_db):  # fmt: skip
+    db = catalog_db
     with pytest.raises(Interrupted):
         index_quietly(db, photos, trained_run.run, InterruptingPredictor(predictor, after=6), batch_size=4)
-    with sqlite3.connect(db) as conn:
-        items = conn.execute("SELECT COUNT(*) FROM items").fetchone()[0]
-        errors = conn.execute("SELECT COUNT(*) FROM errors").fetchone()[0]
-        incomplete = conn.execute("SELECT COUNT(*) FROM items i WHERE (SELECT COUNT(*) FROM tags t "
-                                  "WHERE t.item_id = i.id) != ?", (len(FASHIONAI),)).fetchone()[0]  # fmt: skip
+    store = open_store(db)
+    items = store.db.execute("SELECT COUNT(*) FROM items")[0][0]
+    errors = store.db.execute("SELECT COUNT(*) FROM errors")[0][0]
+    incomplete = store.db.execute("SELECT COUNT(*) FROM items i WHERE (SELECT COUNT(*) FROM tags t "
+                                  "WHERE t.item_id = i.id) != ?", [len(FASHIONAI)])[0][0]  # fmt: skip
+    store.close()
     assert items + errors == 4  # the first batch of four (broken.jpg sorts first) committed, the second never did
     assert incomplete == 0
     report = index_quietly(db, photos, trained_run.run, predictor)
@@ -141,8 +143,8 @@ def test_an_interrupted_index_leaves_a_consistent_database_and_a_rerun_finishes(
     assert len(Catalog(db)) == 9
 
 
-def test_indexing_another_folder_into_the_same_database_is_refused(photos, trained_run, predictor, tmp_path):
-    db = tmp_path / "catalog.sqlite"
+def test_indexing_another_folder_into_the_same_database_is_refused(photos, trained_run, predictor, catalog_db):
+    db = catalog_db
     index_quietly(db, photos / "coat_length", trained_run.run, predictor)
     with pytest.raises(UserError, match="indexes"):
         index_quietly(db, photos / "pant_length", trained_run.run, predictor)
@@ -221,8 +223,8 @@ def test_opening_a_missing_or_foreign_database_is_a_user_error(tmp_path):
         Catalog(tmp_path / "junk.sqlite")
 
 
-def test_command_line_index_search_and_similar(photos, trained_run, tmp_path, capsys):
-    db = tmp_path / "catalog.sqlite"
+def test_command_line_index_search_and_similar(photos, trained_run, tmp_path, capsys, catalog_db):
+    db = catalog_db
     code = main(["catalog", "index", str(photos), "--model", str(trained_run.run), "--db", str(db),
                  "--workers", "0", "--batch-size", "4", "--device", "cpu"])  # fmt: skip
     out, err = capsys.readouterr()

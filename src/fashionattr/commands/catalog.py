@@ -1,7 +1,9 @@
-"""`fashionattr catalog index|search|similar`: tag a folder of product photos into SQLite and browse it.
+"""`fashionattr catalog index|search|facets|similar`: tag a folder of product photos into a catalogue and browse it.
 
-`index` is incremental (unchanged files are skipped by content hash, removed ones dropped, changed ones re-tagged)
-and safe to interrupt; `search` filters by tags; `similar` ranks the catalogue by likeness to an image.
+The catalogue is an SQLite file or a PostgreSQL database (`--db postgresql://user@host/db`). `index` is incremental
+(unchanged files are skipped by content hash, removed ones dropped, changed ones re-tagged), safe to interrupt, and
+runs under torchrun with each rank tagging a shard; `search` filters by tags, `facets` counts every tag value, and
+`similar` ranks the catalogue by likeness to an image. Only `index` ever writes.
 """
 
 from __future__ import annotations
@@ -17,13 +19,19 @@ if TYPE_CHECKING:
     from fashionattr.inference import Predictor
 
 
+DB_HELP = "the catalogue: an SQLite file, or a PostgreSQL database as postgresql://user@host/db"
+VECTOR_INDEX_CHOICES = ("auto", "exact", "ann")
+VECTOR_INDEX_HELP = ("similar-garment search: exact (every embedding scored), ann (approximate HNSW index), or auto "
+                     "(default: exact below 50,000 images, ann from there on)")  # fmt: skip
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "catalog",
         help="tag a folder of images into a searchable catalogue; search by tags; find similar garments",
-        description="A tagged catalogue in one SQLite file: every image under a folder with each attribute's value, "
-        "confidence and probabilities, and its backbone embedding for similarity search. `fashionattr serve CKPT "
-        "--catalog DB` browses it in the web page.",
+        description="A tagged catalogue in one SQLite file or a PostgreSQL database: every image under a folder "
+        "with each attribute's value, confidence and probabilities, and its backbone embedding for similarity "
+        "search. `fashionattr serve CKPT --catalog DB` browses it in the web page.",
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
@@ -33,16 +41,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Tag every image file under DIR with the model and store the answers and embeddings in --db. "
         "Re-running skips files whose content is unchanged, re-tags changed ones and drops removed ones; a "
         "different model re-tags everything. Unreadable images are listed at the end (exit code 1), not fatal. "
-        "Each batch is committed on its own, so an interrupted run can simply be started again.",
+        "Each batch is committed on its own, so an interrupted run can simply be started again. Under torchrun "
+        "(`torchrun --nproc_per_node N -m fashionattr catalog index ...`) each process tags its own share of the "
+        "files into one PostgreSQL catalogue.",
     )
     index.add_argument("folder", metavar="DIR", help="folder of images (searched recursively)")
     index.add_argument("--model", required=True, metavar="CKPT", help="checkpoint, run directory or .onnx file")
-    index.add_argument("--db", required=True, help="catalogue database file (created when missing)")
+    index.add_argument("--db", required=True, help=f"{DB_HELP} (a new file or an empty database becomes one)")
     index.add_argument("--batch-size", type=int, default=32)
     index.add_argument("--workers", type=int, default=2, help="image decoding processes (default 2)")
     index.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     index.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
                        help="auto: onnx for a .onnx file, torch otherwise")  # fmt: skip
+    index.add_argument("--vector-index", choices=VECTOR_INDEX_CHOICES, default="auto", help=VECTOR_INDEX_HELP)
     index.set_defaults(func=run_index)
 
     search = actions.add_parser(
@@ -51,7 +62,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Print the images that carry every --where tag, most confident first, with the confidence of "
         "each filtered attribute. Attribute names may be short (sleeve_length=Long Sleeves).",
     )
-    search.add_argument("--db", required=True, help="catalogue database file")
+    search.add_argument("--db", required=True, help=DB_HELP)
     search.add_argument("--where", action="append", default=[], metavar="ATTRIBUTE=VALUE",
                         help="a tag to match; repeat for several (all must match)")  # fmt: skip
     search.add_argument("--min-confidence", type=float, default=0.0, metavar="P",
@@ -66,15 +77,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "stored embedding is used) or any other image file, embedded with the catalogue's model (or --model).",
     )
     similar.add_argument("image", metavar="IMAGE", help="an indexed path (relative to the root, or a file) or a file")
-    similar.add_argument("--db", required=True, help="catalogue database file")
+    similar.add_argument("--db", required=True, help=DB_HELP)
     similar.add_argument("-k", type=int, default=10, help="how many to list (default 10)")
     similar.add_argument("--model", metavar="CKPT", help="model to embed a new image with (default: the catalogue's)")
     similar.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    similar.add_argument("--vector-index", choices=VECTOR_INDEX_CHOICES, default="auto", help=VECTOR_INDEX_HELP)
     similar.set_defaults(func=run_similar)
+
+    facets = actions.add_parser(
+        "facets",
+        help="how many images carry each value of every attribute",
+        description="Print, for every attribute, how many images carry each of its values, among the images that "
+        "match the --where tags of the other attributes (the counts the catalogue page shows beside its filters).",
+    )
+    facets.add_argument("--db", required=True, help=DB_HELP)
+    facets.add_argument("--where", action="append", default=[], metavar="ATTRIBUTE=VALUE",
+                        help="a tag to match; repeat for several (all must match)")  # fmt: skip
+    facets.add_argument("--min-confidence", type=float, default=0.0, metavar="P",
+                        help="only count a tag when its probability is at least P (default 0)")  # fmt: skip
+    facets.set_defaults(func=run_facets)
 
 
 def run_index(args: argparse.Namespace) -> int:
     from fashionattr.catalog import index_catalog
+    from fashionattr.distributed import init_distributed, shutdown
     from fashionattr.errors import UserError
     from fashionattr.inference import load_predictor
 
@@ -82,17 +108,25 @@ def run_index(args: argparse.Namespace) -> int:
         raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.workers < 0:
         raise UserError(f"--workers must be 0 or more, got {args.workers}")
+    context = init_distributed(args.device)
 
     def load(path: str | Path) -> Predictor:
-        return load_predictor(path, backend=args.backend, device=args.device)
+        return load_predictor(path, backend=args.backend, device=str(context.device))
 
-    report = index_catalog(
-        args.db, args.folder, args.model, batch_size=args.batch_size, workers=args.workers, load=load
-    )
+    try:
+        report = index_catalog(args.db, args.folder, args.model, batch_size=args.batch_size, workers=args.workers,
+                               load=load, context=context, vector_index=args.vector_index,
+                               progress=context.is_main)  # fmt: skip
+    finally:
+        shutdown(context)
+    if not context.is_main:
+        return 0
     if report.retagged_for_new_model:
         print("the model changed since the last index: every image was tagged again", file=sys.stderr)
     print(f"{args.db}: {report.added} added, {report.updated} re-tagged, {report.unchanged} unchanged, "
-          f"{report.removed} removed, {len(report.errors)} unreadable (root {report.root})")  # fmt: skip
+          f"{report.removed} removed, {len(report.errors)} unreadable (root {report.root})"
+          + (f"; {context.world_size} processes tagged {', '.join(map(str, report.tagged_per_process))}"
+             if context.enabled else ""))  # fmt: skip
     for path, reason in report.errors:
         print(f"  unreadable: {path}: {reason}", file=sys.stderr)
     return 1 if report.errors else 0
@@ -116,13 +150,29 @@ def run_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_facets(args: argparse.Namespace) -> int:
+    from fashionattr.catalog import Catalog
+    from fashionattr.errors import UserError
+
+    if not 0 <= args.min_confidence <= 1:
+        raise UserError(f"--min-confidence must be between 0 and 1, got {args.min_confidence}")
+    catalog = Catalog(args.db)
+    filters = catalog.parse_filters(args.where)
+    total = catalog.search(filters, min_confidence=args.min_confidence, limit=0).total
+    for attribute, counts in catalog.facets(filters, min_confidence=args.min_confidence).items():
+        shown = "  ".join(f"{value}={count}" for value, count in counts.items())
+        print(f"{catalog.schema.attribute(attribute).short_name}\t{shown}")
+    print(f"{total} matching, {len(catalog)} in the catalogue", file=sys.stderr)
+    return 0
+
+
 def run_similar(args: argparse.Namespace) -> int:
     from fashionattr.catalog import Catalog
     from fashionattr.errors import UserError
 
     if args.k < 1:
         raise UserError(f"-k must be at least 1, got {args.k}")
-    catalog = Catalog(args.db)
+    catalog = Catalog(args.db, vector_index=args.vector_index)
     indexed = catalog.item(args.image)
     if indexed is not None:
         results = catalog.similar(indexed.id, k=args.k)

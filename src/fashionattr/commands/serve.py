@@ -28,7 +28,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("checkpoint", metavar="CKPT", help="checkpoint, run directory, per-attribute folder or .onnx")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
-    parser.add_argument("--catalog", metavar="DB", help="a catalogue made by `fashionattr catalog index` to browse")
+    parser.add_argument("--catalog", metavar="DB", help="a catalogue made by `fashionattr catalog index` to browse: "
+                        "an SQLite file or postgresql://user@host/db (opened read-only)")  # fmt: skip
+    parser.add_argument("--vector-index", choices=["auto", "exact", "ann"], default="auto",
+                        help="similar-garment search of the catalogue: exact, ann (approximate), or auto (default: "
+                        "exact below 50,000 images)")  # fmt: skip
     parser.add_argument("--max-upload-mb", type=float, default=10.0, metavar="MB",
                         help="largest request body accepted, answered with 413 above it (default 10)")  # fmt: skip
     parser.add_argument("--max-batch", type=int, default=32, metavar="N",
@@ -64,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     limits = _limits(args)
-    catalog = _open_catalog(args.catalog)
+    catalog = _open_catalog(args.catalog, args.vector_index)
     predictor = load_predictor(args.checkpoint, backend=args.backend, device=args.device, tta=args.tta,
                                min_confidence=args.min_confidence)  # fmt: skip
     if not _is_loopback(args.host):
@@ -116,12 +120,15 @@ def _settings(args: argparse.Namespace) -> ServeSettings:
     return replace(settings, decode_threads=args.decode_threads) if args.decode_threads else settings
 
 
-def _open_catalog(db: str | None) -> Catalog | None:
+def _open_catalog(db: str | None, vector_index: str) -> Catalog | None:
+    """The catalogue, its similarity index loaded (or built) now rather than on the first request."""
     if db is None:
         return None
     from fashionattr.catalog import Catalog
 
-    return Catalog(db)
+    catalog = Catalog(db, vector_index=vector_index)
+    catalog.similarity.refresh()
+    return catalog
 
 
 def _is_loopback(host: str) -> bool:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi_offline import FastAPIOffline
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
@@ -277,7 +278,7 @@ def create_app(predictor: Predictor, catalog: Catalog | None = None, settings: S
         yield
         await batcher.stop()
 
-    app = FastAPI(
+    app = FastAPIOffline(  # /docs and /redoc from assets installed with the package: they work without internet
         title="fashionattr",
         version=__version__,
         description="Apparel attribute recognition: every attribute's value and class probabilities for product "

@@ -1,0 +1,30 @@
+"""Tagged catalogue: a folder of product photos tagged by a model, browsed by tag and by likeness.
+
+One catalogue, two places it can live: an SQLite file (the embedded default) or a PostgreSQL database shared by
+service replicas and tagging workers on many machines (`--db postgresql://user@host/db`). `store` owns all SQL,
+`backends` what differs between the two; `indexing` tags a folder in; `reading` answers tag search, facets and
+similar-garment search, the latter through the vector-index seam of `vectors` (exact or approximate) kept up to
+date by `similarity`.
+"""
+
+from fashionattr.catalog.files import file_sha256, files_fingerprint, model_fingerprint, scan_images
+from fashionattr.catalog.indexing import IndexReport, index_catalog
+from fashionattr.catalog.reading import Catalog, CatalogItem, Filters, SearchResult, Tag
+from fashionattr.catalog.store import FORMAT_VERSION, CatalogStore, open_store
+
+__all__ = [
+    "FORMAT_VERSION",
+    "Catalog",
+    "CatalogItem",
+    "CatalogStore",
+    "Filters",
+    "IndexReport",
+    "SearchResult",
+    "Tag",
+    "file_sha256",
+    "files_fingerprint",
+    "index_catalog",
+    "model_fingerprint",
+    "open_store",
+    "scan_images",
+]

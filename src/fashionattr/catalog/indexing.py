@@ -1,0 +1,278 @@
+"""Tagging a folder into a catalogue: new and changed files are tagged, unchanged ones skipped, removed ones dropped.
+
+Each batch is written in one transaction, so a killed run leaves a consistent catalogue and a rerun carries on
+where it stopped (files are matched by content hash). Under `torchrun` every rank tags its own shard of the
+files into one shared PostgreSQL catalogue; rank 0 alone sets the catalogue up, drops removed files and, at the
+end, saves the similarity index for readers to start from.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from fashionattr.catalog.backends import is_postgres
+from fashionattr.catalog.files import (
+    file_sha256,
+    model_fingerprint,
+    regular_file_stat,
+    scan_images,
+    shown_name,
+)
+from fashionattr.catalog.similarity import SimilarityIndex
+from fashionattr.catalog.store import CatalogStore, ItemRow, TagRow, open_store
+from fashionattr.catalog.vectors import VECTOR_INDEX_KINDS
+from fashionattr.distributed import DistributedContext, barrier, broadcast_object, gather_objects
+from fashionattr.errors import UserError
+
+if TYPE_CHECKING:
+    from fashionattr.inference import Predictor
+
+MISNAMED_REASON = "the file name is not valid UTF-8 text; rename the file to index it"
+
+
+@dataclass
+class IndexReport:
+    """What one `index_catalog` run did; `errors` lists every unreadable file now in the folder."""
+
+    root: Path
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    retagged_for_new_model: bool = False
+    errors: list[tuple[str, str]] = field(default_factory=list)
+    vector_index: str = ""
+    """The similarity index saved for readers ('ann'), or '' when readers search exactly."""
+    tagged_per_process: list[int] = field(default_factory=list)
+    """Under torchrun: how many files each rank tagged, in rank order."""
+
+    @property
+    def tagged(self) -> int:
+        return self.added + self.updated
+
+    def merge(self, other: IndexReport) -> None:
+        self.added += other.added
+        self.updated += other.updated
+        self.unchanged += other.unchanged
+
+
+@dataclass(frozen=True)
+class _Setup:
+    """What rank 0 found and decided before tagging, for every rank: the files, or the error to stop with."""
+
+    files: list[str] = field(default_factory=list)
+    removed: int = 0
+    retagged: bool = False
+    error: str | None = None
+
+
+def index_catalog(
+    db: str | Path,
+    root: str | Path,
+    model: str | Path,
+    predictor: Predictor | None = None,
+    batch_size: int = 32,
+    workers: int = 2,
+    progress: bool = True,
+    load: Callable[[str | Path], Predictor] | None = None,
+    context: DistributedContext | None = None,
+    vector_index: str = "auto",
+) -> IndexReport:
+    """Tag every image under `root` into the catalogue `db`, skipping files whose content is unchanged.
+
+    `predictor` (or `load(model)`, default `load_predictor`) must be the model at `model`: the path and its
+    fingerprint are recorded so a later run with another model re-tags everything instead of mixing answers.
+    Under torchrun (`context` with several ranks) each rank tags a disjoint shard; the report is complete on
+    rank 0 only.
+    """
+    context = context or DistributedContext()
+    if vector_index not in VECTOR_INDEX_KINDS:
+        raise UserError(f"unknown vector index {vector_index!r}; choose one of: {', '.join(VECTOR_INDEX_KINDS)}")
+    root_path = Path(root).resolve()
+    if context.enabled and not is_postgres(db):
+        raise UserError(f"{db}: tagging on several processes writes into one shared catalogue; give a PostgreSQL "
+                        "one (--db postgresql://user@host/db), or run `catalog index` without torchrun")  # fmt: skip
+    store: CatalogStore | None = None
+    try:
+        setup = _Setup()
+        if context.is_main:
+            try:
+                store, predictor, setup = _set_up(db, root_path, model, predictor, load, progress)
+            except UserError as exc:
+                setup = _Setup(error=str(exc))
+        setup = broadcast_object(setup, context)
+        if setup.error is not None:
+            raise UserError(setup.error)
+        if store is None:
+            store = open_store(db, write=True)
+        if predictor is None:
+            predictor = _load(model, load)
+        report = IndexReport(root=root_path, removed=setup.removed, retagged_for_new_model=setup.retagged)
+        shard = setup.files[context.rank :: context.world_size]
+        pending = _changed_files(store, root_path, shard, report, progress)
+        _tag_files(store, root_path, pending, predictor, report, batch_size, workers, progress)
+        reports = gather_objects(report, context)
+        if context.is_main:
+            report.tagged_per_process = [r.tagged for r in reports] if context.enabled else []
+            for other in reports[1:]:
+                report.merge(other)
+            report.vector_index = _save_vector_index(store, vector_index)
+            report.errors = store.errors()
+        barrier(context)
+        return report
+    finally:
+        if store is not None:
+            store.close()
+
+
+def _load(model: str | Path, load: Callable[[str | Path], Predictor] | None) -> Predictor:
+    from fashionattr.inference import load_predictor
+
+    return (load or load_predictor)(model)
+
+
+def _set_up(
+    db: str | Path, root: Path, model: str | Path, predictor: Predictor | None,
+    load: Callable[[str | Path], Predictor] | None, progress: bool,
+) -> tuple[CatalogStore, Predictor, _Setup]:  # fmt: skip
+    """Open (or create) the catalogue, check it is this folder's, record the model, list the files, drop the gone."""
+    if not root.is_dir():
+        raise UserError(f"{root}: no such folder to index")
+    store = open_store(db, write=True)
+    try:
+        meta = store.meta()
+        if "root" in meta and Path(meta["root"]) != root:
+            raise UserError(f"{store.name}: this catalogue indexes {meta['root']}, not {root}; use another --db "
+                            "for this folder")  # fmt: skip
+        predictor = predictor if predictor is not None else _load(model, load)
+        fingerprint = model_fingerprint(model)
+        retagged = meta.get("model_fingerprint") not in (None, fingerprint)
+        if retagged:
+            store.clear()
+        schema = predictor.schema.subset(predictor.attributes)
+        store.set_meta({"root": str(root), "model": str(Path(model).resolve()), "model_fingerprint": fingerprint,
+                        "schema": json.dumps(schema.to_dict())})  # fmt: skip
+        files = scan_images(root)
+        misnamed = {rel: shown_name(rel) for rel in files if shown_name(rel) != rel}
+        files = [rel for rel in files if rel not in misnamed]
+        present = set(files) | set(misnamed.values())
+        gone_items = [p for p in store.known_items() if p not in present]
+        gone_errors = [p for p in store.known_errors() if p not in present]
+        store.remove_paths(gone_items, gone_errors)
+        misnamed_rows = [(ItemRow(name, "", 0, 0.0, b""), MISNAMED_REASON) for name in misnamed.values()]
+        if misnamed_rows:
+            store.write_batch([], misnamed_rows, time.time())
+    except BaseException:
+        store.close()
+        raise
+    return store, predictor, _Setup(files=files, removed=len(gone_items), retagged=retagged)
+
+
+def _changed_files(store: CatalogStore, root: Path, files: Sequence[str], report: IndexReport,
+                   progress: bool) -> list[ItemRow]:  # fmt: skip
+    """Files whose content hash differs from what was tagged (or that are new); the rest count as unchanged.
+
+    A file that cannot be read, or is not a regular file (a FIFO, a link to a device), is recorded as an error
+    at once: it is never handed to the decoder, which could block on it.
+    """
+    from tqdm import tqdm
+
+    known = store.known_items()
+    failed = store.known_errors()
+    pending: list[ItemRow] = []
+    unreadable: list[tuple[ItemRow, str]] = []
+    touched: list[tuple[int, float, str]] = []
+    for rel in tqdm(files, desc="hashing", unit="file", disable=not progress, leave=False):
+        path = root / rel
+        try:
+            info = regular_file_stat(path)
+            digest = file_sha256(path)
+        except OSError as exc:
+            reason = f"cannot read: {exc.strerror or exc}"
+            if failed.get(rel) != f"unreadable:{reason}":
+                unreadable.append((ItemRow(rel, f"unreadable:{reason}", 0, 0.0, b""), reason))
+            continue
+        if known.get(rel) == digest:
+            report.unchanged += 1
+            touched.append((info.st_size, info.st_mtime, rel))
+        elif failed.get(rel) == digest:
+            continue  # still the same undecodable file: listed among the errors again, not retried
+        else:
+            pending.append(ItemRow(rel, digest, info.st_size, info.st_mtime, b""))
+    store.touch(touched)
+    if unreadable:
+        store.write_batch([], unreadable, time.time())
+    return pending
+
+
+def _tag_files(store: CatalogStore, root: Path, pending: Sequence[ItemRow], predictor: Predictor,
+               report: IndexReport, batch_size: int, workers: int, progress: bool) -> None:  # fmt: skip
+    """Run the model over `pending` and write each batch's rows in one transaction."""
+    from tqdm import tqdm
+
+    if not pending:
+        return
+    known = set(store.known_items())
+    states = {str(root / f.path): f for f in pending}
+    rows: list[tuple[ItemRow, Any]] = []
+    with tqdm(total=len(pending), desc="tagging", unit="img", disable=not progress) as bar:
+        for entry in predictor.predict_paths(list(states), batch_size=batch_size, workers=workers, embed=True):
+            rows.append((states[_source(entry)], entry))
+            if len(rows) >= batch_size:
+                _write_rows(store, rows, predictor, known, report)
+                rows = []
+            bar.update(1)
+        _write_rows(store, rows, predictor, known, report)
+
+
+def _source(entry: Any) -> str:
+    from fashionattr.data.images import ImageError
+
+    return str(entry.path if isinstance(entry, ImageError) else entry.source)
+
+
+def _write_rows(store: CatalogStore, rows: Sequence[tuple[ItemRow, Any]], predictor: Predictor, known: set[str],
+                report: IndexReport) -> None:  # fmt: skip
+    from fashionattr.data.images import ImageError
+
+    if not rows:
+        return
+    tagged: list[tuple[ItemRow, list[TagRow]]] = []
+    failed: list[tuple[ItemRow, str]] = []
+    for state, entry in rows:
+        if isinstance(entry, ImageError):
+            failed.append((state, entry.reason))
+            continue
+        embedding = np.asarray(entry.embedding, dtype=np.float32).tobytes()
+        tags = [TagRow(name, predictor.schema.attribute(name).classes[result.index], float(result.confidence),
+                       json.dumps(result.probabilities)) for name, result in entry.attributes.items()]  # fmt: skip
+        tagged.append((ItemRow(state.path, state.sha256, state.size, state.mtime, embedding), tags))
+    store.write_batch(tagged, failed, time.time())
+    for state, _ in tagged:
+        if state.path in known:
+            report.updated += 1
+        else:
+            report.added += 1
+            known.add(state.path)
+    dims = {len(row.embedding) // 4 for row, _ in tagged}
+    if dims and store.meta().get("embedding_dim") != str(min(dims)):
+        store.set_meta({"embedding_dim": str(min(dims))})
+
+
+def _save_vector_index(store: CatalogStore, requested: str) -> str:
+    """Save the approximate index in the catalogue when readers will use one, so they need not build it."""
+    similarity = SimilarityIndex(store, requested, threads=os.cpu_count() or 1)
+    index = similarity.refresh()
+    if index is None or index.kind != "ann":
+        store.drop_vector_index()
+        return ""
+    store.save_vector_index({**index.describe(), "generation": similarity.generation}, index.to_bytes())
+    return index.kind

@@ -1,0 +1,242 @@
+"""Browsing a catalogue: tag search with facet counts, single items, and similar garments by embedding.
+
+`Catalog` opens the database read-only and answers from it; similar-garment search goes through a
+`SimilarityIndex` that follows the database's generation, so an item removed by an indexer is gone from the
+results, and one added appears, without reopening anything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fashionattr.catalog.similarity import SimilarityIndex
+from fashionattr.catalog.store import CatalogStore, open_store
+from fashionattr.catalog.vectors import VECTOR_INDEX_KINDS
+from fashionattr.errors import UserError
+from fashionattr.schema import Schema
+
+Filters = Mapping[str, str]
+"""Active tag filters: full attribute name -> class name; an item matches when it has every one."""
+
+
+@dataclass
+class Tag:
+    """One attribute's stored answer for an item: the most probable class and its probability."""
+
+    value: str
+    confidence: float
+    probabilities: dict[str, float] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"value": self.value, "confidence": self.confidence}
+        if self.probabilities is not None:
+            out["probabilities"] = self.probabilities
+        return out
+
+
+@dataclass
+class CatalogItem:
+    """One tagged image; `path` is relative to the catalogue root."""
+
+    id: int
+    path: str
+    sha256: str
+    size: int
+    tags: dict[str, Tag] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "path": self.path, "sha256": self.sha256, "size": self.size,
+                "tags": {name: tag.to_dict() for name, tag in self.tags.items()}}  # fmt: skip
+
+
+@dataclass
+class SearchResult:
+    """One page of matching items, best first, and how many match in all."""
+
+    total: int
+    items: list[CatalogItem]
+
+
+class Catalog:
+    """Read access to an indexed catalogue (SQLite file or postgresql:// URL); safe to share between threads.
+
+    `vector_index` picks the similarity search: `exact` (cosine over every embedding), `ann` (the approximate
+    index), or `auto`: exact below `ANN_MIN_ITEMS` items, approximate above.
+    """
+
+    def __init__(self, db: str | Path, vector_index: str = "auto") -> None:
+        if vector_index not in VECTOR_INDEX_KINDS:
+            raise UserError(f"unknown vector index {vector_index!r}; choose one of: {', '.join(VECTOR_INDEX_KINDS)}")
+        self.db = db
+        self.store: CatalogStore = open_store(db, write=False)
+        meta = self.store.meta()
+        if "schema" not in meta:
+            self.store.close()
+            raise UserError(f"{self.store.name}: the catalogue has not been indexed yet (its first `catalog index` "
+                            "did not get past the start); index it again")  # fmt: skip
+        self.root = Path(meta["root"])
+        self.model = meta["model"]
+        self.model_fingerprint = meta["model_fingerprint"]
+        self.schema = Schema.from_dict(json.loads(meta["schema"]), source=f"{self.store.name} (schema)")
+        self.similarity = SimilarityIndex(self.store, vector_index)
+
+    def close(self) -> None:
+        self.store.close()
+
+    @property
+    def name(self) -> str:
+        return self.store.name
+
+    @property
+    def attributes(self) -> list[str]:
+        return self.schema.names
+
+    def __len__(self) -> int:
+        return self.store.count()
+
+    def errors(self) -> list[tuple[str, str]]:
+        return self.store.errors()
+
+    # -- filters --------------------------------------------------------------------------------------------------
+
+    def parse_filters(self, expressions: Iterable[str]) -> dict[str, str]:
+        """`attribute=Class` strings (short attribute names, any letter case) -> validated `Filters`."""
+        filters: dict[str, str] = {}
+        for expression in expressions:
+            name, sep, value = expression.partition("=")
+            if not sep:
+                example = self.schema.attributes[0]
+                raise UserError(f"filter {expression!r} should read attribute=value, e.g. "
+                                f"{example.short_name}={example.classes[-1]}")  # fmt: skip
+            attribute, value = self._resolve(name.strip(), value.strip())
+            if filters.get(attribute, value) != value:
+                raise UserError(f"{attribute} is filtered twice ({filters[attribute]!r} and {value!r}); "
+                                "an item has one value per attribute")  # fmt: skip
+            filters[attribute] = value
+        return filters
+
+    def check_filters(self, filters: Mapping[str, str]) -> dict[str, str]:
+        """Validate a filters mapping given with (possibly short) names; returns it with canonical names."""
+        return self.parse_filters(f"{name}={value}" for name, value in filters.items())
+
+    def _resolve(self, name: str, value: str) -> tuple[str, str]:
+        try:
+            attribute = self.schema.attribute(name)
+        except KeyError:
+            known = ", ".join(f"{a.name} ({a.short_name})" for a in self.schema)
+            raise UserError(f"unknown attribute {name!r}; the catalogue has: {known}") from None
+        for cls in attribute.classes:
+            if cls.lower() == value.lower():
+                return attribute.name, cls
+        raise UserError(f"{attribute.name} has no class {value!r}; its classes are: {', '.join(attribute.classes)}")
+
+    # -- tag search -----------------------------------------------------------------------------------------------
+
+    def search(
+        self, filters: Filters | None = None, min_confidence: float = 0.0, limit: int = 50, offset: int = 0
+    ) -> SearchResult:
+        """Items carrying every filtered tag, most confident first (the least confident filter decides)."""
+        total, rows = self.store.search(dict(filters or {}), min_confidence, limit, offset)
+        return SearchResult(total=total, items=self._with_tags(rows))
+
+    def facets(self, filters: Filters | None = None, min_confidence: float = 0.0) -> dict[str, dict[str, int]]:
+        """For every attribute, how many items would match if its value were added to (or replaced in) `filters`.
+
+        Each attribute's counts apply the *other* attributes' filters only, the usual faceted-search rule, so a
+        user can switch a filter's value and see what every alternative would give.
+        """
+        facets: dict[str, dict[str, int]] = {}
+        for attribute in self.schema:
+            others = {a: v for a, v in (filters or {}).items() if a != attribute.name}
+            counts = self.store.value_counts(attribute.name, others, min_confidence)
+            facets[attribute.name] = {cls: counts.get(cls, 0) for cls in attribute.classes}
+        return facets
+
+    def item(self, key: int | str | Path, probabilities: bool = False) -> CatalogItem | None:
+        """An item by id, by its stored path (relative to the root), or by a file path inside the root."""
+        if isinstance(key, int):
+            rows = self.store.rows_by_id([key])
+        else:
+            candidates = [] if Path(key).is_absolute() else [Path(key).as_posix()]
+            with contextlib.suppress(ValueError, OSError):
+                candidates.append(Path(key).resolve().relative_to(self.root.resolve()).as_posix())
+            rows = []
+            for relative in candidates:
+                rows = self.store.rows_by_path(relative)
+                if rows:
+                    break
+        items = self._with_tags(rows, probabilities)
+        return items[0] if items else None
+
+    def image_file(self, item_id: int) -> Path | None:
+        """The file of an indexed item, only if it still resolves to a regular file inside the root."""
+        relative = self.store.path_of(item_id)
+        if relative is None:
+            return None
+        root = self.root.resolve()
+        path = (root / relative).resolve()
+        if not path.is_relative_to(root) or not path.is_file():
+            return None
+        return path
+
+    def _with_tags(self, rows: Sequence[tuple[Any, ...]], probabilities: bool = False) -> list[CatalogItem]:
+        items = {int(r[0]): CatalogItem(id=int(r[0]), path=r[1], sha256=r[2], size=int(r[3])) for r in rows}
+        if not items:
+            return []
+        order = {name: n for n, name in enumerate(self.schema.names)}
+        tag_rows = sorted(self.store.tags_of(list(items)), key=lambda r: order.get(r[1], 0))
+        for item_id, attribute, value, confidence, probs in tag_rows:
+            tag = Tag(value, float(confidence), json.loads(probs) if probabilities else None)
+            items[int(item_id)].tags[attribute] = tag
+        return list(items.values())
+
+    # -- similar garments ------------------------------------------------------------------------------------------
+
+    def embeddings(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, matrix N x D) of every item, sorted by id."""
+        changes = self.store.changes_since(None)
+        ids = np.array([i for i, _ in changes.upserted], dtype=np.int64)
+        dim = len(changes.upserted[0][1]) // 4 if changes.upserted else 0
+        matrix = np.frombuffer(b"".join(e for _, e in changes.upserted), dtype=np.float32).reshape(len(ids), dim)
+        return ids, matrix
+
+    def embedding(self, item_id: int) -> np.ndarray | None:
+        rows = self.store.embeddings_of([item_id])
+        return np.frombuffer(rows[0][1], dtype=np.float32) if rows else None
+
+    def similar(self, query: int | str | Path | np.ndarray, k: int = 10) -> list[tuple[CatalogItem, float]]:
+        """The `k` items whose embeddings are most cosine-similar to the query's (an item queried is its own first).
+
+        Scores are exact cosine similarities of the stored embeddings, whichever index found the candidates;
+        ties go to the lower id.
+        """
+        vector = self._query_vector(query)
+        if k < 1:
+            return []
+        dim = self.similarity.dim()
+        if dim and vector.shape != (dim,):
+            raise UserError(f"the query embedding has {vector.size} numbers but the catalogue's have {dim}; "
+                            f"embed it with the catalogue's model ({self.model})")  # fmt: skip
+        ranked = self.similarity.search(vector, k)
+        rows = {int(r[0]): r for r in self.store.rows_by_id([i for i, _ in ranked])}
+        ranked = [(i, s) for i, s in ranked if i in rows][:k]  # an item removed a moment ago is never returned
+        items = {item.id: item for item in self._with_tags([rows[i] for i, _ in ranked])}
+        return [(items[i], score) for i, score in ranked]
+
+    def _query_vector(self, query: int | str | Path | np.ndarray) -> np.ndarray:
+        if isinstance(query, np.ndarray):
+            return query.astype(np.float32).ravel()
+        found = self.item(query)
+        if found is None:
+            raise UserError(f"{query} is not in the catalogue (root {self.root}); give an indexed path or id, "
+                            "or a new image file to embed")  # fmt: skip
+        vector = self.embedding(found.id)
+        assert vector is not None  # the item was just found
+        return vector

@@ -1,0 +1,189 @@
+"""Files and databases the user did not ask to change stay untouched, and special files never hang `catalog index`.
+
+A catalogue is identified (its marker table) before anything is written: another program's SQLite file or
+PostgreSQL database is refused with one line and exit 2, read-only commands open SQLite read-only and leave the
+journal mode alone, and nothing creates a database where only reading was asked. A FIFO or a link to a device
+named like an image is reported as unreadable, never opened.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from fashionattr.catalog import Catalog, index_catalog, open_store
+from fashionattr.cli import main
+from fashionattr.errors import UserError
+from fashionattr.inference import Predictor
+from test_catalog import make_photo_folder
+
+SIDECARS = ("-wal", "-shm", "-journal")
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def foreign_sqlite(path: Path, wal: bool = False) -> Path:
+    """Another program's database that happens to have an `items` table (as the catalogue does)."""
+    conn = sqlite3.connect(path)
+    if wal:
+        conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT)")
+    conn.executemany("INSERT INTO items (name) VALUES (?)", [("invoice",), ("receipt",), ("order",)])
+    conn.commit()
+    conn.close()
+    assert not any(Path(f"{path}{s}").exists() for s in SIDECARS)
+    return path
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    code = main(list(argv))
+    err = capsys.readouterr().err
+    return code, err
+
+
+def assert_one_line_error(code: int, err: str, *words: str) -> None:
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+def read_only_commands(db: str, image: Path) -> list[list[str]]:
+    return [["catalog", "search", "--db", db], ["catalog", "facets", "--db", db],
+            ["catalog", "similar", "--db", db, str(image)]]  # fmt: skip
+
+
+@pytest.fixture
+def photos(trained_run, tmp_path: Path) -> Path:
+    return make_photo_folder(trained_run.data, tmp_path / "photos")
+
+
+@pytest.mark.parametrize("wal", [False, True], ids=["rollback-journal", "wal"])
+def test_a_foreign_sqlite_file_is_never_changed(trained_run, photos, tmp_path, capsys, wal):
+    db = foreign_sqlite(tmp_path / "other.sqlite", wal=wal)
+    before = digest(db)
+    code, err = run_cli(capsys, "catalog", "index", str(photos), "--model", str(trained_run.run), "--db", str(db),
+                        "--workers", "0", "--device", "cpu")  # fmt: skip
+    assert_one_line_error(code, err, str(db), "not a fashionattr catalogue", "items")
+    for argv in read_only_commands(str(db), photos / "broken.jpg"):
+        assert_one_line_error(*run_cli(capsys, *argv), "not a fashionattr catalogue")
+    with pytest.raises(UserError, match="not a fashionattr catalogue"):
+        Catalog(db)
+    assert digest(db) == before  # same bytes: no row deleted, no table added, journal mode as it was
+    assert not any(Path(f"{db}{s}").exists() for s in SIDECARS)
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM items").fetchone()[0] == 3
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == ("wal" if wal else "delete")
+
+
+def test_files_that_are_not_sqlite_are_refused_untouched(trained_run, photos, tmp_path, capsys):
+    text = tmp_path / "notes.txt"
+    text.write_text("shopping list\n" * 20)
+    before = digest(text)
+    code, err = run_cli(capsys, "catalog", "index", str(photos), "--model", str(trained_run.run), "--db", str(text))
+    assert_one_line_error(code, err, "not an SQLite file")
+    assert_one_line_error(*run_cli(capsys, "catalog", "search", "--db", str(text)), "not an SQLite file")
+    assert digest(text) == before
+    fifo = tmp_path / "pipe.sqlite"
+    os.mkfifo(fifo)
+    assert_one_line_error(*run_cli(capsys, "catalog", "search", "--db", str(fifo)), "not an SQLite file")
+
+
+def test_read_only_commands_never_create_a_database(photos, tmp_path, capsys):
+    missing = tmp_path / "missing.sqlite"
+    empty = tmp_path / "empty.sqlite"
+    empty.touch()
+    for db in (missing, empty):
+        for argv in read_only_commands(str(db), photos / "broken.jpg"):
+            assert_one_line_error(*run_cli(capsys, *argv), "no such catalogue")
+    assert not missing.exists()
+    assert empty.stat().st_size == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.sqlite", "photos"]
+
+
+def test_an_older_catalogue_format_is_named_and_left_alone(trained_run, photos, tmp_path, capsys):
+    db = tmp_path / "old.sqlite"
+    with sqlite3.connect(db) as conn:  # the tables of format 1
+        conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        conn.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, path TEXT)")
+        conn.executemany("INSERT INTO meta VALUES (?, ?)", [("format", "1"), ("model_fingerprint", "abc")])
+    conn.close()
+    before = digest(db)
+    code, err = run_cli(capsys, "catalog", "index", str(photos), "--model", str(trained_run.run), "--db", str(db))
+    assert_one_line_error(code, err, "older fashionattr", "new --db")
+    assert digest(db) == before
+
+
+def test_a_second_indexer_of_an_sqlite_catalogue_is_told_it_is_busy(trained_run, photos, tmp_path, capsys):
+    db = tmp_path / "catalog.sqlite"
+    writer = open_store(db, write=True)  # what a running `catalog index` holds for its whole run
+    try:
+        code, err = run_cli(capsys, "catalog", "index", str(photos), "--model", str(trained_run.run), "--db",
+                            str(db), "--workers", "0", "--device", "cpu")  # fmt: skip
+        assert_one_line_error(code, err, "another `fashionattr catalog index` is writing")
+    finally:
+        writer.close()
+    code, _ = run_cli(capsys, "catalog", "index", str(photos), "--model", str(trained_run.run), "--db", str(db),
+                      "--workers", "0", "--device", "cpu")  # fmt: skip
+    assert code == 1 and len(Catalog(db)) == 9  # free again: broken.jpg listed, the rest indexed
+
+
+def test_a_foreign_postgresql_database_is_refused_untouched(trained_run, photos, postgres, capsys):
+    import psycopg
+
+    url = postgres.new_database()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE items (id SERIAL PRIMARY KEY, name TEXT)")
+        conn.execute("INSERT INTO items (name) VALUES ('invoice'), ('receipt')")
+    code, err = run_cli(capsys, "catalog", "index", str(photos), "--model", str(trained_run.run), "--db", url,
+                        "--workers", "0", "--device", "cpu")  # fmt: skip
+    assert_one_line_error(code, err, "not a fashionattr catalogue", "items")
+    for argv in read_only_commands(url, photos / "broken.jpg"):
+        assert_one_line_error(*run_cli(capsys, *argv), "not a fashionattr catalogue")
+    with psycopg.connect(url) as conn:
+        tables = conn.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'")
+        assert [t for (t,) in tables] == ["items"]
+        assert conn.execute("SELECT COUNT(*) FROM items").fetchone()[0] == 2
+
+    empty = postgres.new_database()
+    for argv in read_only_commands(empty, photos / "broken.jpg"):
+        assert_one_line_error(*run_cli(capsys, *argv), "no such catalogue")
+    with psycopg.connect(empty) as conn:
+        tables = conn.execute("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = 'public'")
+        assert tables.fetchone()[0] == 0
+
+
+def test_an_unreachable_postgresql_server_is_one_line(capsys, tmp_path):
+    url = f"postgresql://someone:secret@/catalog?host={tmp_path}"  # no server listens on this socket folder
+    code, err = run_cli(capsys, "catalog", "search", "--db", url)
+    assert_one_line_error(code, err, "cannot connect to PostgreSQL")
+    assert "secret" not in err
+
+
+@pytest.mark.timeout(300)
+def test_fifos_and_device_links_are_reported_without_hanging(trained_run, tmp_path):
+    folder = make_photo_folder(trained_run.data, tmp_path / "photos")
+    os.mkfifo(folder / "pipe.jpg")  # opening it for reading would block until a writer came
+    os.symlink("/dev/zero", folder / "zero.jpg")  # reading it would never end
+    os.symlink("/dev/urandom", folder / "urandom.png")
+    os.mkfifo(folder / "coat_length" / "nested-pipe.jpeg")
+    db = tmp_path / "catalog.sqlite"
+    predictor = Predictor.from_path(trained_run.run, device="cpu")
+    report = index_catalog(db, folder, trained_run.run, predictor=predictor, batch_size=4, workers=0, progress=False)
+    errors = dict(report.errors)
+    assert "FIFO" in errors["pipe.jpg"] and "FIFO" in errors["coat_length/nested-pipe.jpeg"]
+    assert "character device" in errors["zero.jpg"] and "character device" in errors["urandom.png"]
+    assert set(errors) == {"pipe.jpg", "coat_length/nested-pipe.jpeg", "zero.jpg", "urandom.png", "broken.jpg"}
+    assert report.added == 9
+    again = index_catalog(db, folder, trained_run.run, predictor=predictor, batch_size=4, workers=0, progress=False)
+    assert (again.added, again.unchanged) == (0, 9) and dict(again.errors) == errors
+    shutil.rmtree(folder / "coat_length")
+    assert index_catalog(db, folder, trained_run.run, predictor=predictor, workers=0, progress=False).removed == 3
