@@ -19,6 +19,9 @@ from fashionattr.errors import UserError
 from fashionattr.io import FileReadError, atomic_write_text
 from fashionattr.parsing import DocumentError, read_document
 
+PRETRAINED_BACKBONE_LR_SCALE = 0.1
+"""A pretrained backbone learns at this share of the heads' rate (docs/defaults.md has the measurement)."""
+
 
 @dataclass
 class TrainConfig:
@@ -36,6 +39,7 @@ class TrainConfig:
     batch_size: int = 32
     optimizer: str = "adamw"
     lr: float = 1e-3
+    backbone_lr_scale: float | None = None
     weight_decay: float = 0.05
     momentum: float = 0.9
     warmup_epochs: float = 1.0
@@ -70,6 +74,12 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def resolved_backbone_lr_scale(self) -> float:
+        """The backbone's share of the rate: as set, else 0.1 when it starts from pretrained weights, else 1."""
+        if self.backbone_lr_scale is not None:
+            return self.backbone_lr_scale
+        return PRETRAINED_BACKBONE_LR_SCALE if (self.pretrained or self.weights) else 1.0
 
     def augmentation(self) -> Augmentation:
         """The augmentation preset with this config's settings."""

@@ -135,7 +135,9 @@ def train_one_epoch(
         if scheduler is not None:
             scheduler.step()
         if ema is not None:
-            ema.update(model)  # type: ignore[operator]
+            # The optimiser step count drives the average's warm-up (`training.optim.build_ema`).
+            step = scheduler.last_epoch if scheduler is not None else None
+            ema.update(model, step=step)  # type: ignore[operator]
         count = images.shape[0]
         loss_sum += loss.detach() * count
         seen += count

@@ -21,7 +21,14 @@ from tqdm import tqdm
 from fashionattr.checkpoint import load_checkpoint
 from fashionattr.config import TrainConfig
 from fashionattr.data.dataset import DatasetRoot
-from fashionattr.distributed import DistributedContext, barrier, broadcast_object, init_distributed, shutdown
+from fashionattr.distributed import (
+    DistributedContext,
+    barrier,
+    broadcast_object,
+    gather_objects,
+    init_distributed,
+    shutdown,
+)
 from fashionattr.engine import StepSettings, TrainingDiverged, evaluate, resolve_amp, train_one_epoch
 from fashionattr.errors import UserError
 from fashionattr.io import atomic_write_text
@@ -132,7 +139,9 @@ def fit(config: TrainConfig, attributes: list[str], out: str | Path, context: Di
 
             distribute_bn(model, context.world_size, reduce=True)
         validation = evaluate(trainables.evaluated, loaders.val, context, settings, num_classes, tta=config.tta)
-        state.skipped.update(stats["skipped"])
+        # Every rank's skips, so the ranks agree on the bad-image count (one rank refusing alone would leave the
+        # others waiting in a collective forever) and the run folder lists them all.
+        state.skipped.update(skip for rank_skips in gather_objects(stats["skipped"], context) for skip in rank_skips)
         state.skipped.update(validation.skipped)
         scores = score(schema.subset(attributes), validation.predictions)
         lr = float(trainables.scheduler.get_last_lr()[0])
