@@ -114,7 +114,7 @@ def train_one_epoch(
         targets = batch["target"].to(device, non_blocking=True)
         maybe = batch["maybe"].to(device, non_blocking=True)
         with autocast(device, settings.amp_dtype):
-            logits = model(images)
+            logits = model(images, attribute_index)
         loss, _ = masked_cross_entropy(
             logits, settings.attributes, attribute_index, targets, maybe,
             maybe_weight=settings.maybe_weight, label_smoothing=settings.label_smoothing,
@@ -158,14 +158,22 @@ def train_one_epoch(
 
 @torch.no_grad()
 def predict_probabilities(
-    model: nn.Module, images: torch.Tensor, settings: StepSettings, tta: bool = False
+    model: nn.Module,
+    images: torch.Tensor,
+    settings: StepSettings,
+    tta: bool = False,
+    attribute_index: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Class probabilities per attribute for a uint8 batch already on the device (flip-averaged with `tta`)."""
+    """Class probabilities per attribute for a uint8 batch already on the device (flip-averaged with `tta`).
+
+    With `attribute_index`, only each image's own attribute is needed (a grouped model then runs each image
+    through its own group's backbone alone; the other attributes' rows are not meaningful).
+    """
     batch = prepare_images(images, settings, generator=None)
 
     def probabilities(inputs: torch.Tensor) -> dict[str, torch.Tensor]:
         with autocast(inputs.device, settings.amp_dtype):
-            outputs = model(inputs)
+            outputs = model(inputs, attribute_index)
         return {name: logits.float().softmax(dim=1) for name, logits in outputs.items()}
 
     return flip_averaged(probabilities, batch, settings.attributes) if tta else probabilities(batch)
@@ -200,8 +208,8 @@ def evaluate(
     loss_sum, seen = 0.0, 0
     for batch in _batches(loader, skipped):
         images = batch["image"].to(device, non_blocking=True)
-        probs = predict_probabilities(model, images, settings, tta=tta)
         attribute_index = batch["attribute_index"]
+        probs = predict_probabilities(model, images, settings, tta=tta, attribute_index=attribute_index.to(device))
         for position, name in enumerate(settings.attributes):
             rows = (attribute_index == position).nonzero().flatten()
             if rows.numel() == 0:

@@ -197,7 +197,8 @@ class MultiTaskNet(nn.Module):
         """The pooled embedding (N, num_features), used for similar-garment search."""
         return self.backbone(x)
 
-    def forward(self, x: Tensor) -> dict[str, Tensor]:
+    def forward(self, x: Tensor, attribute_index: Tensor | None = None) -> dict[str, Tensor]:
+        """Logits of every head for every image; `attribute_index` is accepted for the same call as `GroupedNet`."""
         features = self.dropout(self.forward_features(x))
         return {name: head(features) for name, head in self.heads.items()}
 
@@ -213,6 +214,7 @@ class GroupedNet(nn.Module):
         self.groups = _module_dict(groups, "group")
         owned = {name for net in groups.values() for name in net.attributes}
         self._order = [name for name in attribute_order if name in owned]
+        self._group_position = {name: i for i, net in enumerate(groups.values()) for name in net.attributes}
         if len(self._order) != len(owned):
             raise ValueError(f"attribute_order misses heads: {sorted(owned - set(self._order))}")
 
@@ -232,11 +234,32 @@ class GroupedNet(nn.Module):
     def forward_features(self, x: Tensor) -> Tensor:
         return torch.cat([net.forward_features(x) for net in self.nets], dim=1)
 
-    def forward(self, x: Tensor) -> dict[str, Tensor]:
-        logits: dict[str, Tensor] = {}
-        for net in self.nets:
-            logits.update(net(x))
-        return {name: logits[name] for name in self._order}
+    def forward(self, x: Tensor, attribute_index: Tensor | None = None) -> dict[str, Tensor]:
+        """Logits per attribute. With `attribute_index` (each image's attribute, a position in `attributes`), every
+        image goes through its own group's backbone only, as in training, where each image is labelled for one
+        attribute: a step then costs about what a multitask step costs, and each backbone's batch-norm statistics
+        come from its own group's images. Rows of other groups get zero logits, which the masked loss ignores.
+        Without it, every image goes through every backbone (prediction wants every attribute).
+        """
+        if attribute_index is None:
+            logits: dict[str, Tensor] = {}
+            for net in self.nets:
+                logits.update(net(x))
+            return {name: logits[name] for name in self._order}
+        group_of_attribute = torch.tensor([self._group_position[name] for name in self._order], device=x.device)
+        group_of_row = group_of_attribute[attribute_index]
+        routed: dict[str, Tensor] = {}
+        for position, net in enumerate(self.nets):
+            rows = (group_of_row == position).nonzero().flatten()
+            if rows.numel() == 0:
+                # Keep every parameter in the autograd graph (DistributedDataParallel needs that) at no cost.
+                anchor = sum(p.view(-1)[0] for p in net.parameters()) * 0.0
+                for name, head in net.heads.items():
+                    routed[name] = x.new_zeros(x.shape[0], int(head.out_features)) + anchor
+                continue
+            for name, value in net(x[rows]).items():
+                routed[name] = value.new_zeros(x.shape[0], value.shape[1]).index_copy(0, rows, value)
+        return {name: routed[name] for name in self._order}
 
 
 def _select_attributes(schema: Schema, attributes: Sequence[str] | None) -> list[str]:
