@@ -47,13 +47,13 @@ from corpus import (
 from fashionattr.catalog import Catalog
 from fashionattr.cli import main
 from fashionattr.config import read_config_file
+from fashionattr.data.dataset import DatasetRoot
 from fashionattr.data.images import ImageError, open_image, probe_image
 from fashionattr.data.labels import LABELS_RELPATH, QUESTIONS_RELPATH, LabelFileError, read_labels
-from fashionattr.data.layout import DatasetLayout
 from fashionattr.data.split import read_split
 from fashionattr.data.synth import generate_dataset
+from fashionattr.run_dir import RunDir
 from fashionattr.schema import FASHIONAI
-from fashionattr.training import SKIPPED_NAME
 from test_serve import Server, _wait_until_healthy, build_catalog, free_port, start_server
 
 CORPUS_DIR = "Images/coat_length_labels/corpus"
@@ -191,7 +191,7 @@ def test_train_skips_and_lists_every_bad_image(corpus_dataset, tmp_path, capsys)
     code = main(["train", str(root), "--out", str(out), "--attributes", "coat_length", "--cache", "off",
                  "--max-bad-fraction", "0.5", *QUICK_TRAIN])  # fmt: skip
     assert code == 0, capsys.readouterr().err
-    skipped = dict(line.split("\t", 1) for line in (out / SKIPPED_NAME).read_text().splitlines())
+    skipped = dict(line.split("\t", 1) for line in RunDir(out).skipped.read_text().splitlines())
     assert set(skipped) == {f"{CORPUS_DIR}/{name}" for name in bad(cases)}
     for name, case in bad(cases).items():
         assert case.reason in skipped[f"{CORPUS_DIR}/{name}"], name
@@ -336,7 +336,7 @@ def test_training_goes_on_within_the_bad_image_limit(corrupt_dataset, tmp_path, 
     root, garbage = corrupt_dataset
     out = tmp_path / "run"
     assert train_corrupt(root, out, "--cache", cache, "--max-bad-fraction", "0.1") == 0, capsys.readouterr().err
-    skipped = dict(line.split("\t", 1) for line in (out / SKIPPED_NAME).read_text().splitlines())
+    skipped = dict(line.split("\t", 1) for line in RunDir(out).skipped.read_text().splitlines())
     assert set(skipped) == garbage
     assert all("not an image" in reason for reason in skipped.values())
     assert (out / "summary.json").is_file()
@@ -363,7 +363,7 @@ def test_truncated_images_pass_the_header_scan_and_stop_training_after_an_epoch(
     err = capsys.readouterr().err
     assert "found while training" in err and any(path in err for path in cut)
     assert (out / "last.pt").exists()  # the epoch that found them is kept
-    listed = {line.split("\t")[0] for line in (out / SKIPPED_NAME).read_text().splitlines()}
+    listed = {line.split("\t")[0] for line in RunDir(out).skipped.read_text().splitlines()}
     assert len(listed) >= 2 and listed <= cut  # those drawn in the epoch (the last, partial batch is dropped)
 
 
@@ -371,7 +371,7 @@ def test_truncated_images_pass_the_header_scan_and_stop_training_after_an_epoch(
 #
 # Each class has one mechanism every command goes through, and a table of cases here (tables in tests/corpus.py):
 # special files (io.open_regular_file), one file spelled several ways (labels.normalise_image_path and
-# layout.check_image_paths), strict parsers (parsing.py, labels.read_lines, image modes), AP ties (metrics) and
+# dataset.check_image_paths), strict parsers (parsing.py, labels.read_lines, image modes), AP ties (metrics) and
 # the service's limits (tests further down). Every case is accepted correctly or refused with a one-line message
 # naming the file (and line), exit 2 (1 where other files are still answered); none may hang or show a traceback.
 
@@ -459,7 +459,7 @@ def test_check_and_train_report_every_special_file(special_dataset, tmp_path, ca
     code = main(["train", str(root), "--out", str(out_dir), "--attributes", "coat_length", "--cache", "off",
                  "--max-bad-fraction", "0.5", *QUICK_TRAIN])  # fmt: skip
     assert code == 0, capsys.readouterr().err
-    skipped = dict(line.split("\t", 1) for line in (out_dir / SKIPPED_NAME).read_text().splitlines())
+    skipped = dict(line.split("\t", 1) for line in RunDir(out_dir).skipped.read_text().splitlines())
     assert set(skipped) == {f"Images/coat_length_labels/special/{name}" for name in cases}
     assert all(case.reason in skipped[f"Images/coat_length_labels/special/{name}"] for name, case in cases.items())
 
@@ -720,7 +720,7 @@ def test_schema_files_are_read_strictly(synthetic_data, tmp_path, capsys, case):
     schema.write_bytes(case.text.encode("utf-8", "surrogateescape"))
     if case.words is None:
         assert main(["check", str(root)]) == 0, capsys.readouterr().err
-        classes = DatasetLayout.open(root).schema.attribute("coat_length_labels").classes
+        classes = DatasetRoot.open(root).schema.attribute("coat_length_labels").classes
         assert classes == ("No", "Yes", "On", "Off", "Y", "N", "~x", "1:20")
         return
     where = f"{schema}:{case.line}: " if case.line else f"{schema}: "

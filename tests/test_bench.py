@@ -17,7 +17,7 @@ from fashionattr.bench.core import Figure, format_summary
 from fashionattr.bench.gpu import gpu_figures
 from fashionattr.cli import main
 from fashionattr.data.images import open_image
-from fashionattr.data.transforms import letterbox
+from fashionattr.data.preprocessing import Preprocessing, letterbox
 from fashionattr.schema import FASHIONAI
 
 TINY = ["--arch", "test_resnet", "--img-size", "64", "--per-class", "2", "--rounds", "2", "--workers", "1"]
@@ -101,6 +101,7 @@ def test_draft_decoding_matches_full_decoding(kind: str) -> None:
     drafted = open_image(data, target_size=224)
     assert drafted.mode == "RGB"
     assert max(drafted.size) >= 224
-    fast = letterbox(drafted, 224).astype(int)
-    assert np.abs(fast - letterbox(open_image(data), 224).astype(int)).mean() < 1.0
-    assert np.abs(fast - letterbox(image, 224).astype(int)).mean() < 1.0
+    preprocessing = Preprocessing(img_size=224)
+    fast = letterbox(drafted, preprocessing).astype(int)
+    assert np.abs(fast - letterbox(open_image(data), preprocessing).astype(int)).mean() < 1.0
+    assert np.abs(fast - letterbox(image, preprocessing).astype(int)).mean() < 1.0

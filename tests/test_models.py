@@ -22,8 +22,9 @@ from fashionattr.models import (
     MultiTaskNet,
     create_backbone,
     create_model,
+    data_config,
     model_from_spec,
-    preprocessing_config,
+    model_preprocessing,
     timm_model_name,
 )
 from fashionattr.schema import FASHIONAI
@@ -145,14 +146,19 @@ def test_bad_layout_grouping_or_attribute_is_a_user_error() -> None:
 
 
 def test_preprocessing_comes_from_the_pretrained_config() -> None:
-    dpn = preprocessing_config(study_model("dpn131").backbone)
-    resnet = preprocessing_config(study_model("resnet50").backbone)
+    dpn, resnet = data_config("dpn131"), data_config("resnet50")
     assert dpn["mean"] != resnet["mean"]
     assert dpn["std"] != resnet["std"]
     assert resnet["mean"] == pytest.approx([0.485, 0.456, 0.406])
     assert dpn["input_size"] == [3, 224, 224]
     assert isinstance(dpn["interpolation"], str)
     json.dumps(study_model("dpn131").spec)  # the spec must be JSON-friendly
+    # The user's size and resampling win; the normalisation always comes from the weights.
+    chosen = model_preprocessing("dpn131", img_size=96, interpolation="bilinear")
+    assert (chosen.img_size, chosen.interpolation) == (96, "bilinear")
+    assert list(chosen.mean) == pytest.approx(dpn["mean"])
+    assert model_preprocessing("resnet50").interpolation == "bicubic"  # timm's config for resnet50
+    assert model_preprocessing("resnet50").img_size == 224
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)

@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from fashionattr.data.augmentation import Augmentation, resolve_augmentation
+from fashionattr.data.preprocessing import RESAMPLING
 from fashionattr.errors import UserError
 from fashionattr.io import FileReadError, atomic_write_text
 from fashionattr.parsing import DocumentError, read_document
@@ -28,7 +30,8 @@ class TrainConfig:
     grouping: str = "upper-lower"
     pretrained: bool = False
     weights: str | None = None
-    img_size: int = 224
+    img_size: int | None = None
+    interpolation: str | None = None
     epochs: int = 30
     batch_size: int = 32
     optimizer: str = "adamw"
@@ -55,6 +58,11 @@ class TrainConfig:
     early_stop: int | None = None
     max_bad_fraction: float = 0.01
     tta: bool = False
+    augment: str = "standard"
+    flip: bool | None = None
+    zoom: list[float] | None = None
+    shift: float | None = None
+    color_jitter: float | None = None
     cache: str = "auto"
     device: str = "auto"
     progress: bool = True
@@ -62,6 +70,11 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def augmentation(self) -> Augmentation:
+        """The augmentation preset with this config's settings."""
+        return resolve_augmentation(self.augment, flip=self.flip, zoom=self.zoom, shift=self.shift,
+                                    color_jitter=self.color_jitter)  # fmt: skip
 
     def save(self, path: str | Path) -> None:
         atomic_write_text(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
@@ -95,25 +108,41 @@ def resolve_config(file_path: str | Path | None, overrides: dict[str, Any]) -> T
     values.update({k: v for k, v in overrides.items() if v is not None and k in FIELD_NAMES})
     if isinstance(values.get("attributes"), str):
         values["attributes"] = [a for a in values["attributes"].split(",") if a]
+    if isinstance(values.get("zoom"), str):
+        values["zoom"] = _float_pair(values["zoom"], "zoom")
     try:
         config = TrainConfig(**values)
     except TypeError as exc:
         raise UserError(f"invalid settings: {exc}") from None
     validate(config)
-    return config
+    # Record every augmentation setting, not only the preset's name, so config.yaml says what ran.
+    resolved = config.augmentation().to_dict()
+    return dataclasses.replace(config, **resolved)
+
+
+def _float_pair(text: str, what: str) -> list[float]:
+    try:
+        low, high = (float(part) for part in text.split(","))
+    except ValueError:
+        raise UserError(f"{what} must be two numbers MIN,MAX such as 0.85,1; got {text!r}") from None
+    return [low, high]
 
 
 def validate(config: TrainConfig) -> None:
     checks = [
         (config.epochs >= 1, f"epochs must be at least 1, got {config.epochs}"),
         (config.batch_size >= 1, f"batch size must be at least 1, got {config.batch_size}"),
-        (config.img_size >= 16, f"image size must be at least 16 px, got {config.img_size}"),
+        (config.img_size is None or config.img_size >= 16, f"image size must be at least 16 px, got {config.img_size}"),
         (config.lr > 0, f"learning rate must be positive, got {config.lr}"),
         (0.0 <= config.maybe_weight < 1.0, f"maybe weight must be in [0, 1), got {config.maybe_weight}"),
         (0.0 <= config.label_smoothing < 1.0, f"label smoothing must be in [0, 1), got {config.label_smoothing}"),
         (config.optimizer in ("adamw", "sgd"), f"optimizer must be adamw or sgd, got {config.optimizer!r}"),
         (config.amp in ("auto", "off", "bf16", "fp16"), f"amp must be auto, off, bf16 or fp16, got {config.amp!r}"),
         (config.cache in ("auto", "build", "off"), f"cache must be auto, build or off, got {config.cache!r}"),
+        (
+            config.interpolation is None or config.interpolation in RESAMPLING,
+            f"interpolation must be one of {', '.join(RESAMPLING)}, got {config.interpolation!r}",
+        ),
         (0.0 <= config.max_bad_fraction <= 1.0, f"max bad fraction must be in [0, 1], got {config.max_bad_fraction}"),
         (
             config.select_metric in ("mean_accuracy", "map", "loss"),

@@ -18,6 +18,7 @@ import timm.data
 import torch
 from torch import Tensor, nn
 
+from fashionattr.data.preprocessing import Preprocessing, resolve_preprocessing
 from fashionattr.errors import UserError
 from fashionattr.schema import Schema
 
@@ -134,16 +135,25 @@ def load_backbone_weights(backbone: nn.Module, path: str | Path) -> None:
     )
 
 
-def preprocessing_config(backbone: nn.Module) -> dict[str, Any]:
-    """Input size, interpolation and normalisation the backbone's pretrained weights expect (dpn131 has its own)."""
-    config = timm.data.resolve_model_data_config(backbone)
+def data_config(arch: str) -> dict[str, Any]:
+    """Input size, interpolation and normalisation that an architecture's pretrained weights expect.
+
+    Read from timm's pretrained config without building the network (dpn131 has its own mean and std).
+    """
+    name = timm_model_name(arch)
+    pretrained_cfg = timm.models.get_pretrained_cfg(name)
+    config = timm.data.resolve_data_config(pretrained_cfg=pretrained_cfg.to_dict() if pretrained_cfg else {})
     return {
         "input_size": [int(v) for v in config["input_size"]],
         "interpolation": str(config["interpolation"]),
         "mean": [float(v) for v in config["mean"]],
         "std": [float(v) for v in config["std"]],
-        "crop_pct": float(config.get("crop_pct", 1.0)),
     }
+
+
+def model_preprocessing(arch: str, img_size: int | None = None, interpolation: str | None = None) -> Preprocessing:
+    """The preprocessing a model of `arch` gets: every command that trains, caches or benchmarks asks here."""
+    return resolve_preprocessing(data_config(arch), img_size=img_size, interpolation=interpolation)
 
 
 def _module_dict(modules: Mapping[str, nn.Module], what: str) -> nn.ModuleDict:
@@ -289,11 +299,6 @@ def _build(
     return net
 
 
-def _first_backbone(model: MultiTaskNet | GroupedNet) -> nn.Module:
-    net = model.nets[0] if isinstance(model, GroupedNet) else model
-    return cast(nn.Module, net.backbone)
-
-
 def create_model(
     arch: str,
     schema: Schema,
@@ -323,7 +328,7 @@ def create_model(
         "attributes": list(selected),
         "head_sizes": head_sizes,
         "drop_rate": float(drop_rate),
-        "preprocessing": preprocessing_config(_first_backbone(model)),
+        "data_config": data_config(timm_name),
     }
     return model
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import torch
 
+from fashionattr.data.dataset import DatasetRoot
 from fashionattr.data.labels import LabelRecord, format_rows, read_labels
-from fashionattr.data.layout import DatasetLayout
 from fashionattr.schema import SCHEMA_FILE_NAMES, Schema
 
 FIGURES = ("a", "b", "c", "d", "e", "mem", "gpu")
@@ -86,9 +86,9 @@ def make_synthetic(workdir: Path, per_class: int) -> BenchData:
     root = workdir / "data"
     start = time.perf_counter()
     generate_dataset(root, per_class=per_class, size=512, test_fraction=0.0, progress=False)
-    layout = DatasetLayout.open(root)
-    records = read_labels(layout.labels_path, layout.schema)
-    return BenchData(root, layout.schema, records, f"synthetic, {len(records)} JPEGs of 512 px",
+    data_root = DatasetRoot.open(root)
+    records = data_root.read_labels()
+    return BenchData(root, data_root.schema, records, f"synthetic, {len(records)} JPEGs of 512 px",
                      time.perf_counter() - start)  # fmt: skip
 
 
@@ -99,9 +99,9 @@ def copy_sample(source: str | Path, workdir: Path, per_class: int, seed: int = 0
     built by `prepare` would otherwise be overwritten by one covering only the sample).
     """
     start = time.perf_counter()
-    layout = DatasetLayout.open(source)
+    data_root = DatasetRoot.open(source)
     by_class: dict[tuple[str, int], list[LabelRecord]] = {}
-    for record in read_labels(layout.labels_path, layout.schema):
+    for record in data_root.read_labels():
         by_class.setdefault((record.attribute, record.target), []).append(record)
     rng = random.Random(seed)
     chosen = [r for group in by_class.values() for r in rng.sample(group, min(per_class, len(group)))]
@@ -109,13 +109,13 @@ def copy_sample(source: str | Path, workdir: Path, per_class: int, seed: int = 0
     for record in chosen:
         target = root / record.path
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(layout.root / record.path, target)
+        shutil.copyfile(data_root.path / record.path, target)
     (root / "Annotations").mkdir(parents=True, exist_ok=True)
-    (root / "Annotations" / "label.csv").write_text(format_rows(chosen, layout.schema), encoding="utf-8")
+    (root / "Annotations" / "label.csv").write_text(format_rows(chosen, data_root.schema), encoding="utf-8")
     for name in SCHEMA_FILE_NAMES:
-        if (layout.root / name).is_file():
-            shutil.copyfile(layout.root / name, root / name)
-    copied = DatasetLayout.open(root)
+        if (data_root.path / name).is_file():
+            shutil.copyfile(data_root.path / name, root / name)
+    copied = DatasetRoot.open(root)
     records = read_labels(copied.labels_path, copied.schema)
     return BenchData(root, copied.schema, records, f"{len(records)} images sampled from {source}",
                      time.perf_counter() - start)  # fmt: skip

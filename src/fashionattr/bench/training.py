@@ -21,21 +21,22 @@ from torch.utils.data import DataLoader
 
 from fashionattr.bench.context import BenchContext
 from fashionattr.bench.core import Figure, Variant, compared, measure, sync
-from fashionattr.bench.inputs import labelled_batch, new_model, preprocessing_of
+from fashionattr.bench.inputs import bench_preprocessing, labelled_batch, new_model
 from fashionattr.config import TrainConfig
-from fashionattr.data.transforms import Augmentation, Preprocessing, normalize_batch
+from fashionattr.data.preprocessing import Preprocessing, normalize_batch
 from fashionattr.distributed import DistributedContext
 from fashionattr.engine import StepSettings, prepare_images, resolve_amp, train_one_epoch
 from fashionattr.losses import masked_cross_entropy
 from fashionattr.models import timm_model_name
-from fashionattr.training import build_optimizer, warmup_cosine
+from fashionattr.training.optim import build_optimizer, warmup_cosine
 
 
 def engine_step_settings(context: BenchContext, model: nn.Module, config: TrainConfig, amp: torch.dtype | None,
                          channels_last: bool) -> StepSettings:  # fmt: skip
     """The step settings `fit` resolves from this config (its augmentation, loss and clipping defaults)."""
-    return StepSettings(attributes=context.data.schema.names, preprocessing=preprocessing_of(model, config.img_size),
-                        augmentation=Augmentation(), amp_dtype=amp, channels_last=channels_last,
+    return StepSettings(attributes=context.data.schema.names,
+                        preprocessing=bench_preprocessing(context, config.img_size, config.arch),
+                        augmentation=config.augmentation(), amp_dtype=amp, channels_last=channels_last,
                         maybe_weight=config.maybe_weight, label_smoothing=config.label_smoothing,
                         clip_grad=config.clip_grad)  # fmt: skip
 

@@ -34,18 +34,20 @@ def run(args: argparse.Namespace) -> int:
 
     from fashionattr.config import resolve_config
     from fashionattr.data.cache import build_cache, open_cache
-    from fashionattr.data.layout import DatasetLayout
+    from fashionattr.data.dataset import DatasetRoot
     from fashionattr.data.split import make_split, write_split
     from fashionattr.data.synth import generate_dataset
     from fashionattr.distributed import DistributedContext
     from fashionattr.evaluation import evaluate_checkpoint, write_evaluation
     from fashionattr.metrics import format_scores_table
+    from fashionattr.models import model_preprocessing
     from fashionattr.report import run_scores_table
+    from fashionattr.run_dir import RunDir
     from fashionattr.training import train
 
     start = time.perf_counter()
     out = Path(args.out)
-    data, run_dir = out / "data", out / "run"
+    data, run = out / "data", RunDir(out / "run")
 
     def step(message: str) -> None:
         print(f"[{time.perf_counter() - start:6.1f}s] {message}", flush=True)
@@ -55,21 +57,22 @@ def run(args: argparse.Namespace) -> int:
     else:
         step(f"generating {args.per_class} synthetic images per class at {args.size}px into {data}")
         generate_dataset(data, per_class=args.per_class, size=args.size, seed=args.seed)
-    layout = DatasetLayout.open(data)
-    records = layout.read_labels()
-    questions = layout.read_questions()
+    data_root = DatasetRoot.open(data)
+    records = data_root.read_labels()
+    questions = data_root.read_questions()
     step(f"checked {len(records)} labelled rows and {len(questions)} test questions")
-    if not layout.default_split_path.is_file():
-        write_split(layout.default_split_path, make_split(records, val_fraction=0.2, seed=args.seed))
-    step(f"4:1 stratified split in {layout.default_split_path}")
+    if not data_root.default_split_path.is_file():
+        write_split(data_root.default_split_path, make_split(records, val_fraction=0.2, seed=args.seed))
+    step(f"4:1 stratified split in {data_root.default_split_path}")
     paths = sorted({r.path for r in records + questions})
-    if open_cache(data, paths, args.img_size, "bilinear") is None:
-        build_cache(data, paths, args.img_size, "bilinear")
-    step(f"image cache at {args.img_size}px ready")
+    preprocessing = model_preprocessing(args.arch, args.img_size)  # what training will read
+    if open_cache(data, paths, preprocessing) is None:
+        build_cache(data, paths, preprocessing)
+    step(f"image cache at {preprocessing.describe()} ready")
 
-    resume = (run_dir / "last.pt").is_file()
+    resume = run.last.is_file()
     config = resolve_config(None, {
-        "data": str(data), "out": str(run_dir), "arch": args.arch, "layout": "multitask", "img_size": args.img_size,
+        "data": str(data), "out": str(run), "arch": args.arch, "layout": "multitask", "img_size": args.img_size,
         "epochs": args.epochs, "batch_size": args.batch_size, "workers": args.workers, "seed": args.seed,
         "lr": 3e-3, "weight_decay": 0.05, "warmup_epochs": 1.0, "label_smoothing": 0.1,
     })  # fmt: skip
@@ -78,12 +81,12 @@ def run(args: argparse.Namespace) -> int:
     best = summary["best_metrics"]
     step(f"best epoch {summary['best_epoch']}: validation accuracy {100 * best['val_mean_accuracy']:.1f}%")
 
-    result = evaluate_checkpoint(run_dir, DistributedContext(), subset="test", workers=args.workers)
-    write_evaluation(result, run_dir / "eval-test")
+    result = evaluate_checkpoint(run.path, DistributedContext(), subset="test", workers=args.workers)
+    write_evaluation(result, run.evaluation("test"))
     step("scored the held-out test set")
-    print(f"\nValidation (best epoch) — report: {run_dir / 'report.md'}")
-    print(run_scores_table(layout.schema, json.loads((run_dir / "scores.json").read_text(encoding="utf-8"))))
-    print(f"\nTest set — report: {run_dir / 'eval-test' / 'report.md'}")
+    print(f"\nValidation (best epoch) — report: {run.report}")
+    print(run_scores_table(data_root.schema, json.loads(run.scores.read_text(encoding="utf-8"))))
+    print(f"\nTest set — report: {run.evaluation('test') / 'report.md'}")
     print(format_scores_table(result.scores, result.schema))
     step("done")
     return 0

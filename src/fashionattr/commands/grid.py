@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
 
     from fashionattr import experiments
     from fashionattr.config import resolve_config
-    from fashionattr.data.layout import DatasetLayout
+    from fashionattr.data.dataset import DatasetRoot
     from fashionattr.errors import UserError
     from fashionattr.models import STUDY_ARCHS
     from fashionattr.report import markdown_table
@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     archs = experiments.parse_list(args.archs or STUDY_ARCHS, "architectures")
     experiments.check_archs(archs)
     base = resolve_config(args.config, {key: value for key, value in vars(args).items() if key != "out"})
-    schema = DatasetLayout.open(base.data).schema
+    schema = DatasetRoot.open(base.data).schema
     try:
         schema = schema.subset(schema.resolve_names(base.attributes))
     except KeyError as exc:

@@ -45,8 +45,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from fashionattr.data.dataset import check_image_paths
     from fashionattr.data.labels import read_questions
-    from fashionattr.data.layout import check_image_paths
     from fashionattr.errors import UserError
     from fashionattr.inference import load_predictor
     from fashionattr.submission import write_submission

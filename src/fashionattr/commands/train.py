@@ -29,7 +29,9 @@ def add_training_options(parser: argparse.ArgumentParser, model_choice: bool = T
     model.add_argument("--grouping", help="grouping for --layout grouped: upper-lower (default) or design-length")
     model.add_argument("--pretrained", action="store_const", const=True, help="ImageNet weights from the timm hub")
     model.add_argument("--weights", help="backbone weights file (.pth or .safetensors), for offline use")
-    model.add_argument("--img-size", type=int, help="input side in pixels (default 224)")
+    model.add_argument("--img-size", type=int, help="input side in pixels (default: the architecture's, 224)")
+    model.add_argument("--interpolation", choices=["bilinear", "bicubic", "lanczos", "nearest"],
+                       help="resampling of the letterbox (default: the architecture's pretrained config)")  # fmt: skip
     model.add_argument("--drop-rate", type=float, help="dropout before the heads (default 0)")
 
     optim = parser.add_argument_group("optimisation")
@@ -47,6 +49,16 @@ def add_training_options(parser: argparse.ArgumentParser, model_choice: bool = T
     optim.add_argument("--early-stop", type=int, help="stop after this many epochs without improvement")
     optim.add_argument("--select-metric", choices=["mean_accuracy", "map", "loss"],
                        help="what picks the best checkpoint (default mean_accuracy)")  # fmt: skip
+
+    augment = parser.add_argument_group("augmentation (zoom out and shift only, so no hem or sleeve end is ever cut)")
+    augment.add_argument("--augment", choices=["standard", "no-flip", "none"],
+                         help="preset: standard (flip, zoom 0.85-1, shift, colour jitter 0.2), no-flip, none "
+                         "(default standard); the options below change single settings of it")  # fmt: skip
+    augment.add_argument("--flip", type=_bool, metavar="BOOL",
+                         help="mirror half the images; off for attributes that are not mirror-symmetric")  # fmt: skip
+    augment.add_argument("--zoom", metavar="MIN,MAX", help="range of the zoom-out scale, e.g. 0.85,1")
+    augment.add_argument("--shift", type=float, help="share (0-1) of the zoom-out margin a shift may use (default 1)")
+    augment.add_argument("--color-jitter", type=float, help="brightness/contrast/saturation strength (default 0.2)")
 
     run = parser.add_argument_group("run")
     run.add_argument("--config", help="YAML or JSON file of settings; command-line options override it")

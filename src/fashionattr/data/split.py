@@ -11,16 +11,18 @@ import hashlib
 import io
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from fashionattr.data.labels import LabelFileError, LabelRecord, normalise_image_path, parse_csv_line, read_lines
+from fashionattr.errors import UserError
 from fashionattr.io import atomic_write_text
 
 DEFAULT_SPLIT_RELPATH = Path("Annotations") / "split.csv"
 SUBSETS = ("train", "val")
 
 
-class SplitError(ValueError):
+class SplitError(UserError):
     """A split file is malformed or does not match the labels."""
 
 
@@ -96,3 +98,43 @@ def apply_split(
     train = [r for r in records if assignment[(r.path, r.attribute)] == "train"]
     val = [r for r in records if assignment[(r.path, r.attribute)] == "val"]
     return train, val
+
+
+@dataclass(frozen=True)
+class SplitChoice:
+    """The split a run or grid trains with, where it came from, and whether it was just made (and must be saved)."""
+
+    assignment: dict[tuple[str, str], str]
+    source: Path
+    is_new: bool
+
+
+def choose_split(
+    records: list[LabelRecord],
+    explicit: str | Path | None,
+    dataset_default: Path,
+    own: Path,
+    val_fraction: float,
+    seed: int,
+) -> SplitChoice:
+    """The one rule: an explicit split file, else the dataset's `Annotations/split.csv`, else a split of its own.
+
+    The own split (at `own`, in the run or grid folder) is made from `seed` and `val_fraction`; one already there
+    must agree with the split these options make on every row it holds, so a resumed run or another grid shard
+    never trains on another split.
+    """
+    if explicit:
+        if not (Path(explicit).exists() or Path(explicit).is_symlink()):
+            raise SplitError(f"{explicit}: split file not found")
+        return SplitChoice(read_split(explicit), Path(explicit), is_new=False)
+    if dataset_default.is_file():
+        return SplitChoice(read_split(dataset_default), dataset_default, is_new=False)
+    assignment = make_split(records, val_fraction, seed)
+    if own.is_file():
+        if any(assignment.get(key) != subset for key, subset in read_split(own).items()):
+            raise SplitError(
+                f"{own}: this folder was started with another split (different --split-seed, --val-fraction or "
+                "labels); rerun with the options it was started with, or choose a new --out"
+            )
+        return SplitChoice(assignment, own, is_new=False)
+    return SplitChoice(assignment, own, is_new=True)

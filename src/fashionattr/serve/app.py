@@ -32,7 +32,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fashionattr import __version__
-from fashionattr.data.images import ImageError, open_image
+from fashionattr.data.images import ImageError
 from fashionattr.errors import UserError
 from fashionattr.parsing import json_nesting_depth
 from fashionattr.serve.batching import DynamicBatcher
@@ -240,12 +240,8 @@ async def decode_uploads(items: Sequence[tuple[str, bytes]], prepare: Callable[[
 
 
 def letterboxed_upload(predictor: Predictor, data: bytes, name: str) -> list[torch.Tensor]:
-    """One upload decoded and letterboxed exactly as `Predictor.predict_paths` treats a file (same answers).
-
-    Decoded at full size, as `predict_paths` does; the full-size image is dropped on return.
-    """
-    with open_image(data, name) as image:
-        return predictor.letterbox_all(image)
+    """One upload as the model's inputs, by the one preprocessing function: the pixels of training and `predict`."""
+    return predictor.load(data, name)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -2,16 +2,15 @@
 
 A predictor wraps one checkpoint, or several (a per-attribute run or grid directory holds one model
 per attribute), or an exported ONNX file; `predict`, `submit`, the HTTP service and the catalogue all go
-through it. Running the network is the job of a small backend (PyTorch here, ONNX Runtime in `export`),
-so batching, streaming, thresholds and result objects live in one place whatever runs the model. Images
-are decoded and letterboxed in loader workers while the model runs, so a folder of JPEGs streams through
-in constant memory.
+through it. Running the network is the job of a small backend (`torch_backend`, `onnx_backend`), so
+batching, streaming, thresholds and result objects live in one place whatever runs the model. Images are
+decoded and letterboxed by the one preprocessing function in loader workers while the model runs, so a
+folder of JPEGs streams through in constant memory and every file gets the pixels training saw.
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -21,15 +20,13 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 from PIL import Image
-from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from fashionattr.checkpoint import BEST_NAME, LAST_NAME, model_from_checkpoint
-from fashionattr.data.images import ImageError, open_image
-from fashionattr.data.transforms import Preprocessing, letterbox, normalize_batch, to_chw_tensor
+from fashionattr.data.images import ImageError
+from fashionattr.data.preprocessing import Preprocessing, letterbox, load_letterboxed, to_chw_tensor
 from fashionattr.distributed import pick_device
-from fashionattr.engine import autocast, resolve_amp
 from fashionattr.errors import UserError
+from fashionattr.inference.torch_backend import LoadedModel, TorchBackend, load_models
 from fashionattr.schema import Schema
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
@@ -70,105 +67,43 @@ class Prediction:
         return {"source": self.source, "attributes": {n: r.to_dict(top_k) for n, r in self.attributes.items()}}
 
 
-@dataclass
-class LoadedModel:
-    """One network with the attributes it answers and the preprocessing it expects."""
-
-    model: nn.Module
-    preprocessing: Preprocessing
-    attributes: list[str]
-    source: Path
-
-
-def find_checkpoints(path: str | Path) -> list[Path]:
-    """A checkpoint file; a run directory (best, else last); or a folder of per-attribute run directories."""
-    path = Path(path)
-    if path.is_file():
-        return [path]
-    if not path.is_dir():
-        raise UserError(f"{path}: no such checkpoint file or run directory")
-    for name in (BEST_NAME, LAST_NAME):
-        if (path / name).is_file():
-            return [path / name]
-    found = []
-    for child in sorted(p for p in path.rglob("*") if p.is_dir()):
-        best = child / BEST_NAME if (child / BEST_NAME).is_file() else child / LAST_NAME
-        if best.is_file():
-            found.append(best)
-    if not found:
-        raise UserError(f"{path}: holds no best.pt or last.pt, here or in its sub-folders; is it a finished run?")
-    return found
-
-
 class _ImageFiles(Dataset):
     """Decodes and letterboxes files in loader workers; a bad file yields its error instead of raising."""
 
-    def __init__(self, paths: Sequence[str | Path], sizes: Sequence[tuple[int, str]]) -> None:
+    def __init__(self, paths: Sequence[str | Path], inputs: Sequence[Preprocessing]) -> None:
         self.paths = list(paths)
-        self.sizes = list(sizes)
+        self.inputs = list(inputs)
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        path = self.paths[index]
         try:
-            # Full-size decoding (no JPEG draft), so files, uploads and decoded images all get identical answers.
-            with open_image(path) as image:
-                return {"index": index, "images": [to_chw_tensor(letterbox(image, s, i)) for s, i in self.sizes]}
+            return {"index": index, "images": load_inputs(self.paths[index], self.inputs)}
         except ImageError as exc:
             return {"index": index, "error": exc.reason}
+
+
+def load_inputs(source: str | Path | bytes, inputs: Sequence[Preprocessing],
+                name: str | None = None) -> list[torch.Tensor]:  # fmt: skip
+    """One file (path or bytes) as each input a backend takes: exactly the pixels training and evaluation see."""
+    return [to_chw_tensor(load_letterboxed(source, preprocessing, name)) for preprocessing in inputs]
 
 
 def _collate(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return items
 
 
-def features_and_logits(model: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Pooled features and per-attribute logits from one backbone pass.
-
-    Calling `model(x)` and then `model.forward_features(x)` would run the backbone twice whenever an embedding
-    is wanted; the catalogue wants one for every image. Works on `MultiTaskNet` and `GroupedNet` (a net with
-    `heads`, or `nets` of them; dropout before the heads is off in eval mode) and falls back to two calls.
-    """
-    network: Any = model  # nn.Module's __getattr__ types every attribute as Tensor | Module
-    nets: list[Any] = list(getattr(network, "nets", None) or [network])
-    if not all(hasattr(net, "heads") and hasattr(net, "forward_features") for net in nets):
-        return network.forward_features(images), dict(network(images))
-    features, logits = [], {}
-    for net in nets:
-        pooled = net.forward_features(images)
-        features.append(pooled)
-        logits.update({name: head(pooled) for name, head in net.heads.items()})
-    return torch.cat(features, dim=1), logits
-
-
-def model_outputs(
-    model: nn.Module, preprocessing: Preprocessing, images: torch.Tensor
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Features and class probabilities of one model for a uint8 letterboxed batch (N,3,S,S).
-
-    This is the whole computation from pixels to answers: the PyTorch backend runs it, and ONNX export traces
-    it, so normalisation and softmax are baked into the exported graph exactly as they run here.
-    """
-    features, logits = features_and_logits(model, normalize_batch(images, preprocessing))
-    return features, {name: value.float().softmax(dim=1) for name, value in logits.items()}
-
-
-def joint_embedding(features: Sequence[torch.Tensor]) -> torch.Tensor:
-    """One unit-length vector per image from every model's features, so cosine similarity is a dot product."""
-    return torch.nn.functional.normalize(torch.cat([f.float() for f in features], dim=1), dim=1)
-
-
 class Backend(Protocol):
     """What runs the network(s): uint8 batches in, probabilities (and an embedding) out.
 
-    `sizes` lists the (side, interpolation) letterbox each input batch must have, in the order `run` takes
-    them; `attributes` are the attributes the backend can answer.
+    `inputs` lists the preprocessing of each uint8 batch `run` takes, in order; `attributes` are the attributes
+    the backend can answer; `flip_safe` says whether every model was trained with mirrored images.
     """
 
     attributes: list[str]
-    sizes: list[tuple[int, str]]
+    inputs: list[Preprocessing]
+    flip_safe: bool
     device: torch.device
 
     def run(
@@ -176,87 +111,6 @@ class Backend(Protocol):
     ) -> tuple[dict[str, np.ndarray], np.ndarray | None]: ...
 
     def describe(self) -> list[dict[str, Any]]: ...
-
-
-class TorchBackend:
-    """Runs loaded PyTorch models on a device, channels-last, with mixed precision on a GPU.
-
-    Channels-last convolutions run faster at inference on CPUs (oneDNN; `fashionattr bench` figure e measured
-    about 1.2-1.3x with resnet18) as well as on GPUs; the models are converted in place.
-    """
-
-    def __init__(self, models: Sequence[LoadedModel], device: torch.device | str = "cpu",
-                 channels_last: bool = True) -> None:  # fmt: skip
-        if not models:
-            raise ValueError("TorchBackend needs at least one model")
-        self.models = list(models)
-        self.device = torch.device(device)
-        self.attributes = [a for m in self.models for a in m.attributes]
-        self.sizes = sorted({_size_key(m.preprocessing) for m in self.models})
-        self._amp = resolve_amp("auto", self.device)
-        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        for loaded in self.models:
-            loaded.model.to(memory_format=self.memory_format)
-
-    @torch.no_grad()
-    def run(
-        self, batches: Sequence[torch.Tensor], attributes: Sequence[str], tta: bool, embed: bool
-    ) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
-        by_size = {key: batches[i].to(self.device).contiguous(memory_format=self.memory_format)
-                   for i, key in enumerate(self.sizes)}  # fmt: skip
-        out: dict[str, np.ndarray] = {}
-        features = []
-        for loaded in self.models:
-            wanted = [a for a in loaded.attributes if a in attributes]
-            if not wanted and not embed:
-                continue
-            images = by_size[_size_key(loaded.preprocessing)]
-            with autocast(self.device, self._amp):
-                pooled, probs = model_outputs(loaded.model, loaded.preprocessing, images)
-                if tta and wanted:
-                    _, flipped = model_outputs(loaded.model, loaded.preprocessing, torch.flip(images, dims=[3]))
-                    probs = {name: (probs[name] + flipped[name]) / 2 for name in wanted}
-            out.update({name: probs[name].float().cpu().numpy() for name in wanted})
-            features.append(pooled)
-        embedding = joint_embedding(features).cpu().numpy() if embed and features else None
-        return out, embedding
-
-    def describe(self) -> list[dict[str, Any]]:
-        return [
-            {
-                "source": str(m.source),
-                "backend": "torch",
-                "arch": getattr(m.model, "spec", {}).get("arch"),
-                "attributes": m.attributes,
-                "preprocessing": m.preprocessing.to_dict(),
-            }
-            for m in self.models
-        ]
-
-
-def _size_key(preprocessing: Preprocessing) -> tuple[int, str]:
-    return preprocessing.img_size, preprocessing.interpolation
-
-
-def load_models(path: str | Path, device: torch.device | str = "cpu") -> tuple[list[LoadedModel], Schema]:
-    """Every model under `path` (see `find_checkpoints`), checked to share a schema and not to overlap."""
-    loaded: list[LoadedModel] = []
-    schema: Schema | None = None
-    for checkpoint in find_checkpoints(path):
-        model, model_schema, preprocessing, payload = model_from_checkpoint(checkpoint, device)
-        if schema is not None and model_schema.names != schema.names:
-            raise UserError(f"{checkpoint}: trained on another schema than the other models under {path}")
-        schema = model_schema
-        loaded.append(LoadedModel(model, preprocessing, list(payload["attributes"]), checkpoint))
-    if schema is None:  # find_checkpoints raises first; this keeps type checkers and readers sure
-        raise UserError(f"{path}: no checkpoint found")
-    seen: set[str] = set()
-    for item in loaded:
-        overlap = seen & set(item.attributes)
-        if overlap:
-            raise UserError(f"{path}: several models answer {', '.join(sorted(overlap))}; point at one run")
-        seen |= set(item.attributes)
-    return loaded, schema
 
 
 class Predictor:
@@ -274,10 +128,15 @@ class Predictor:
         self.backend: Backend = TorchBackend(models, device) if isinstance(models, Sequence) else models
         self.device = self.backend.device
         self.schema = schema
+        if tta and not self.backend.flip_safe:
+            raise UserError(
+                "--tta averages with the mirror image, but this model was trained without flips (its attributes "
+                "may not be mirror-symmetric); predict without --tta"
+            )
         self.tta = tta
         self.min_confidence = min_confidence
         self.attributes = self._select(attributes)
-        self.sizes = list(self.backend.sizes)
+        self.inputs = list(self.backend.inputs)
 
     def _select(self, attributes: Sequence[str] | str | None) -> list[str]:
         available = [a for a in self.schema.names if a in self.backend.attributes]
@@ -310,10 +169,6 @@ class Predictor:
         """The PyTorch models behind this predictor (empty for another backend)."""
         return list(getattr(self.backend, "models", []))
 
-    @property
-    def img_sizes(self) -> list[int]:
-        return [size for size, _ in self.sizes]
-
     def describe(self) -> dict[str, Any]:
         """What the service's schema endpoint and the submission checks need to know."""
         return {
@@ -322,13 +177,14 @@ class Predictor:
             "models": self.backend.describe(),
         }
 
-    def letterbox_all(self, image: Image.Image) -> list[torch.Tensor]:
-        return [to_chw_tensor(letterbox(image, size, interpolation)) for size, interpolation in self.sizes]
+    def load(self, source: str | Path | bytes, name: str | None = None) -> list[torch.Tensor]:
+        """A file (path or bytes) as this predictor's inputs; raises ImageError for a file that cannot be used."""
+        return load_inputs(source, self.inputs, name)
 
     def probabilities(
         self, batches: Sequence[torch.Tensor], embed: bool = False
     ) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
-        """Class probabilities per attribute for uint8 batches (one per entry of `self.sizes`)."""
+        """Class probabilities per attribute for uint8 batches (one per entry of `self.inputs`)."""
         return self.backend.run(batches, self.attributes, tta=self.tta, embed=embed)
 
     def results(self, probs: dict[str, np.ndarray], row: int) -> dict[str, AttributeResult]:
@@ -349,15 +205,20 @@ class Predictor:
 
     def predict_images(self, images: Sequence[Image.Image], names: Sequence[str] | None = None,
                        embed: bool = False) -> list[Prediction]:  # fmt: skip
-        """Decoded RGB images -> predictions, in one batch."""
-        return self.predict_letterboxed([self.letterbox_all(i) for i in images], names, embed=embed)
+        """Images already decoded (PIL) -> predictions, in one batch.
+
+        For files, `predict_paths` (or `load`) gives the exact pixels of training: a JPEG decoded there may take
+        the DCT-scaled shortcut that an image decoded elsewhere at full size did not.
+        """
+        letterboxed = [[to_chw_tensor(letterbox(image, p)) for p in self.inputs] for image in images]
+        return self.predict_letterboxed(letterboxed, names, embed=embed)
 
     def predict_letterboxed(self, images: Sequence[Sequence[torch.Tensor]], names: Sequence[str] | None = None,
                             embed: bool = False) -> list[Prediction]:  # fmt: skip
-        """Images already letterboxed by `letterbox_all` -> predictions, in one batch.
+        """Images already loaded by `load` -> predictions, in one batch.
 
-        The service letterboxes each upload as soon as it is decoded, so that a large image is held at full size
-        only while it is being shrunk, never while it waits for a batch.
+        The service loads each upload as soon as it arrives, so that a large image is held at full size only
+        while it is being shrunk, never while it waits for a batch.
         """
         if not images:
             return []
@@ -378,7 +239,7 @@ class Predictor:
         # Workers decode the next batches while the model runs the current one; a worker beyond the batches
         # after the first has nothing to overlap, and starting one costs more than decoding a small batch.
         workers = min(workers, math.ceil(len(paths) / batch_size) - 1)
-        loader = DataLoader(_ImageFiles(paths, self.sizes), batch_size=batch_size, num_workers=workers,
+        loader = DataLoader(_ImageFiles(paths, self.inputs), batch_size=batch_size, num_workers=workers,
                             collate_fn=_collate, pin_memory=self.device.type == "cuda")  # fmt: skip
         for items in loader:
             good = [item for item in items if "error" not in item]
@@ -386,7 +247,7 @@ class Predictor:
                 item["index"]: ImageError(paths[item["index"]], item["error"]) for item in items if "error" in item
             }
             if good:
-                batches = [torch.stack([item["images"][i] for item in good]) for i in range(len(self.sizes))]
+                batches = [torch.stack([item["images"][i] for item in good]) for i in range(len(self.inputs))]
                 probs, embedding = self.probabilities(batches, embed=embed)
                 for row, item in enumerate(good):
                     results[item["index"]] = Prediction(paths[item["index"]], self.results(probs, row),
@@ -415,9 +276,10 @@ def load_predictor(path: str | Path, backend: str = "auto", device: str = "auto"
                 f"{path}: the onnx backend needs an exported .onnx file; make one with "
                 f"`fashionattr export {path} --onnx model.onnx`"
             )
-        from fashionattr.export import OnnxPredictor
+        from fashionattr.inference.onnx_backend import OnnxBackend
 
-        return OnnxPredictor.from_path(path, device=device, **kwargs)
+        onnx = OnnxBackend(path, device)
+        return Predictor(onnx, onnx.schema, **kwargs)
     if is_onnx:
         raise UserError(f"{path}: an ONNX file runs on the onnx backend; use --backend onnx (or auto)")
     return Predictor.from_path(path, device=device, **kwargs)
@@ -436,7 +298,3 @@ def expand_inputs(inputs: Sequence[str | Path]) -> list[Path]:
         else:
             files.append(entry)
     return files
-
-
-def predictions_to_json(predictions: Iterable[Prediction], top_k: int | None = None) -> str:
-    return json.dumps([p.to_dict(top_k) for p in predictions], indent=1)

@@ -1,4 +1,4 @@
-"""Where things live in a FashionAI-style dataset root, and opening one with clear errors."""
+"""A dataset root in the FashionAI shape: where its files live, and opening one with clear errors."""
 
 from __future__ import annotations
 
@@ -23,56 +23,53 @@ from fashionattr.schema import Schema, schema_for_dataset
 
 
 @dataclass(frozen=True)
-class DatasetLayout:
-    """A dataset root: `Annotations/label.csv`, `Images/<attribute>/...`, optional `Tests/` and `schema.json`."""
+class DatasetRoot:
+    """A dataset folder: `Annotations/label.csv`, `Images/<attribute>/...`, optional `Tests/` and `schema.json`."""
 
-    root: Path
+    path: Path
     schema: Schema
 
     @classmethod
-    def open(cls, root: str | Path, require_labels: bool = True) -> DatasetLayout:
-        root = Path(root)
-        if not root.is_dir():
-            raise UserError(f"{root}: dataset folder not found")
-        layout = cls(root=root, schema=schema_for_dataset(root))
-        if require_labels and not (layout.labels_path.exists() or layout.labels_path.is_symlink()):
+    def open(cls, path: str | Path, require_labels: bool = True) -> DatasetRoot:
+        path = Path(path)
+        if not path.is_dir():
+            raise UserError(f"{path}: dataset folder not found")
+        dataset = cls(path=path, schema=schema_for_dataset(path))
+        if require_labels and not (dataset.labels_path.exists() or dataset.labels_path.is_symlink()):
             raise UserError(
-                f"{root}: no {LABELS_RELPATH} here; a dataset root holds Annotations/label.csv and Images/ "
+                f"{path}: no {LABELS_RELPATH} here; a dataset root holds Annotations/label.csv and Images/ "
                 "(see the README for the FashionAI layout)"
             )
-        return layout
+        return dataset
 
     @property
     def labels_path(self) -> Path:
-        return self.root / LABELS_RELPATH
+        return self.path / LABELS_RELPATH
 
     @property
     def questions_path(self) -> Path:
-        return self.root / QUESTIONS_RELPATH
+        return self.path / QUESTIONS_RELPATH
 
     @property
     def answers_path(self) -> Path:
-        return self.root / ANSWERS_RELPATH
+        return self.path / ANSWERS_RELPATH
 
     @property
     def default_split_path(self) -> Path:
-        return self.root / DEFAULT_SPLIT_RELPATH
-
-    def image_path(self, relative: str) -> Path:
-        return self.root / relative
+        return self.path / DEFAULT_SPLIT_RELPATH
 
     def read_labels(self, path: str | Path | None = None) -> list[LabelRecord]:
         """The rows of a label file (default `Annotations/label.csv`), every image checked to lie inside the root."""
         path = Path(path) if path is not None else self.labels_path
         records = read_labels(path, self.schema)
-        check_image_paths(self.root, records, path)
+        check_image_paths(self.path, records, path)
         return records
 
     def read_questions(self, path: str | Path | None = None) -> list[LabelRecord]:
         """The rows of a question file (default `Tests/question.csv`), checked like :meth:`read_labels`."""
         path = Path(path) if path is not None else self.questions_path
         records = read_questions(path, self.schema)
-        check_image_paths(self.root, records, path)
+        check_image_paths(self.path, records, path)
         return records
 
 
