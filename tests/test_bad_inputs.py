@@ -692,7 +692,8 @@ def test_a_split_file_naming_one_image_twice_is_refused(synthetic_data, tmp_path
 @pytest.mark.parametrize("case", PARSE_CASES, ids=[case.id for case in PARSE_CASES])
 def test_label_files_keep_true_line_numbers_and_name_their_separator(synthetic_data, tmp_path, capsys, case):
     root = tiny_root(tmp_path / "data", synthetic_data, case.text)
-    for argv in (["check", str(root)], ["train", str(root), "--out", str(tmp_path / "run"), *QUICK_TRAIN]):
+    for argv in (["check", str(root)], ["split", str(root), "--out", str(tmp_path / "split.csv")],
+                 ["train", str(root), "--out", str(tmp_path / "run"), *QUICK_TRAIN]):  # fmt: skip
         refused(argv, capsys, f"{root / LABELS_RELPATH}:{case.line}: ", case.words or "")
     with pytest.raises(LabelFileError) as info:
         read_labels(root / LABELS_RELPATH, FASHIONAI)
@@ -724,8 +725,28 @@ def test_schema_files_are_read_strictly(synthetic_data, tmp_path, capsys, case):
         assert classes == ("No", "Yes", "On", "Off", "Y", "N", "~x", "1:20")
         return
     where = f"{schema}:{case.line}: " if case.line else f"{schema}: "
-    refused(["check", str(root)], capsys, where, case.words)
+    for argv in (["check", str(root)], ["split", str(root), "--out", str(tmp_path / "split.csv")],
+                 ["train", str(root), "--out", str(tmp_path / "run"), *QUICK_TRAIN]):  # fmt: skip
+        refused(argv, capsys, where, case.words)
     assert not (tmp_path / "PWNED").exists() and not Path("PWNED").exists()
+
+
+QUESTION_IDS = ("dot-slash", "only-dots", "u2028-error-line-after-it", "tab-separated")
+QUESTION_CASES = [case for case in (*SPELLING_CASES, *PARSE_CASES) if case.id in QUESTION_IDS]
+
+
+@pytest.mark.parametrize("case", QUESTION_CASES, ids=[case.id for case in QUESTION_CASES])
+def test_question_files_are_read_like_label_files_by_check_and_submit(trained_run, synthetic_data, tmp_path, capsys,
+                                                                      case):  # fmt: skip
+    root = tiny_root(tmp_path / "data", synthetic_data)
+    questions = root / QUESTIONS_RELPATH
+    questions.parent.mkdir()
+    questions.write_text(case.text.replace(",nynnnnnn", ",?").replace(",nyn\n", ",?,?\n"), encoding="utf-8")
+    words = "expected 3 columns" if case.id.startswith("u2028") else case.words
+    refused(["check", str(root), "--no-images"], capsys, f"{questions}:{case.line}: ", words or "")
+    refused(["submit", str(trained_run.run), str(questions), "--out", str(tmp_path / "answers.csv")], capsys,
+            f"{questions}:{case.line}: ", words or "")  # fmt: skip
+    assert not (tmp_path / "answers.csv").exists()
 
 
 @pytest.mark.parametrize("case", CONFIG_CASES, ids=[case.id for case in CONFIG_CASES])
