@@ -8,15 +8,20 @@ Training on a dataset with 5% corrupt files: it goes on within --max-bad-fractio
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
 import shutil
+import socket
 import struct
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from PIL import Image
@@ -49,6 +54,7 @@ from fashionattr.data.split import read_split
 from fashionattr.data.synth import generate_dataset
 from fashionattr.run_dir import RunDir
 from fashionattr.schema import FASHIONAI
+from test_serve import Server, _wait_until_healthy, build_catalog, free_port, start_server
 
 CORPUS_DIR = "Images/coat_length_labels/corpus"
 QUICK_TRAIN = ["--arch", "test_resnet", "--img-size", "32", "--epochs", "1", "--batch-size", "16", "--workers", "0",
@@ -686,7 +692,8 @@ def test_a_split_file_naming_one_image_twice_is_refused(synthetic_data, tmp_path
 @pytest.mark.parametrize("case", PARSE_CASES, ids=[case.id for case in PARSE_CASES])
 def test_label_files_keep_true_line_numbers_and_name_their_separator(synthetic_data, tmp_path, capsys, case):
     root = tiny_root(tmp_path / "data", synthetic_data, case.text)
-    for argv in (["check", str(root)], ["train", str(root), "--out", str(tmp_path / "run"), *QUICK_TRAIN]):
+    for argv in (["check", str(root)], ["split", str(root), "--out", str(tmp_path / "split.csv")],
+                 ["train", str(root), "--out", str(tmp_path / "run"), *QUICK_TRAIN]):  # fmt: skip
         refused(argv, capsys, f"{root / LABELS_RELPATH}:{case.line}: ", case.words or "")
     with pytest.raises(LabelFileError) as info:
         read_labels(root / LABELS_RELPATH, FASHIONAI)
@@ -718,8 +725,28 @@ def test_schema_files_are_read_strictly(synthetic_data, tmp_path, capsys, case):
         assert classes == ("No", "Yes", "On", "Off", "Y", "N", "~x", "1:20")
         return
     where = f"{schema}:{case.line}: " if case.line else f"{schema}: "
-    refused(["check", str(root)], capsys, where, case.words)
+    for argv in (["check", str(root)], ["split", str(root), "--out", str(tmp_path / "split.csv")],
+                 ["train", str(root), "--out", str(tmp_path / "run"), *QUICK_TRAIN]):  # fmt: skip
+        refused(argv, capsys, where, case.words)
     assert not (tmp_path / "PWNED").exists() and not Path("PWNED").exists()
+
+
+QUESTION_IDS = ("dot-slash", "only-dots", "u2028-error-line-after-it", "tab-separated")
+QUESTION_CASES = [case for case in (*SPELLING_CASES, *PARSE_CASES) if case.id in QUESTION_IDS]
+
+
+@pytest.mark.parametrize("case", QUESTION_CASES, ids=[case.id for case in QUESTION_CASES])
+def test_question_files_are_read_like_label_files_by_check_and_submit(trained_run, synthetic_data, tmp_path, capsys,
+                                                                      case):  # fmt: skip
+    root = tiny_root(tmp_path / "data", synthetic_data)
+    questions = root / QUESTIONS_RELPATH
+    questions.parent.mkdir()
+    questions.write_text(case.text.replace(",nynnnnnn", ",?").replace(",nyn\n", ",?,?\n"), encoding="utf-8")
+    words = "expected 3 columns" if case.id.startswith("u2028") else case.words
+    refused(["check", str(root), "--no-images"], capsys, f"{questions}:{case.line}: ", words or "")
+    refused(["submit", str(trained_run.run), str(questions), "--out", str(tmp_path / "answers.csv")], capsys,
+            f"{questions}:{case.line}: ", words or "")  # fmt: skip
+    assert not (tmp_path / "answers.csv").exists()
 
 
 @pytest.mark.parametrize("case", CONFIG_CASES, ids=[case.id for case in CONFIG_CASES])
@@ -778,3 +805,179 @@ def test_evaluate_scores_the_same_answers_the_same_whatever_the_row_order(tmp_pa
     (tmp_path / "answers.csv").write_text("".join(reordered[1]))
     assert main(argv) == 0
     assert capsys.readouterr().out == reference
+
+
+# --- class 8: slow and greedy HTTP clients -----------------------------------------------------------------------
+# Against real `fashionattr serve` processes: one with one-second deadlines (and a catalogue), and one allowed only
+# 256 open files, as a default `ulimit -n 1024` server is allowed a few more.
+
+HEADER_TIMEOUT_S = 1
+WAIT_CAP_S = 20.0
+"""How long a test waits for the server to act: far beyond its one-second deadlines, so only a hang fails."""
+
+
+@pytest.fixture(scope="module")
+def guarded_server(trained_run: TrainedRun, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    workdir = tmp_path_factory.mktemp("guarded")
+    db = build_catalog(trained_run, workdir / "photos", workdir / "catalog.sqlite")
+    with start_server(trained_run.run, workdir / "server.log", "--catalog", str(db), "--header-timeout",
+                      str(HEADER_TIMEOUT_S), "--body-timeout", str(HEADER_TIMEOUT_S)) as server:  # fmt: skip
+        yield server
+
+
+def healthy(server: Server) -> bool:
+    return httpx.get(f"{server.url}/healthz", timeout=WAIT_CAP_S).status_code == 200
+
+
+def until_closed(connection: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection (a socket timeout fails the test)."""
+    connection.settimeout(WAIT_CAP_S)
+    received = b""
+    while chunk := connection.recv(65536):
+        received += chunk
+    return received
+
+
+SLOW_CLIENTS = [
+    ("partial-headers", [b"GET /healthz HTTP/1.1\r\nHost: x\r\n"], b"HTTP/1.1 408"),
+    ("partial-request-line", [b"GET /heal"], b"HTTP/1.1 408"),
+    ("connects-and-says-nothing", [], b""),
+    ("stalled-json-body", [b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                           b"Content-Length: 1000\r\n\r\n{\"images\": ["], b"HTTP/1.1 408"),
+    ("stalled-multipart-body", [b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; "
+                                b"boundary=b\r\nContent-Length: 5000\r\n\r\n--b\r\nContent-Disposition: form-data; "
+                                b'name="files"; filename="a.jpg"\r\n\r\n\xff\xd8'], b"HTTP/1.1 408"),
+    ("partial-second-request-after-keep-alive", [b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", b"GET /healthz HTT"],
+     b"HTTP/1.1 408"),
+]  # fmt: skip
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(("parts", "ends_with"), [case[1:] for case in SLOW_CLIENTS],
+                         ids=[case[0] for case in SLOW_CLIENTS])  # fmt: skip
+def test_a_slow_client_is_cut_off_while_healthz_answers(guarded_server, parts, ends_with):
+    with socket.create_connection(("127.0.0.1", guarded_server.port), timeout=WAIT_CAP_S) as connection:
+        for part in parts:
+            connection.sendall(part)
+            time.sleep(0.05)
+        assert healthy(guarded_server)  # while the slow client holds its connection
+        received = until_closed(connection)
+    if ends_with:
+        last = received[received.rfind(b"HTTP/1.1 ") :]
+        assert last.startswith(ends_with), received
+        assert b'{"error": "the request' in last  # the service's JSON error
+    else:
+        assert received == b""
+    assert healthy(guarded_server)
+    assert_no_traceback(guarded_server.log.read_text())  # a dropped request is no server error
+
+
+@pytest.mark.timeout(120)
+def test_headers_trickled_a_byte_at_a_time_are_cut_off_at_the_deadline(guarded_server):
+    """A slowloris keeps every pause short; the deadline counts from the first byte, so it still ends."""
+    request = b"GET /healthz HTTP/1.1\r\n" + b"".join(b"X-Slow-%d: %d\r\n" % (n, n) for n in range(500))
+    deadline = time.monotonic() + WAIT_CAP_S
+    with socket.create_connection(("127.0.0.1", guarded_server.port), timeout=WAIT_CAP_S) as connection:
+        connection.setblocking(False)
+        answer = b""
+        for byte in request:
+            assert time.monotonic() < deadline, "the server kept a trickling client for 20 s"
+            try:
+                connection.send(bytes([byte]))
+                answer += connection.recv(4096)
+                break  # the server spoke: it answered 408 and closed
+            except BlockingIOError:
+                time.sleep(0.1)
+            except OSError:  # reset: it closed
+                break
+        assert not answer or answer.startswith(b"HTTP/1.1 408")
+    assert healthy(guarded_server)
+
+
+def deep_json(depth: int, opening: bytes = b"[", closing: bytes = b"]") -> bytes:
+    return b'{"images": ' + opening * depth + closing * depth + b"}"
+
+
+HTTP_CASES = [
+    ("json-nested-100000", "POST", "/v1/predict", deep_json(100_000), 422, "nests 100001 levels deep"),
+    ("json-objects-nested-50000", "POST", "/v1/predict", b'{"a": ' * 50_000 + b"1" + b"}" * 50_000, 422,
+     "nests 50000 levels deep"),
+    ("json-nested-just-over", "POST", "/v1/predict", deep_json(8), 422, "more than the 8 allowed"),
+    ("json-brackets-in-strings-are-text", "POST", "/v1/predict", b'{"images": [{"name": "' + b"[" * 5000 + b'", '
+     b'"data": "@@"}]}', 422, "not valid base64"),
+    ("offset-10-to-the-30", "GET", "/v1/catalog/search?offset=" + "1" + "0" * 30, None, 422, "offset"),
+    ("offset-2-to-the-63", "GET", f"/v1/catalog/search?offset={2**63}", None, 422, "offset"),
+    ("offset-negative", "GET", "/v1/catalog/search?offset=-1", None, 422, "offset"),
+    ("offset-at-the-bound", "GET", "/v1/catalog/search?offset=1000000000", None, 200, ""),
+    ("limit-10-to-the-30", "GET", "/v1/catalog/search?limit=" + "1" + "0" * 30, None, 422, "limit"),
+    ("similar-k-huge", "GET", "/v1/catalog/similar/1?k=" + "9" * 40, None, 422, "k"),
+    ("item-id-huge", "GET", "/v1/catalog/items/" + "9" * 40, None, 404, "numeric id"),
+    ("confidence-nan", "GET", "/v1/catalog/facets?min_confidence=nan", None, 422, "min_confidence"),
+    ("confidence-inf", "GET", "/v1/catalog/search?min_confidence=inf", None, 422, "min_confidence"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("method", "path", "body", "status", "words"), [case[1:] for case in HTTP_CASES],
+                         ids=[case[0] for case in HTTP_CASES])  # fmt: skip
+def test_greedy_requests_get_json_4xx_answers(guarded_server, method, path, body, status, words):
+    headers = {"content-type": "application/json"} if body is not None else {}
+    response = httpx.request(method, guarded_server.url + path, content=body, headers=headers, timeout=60)
+    assert response.status_code == status, response.text[:500]
+    if status != 200:
+        assert words in response.json()["error"]
+    assert healthy(guarded_server)
+
+
+def test_head_healthz_answers_like_get(guarded_server):
+    response = httpx.head(f"{guarded_server.url}/healthz", timeout=WAIT_CAP_S)
+    assert response.status_code == 200 and response.content == b""
+    assert response.headers["content-type"].startswith("application/json")
+
+
+@pytest.mark.parametrize(("option", "value"), [("--header-timeout", "0"), ("--header-timeout", "nan"),
+                                               ("--body-timeout", "-1"), ("--max-connections", "0")])  # fmt: skip
+def test_bad_limit_options_are_user_errors(trained_run, capsys, option, value):
+    refused(["serve", str(trained_run.run), option, value], capsys, option)
+
+
+def start_server_with_few_files(checkpoint: Path, log: Path, open_files: int) -> contextlib.AbstractContextManager:
+    """`start_server`, but the server process may hold only `open_files` descriptors (soft and hard limit)."""
+    limit = f"import resource; resource.setrlimit(resource.RLIMIT_NOFILE, ({open_files}, {open_files}))"
+    launcher = (f"{limit}; import runpy, sys; sys.argv = ['fashionattr', *sys.argv[1:]]; "
+                "runpy.run_module('fashionattr', run_name='__main__')")  # fmt: skip
+
+    @contextlib.contextmanager
+    def running() -> Iterator[Server]:
+        port = free_port()
+        command = [sys.executable, "-c", launcher, "serve", str(checkpoint), "--port", str(port), "--device", "cpu",
+                   "--log-level", "warning"]  # fmt: skip
+        with log.open("wb") as output:
+            process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
+        server = Server(process, f"http://127.0.0.1:{port}", log)
+        try:
+            _wait_until_healthy(server)
+            yield server
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+
+    return running()
+
+
+@pytest.mark.timeout(180)
+def test_many_idle_connections_do_not_starve_healthz(trained_run: TrainedRun, tmp_path):
+    """400 silent sockets against a server allowed 256 files: before the cap, /healthz waited for ever."""
+    with start_server_with_few_files(trained_run.run, tmp_path / "server.log", 256) as server:
+        idle = [socket.create_connection(("127.0.0.1", server.port), timeout=WAIT_CAP_S) for _ in range(400)]
+        try:
+            assert healthy(server)  # within 20 s: the default header deadline (10 s) has not closed them for it
+            closed = 0
+            for connection in idle:
+                connection.setblocking(False)
+                with contextlib.suppress(BlockingIOError):
+                    closed += connection.recv(1) == b""
+            assert 400 - closed <= 256  # the longest idle ones were closed to make room
+            assert "connections, as the process may open only so many files" in server.log.read_text()
+        finally:
+            for connection in idle:
+                connection.close()

@@ -137,11 +137,11 @@ class _StrictLoader(
 
     def construct_mapping(self, node: Any, deep: bool = False) -> Any:
         if isinstance(node, yaml.MappingNode):
-            seen: dict[Any, int] = {}
+            seen: dict[str, int] = {}
             for key_node, _ in node.value:
                 key = self.construct_object(key_node, deep=True)
-                if not isinstance(key, str | int | float | bool | None):
-                    raise _Refused("a mapping key must be a plain value, not a list or mapping", key_node.start_mark)
+                if not isinstance(key, str):  # as in JSON: a key is a name (YAML would allow null, 1 or a list)
+                    raise _Refused(f"mapping key {key!r} is not text; keys are names", key_node.start_mark)
                 if key in seen:
                     raise _Refused(f"key {key!r} appears twice in one mapping (first on line {seen[key]}); give each "
                                    "key once", key_node.start_mark)  # fmt: skip
