@@ -255,7 +255,7 @@ class GroupedNet(nn.Module):
                 # Keep every parameter in the autograd graph (DistributedDataParallel needs that) at no cost.
                 anchor = sum(p.view(-1)[0] for p in net.parameters()) * 0.0
                 for name, head in net.heads.items():
-                    routed[name] = x.new_zeros(x.shape[0], int(head.out_features)) + anchor
+                    routed[name] = x.new_zeros(x.shape[0], cast(nn.Linear, head).out_features) + anchor
                 continue
             for name, value in net(x[rows]).items():
                 routed[name] = value.new_zeros(x.shape[0], value.shape[1]).index_copy(0, rows, value)
