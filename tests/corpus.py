@@ -334,3 +334,69 @@ CONFIG_CASES = [
     TextCase("yaml-scientific-is-a-number", "lr: 1e-3\nmin_lr: 2.5E-7\n"),
 ]  # fmt: skip
 """Config files go through the same strict reader: `lr: 1e-3` is a number (PyYAML made it a string)."""
+
+
+# --- names from data that become paths -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NameCase:
+    """Attribute names a schema adds beside `coat_length_labels`, and the words of their refusal (None: accepted).
+
+    `{tmp}` in a name is replaced by the test's own folder, so an escape would land where the test can look.
+    """
+
+    id: str
+    names: tuple[str, ...]
+    words: str | None = None
+
+
+NAME_CASES = [
+    NameCase("absolute-path", ("{tmp}/ESCAPED_RUN_labels",), "holds '/' (SOLIDUS)"),
+    NameCase("absolute-path-short-name", ("{tmp}/ESCAPED_RUN",), "holds '/' (SOLIDUS)"),
+    NameCase("dot-dot-slash", ("../escaped_labels",), "starts with '.'"),
+    NameCase("dot-dot", ("..",), "starts with '.'"),
+    NameCase("dot", (".",), "starts with '.'"),
+    NameCase("hidden", (".hidden_labels",), "starts with '.'"),
+    NameCase("slash-inside", ("coat/length_labels",), "holds '/' (SOLIDUS)"),
+    NameCase("backslash", ("coat\\length_labels",), "REVERSE SOLIDUS"),
+    NameCase("windows-drive", ("C:coat_labels",), "COLON"),
+    NameCase("nul", ("coat\0length_labels",), "U+0000"),
+    NameCase("newline", ("coat\nlength_labels",), "U+000A"),
+    NameCase("tab", ("coat\tlength_labels",), "U+0009"),
+    NameCase("empty", ("",), "an attribute has an empty name"),
+    NameCase("spaces-only", ("   ",), "an attribute has an empty name"),
+    NameCase("leading-space", (" coat_labels",), "white space"),
+    NameCase("trailing-dot", ("coat.",), "ends with '.'"),
+    NameCase("dot-inside", ("coat.length_labels",), "cannot name a model's head"),
+    NameCase("leading-dash", ("-rf_labels",), "starts with '-'"),
+    NameCase("only-the-ending", ("_labels",), "its short name '' cannot name a file or folder: it is empty"),
+    NameCase("very-long", ("a" * 200 + "_labels",), "longer than 128 bytes"),
+    NameCase("long-in-bytes-not-characters", ("长" * 50,), "longer than 128 bytes"),
+    NameCase("division-slash", ("coat\u2215length_labels",), "DIVISION SLASH"),
+    NameCase("fullwidth-solidus", ("coat\uff0flength_labels",), "FULLWIDTH SOLIDUS"),
+    NameCase("fraction-slash", ("\u2044etc\u2044passwd",), "FRACTION SLASH"),
+    NameCase("fullwidth-dots", ("\uff0e\uff0e",), "FULLWIDTH FULL STOP"),
+    NameCase("one-dot-leaders", ("\u2024\u2024",), "ONE DOT LEADER"),
+    NameCase("right-to-left-override", ("coat\u202egnp.labels",), "RIGHT-TO-LEFT OVERRIDE"),
+    NameCase("zero-width-space", ("coat\u200b_labels",), "ZERO WIDTH SPACE"),
+    NameCase("short-name-collision", ("coat_length",), "both go by the short name 'coat_length'"),
+    NameCase("short-name-collision-reversed", ("sleeve_length", "sleeve_length_labels"),
+             "both go by the short name 'sleeve_length'"),
+    NameCase("case-only", ("Coat_Length_labels",), "one file name where letter case"),
+    NameCase("case-only-upper", ("COAT_LENGTH",), "one file name where letter case"),
+    NameCase("composed-and-decomposed", ("caf\u00e9_labels", "cafe\u0301_labels"), "one file name where letter case"),
+    NameCase("fullwidth-letters", ("\uff43\uff4f\uff41\uff54_length_labels",), "one file name where letter case"),
+    NameCase("ligature", ("fit_labels", "\ufb01t_labels"), "one file name where letter case"),
+    NameCase("sharp-s", ("mass_labels", "ma\u00df_labels"), "one file name where letter case"),
+    NameCase("chinese", ("裙长", "衣长_labels")),
+    NameCase("spaces-and-brackets", ("coat length (cm)", "fit & cut+size")),
+    NameCase("cyrillic-look-alike-is-another-file", ("\u0441oat_length_labels",)),
+    NameCase("accents", ("ärmel_länge_labels", "caf\u00e9_labels")),
+    NameCase("at-the-byte-limit", ("b" * 128,)),
+]  # fmt: skip
+"""Names that would become paths outside the chosen folder, or two attributes' shared path, are refused by the schema.
+
+The file-system cases (case, Unicode form, ligatures) collide on macOS and Windows, where `Coat` and `coat` are
+one folder; a Cyrillic `с` is another letter everywhere, so that name is a different file and is accepted.
+"""

@@ -31,6 +31,7 @@ from corpus import (
     ANSWER_LABELS,
     ANSWER_NUMBER_CASES,
     CONFIG_CASES,
+    NAME_CASES,
     NON_UTF8_NAME,
     PARSE_CASES,
     SCHEMA_CASES,
@@ -38,6 +39,7 @@ from corpus import (
     A,
     B,
     Case,
+    NameCase,
     TextCase,
     row,
     special_file,
@@ -770,6 +772,72 @@ def test_image_modes_keep_their_colours_and_brightness(corpus):
     dark = np.asarray(open_image(folder / "gray16-dark.png"))
     assert dark.max() <= 1  # 200 of 65535 is nearly black, not brightened to white
     assert np.asarray(open_image(folder / "int32-16-bit-range.tif"))[0, -1, 0] == 255
+
+
+# --- class 2 (names): names from data never become paths outside the chosen folder ------------------------------
+
+COAT_CLASSES = ["Invisible", "High Waist", "Regular", "Long", "Micro", "Knee", "Midi", "Ankle&Floor"]
+
+
+@pytest.mark.parametrize("case", NAME_CASES, ids=[case.id for case in NAME_CASES])
+def test_attribute_names_that_cannot_be_file_names_are_refused_by_the_schema(synthetic_data, tmp_path, capsys,
+                                                                             case: NameCase):  # fmt: skip
+    root = tiny_root(tmp_path / "data", synthetic_data)
+    names = [name.format(tmp=tmp_path) for name in case.names]
+    attributes = [{"name": "coat_length_labels", "classes": COAT_CLASSES},
+                  *({"name": name, "classes": ["P", "Q"]} for name in names)]  # fmt: skip
+    schema = root / "schema.json"
+    schema.write_text(json.dumps({"name": "mine", "attributes": attributes}), encoding="utf-8")
+    out = tmp_path / "out"
+    if case.words is None:
+        assert main(["check", str(root), "--no-images"]) == 0, capsys.readouterr().err
+        loaded = DatasetRoot.open(root).schema
+        folders = [RunDir(out).attribute_run(attribute.short_name).path for attribute in loaded]
+        assert [folder.parent for folder in folders] == [out] * (len(names) + 1)
+        assert len({folder.name.casefold() for folder in folders}) == len(folders)
+        return
+    for argv in (["check", str(root), "--no-images"],
+                 ["train", str(root), "--layout", "per-attribute", "--out", str(out), *QUICK_TRAIN],
+                 ["grid", str(root), "--archs", "test_resnet", "--out", str(out), *QUICK_TRAIN[2:]]):  # fmt: skip
+        refused(argv, capsys, f"{schema}: ", case.words)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["data"]  # nothing written, inside or out
+
+
+def test_every_path_built_from_a_name_is_checked_even_past_the_schema(tmp_path):
+    """Defence in depth: a schema built around the checks still cannot steer a write out of the folder."""
+    from fashionattr.experiments import plan_cells
+    from fashionattr.names import UnsafeNameError
+    from fashionattr.report import write_run_report
+    from fashionattr.run_dir import confusion_plot_name
+    from fashionattr.schema import Attribute, Schema
+
+    escape = Attribute(f"{tmp_path}/ESCAPED_labels", ("P", "Q"))
+    for build in (lambda: RunDir(tmp_path / "run").attribute_run(escape.short_name),
+                  lambda: confusion_plot_name("../../ESCAPED"),
+                  lambda: plan_cells(tmp_path / "grid", ["test_resnet"], ["per-attribute"], [escape]),
+                  lambda: plan_cells(tmp_path / "grid", ["../x"], ["multitask"], [escape])):  # fmt: skip
+        with pytest.raises(UnsafeNameError, match="cannot name a file or folder"):
+            build()
+    unchecked = object.__new__(Schema)  # bypasses the schema's own checks
+    object.__setattr__(unchecked, "name", "x")
+    object.__setattr__(unchecked, "attributes", (escape,))
+    object.__setattr__(unchecked, "groupings", {})
+    scores = {"attributes": {escape.name: {"count": 1, "accuracy": 1.0, "average_precision": 1.0,
+                                           "confusion": [[1, 0], [0, 0]]}},
+              "count": 1, "basic_precision": 1.0, "mean_average_precision": 1.0}  # fmt: skip
+    summary = {"arch": "a", "layout": "multitask", "best_epoch": 1, "epochs_run": 1}
+    with pytest.raises(UnsafeNameError):
+        write_run_report(RunDir(tmp_path / "run"), unchecked, [{"epoch": 1, "train_loss": 1.0}], summary, scores)
+    assert not (tmp_path / "ESCAPED_labels").exists() and not Path(f"{tmp_path}/ESCAPED").exists()
+    assert not list((tmp_path / "run").rglob("confusion_*"))
+
+
+@pytest.mark.parametrize("arch", ["/abs/net", "..", "a\\b", ".hidden", "-rf", "net\u2215x"])
+def test_grid_refuses_architecture_names_that_cannot_name_a_cell_folder(synthetic_data, tmp_path, capsys, arch):
+    root = tiny_root(tmp_path / "data", synthetic_data)
+    grid = ["grid", str(root), f"--archs={arch}", "--out", str(tmp_path / "grid")]
+    refused(grid, capsys, "cannot name a cell folder")
+    assert not (tmp_path / "grid").exists()
 
 
 # --- class 9: AP does not depend on the order of rows ------------------------------------------------------------

@@ -21,7 +21,7 @@ from fashionattr.distributed import DistributedContext
 from fashionattr.engine import StepSettings, evaluate, resolve_amp
 from fashionattr.errors import UserError
 from fashionattr.metrics import AttributePredictions, Scores, score
-from fashionattr.run_dir import RunDir
+from fashionattr.run_dir import RunDir, confusion_plot_name
 from fashionattr.schema import Schema
 
 
@@ -140,7 +140,7 @@ def write_evaluation(result: Evaluation, out: Path) -> None:
         entry = result.scores.attributes.get(attribute.name)
         if entry is None or not entry.count:
             continue
-        name = f"confusion_{attribute.short_name}.png"
+        name = confusion_plot_name(attribute.short_name)
         plot_confusion(entry.confusion, attribute.classes, attribute.short_name, out / name)
         lines += [f"## {attribute.short_name}", "", f"![{attribute.short_name}]({name})", ""]
     if result.skipped:

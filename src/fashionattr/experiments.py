@@ -27,6 +27,7 @@ from typing import Any
 from fashionattr.config import TrainConfig
 from fashionattr.errors import UserError
 from fashionattr.io import atomic_write_text
+from fashionattr.names import child, name_problem
 from fashionattr.parsing import read_document
 from fashionattr.run_dir import RunDir
 from fashionattr.schema import Attribute, Schema, SchemaError
@@ -97,8 +98,10 @@ def check_archs(archs: Sequence[str]) -> None:
     from fashionattr.models import timm_model_name
 
     for arch in archs:
-        if "/" in arch or "\\" in arch or arch.startswith("."):
-            raise UserError(f"architecture {arch!r} cannot name a cell folder; give a plain timm or study name")
+        problem = name_problem(arch)
+        if problem:
+            raise UserError(f"architecture {arch!r} cannot name a cell folder ({problem}); give a plain timm or "
+                            "study name")  # fmt: skip
         timm_model_name(arch)
 
 
@@ -128,13 +131,15 @@ def plan_cells(
     cells: list[Cell] = []
     for layout in layouts:
         for arch in archs:
+            # Every component is checked on its way into the path, so no cell folder can lie outside the grid's.
+            folder = child(child(grid_dir, layout, "layout"), arch, "architecture")
             if layout == "per-attribute":
                 for attribute in attributes:
+                    directory = child(folder, attribute.short_name, "attribute")
                     name = f"{layout}/{arch}/{attribute.short_name}"
-                    cells.append(Cell(layout, arch, (attribute.name,), name, grid_dir / name))
+                    cells.append(Cell(layout, arch, (attribute.name,), name, directory))
             else:
-                name = f"{layout}/{arch}"
-                cells.append(Cell(layout, arch, tuple(a.name for a in attributes), name, grid_dir / name))
+                cells.append(Cell(layout, arch, tuple(a.name for a in attributes), f"{layout}/{arch}", folder))
     if shard is None:
         return cells
     index, count = shard

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fashionattr.io import atomic_open
-from fashionattr.run_dir import RunDir
+from fashionattr.run_dir import RunDir, confusion_plot_name
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -192,7 +192,7 @@ def write_run_report(
         entry = scores["attributes"].get(attribute.name)
         if not entry or not entry["count"]:
             continue
-        name = f"confusion_{attribute.short_name}.png"
+        name = confusion_plot_name(attribute.short_name)
         plot_confusion(np.asarray(entry["confusion"]), attribute.classes, attribute.short_name, plots / name)
         lines += [f"## {attribute.short_name}", "", f"![{attribute.short_name} confusion matrix](plots/{name})", ""]
     atomic_write_text(run.report, "\n".join(lines))

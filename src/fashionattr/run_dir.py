@@ -10,7 +10,8 @@ else spells `best.pt` or `summary.json`.
     RUN/best.pt, last.pt     the best epoch's weights; the last epoch's full training state (for --resume)
     RUN/scores.json          the best epoch's scores; RUN/summary.json written last, when the run is finished
     RUN/skipped_images.txt   images that could not be used, with the reason
-    RUN/report.md, plots/    the run's report and its figures
+    RUN/report.md, plots/    the run's report and its figures (plots/confusion_<attribute>.png)
+    RUN/<attribute>/         in a per-attribute run, each attribute's own run folder
     RUN/eval-<name>/         what `fashionattr evaluate` writes
 """
 
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fashionattr.errors import CheckpointError
+from fashionattr.names import child, path_component
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,10 @@ class RunDir:
     def plots(self) -> Path:
         return self.path / "plots"
 
+    def attribute_run(self, short_name: str) -> RunDir:
+        """The run folder of one attribute of a per-attribute run: RUN/<short name>, never anywhere else."""
+        return RunDir(child(self.path, short_name, "attribute"))
+
     def evaluation(self, name: str) -> Path:
         """The folder `fashionattr evaluate` writes a scoring of `name` (val, test, labels) into."""
         return self.path / f"eval-{name}"
@@ -108,6 +114,11 @@ class RunDir:
         raise CheckpointError(
             f"{self.path}: no {self.best.name} or {self.last.name} in this folder; is it a finished run directory?"
         )
+
+
+def confusion_plot_name(short_name: str) -> str:
+    """An attribute's confusion-matrix plot, `confusion_<short name>.png`, in a run's plots/ or an eval folder."""
+    return f"confusion_{path_component(short_name, 'attribute')}.png"
 
 
 def find_runs(path: str | Path) -> list[RunDir]:

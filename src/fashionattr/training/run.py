@@ -243,4 +243,4 @@ def train(config: TrainConfig, resume: bool = False) -> list[dict[str, Any]]:
 
 def attribute_run(out: str | Path, schema: Schema, attribute: str) -> RunDir:
     """The run folder of one attribute of a per-attribute run: OUT/<short name>."""
-    return RunDir(Path(out) / schema.attribute(attribute).short_name)
+    return RunDir(out).attribute_run(schema.attribute(attribute).short_name)
