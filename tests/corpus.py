@@ -400,3 +400,25 @@ NAME_CASES = [
 The file-system cases (case, Unicode form, ligatures) collide on macOS and Windows, where `Coat` and `coat` are
 one folder; a Cyrillic `с` is another letter everywhere, so that name is a different file and is accepted.
 """
+
+
+# --- a full disk ---------------------------------------------------------------------------------------------------
+
+ATOMIC_WRITE_STEPS = ("mkdir", "mkstemp", "write", "fsync", "replace")
+"""Every step of an atomic write that a full disk can fail (the folder, the temporary file, the data, the flush,
+the rename)."""
+
+DISK_FULL_ERRNOS = {"ENOSPC": "No space left on device", "EDQUOT": "Disk quota exceeded"}
+
+DISK_FULL_COMMANDS = [
+    ("split", ["split", "{data}", "--out", "{tmp}/split.csv"], "split.csv"),
+    ("submit", ["submit", "{run}", "{data}/Tests/question.csv", "--out", "{tmp}/answers.csv", "--workers", "0"],
+     "answers.csv"),
+    ("predict-output", ["predict", "{run}", "{data}/Images/coat_length_labels", "-o", "{tmp}/tags.csv", "--workers",
+                        "0"], "tags.csv"),
+    ("evaluate-folder", ["evaluate", "{run}", "--out", "{tmp}/eval", "--workers", "0"], "eval/scores.json"),
+    ("evaluate-predictions", ["evaluate", "{run}", "--out", "{tmp}/eval", "--save-predictions", "{tmp}/val.csv",
+                              "--workers", "0"], "val.csv"),
+]  # fmt: skip
+"""Commands and the file of theirs the disk fills up on: each ends with exit 1 and one line naming the file, which
+keeps its old content."""

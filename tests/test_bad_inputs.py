@@ -9,14 +9,17 @@ Training on a dataset with 5% corrupt files: it goes on within --max-bad-fractio
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import random
 import shutil
+import signal
 import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,11 +29,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import fashionattr.training.run as training
 from conftest import TrainedRun
 from corpus import (
     ANSWER_LABELS,
     ANSWER_NUMBER_CASES,
+    ATOMIC_WRITE_STEPS,
     CONFIG_CASES,
+    DISK_FULL_COMMANDS,
+    DISK_FULL_ERRNOS,
     NAME_CASES,
     NON_UTF8_NAME,
     PARSE_CASES,
@@ -49,6 +56,7 @@ from corpus import (
 from fashionattr.catalog import Catalog
 from fashionattr.cli import main
 from fashionattr.config import read_config_file
+from fashionattr.data.cache import CACHE_DIRNAME
 from fashionattr.data.dataset import DatasetRoot
 from fashionattr.data.images import ImageError, open_image, probe_image
 from fashionattr.data.labels import LABELS_RELPATH, QUESTIONS_RELPATH, LabelFileError, read_labels
@@ -838,6 +846,249 @@ def test_grid_refuses_architecture_names_that_cannot_name_a_cell_folder(syntheti
     grid = ["grid", str(root), f"--archs={arch}", "--out", str(tmp_path / "grid")]
     refused(grid, capsys, "cannot name a cell folder")
     assert not (tmp_path / "grid").exists()
+
+
+# --- class 7: two writers, a full disk ---------------------------------------------------------------------------
+
+HOLD_LOCK = """
+import sys, time
+from fashionattr.run_dir import lock_folder
+with lock_folder(sys.argv[1], "run folder"):
+    print("held", flush=True)
+    time.sleep(300)
+"""
+
+
+@contextlib.contextmanager
+def held_by_another_process(folder: Path) -> Iterator[subprocess.Popen]:
+    """Another process holding `folder`'s lock, as a training run writing into it does."""
+    process = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(folder)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None and process.stdout.readline().strip() == "held"
+        yield process
+    finally:
+        process.kill()
+        process.wait(timeout=30)
+
+
+TRY_LOCK = """
+import sys
+from fashionattr.run_dir import FolderBusyError, lock_folder
+try:
+    with lock_folder(sys.argv[1], "run folder"):
+        print("free")
+except FolderBusyError as exc:
+    print(exc)
+"""
+
+
+def try_lock_from_another_process(folder: Path) -> str:
+    return subprocess.run([sys.executable, "-c", TRY_LOCK, str(folder)], capture_output=True, text=True,
+                          timeout=60).stdout.strip()  # fmt: skip
+
+
+@pytest.mark.timeout(240)
+def test_a_second_train_into_a_busy_run_folder_is_refused_and_a_killed_one_leaves_it_free(
+    synthetic_data, tmp_path, monkeypatch, capsys
+):
+    out = tmp_path / "run"
+    train = ["train", str(synthetic_data), "--out", str(out), "--attributes", "coat_length", *QUICK_TRAIN]
+    with held_by_another_process(out) as first:
+        for extra in ([], ["--resume"], ["--seed", "2"]):
+            refused([*train, *extra], capsys, f"{out}: another fashionattr process is writing this run folder "
+                    f"(pid {first.pid}, started ", "choose another output folder")  # fmt: skip
+        assert sorted(p.name for p in out.iterdir()) == [".lock"]  # nothing of the second writer
+        first.send_signal(signal.SIGKILL)  # a run killed while it held the folder
+        first.wait(timeout=30)
+    seen_while_training: list[str] = []
+    real_epoch = training.train_one_epoch
+
+    def train_one_epoch(*args, **kwargs):
+        seen_while_training.append(try_lock_from_another_process(out))
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(training, "train_one_epoch", train_one_epoch)
+    assert main(train) == 0, capsys.readouterr().err  # the kernel released the dead holder's lock
+    assert len(seen_while_training) == 1
+    assert seen_while_training[0].startswith(f"{out}: another fashionattr process is writing this run folder (pid "
+                                             f"{os.getpid()}, started ")  # fmt: skip
+    assert try_lock_from_another_process(out) == "free"  # and the finished run let it go
+
+
+def test_per_attribute_runs_grid_cells_and_evaluations_take_their_folder_in_turn(synthetic_data, trained_run,
+                                                                                tmp_path, capsys):  # fmt: skip
+    out = tmp_path / "per-attribute"
+    with held_by_another_process(out / "coat_length") as holder:
+        refused(["train", str(synthetic_data), "--layout", "per-attribute", "--attributes", "coat_length,sleeve_length",
+                 "--out", str(out), *QUICK_TRAIN], capsys, f"{out / 'coat_length'}: another fashionattr process "
+                f"is writing this run folder (pid {holder.pid}")  # fmt: skip
+    assert not (out / "sleeve_length").exists()  # refused before anything was trained
+    grid = tmp_path / "grid"
+    cell = grid / "per-attribute" / "test_resnet" / "coat_length"
+    with held_by_another_process(cell):
+        assert main(["grid", str(synthetic_data), "--archs", "test_resnet", "--attributes", "coat_length", "--out",
+                     str(grid), *QUICK_TRAIN[2:]]) == 0  # fmt: skip
+    captured = capsys.readouterr()
+    assert_no_traceback(captured.err)
+    assert f"per-attribute/test_resnet/coat_length: passed over: {cell}: another fashionattr process" in captured.out
+    assert "1 cell(s) passed over, being trained by another process" in captured.out
+    assert not (grid / "failures.json").exists() and not RunDir(cell).last.exists()
+    evaluation = tmp_path / "eval"
+    codes: list[int] = []
+    with held_by_another_process(evaluation) as holder:
+        command = threading.Thread(target=lambda: codes.append(main(["evaluate", str(trained_run.run), "--out",
+                                                                      str(evaluation), "--workers", "0"])))  # fmt: skip
+        command.start()
+        command.join(timeout=1.0)
+        assert command.is_alive() and not (evaluation / "scores.json").exists()  # it waits for the other writer
+        holder.kill()
+        command.join(timeout=180)
+    assert codes == [0]
+    assert_no_traceback(capsys.readouterr().err)
+    assert (evaluation / "scores.json").is_file() and (evaluation / "report.md").is_file()
+
+
+@pytest.mark.parametrize("code", DISK_FULL_ERRNOS)
+@pytest.mark.parametrize("step", ATOMIC_WRITE_STEPS)
+def test_a_full_disk_at_any_step_of_an_atomic_write_keeps_the_old_file(tmp_path, monkeypatch, step, code):
+    import fashionattr.io as io_module
+    from fashionattr.errors import DiskFullError
+
+    folder = tmp_path / ("new-folder" if step == "mkdir" else "folder")
+    target = folder / "scores.json"
+    if step != "mkdir":
+        folder.mkdir()
+        target.write_text("OLD\n")
+    full = OSError(getattr(errno, code), os.strerror(getattr(errno, code)))
+
+    def fail(*args, **kwargs):
+        raise full
+
+    patches = {"mkdir": (Path, "mkdir"), "mkstemp": (io_module.tempfile, "mkstemp"), "fsync": (os, "fsync"),
+               "replace": (os, "replace")}  # fmt: skip
+    if step in patches:
+        monkeypatch.setattr(*patches[step], fail)
+    with pytest.raises(DiskFullError) as info, io_module.atomic_open(target) as handle:
+        handle.write("NEW\n")
+        if step == "write":
+            fail()
+    monkeypatch.undo()
+    assert str(info.value).startswith(f"disk full while writing {target} ({DISK_FULL_ERRNOS[code]}); its old content")
+    assert info.value.path == str(target)
+    if step == "mkdir":
+        assert not folder.exists()
+    else:
+        assert sorted(p.name for p in folder.iterdir()) == ["scores.json"] and target.read_text() == "OLD\n"
+
+
+def fsync_fails_for(monkeypatch: pytest.MonkeyPatch, name: str, after: int = 0) -> list[str]:
+    """Make the flush of temporary files for `name` fail with ENOSPC, after `after` of them succeeded."""
+    real = os.fsync
+    written: list[str] = []
+
+    def fsync(fd: int) -> None:
+        path = os.readlink(f"/proc/self/fd/{fd}")
+        if Path(path).name.startswith(f".{name}."):
+            written.append(path)
+            if len(written) > after:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    return written
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize(("argv", "target"), [case[1:] for case in DISK_FULL_COMMANDS],
+                         ids=[case[0] for case in DISK_FULL_COMMANDS])  # fmt: skip
+def test_a_full_disk_is_one_line_and_exit_1_and_the_old_file_stays(trained_run, tmp_path, monkeypatch, capsys,
+                                                                   argv, target):  # fmt: skip
+    path = tmp_path / target
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("OLD\n")
+    fsync_fails_for(monkeypatch, path.name)
+    command = [part.format(data=trained_run.data, run=trained_run.run, tmp=tmp_path) for part in argv]
+    refused(command, capsys, f"disk full while writing {path} (No space left on device)", code=1)
+    assert path.read_text() == "OLD\n"
+    assert not [p for p in tmp_path.rglob("*.tmp")]
+
+
+@pytest.mark.timeout(240)
+def test_a_disk_filling_up_during_training_keeps_the_last_good_checkpoint_and_resumes(synthetic_data, tmp_path,
+                                                                                      monkeypatch, capsys):  # fmt: skip
+    from fashionattr.checkpoint import load_checkpoint
+
+    out = tmp_path / "run"
+    train = ["train", str(synthetic_data), "--out", str(out), "--attributes", "coat_length", *QUICK_TRAIN,
+             "--epochs", "2", "--max-steps-per-epoch", "1"]  # fmt: skip
+    written = fsync_fails_for(monkeypatch, "last.pt", after=1)  # epoch 1's last.pt is written, epoch 2's is not
+    refused(train, capsys, f"{out}: disk full while writing {out / 'last.pt'}; the last good checkpoint is "
+            f"{out / 'last.pt'} (epoch 1); free some space, then continue with --resume", code=1)  # fmt: skip
+    assert len(written) == 2
+    assert load_checkpoint(out / "last.pt")["epoch"] == 0  # epoch 1, whole
+    assert not list(out.glob(".*.tmp")) and not RunDir(out).is_finished
+    monkeypatch.undo()
+    assert main([*train, "--resume"]) == 0, capsys.readouterr().err
+    assert load_checkpoint(out / "last.pt")["epoch"] == 1 and RunDir(out).is_finished
+
+
+REAL_FULL_DISK = """
+set -e
+mount -t tmpfs -o size=64k tmpfs "$1/bytes"
+mount -t tmpfs -o size=1m,nr_inodes=3 tmpfs "$1/inodes"
+printf 'OLD\\n' > "$1/bytes/split.csv"
+dd if=/dev/zero of="$1/bytes/filler" bs=1k count=1000 2>/dev/null || true
+touch "$1/inodes/a" "$1/inodes/b" 2>/dev/null || true
+set +e
+for where in bytes inodes; do
+    "$2" -m fashionattr split "$3" --out "$1/$where/split.csv" 2>"$1/$where.err"
+    echo "$where $?"
+    ls -A "$1/$where" | tr '\\n' ' ' > "$1/$where.files"
+    cat "$1/$where/split.csv" > "$1/$where.kept" 2>/dev/null
+done
+"""
+
+
+@pytest.mark.timeout(120)
+def test_a_really_full_file_system_gives_the_same_one_line(synthetic_data, tmp_path):
+    """On real tmpfs mounts (in a user namespace, so no privileges are needed): no bytes left, then no inodes left."""
+    for name in ("bytes", "inodes"):
+        (tmp_path / name).mkdir()
+    command = ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", REAL_FULL_DISK, "sh", str(tmp_path),
+               sys.executable, str(synthetic_data)]  # fmt: skip
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=100)
+    except FileNotFoundError:
+        pytest.skip("no unshare command here")
+    if "mount:" in result.stderr or "unshare:" in result.stderr:
+        pytest.skip(f"cannot mount a tmpfs in a user namespace here: {result.stderr.strip()[:200]}")
+    assert result.stdout.split() == ["bytes", "1", "inodes", "1"], result.stdout + result.stderr
+    for name, reason in (("bytes", "No space left on device"), ("inodes", "No space left on device")):
+        err = (tmp_path / f"{name}.err").read_text()
+        assert_no_traceback(err)
+        assert err.startswith(f"fashionattr split: error: disk full while writing {tmp_path}/{name}/split.csv "
+                              f"({reason}); its old content, if any, is kept"), err  # fmt: skip
+        assert ".tmp" not in (tmp_path / f"{name}.files").read_text()  # the temporary file was removed
+    assert (tmp_path / "bytes.kept").read_text() == "OLD\n"
+
+
+def test_a_full_disk_while_building_the_image_cache_is_refused_before_any_pixel_is_written(synthetic_data,
+                                                                                           tmp_path, monkeypatch,
+                                                                                           capsys):  # fmt: skip
+    root = tiny_root(tmp_path / "data", synthetic_data, A + B)
+
+    def no_space(fd: int, offset: int, length: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "posix_fallocate", no_space)
+    refused(
+        ["prepare", str(root), "--arch", "test_resnet", "--size", "32", "--workers", "1"],
+        capsys,
+        f"disk full while building the image cache {root / CACHE_DIRNAME}/",
+        "train with --cache off",
+        code=1,
+    )
+    assert not [p for p in (root / CACHE_DIRNAME).rglob("*") if p.is_file()]
 
 
 # --- class 9: AP does not depend on the order of rows ------------------------------------------------------------

@@ -29,7 +29,7 @@ from fashionattr.errors import UserError
 from fashionattr.io import atomic_write_text
 from fashionattr.names import child, name_problem
 from fashionattr.parsing import read_document
-from fashionattr.run_dir import RunDir
+from fashionattr.run_dir import FolderBusyError, RunDir, lock_folder
 from fashionattr.schema import Attribute, Schema, SchemaError
 
 MANIFEST_NAME = "grid.json"
@@ -202,15 +202,16 @@ def run_cell(cell: Cell, base: TrainConfig, resume: bool) -> None:
 def record_failure(grid_dir: Path, cell: Cell, error: BaseException | None) -> None:
     """Keep failures.json current: add this cell's error, or drop its old entry once it succeeds."""
     path = grid_dir / FAILURES_NAME
-    failures = _read_failures(grid_dir)
-    failures.pop(cell.name, None)
-    if error is not None:
-        failures[cell.name] = {
-            "error": f"{type(error).__name__}: {error}",
-            "traceback": "".join(traceback.format_exception(error)),
-        }
-    if failures or path.exists():
-        atomic_write_text(path, json.dumps(dict(sorted(failures.items())), indent=1) + "\n")
+    with lock_folder(grid_dir, "grid folder", wait=True):  # shards sharing the folder update the file in turn
+        failures = _read_failures(grid_dir)
+        failures.pop(cell.name, None)
+        if error is not None:
+            failures[cell.name] = {
+                "error": f"{type(error).__name__}: {error}",
+                "traceback": "".join(traceback.format_exception(error)),
+            }
+        if failures or path.exists():
+            atomic_write_text(path, json.dumps(dict(sorted(failures.items())), indent=1) + "\n")
 
 
 def _read_failures(grid_dir: Path) -> dict[str, Any]:
@@ -224,9 +225,21 @@ def _read_failures(grid_dir: Path) -> dict[str, Any]:
 _STATE_WORDS = {"finished": "skipped (finished)", "partial": "resuming", "new": "training"}
 
 
-def run_grid(grid_dir: Path, cells: Sequence[Cell], base: TrainConfig) -> list[str]:
-    """Run the cells one after another; a failing cell is recorded and the rest still run. Returns failed names."""
-    failed: list[str] = []
+@dataclass
+class GridRun:
+    """What one `run_grid` call left undone: cells that failed, and cells another process was training."""
+
+    failed: list[str]
+    busy: list[str]
+
+
+def run_grid(grid_dir: Path, cells: Sequence[Cell], base: TrainConfig) -> GridRun:
+    """Run the cells one after another; a failing cell is recorded and the rest still run.
+
+    A cell another process is training (another shard, or a second grid over the same folder) is passed over: its
+    run folder is locked, and that process will finish it.
+    """
+    outcome = GridRun([], [])
     for number, cell in enumerate(cells, start=1):
         state = cell_state(cell)
         print(f"[{number}/{len(cells)}] {cell.name}: {_STATE_WORDS[state]}", flush=True)
@@ -234,13 +247,16 @@ def run_grid(grid_dir: Path, cells: Sequence[Cell], base: TrainConfig) -> list[s
             continue
         try:
             run_cell(cell, base, resume=state == "partial")
+        except FolderBusyError as exc:
+            print(f"[{number}/{len(cells)}] {cell.name}: passed over: {exc}", flush=True)
+            outcome.busy.append(cell.name)
         except Exception as exc:  # one broken cell must not cost the rest of a long grid
             print(f"[{number}/{len(cells)}] {cell.name}: FAILED: {type(exc).__name__}: {exc}", file=sys.stderr)
-            failed.append(cell.name)
+            outcome.failed.append(cell.name)
             record_failure(grid_dir, cell, exc)
         else:
             record_failure(grid_dir, cell, None)
-    return failed
+    return outcome
 
 
 @dataclass

@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from fashionattr.checkpoint import resolve_checkpoint_path
     from fashionattr.distributed import init_distributed, shutdown
     from fashionattr.evaluation import evaluate_checkpoint, write_evaluation
-    from fashionattr.run_dir import RunDir
+    from fashionattr.run_dir import RunDir, lock_folder
     from fashionattr.submission import write_submission
 
     context = init_distributed(args.device)
@@ -62,7 +62,9 @@ def run(args: argparse.Namespace) -> int:
             checkpoint = resolve_checkpoint_path(args.run)
             name = "labels" if args.labels else args.split
             out = Path(args.out) if args.out else RunDir(checkpoint.parent).evaluation(name)
-            write_evaluation(result, out)
+            # Two evaluations into one folder take turns, so the folder ends up holding one of them whole.
+            with lock_folder(out, "evaluation folder", wait=True):
+                write_evaluation(result, out)
             if args.save_predictions:
                 rows, vectors = result.answer_rows()
                 write_submission(args.save_predictions, rows, vectors, result.schema)

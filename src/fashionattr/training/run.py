@@ -6,11 +6,14 @@ For the `per-attribute` layout `train` fits one model per attribute, each in a r
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -27,11 +30,12 @@ from fashionattr.distributed import (
     broadcast_object,
     gather_objects,
     init_distributed,
+    on_main,
     shutdown,
 )
 from fashionattr.engine import StepSettings, TrainingDiverged, evaluate, resolve_amp, train_one_epoch
-from fashionattr.errors import UserError
-from fashionattr.io import atomic_write_text
+from fashionattr.errors import DiskFullError, UserError
+from fashionattr.io import atomic_write_text, is_disk_full
 from fashionattr.metrics import Scores, score
 from fashionattr.models import create_model, model_preprocessing
 from fashionattr.run_dir import RunDir
@@ -47,6 +51,8 @@ from fashionattr.training.data import (
 from fashionattr.training.history import history_row, log_epoch, open_tensorboard, record_skipped, write_history
 from fashionattr.training.optim import build_ema, build_optimizer, build_scheduler
 
+T = TypeVar("T")
+
 
 @dataclass
 class FitResult:
@@ -57,11 +63,20 @@ class FitResult:
 
 def fit(config: TrainConfig, attributes: list[str], out: str | Path, context: DistributedContext,
         resume: bool = False) -> FitResult:  # fmt: skip
-    """Train one model on `attributes` into run folder `out`; the summary is also written to summary.json."""
+    """Train one model on `attributes` into run folder `out`; the summary is also written to summary.json.
+
+    The run folder is locked for the whole run (rank 0 holds it), so a second writer is refused, not mixed in.
+    """
     run = RunDir(out)
+    with contextlib.ExitStack() as hold:
+        on_main(lambda: hold.enter_context(run.lock()), context)
+        return _fit(config, attributes, run, context, resume)
+
+
+def _fit(config: TrainConfig, attributes: list[str], run: RunDir, context: DistributedContext,
+         resume: bool) -> FitResult:  # fmt: skip
     if run.last.exists() and not resume:
         raise UserError(f"{run}: already holds a run; pass --resume to continue it, or choose another --out")
-    run.path.mkdir(parents=True, exist_ok=True)
     seed_everything(config.seed, config.deterministic)
     device = context.device
 
@@ -98,6 +113,7 @@ def fit(config: TrainConfig, attributes: list[str], out: str | Path, context: Di
         state = checkpoints.restore(trainables)
         if context.is_main:
             print(f"resuming {run} from epoch {state.next_epoch + 1} of {config.epochs}")
+    saved = state.next_epoch  # how many epochs last.pt holds; what a full disk would leave to resume from
     state.skipped.update(known_bad.items())  # listed even if a short or cut epoch never draws them
 
     train_model: nn.Module = model
@@ -112,10 +128,13 @@ def fit(config: TrainConfig, attributes: list[str], out: str | Path, context: Di
         clip_grad=config.clip_grad, max_steps=config.max_steps_per_epoch,
     )  # fmt: skip
     num_classes = {name: schema.attribute(name).num_classes for name in attributes}
-    if context.is_main:
+
+    def write_settings() -> Any:
         config.save(run.config)
         schema.save(run.schema)
-    writer = open_tensorboard(run) if context.is_main else None
+        return open_tensorboard(run)
+
+    writer = write_on_main(write_settings, run, saved, context)
 
     for epoch in range(state.next_epoch, config.epochs):
         # Everything random in an epoch derives from (seed, epoch, rank): a resumed run repeats it exactly.
@@ -147,11 +166,9 @@ def fit(config: TrainConfig, attributes: list[str], out: str | Path, context: Di
         lr = float(trainables.scheduler.get_last_lr()[0])
         row = history_row(epoch + 1, lr, stats, validation.loss, scores)
         improved = state.record(row, selection_score(config, scores, validation.loss))
-        if context.is_main:
-            checkpoints.save(trainables, state, improved, scores)
-            write_history(run, state.history)
-            record_skipped(run, state.skipped)
-            log_epoch(writer, row, config)
+        write_on_main(functools.partial(record_epoch, checkpoints, trainables, state, improved, scores, writer, config),
+                      run, saved, context)  # fmt: skip
+        saved = epoch + 1
         bad = {path: reason for path, reason in state.skipped if path in data.train_paths}
         check_bad_fraction(config, bad, len(data.train_paths), "(found while training)")
         if config.early_stop and state.epochs_since_best >= config.early_stop:
@@ -162,8 +179,8 @@ def fit(config: TrainConfig, attributes: list[str], out: str | Path, context: Di
         writer.close()
     barrier(context)
     image_cache = str(cache.directory) if cache is not None else None
-    summary = finish_run(run, schema, attributes, config, image_cache) if context.is_main else {}
-    return FitResult(broadcast_object(summary, context), model)
+    summary = write_on_main(lambda: finish_run(run, schema, attributes, config, image_cache), run, saved, context)
+    return FitResult(broadcast_object(summary or {}, context), model)
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -197,6 +214,40 @@ def diverged(run: RunDir, epoch: int, exc: TrainingDiverged) -> TrainingDiverged
         f"{run}: training diverged in epoch {epoch + 1}: {exc}. The run stopped; {kept}. Lower --lr, keep "
         "--clip-grad on, or try --amp bf16 or off, then train again"
     )
+
+
+def record_epoch(checkpoints: RunCheckpoints, trainables: Trainables, state: TrainState, improved: bool,
+                 scores: Scores, writer: Any, config: TrainConfig) -> None:  # fmt: skip
+    """After an epoch: best.pt (if it improved) and last.pt, the metrics, the skipped images, TensorBoard."""
+    run = checkpoints.run
+    checkpoints.save(trainables, state, improved, scores)
+    write_history(run, state.history)
+    record_skipped(run, state.skipped)
+    try:
+        log_epoch(writer, state.history[-1], config)
+    except OSError as exc:  # TensorBoard writes its event files itself
+        if is_disk_full(exc):
+            raise DiskFullError.writing(run.tensorboard, exc) from None
+        raise
+
+
+def write_on_main(write: Callable[[], T], run: RunDir, saved: int, context: DistributedContext) -> T | None:
+    """Rank 0 writes into the run folder; a full disk stops every rank, saying what is kept to resume from."""
+    try:
+        return on_main(write, context)
+    except DiskFullError as exc:
+        raise disk_full(run, saved, exc) from None
+
+
+def disk_full(run: RunDir, saved: int, exc: DiskFullError) -> DiskFullError:
+    """The full disk in words a user can act on: which file, and the checkpoint that survived (atomic writes)."""
+    where = f"disk full while writing {exc.path}" if exc.path else str(exc)
+    kept = (
+        f"the last good checkpoint is {run.last} (epoch {saved}); free some space, then continue with --resume"
+        if saved
+        else "no epoch had been saved yet, so there is no checkpoint; free some space, then train again"
+    )
+    return DiskFullError(f"{run}: {where}; {kept}", path=exc.path)
 
 
 def finish_run(run: RunDir, schema: Schema, attributes: list[str], config: TrainConfig,
