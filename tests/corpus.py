@@ -292,6 +292,15 @@ ANSWER_NUMBER_CASES = [
     TextCase("leading-dot-and-plus", ANSWER_ROW.format(".1;+0.9;0.;0;0;0;0;0")),
     TextCase("dot-slash-path", "./" + ANSWER_ROW.format("0.1;0.9;0;0;0;0;0;0")),
     TextCase("two-spellings", ANSWER_ROW.format(TIE) + "./" + ANSWER_ROW.format(TIE), 2, "duplicate answer"),
+    TextCase("six-decimals-as-earlier-versions-wrote", ANSWER_ROW.format("0.000000;1.000000;0.000000;0.000000;"
+             "0.000000;0.000000;0.000000;0.000000")),
+    TextCase("shortest-round-trip", ANSWER_ROW.format("1e-05;0.99999;0.0;0.0;0.0;0.0;0.0;0.0")),
+    TextCase("seventeen-digits", ANSWER_ROW.format("0.10000000149011612;0.8999999985098839;0;0;0;0;0;0")),
+    TextCase("subnormal", ANSWER_ROW.format("5e-324;1.0;0.0;0.0;0.0;0.0;0.0;0.0")),
+    TextCase("exponent-with-plus", ANSWER_ROW.format("1E+0;0e+0;0;0;0;0;0;0")),
+    TextCase("float32-sum-off-by-1e-7", ANSWER_ROW.format(";".join(["0.125000014901161"] * 8))),
+    TextCase("exponent-overflow", ANSWER_ROW.format("1e400;0;0;0;0;0;0;0"), 1, "not a finite number in [0, 1]"),
+    TextCase("hex-float", ANSWER_ROW.format("0x1p-1;0.5;0;0;0;0;0;0"), 1, "'0x1p-1') is not a number"),
 ]  # fmt: skip
 """Answer-file numbers are plain decimals: Python's float() syntax (`_`, nan, other digits) is refused."""
 
@@ -422,3 +431,29 @@ DISK_FULL_COMMANDS = [
 ]  # fmt: skip
 """Commands and the file of theirs the disk fills up on: each ends with exit 1 and one line naming the file, which
 keeps its old content."""
+
+
+# --- answer files keep every digit -----------------------------------------------------------------------------------
+
+EIGHT = 8
+
+
+def _vector(*head: float) -> list[float]:
+    """Eight probabilities: `head`, then the rest of 1 on the last class."""
+    return [*head, *[0.0] * (EIGHT - 1 - len(head)), 1.0 - sum(head)]
+
+
+ANSWER_PRECISION_CASES = [
+    ("float32-softmax", [0.0071324, 0.0016, 0.91, 0.05, 0.0112676, 0.01, 0.005, 0.005]),
+    ("one-in-a-hundred-thousand", _vector(1e-05)),
+    ("one-in-a-billion", _vector(1e-09)),
+    ("smallest-subnormal", [5e-324, *[0.0] * 6, 1.0]),
+    ("largest-below-one", _vector(2.0**-53)),
+    ("one-ulp-below-nine-tenths", _vector(float(np.nextafter(0.9, 0.0)))),
+    ("nine-tenths", _vector(0.9)),
+    ("thirds", [1 / 3, 1 / 3, *[0.0] * 5, 1 / 3]),
+    ("all-on-one-class", [1.0, *[0.0] * 7]),
+    ("negative-zero", [-0.0, *[0.0] * 6, 1.0]),
+    ("uniform", [0.125] * EIGHT),
+]
+"""Probability vectors of coat length that an answer file must give back bit for bit (-0.0 comes back as 0.0)."""

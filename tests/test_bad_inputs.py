@@ -34,6 +34,7 @@ from conftest import TrainedRun
 from corpus import (
     ANSWER_LABELS,
     ANSWER_NUMBER_CASES,
+    ANSWER_PRECISION_CASES,
     ATOMIC_WRITE_STEPS,
     CONFIG_CASES,
     DISK_FULL_COMMANDS,
@@ -501,7 +502,7 @@ def test_predict_and_submit_answer_the_rest_and_name_each_special_file(trained_r
     err = refused(["submit", str(trained_run.run), str(questions), "--out", str(answers), "--workers", "0"], capsys,
                   "fifo.jpg: is a named pipe (FIFO)", code=1)  # fmt: skip
     lines = answers.read_text().splitlines()
-    assert len(lines) == 2 and lines[1].endswith(";".join(["0.125000"] * 8)), (lines, err)
+    assert len(lines) == 2 and lines[1].endswith(";".join(["0.125"] * 8)), (lines, err)
 
 
 SPECIAL_TEXT_FILES = [
@@ -1089,6 +1090,54 @@ def test_a_full_disk_while_building_the_image_cache_is_refused_before_any_pixel_
         code=1,
     )
     assert not [p for p in (root / CACHE_DIRNAME).rglob("*") if p.is_file()]
+
+
+# --- answer files keep every digit (issue 10) ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("name", "vector"), ANSWER_PRECISION_CASES, ids=[name for name, _ in ANSWER_PRECISION_CASES])
+def test_an_answer_file_gives_back_every_probability_bit_for_bit(tmp_path, name, vector):
+    from fashionattr.submission import read_submission, write_submission
+
+    given = np.array(vector, dtype=np.float64)
+    path = tmp_path / "answers.csv"
+    write_submission(path, [("Images/coat_length_labels/a.jpg", "coat_length_labels")], [given], FASHIONAI)
+    [(_, _, read)] = read_submission(path, FASHIONAI)
+    assert read.dtype == np.float64 and (read == given).all()
+    assert (read.view(np.int64) == (given + 0.0).view(np.int64)).all()  # bit for bit; -0.0 is written as 0.0
+    written = path.read_text().strip().split(",")[2].split(";")
+    assert not any(number.startswith("-") for number in written) and len(written) == 8
+
+
+def test_ap_from_the_written_answer_file_is_ap_from_the_model(tmp_path):
+    """Confident answers that six decimals printed alike: AP from the file used to drop, now it is the model's."""
+    from fashionattr.metrics import AttributePredictions, maybe_mask, score
+    from fashionattr.submission import score_submission, write_submission
+
+    rng = np.random.default_rng(4)
+    count = 400
+    targets = rng.integers(0, 8, count)
+    confidence = rng.random(count)
+    right = rng.random(count) < 0.5 + 0.5 * confidence
+    predicted = np.where(right, targets, (targets + 1) % 8)
+    logits = rng.normal(0, 0.3, (count, 8))
+    logits[np.arange(count), predicted] += np.where(confidence > 0.2, 16 + 20 * confidence, 5 * confidence)
+    probabilities = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probabilities /= probabilities.sum(axis=1, keepdims=True)
+    rows = [(f"Images/coat_length_labels/{n:03d}.jpg", "coat_length_labels") for n in range(count)]
+    labels = "".join(row(path, label="".join("y" if c == t else "n" for c in range(8)))
+                     for (path, _), t in zip(rows, targets, strict=True))  # fmt: skip
+    (tmp_path / "labels.csv").write_text(labels)
+    write_submission(tmp_path / "answers.csv", rows, list(probabilities), FASHIONAI)
+
+    def ap_of(vectors: np.ndarray) -> float:
+        predictions = AttributePredictions(vectors, targets, maybe_mask([[]] * count, 8))
+        return score(FASHIONAI, {"coat_length_labels": predictions}).attributes["coat_length_labels"].average_precision
+
+    from_file = score_submission(tmp_path / "answers.csv", tmp_path / "labels.csv", FASHIONAI)
+    assert from_file.attributes["coat_length_labels"].average_precision == ap_of(probabilities)
+    assert np.mean(np.round(probabilities, 6).max(axis=1) == 1.0) > 0.7  # most of them print as 1.000000 ...
+    assert ap_of(np.round(probabilities, 6)) < ap_of(probabilities) - 0.01  # ... which used to cost AP
 
 
 # --- class 9: AP does not depend on the order of rows ------------------------------------------------------------
