@@ -457,3 +457,37 @@ ANSWER_PRECISION_CASES = [
     ("uniform", [0.125] * EIGHT),
 ]
 """Probability vectors of coat length that an answer file must give back bit for bit (-0.0 comes back as 0.0)."""
+
+
+# --- an attribute whose every answer lands on an `m` class ----------------------------------------------------------
+
+SLEEVE_ROW = "Images/sleeve_length_labels/{name},sleeve_length_labels,{label}\n"
+SLEEVE_ANSWER = "Images/sleeve_length_labels/{name},sleeve_length_labels,{probabilities}\n"
+ON_CLASS_2 = "0.05;0.05;0.6;0.05;0.05;0.05;0.05;0.05;0.05"
+ON_CLASS_1 = "0.05;0.6;0.05;0.05;0.05;0.05;0.05;0.05;0.05"
+
+
+@dataclass(frozen=True)
+class MaybeCase:
+    """Sleeve-length labels and answers scored beside one plainly right coat-length answer (AP 1).
+
+    `sleeve_ap` is the sleeve row's AP cell ("n/a" when no answer counts) and `map_cell` the mAP cell.
+    """
+
+    id: str
+    labels: tuple[str, ...]
+    answers: tuple[str, ...]
+    sleeve_ap: str
+    map_cell: str
+
+
+MAYBE_CASES = [
+    MaybeCase("every-answer-on-m", ("nymnnnnnn", "nymnnnnnn"), (ON_CLASS_2, ON_CLASS_2), "n/a", "100.00"),
+    MaybeCase("one-image-on-m", ("nymnnnnnn",), (ON_CLASS_2,), "n/a", "100.00"),
+    MaybeCase("m-on-different-classes", ("nymnnnnnn", "mnnynnnnn"), (ON_CLASS_2, "0.6;0.05;0.05;0.05;0.05;0.05;0.05;"
+              "0.05;0.05"), "n/a", "100.00"),
+    MaybeCase("one-on-m-one-right", ("nymnnnnnn", "nynnnnnnn"), (ON_CLASS_2, ON_CLASS_1), "100.00", "100.00"),
+    MaybeCase("one-on-m-one-wrong", ("nymnnnnnn", "nnnynnnnn"), (ON_CLASS_2, ON_CLASS_1), "0.00", "50.00"),
+    MaybeCase("m-label-but-answer-on-y", ("nymnnnnnn",), (ON_CLASS_1,), "100.00", "100.00"),
+]  # fmt: skip
+"""AP is undefined when no answer counts; the attribute shows n/a with a note and mAP is the mean of the others."""

@@ -35,18 +35,23 @@ from corpus import (
     ANSWER_LABELS,
     ANSWER_NUMBER_CASES,
     ANSWER_PRECISION_CASES,
+    ANSWER_ROW,
     ATOMIC_WRITE_STEPS,
     CONFIG_CASES,
     DISK_FULL_COMMANDS,
     DISK_FULL_ERRNOS,
+    MAYBE_CASES,
     NAME_CASES,
     NON_UTF8_NAME,
     PARSE_CASES,
     SCHEMA_CASES,
+    SLEEVE_ANSWER,
+    SLEEVE_ROW,
     SPELLING_CASES,
     A,
     B,
     Case,
+    MaybeCase,
     NameCase,
     TextCase,
     row,
@@ -1138,6 +1143,69 @@ def test_ap_from_the_written_answer_file_is_ap_from_the_model(tmp_path):
     assert from_file.attributes["coat_length_labels"].average_precision == ap_of(probabilities)
     assert np.mean(np.round(probabilities, 6).max(axis=1) == 1.0) > 0.7  # most of them print as 1.000000 ...
     assert ap_of(np.round(probabilities, 6)) < ap_of(probabilities) - 0.01  # ... which used to cost AP
+
+
+# --- an attribute whose every answer lands on an `m` class (issue 10) -------------------------------------------
+
+
+@pytest.mark.parametrize("case", MAYBE_CASES, ids=[case.id for case in MAYBE_CASES])
+def test_an_attribute_no_answer_counts_for_is_shown_as_n_a_and_named(tmp_path, capsys, case: MaybeCase):
+    names = [f"{n}.jpg" for n in range(len(case.labels))]
+    labels = A + "".join(SLEEVE_ROW.format(name=n, label=label) for n, label in zip(names, case.labels, strict=True))
+    answers = ANSWER_ROW.format("0;1;0;0;0;0;0;0") + "".join(
+        SLEEVE_ANSWER.format(name=n, probabilities=p) for n, p in zip(names, case.answers, strict=True)
+    )
+    (tmp_path / "labels.csv").write_text(labels)
+    (tmp_path / "answers.csv").write_text(answers)
+    assert main(["evaluate", "--answers", str(tmp_path / "answers.csv"), "--labels", str(tmp_path / "labels.csv")]) == 0
+    out = capsys.readouterr().out
+    assert f"| sleeve_length | {len(names)} | " in out and out.split("| sleeve_length |")[1].split("\n")[0].endswith(
+        f"| {case.sleeve_ap} |"
+    )
+    assert out.split("| BP / mAP |")[1].split("\n")[0].endswith(f"| {case.map_cell} |")
+    note = "AP n/a for sleeve_length: every answer landed on a class labelled 'm'"
+    assert (note in out) == (case.sleeve_ap == "n/a"), out
+
+
+def test_the_run_report_scores_json_and_the_grid_name_an_undefined_ap(tmp_path):
+    from fashionattr.experiments import GridSpec, collect_results, plan_cells, results_markdown, write_spec
+    from fashionattr.metrics import AttributePredictions, score
+    from fashionattr.report import run_scores_table
+    from fashionattr.training.checkpoints import TrainState
+
+    schema = FASHIONAI.subset(["coat_length_labels", "sleeve_length_labels"])
+    on_m = np.zeros((2, 9), dtype=bool)
+    on_m[:, 2] = True
+    scores = score(schema, {
+        "coat_length_labels": AttributePredictions(np.eye(8)[[1, 2]], np.array([1, 2]), np.zeros((2, 8), bool)),
+        "sleeve_length_labels": AttributePredictions(np.eye(9)[[2, 2]], np.array([1, 1]), on_m),
+    })  # fmt: skip
+    saved = json.loads(json.dumps(scores.to_dict()))  # as scores.json holds it
+    assert saved["mean_average_precision"] == 1.0 and saved["map_leaves_out"] == ["sleeve_length_labels"]
+    assert saved["attributes"]["sleeve_length_labels"]["average_precision"] is None
+    assert "no answer counted" in saved["attributes"]["sleeve_length_labels"]["average_precision_note"]
+    assert saved["notes"] == scores.notes and "mean over the other 1 attribute(s)" in scores.notes[0]
+    table = run_scores_table(schema, saved)
+    assert "| sleeve_length | 2 | 0.0 | n/a |" in table and "Note: AP n/a for sleeve_length" in table
+
+    grid = tmp_path / "grid"
+    write_spec(grid, GridSpec("data", ["a", "b"], ["per-attribute"], schema, "fashionattr grid"))
+    for cell in plan_cells(grid, ["a", "b"], ["per-attribute"], list(schema)):
+        run = RunDir(cell.directory)
+        run.path.mkdir(parents=True)
+        run.summary.write_text("{}")
+        entry = dict(saved["attributes"][cell.attributes[0]])
+        if cell.arch == "b" and entry["average_precision"] is None:
+            entry["average_precision"] = 0.5
+        run.scores.write_text(json.dumps({"attributes": {cell.attributes[0]: entry}}))
+    results = collect_results(grid)
+    assert results.rows("–")[1] == ["sleeve_length", "0.0", "0.0"]
+    assert results.rows("–")[-1] == ["mAP", "100.0", "75.0"]  # a: coat alone; b: the mean of 1.0 and 0.5
+    assert "AP n/a for sleeve_length (a)" in results_markdown(results)
+
+    state = TrainState()
+    assert state.record({"epoch": 1}, float("nan")) and state.record({"epoch": 2}, float("nan"))
+    assert state.record({"epoch": 3}, 0.2) and not state.record({"epoch": 4}, float("nan"))
 
 
 # --- class 9: AP does not depend on the order of rows ------------------------------------------------------------

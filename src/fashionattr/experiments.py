@@ -29,6 +29,7 @@ from fashionattr.errors import UserError
 from fashionattr.io import atomic_write_text
 from fashionattr.names import child, name_problem
 from fashionattr.parsing import read_document
+from fashionattr.report import NO_ANSWER_COUNTED
 from fashionattr.run_dir import FolderBusyError, RunDir, lock_folder
 from fashionattr.schema import Attribute, Schema, SchemaError
 
@@ -270,16 +271,25 @@ class GridResults:
     notes: list[str]
 
     def summary(self, values: dict[str, dict[str, float]]) -> dict[str, float]:
-        """Mean over attributes per column, only where every attribute has a value (a partial mean misleads)."""
+        """Mean over attributes per column, only where every attribute's cell has finished (a partial mean misleads).
+
+        A finished cell whose AP is undefined (nan: every answer on an `m` class) is left out of the mean, as
+        `Scores.mean_average_precision` does; `notes` names it.
+        """
         means = {}
         for column in self.columns:
             found = [values[a][column] for a in self.attributes if column in values[a]]
-            if found and len(found) == len(self.attributes) and not any(math.isnan(v) for v in found):
-                means[column] = sum(found) / len(found)
+            defined = [value for value in found if not math.isnan(value)]
+            if defined and len(found) == len(self.attributes):
+                means[column] = sum(defined) / len(defined)
         return means
 
+    def undefined(self, values: dict[str, dict[str, float]]) -> list[tuple[str, str]]:
+        """(attribute, column) of every finished cell whose value is undefined."""
+        return [(a, c) for a in self.attributes for c, value in values[a].items() if math.isnan(value)]
+
     def rows(self, missing: str) -> list[list[str]]:
-        """Formatted rows in %, one decimal: the attributes, then BP and mAP."""
+        """Formatted rows in %, one decimal: the attributes, then BP and mAP; n/a for an undefined value."""
         rows = [[a, *(_percent(self.accuracy[a].get(c), missing) for c in self.columns)] for a in self.attributes]
         for label, values in (("BP", self.accuracy), ("mAP", self.average_precision)):
             means = self.summary(values)
@@ -294,7 +304,9 @@ class GridResults:
 
 
 def _percent(value: float | None, missing: str) -> str:
-    return missing if value is None or math.isnan(value) else f"{100 * value:.1f}"
+    if value is None:
+        return missing
+    return "n/a" if math.isnan(value) else f"{100 * value:.1f}"
 
 
 def collect_results(grid_dir: str | Path) -> GridResults:
@@ -316,7 +328,13 @@ def collect_results(grid_dir: str | Path) -> GridResults:
                 accuracy[short][cell.column] = _fraction(entry.get("accuracy"))
                 average_precision[short][cell.column] = _fraction(entry.get("average_precision"))
     notes = grid_notes(grid_dir, spec, cells, finished)
-    return GridResults(rows, columns, accuracy, average_precision, notes)
+    results = GridResults(rows, columns, accuracy, average_precision, notes)
+    undefined = results.undefined(average_precision)
+    if undefined:
+        cells_named = ", ".join(f"{attribute} ({column})" for attribute, column in undefined)
+        notes.append(f"AP n/a for {cells_named}: {NO_ANSWER_COUNTED}; that column's mAP is the mean over its other "
+                     "attributes (accuracy and BP still count it)")  # fmt: skip
+    return results
 
 
 def _fraction(value: Any) -> float:
@@ -367,7 +385,8 @@ def results_markdown(results: GridResults) -> str:
         "# Network comparison: validation accuracy (%)",
         "",
         "Best-epoch validation accuracy of each cell in %; BP is the mean accuracy over the attributes and mAP the "
-        f"mean of the per-attribute average precision, both in %. {MISSING_MD} marks a cell that has not finished.",
+        f"mean of the per-attribute average precision, both in %. {MISSING_MD} marks a cell that has not finished, "
+        "n/a an AP no answer counted toward (see the notes).",
         "",
         markdown_table(results.rows(MISSING_MD), ["attribute", *results.columns]),
         f"![validation accuracy per attribute and network]({RESULTS_PNG})",

@@ -33,6 +33,19 @@ def markdown_table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
     return "\n".join([line(header), "|" + "|".join("---" for _ in header) + "|", *(line(row) for row in rows)]) + "\n"
 
 
+NO_ANSWER_COUNTED = "every answer landed on a class labelled 'm', so no answer counted and AP is undefined"
+
+
+def map_notes(left_out: Sequence[str], with_images: int) -> list[str]:
+    """The note under a score table when attributes are left out of mAP (why: `Scores.mean_average_precision`)."""
+    if not left_out:
+        return []
+    names = ", ".join(name.removesuffix("_labels") for name in left_out)
+    others = with_images - len(left_out)
+    return [f"AP n/a for {names}: {NO_ANSWER_COUNTED}; mAP is the mean over the other {others} attribute(s) "
+            "(accuracy and BP still count it)."]  # fmt: skip
+
+
 def plot_confusion(confusion: np.ndarray, class_names: Sequence[str], title: str, path: str | Path) -> None:
     """Confusion matrix with colours normalised per true class (so rare classes stay visible) and raw counts."""
     from matplotlib.figure import Figure
@@ -161,14 +174,18 @@ def _percent_cell(value: Any) -> str:
 def run_scores_table(schema: Any, scores: dict[str, Any]) -> str:
     """Markdown table of one run's best scores (a `Scores.to_dict()`): accuracy and AP per attribute, BP, mAP."""
     rows = []
+    left_out = []
     for attribute in schema:
         entry = scores["attributes"].get(attribute.name)
         if entry and entry["count"]:
             rows.append([attribute.short_name, str(entry["count"]), _percent_cell(entry["accuracy"]),
                          _percent_cell(entry["average_precision"])])  # fmt: skip
+            if entry["average_precision"] is None:
+                left_out.append(attribute.name)
     rows.append(["**BP / mAP**", str(scores["count"]), _percent_cell(scores["basic_precision"]),
                  _percent_cell(scores["mean_average_precision"])])  # fmt: skip
-    return markdown_table(rows, ["attribute", "val images", "accuracy %", "AP %"])
+    table = markdown_table(rows, ["attribute", "val images", "accuracy %", "AP %"])
+    return table + "".join(f"\nNote: {note}\n" for note in map_notes(left_out, len(rows) - 1))
 
 
 def write_run_report(

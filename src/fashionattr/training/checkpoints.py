@@ -32,10 +32,15 @@ class TrainState:
     skipped: set[tuple[str, str]] = field(default_factory=set)
 
     def record(self, row: dict[str, Any], score: float) -> bool:
-        """Add an epoch's metrics; whether its score beat every earlier epoch's."""
+        """Add an epoch's metrics; whether its score beat every earlier epoch's.
+
+        An undefined score (mAP when no answer counted) beats nothing, but until some epoch has a score each epoch
+        counts as the best so far, so a run always has a best.pt.
+        """
         self.history.append(row)
         self.next_epoch = row["epoch"]
-        improved = score > self.best_score
+        score = -math.inf if math.isnan(score) else score
+        improved = score > self.best_score or self.best_score == -math.inf
         if improved:
             self.best_score, self.epochs_since_best = score, 0
         else:
