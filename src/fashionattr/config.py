@@ -25,6 +25,7 @@ PRETRAINED_BACKBONE_LR_SCALE = 0.1
 
 @dataclass
 class TrainConfig:
+    recipe: str | None = None
     data: str = ""
     out: str = "runs/train"
     arch: str = "resnet50"
@@ -112,10 +113,25 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def recipe_settings(name: str) -> dict[str, Any]:
+    """A named recipe's training settings, checked like a config file's."""
+    from fashionattr.recipes import load_recipe
+
+    settings = load_recipe(name).settings
+    unknown = sorted(set(settings) - FIELD_NAMES)
+    if unknown:
+        raise UserError(f"recipe {name!r} names unknown setting(s) {', '.join(unknown)}")
+    return settings
+
+
 def resolve_config(file_path: str | Path | None, overrides: dict[str, Any]) -> TrainConfig:
-    """Merge defaults, a config file and command-line overrides (None means 'not given')."""
-    values: dict[str, Any] = read_config_file(file_path) if file_path else {}
-    values.update({k: v for k, v in overrides.items() if v is not None and k in FIELD_NAMES})
+    """Merge defaults < a named recipe < a config file < command-line overrides (None means 'not given')."""
+    from_file: dict[str, Any] = read_config_file(file_path) if file_path else {}
+    given = {k: v for k, v in overrides.items() if v is not None and k in FIELD_NAMES}
+    recipe = given.get("recipe") or from_file.get("recipe")
+    values: dict[str, Any] = recipe_settings(recipe) if recipe else {}
+    values.update(from_file)
+    values.update(given)
     if isinstance(values.get("attributes"), str):
         values["attributes"] = [a for a in values["attributes"].split(",") if a]
     if isinstance(values.get("zoom"), str):

@@ -61,6 +61,8 @@ def add_training_options(parser: argparse.ArgumentParser, model_choice: bool = T
     augment.add_argument("--color-jitter", type=float, help="brightness/contrast/saturation strength (default 0.2)")
 
     run = parser.add_argument_group("run")
+    run.add_argument("--recipe", help="start from a named recipe (`fashionattr recipes` lists them): seed-study, "
+                     "fashionai, cpu-demo; the config file and options override it")  # fmt: skip
     run.add_argument("--config", help="YAML or JSON file of settings; command-line options override it")
     run.add_argument("--split-file", help="train/val split file (default: DATA/Annotations/split.csv, else a new one)")
     run.add_argument("--val-fraction", type=float, help="for a new split (default 0.2)")
