@@ -15,7 +15,7 @@ from fashionattr.data.dataset import DatasetRoot
 from fashionattr.data.labels import LabelRecord, format_rows, read_labels
 from fashionattr.schema import SCHEMA_FILE_NAMES, Schema
 
-FIGURES = ("a", "b", "c", "d", "e", "mem", "gpu")
+FIGURES = ("a", "b", "c", "d", "e", "g", "mem", "gpu")
 """Every figure `--only` can name, in the order they run."""
 
 

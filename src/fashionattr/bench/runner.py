@@ -23,10 +23,10 @@ def _sections() -> dict[str, FigureFunction]:
     from fashionattr.bench.inference import multitask_figure, predict_figure
     from fashionattr.bench.loader import loader_figure
     from fashionattr.bench.memory import memory_figures
-    from fashionattr.bench.training import engine_figure
+    from fashionattr.bench.training import engine_figure, grouped_figure
 
     return {"a": loader_figure, "b": multitask_figure, "c": engine_figure, "d": predict_figure,
-            "e": cpu_options_figures, "mem": memory_figures, "gpu": gpu_figures}  # fmt: skip
+            "e": cpu_options_figures, "g": grouped_figure, "mem": memory_figures, "gpu": gpu_figures}  # fmt: skip
 
 
 def run_bench(settings: BenchSettings, emit: Callable[[str], None] = print) -> dict[str, Any]:
