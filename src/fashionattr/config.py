@@ -46,10 +46,10 @@ class TrainConfig:
     warmup_epochs: float = 1.0
     min_lr: float = 1e-6
     label_smoothing: float = 0.1
-    maybe_weight: float = 0.0
+    maybe_weight: float = 0.3
     drop_rate: float = 0.0
     clip_grad: float | None = 5.0
-    ema_decay: float | None = None
+    ema_decay: float | None = 0.9998
     amp: str = "auto"
     channels_last: bool | None = None
     compile: bool = False
