@@ -17,12 +17,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+# Idle OpenMP threads must not spin against the other jobs of a shared machine (as `fashionattr` itself sets it);
+# set before torch is first imported.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 STUDIES: dict[str, dict[str, dict[str, Any]]] = {
     "defaults": {
