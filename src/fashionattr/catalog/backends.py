@@ -57,6 +57,11 @@ class Database:
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         raise NotImplementedError
 
+    def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """Plain inserts of many rows (no conflict possible), the fastest way the database offers."""
+        marks = ", ".join("?" * len(columns))
+        self.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
+
     def table_names(self) -> set[str]:
         raise NotImplementedError
 
@@ -262,6 +267,18 @@ class PostgresDatabase(Database):
             return
         with self.lock, self.conn.cursor() as cursor:
             cursor.executemany(sql.replace("?", "%s"), [tuple(r) for r in rows])
+
+    def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """COPY: about five times the rows per second of pipelined INSERTs (tags come eight per image)."""
+        if not rows:
+            return
+        with (
+            self.lock,
+            self.conn.cursor() as cursor,
+            cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy,
+        ):
+            for row in rows:
+                copy.write_row(row)
 
     def table_names(self) -> set[str]:
         rows = self.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()")

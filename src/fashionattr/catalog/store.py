@@ -67,6 +67,8 @@ CREATE TABLE IF NOT EXISTS vector_index (part INTEGER PRIMARY KEY, data {blob} N
 """
 
 ITEM_COLUMNS = "i.id, i.path, i.sha256, i.size"
+ROWS_PER_STATEMENT = 200
+"""Items upserted by one multi-row INSERT: one round trip for many rows, far below both databases' limits."""
 VECTOR_PART_BYTES = 16 << 20
 """A saved similarity index is stored in parts of this size (SQLite and PostgreSQL both cap one value near 1 GB)."""
 
@@ -291,20 +293,27 @@ class CatalogStore:
                                 "ON CONFLICT (path) DO UPDATE SET sha256 = excluded.sha256, size = excluded.size, "
                                 "mtime = excluded.mtime, reason = excluded.reason",
                                 [row.path, row.sha256, row.size, row.mtime, reason])  # fmt: skip
-            for row, tags in tagged:
-                self.db.execute("DELETE FROM errors WHERE path = ?", [row.path])
-                item_id = self.db.execute(
-                    "INSERT INTO items (path, sha256, size, mtime, embedding, indexed_at, generation) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (path) DO UPDATE SET sha256 = excluded.sha256, "
-                    "size = excluded.size, mtime = excluded.mtime, embedding = excluded.embedding, "
-                    "indexed_at = excluded.indexed_at, generation = excluded.generation RETURNING id",
-                    [row.path, row.sha256, row.size, row.mtime, row.embedding, now, generation],
-                )[0][0]
-                self.db.execute("DELETE FROM tags WHERE item_id = ?", [item_id])
-                self.db.executemany(
-                    "INSERT INTO tags (item_id, attribute, value, confidence, probabilities) VALUES (?, ?, ?, ?, ?)",
-                    [(item_id, t.attribute, t.value, t.confidence, t.probabilities) for t in tags],
+            if not tagged:
+                return
+            paths = [row.path for row, _ in tagged]
+            self._in_values("DELETE FROM errors WHERE path IN ({})", paths)
+            ids: dict[str, int] = {}
+            for start in range(0, len(tagged), ROWS_PER_STATEMENT):
+                part = [(row.path, row.sha256, row.size, row.mtime, row.embedding, now, generation)
+                        for row, _ in tagged[start : start + ROWS_PER_STATEMENT]]  # fmt: skip
+                returned = self.db.execute(
+                    "INSERT INTO items (path, sha256, size, mtime, embedding, indexed_at, generation) VALUES "
+                    + ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * len(part))
+                    + " ON CONFLICT (path) DO UPDATE SET sha256 = excluded.sha256, size = excluded.size, "
+                    "mtime = excluded.mtime, embedding = excluded.embedding, indexed_at = excluded.indexed_at, "
+                    "generation = excluded.generation RETURNING id, path",
+                    [value for row in part for value in row],
                 )
+                ids.update((path, int(item_id)) for item_id, path in returned)
+            self._in_values("DELETE FROM tags WHERE item_id IN ({})", list(ids.values()))
+            self.db.insert_rows("tags", ("item_id", "attribute", "value", "confidence", "probabilities"),
+                                [(ids[row.path], t.attribute, t.value, t.confidence, t.probabilities)
+                                 for row, tags in tagged for t in tags])  # fmt: skip
 
     # -- the readers' queries ------------------------------------------------------------------------------------
 
@@ -368,10 +377,13 @@ class CatalogStore:
         return rows[0][0] if rows else None
 
     def _in(self, sql: str, ids: Sequence[int]) -> list[tuple[Any, ...]]:
+        return self._in_values(sql, [int(i) for i in ids])
+
+    def _in_values(self, sql: str, values: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """`sql` with its `IN ({})` filled with placeholders for `values`, run in parts of 500."""
         rows: list[tuple[Any, ...]] = []
-        ids = [int(i) for i in ids]
-        for start in range(0, len(ids), 500):
-            part = ids[start : start + 500]
+        for start in range(0, len(values), 500):
+            part = list(values[start : start + 500])
             rows += self.db.execute(sql.format(", ".join("?" * len(part))), part)
         return rows
 
