@@ -124,6 +124,8 @@ def index_catalog(
             report.tagged_per_process = [r.tagged for r in reports] if context.enabled else []
             for other in reports[1:]:
                 report.merge(other)
+            if report.tagged or report.removed:
+                store.analyze()
             report.vector_index = _save_vector_index(store, vector_index)
             report.errors = store.errors()
         barrier(context)

@@ -240,6 +240,11 @@ class CatalogStore:
             yield int(self.db.execute("UPDATE catalog_state SET generation = generation + 1 WHERE id = 1 "
                                       "RETURNING generation")[0][0])  # fmt: skip
 
+    def analyze(self) -> None:
+        """Refresh the query planner's statistics after many rows changed (both databases plan joins by them)."""
+        with self.db.lock:
+            self.db.execute("ANALYZE")
+
     def set_meta(self, values: Mapping[str, str]) -> None:
         with self.writing():
             self._set_meta(values)
@@ -324,11 +329,13 @@ class CatalogStore:
         return [(p, r) for p, r in self.db.execute("SELECT path, reason FROM errors ORDER BY path")]
 
     @staticmethod
-    def _filter_joins(filters: Mapping[str, str], min_confidence: float) -> tuple[str, list[Any]]:
-        """JOINs selecting items with every filtered tag at or above `min_confidence`."""
+    def _filter_joins(
+        filters: Mapping[str, str], min_confidence: float, item_id: str = "i.id"
+    ) -> tuple[str, list[Any]]:
+        """JOINs keeping the rows whose `item_id` carries every filtered tag at or above `min_confidence`."""
         joins, params = [], []
         for n, (attribute, value) in enumerate(sorted(filters.items())):
-            joins.append(f"JOIN tags f{n} ON f{n}.item_id = i.id AND f{n}.attribute = ? AND f{n}.value = ? "
+            joins.append(f"JOIN tags f{n} ON f{n}.item_id = {item_id} AND f{n}.attribute = ? AND f{n}.value = ? "
                          f"AND f{n}.confidence >= ?")  # fmt: skip
             params += [attribute, value, min_confidence]
         return " ".join(joins), params
@@ -349,13 +356,20 @@ class CatalogStore:
                                [*params, max(0, limit), max(0, offset)])  # fmt: skip
         return int(total), rows
 
-    def value_counts(self, attribute: str, filters: Mapping[str, str], min_confidence: float) -> dict[str, int]:
-        """How many items matching `filters` carry each value of `attribute` (at `min_confidence` or more)."""
-        joins, params = self._filter_joins(filters, min_confidence)
-        rows = self.db.execute(f"SELECT t.value, COUNT(*) FROM items i {joins} JOIN tags t ON t.item_id = i.id "
-                               "AND t.attribute = ? AND t.confidence >= ? GROUP BY t.value",
-                               [*params, attribute, min_confidence])  # fmt: skip
-        return {value: int(count) for value, count in rows}
+    def value_counts(self, filters: Mapping[str, str], min_confidence: float,
+                     attribute: str | None = None) -> dict[str, dict[str, int]]:  # fmt: skip
+        """attribute -> value -> how many items matching `filters` carry that value (at `min_confidence` or more);
+        of one `attribute`, or of every attribute at once (one query)."""
+        # Counted on the tags alone (every tag belongs to an item): without filters, one pass over the tags.
+        joins, params = self._filter_joins(filters, min_confidence, item_id="t.item_id")
+        only = "t.attribute = ? AND " if attribute is not None else ""
+        rows = self.db.execute(f"SELECT t.attribute, t.value, COUNT(*) FROM tags t {joins} WHERE {only}"
+                               "t.confidence >= ? GROUP BY t.attribute, t.value",
+                               [*params, *([attribute] if attribute is not None else []), min_confidence])  # fmt: skip
+        counts: dict[str, dict[str, int]] = {}
+        for name, value, count in rows:
+            counts.setdefault(name, {})[value] = int(count)
+        return counts
 
     def rows_by_id(self, ids: Sequence[int]) -> list[tuple[Any, ...]]:
         """Item rows (id, path, sha256, size) of those `ids` still in the catalogue, in no particular order."""
