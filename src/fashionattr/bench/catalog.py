@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import statistics
 import time
+from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -54,13 +55,12 @@ def percentile_ms(seconds: list[float], q: float) -> float:
 # f: similar-garment search
 
 
-def similar_figures(context: BenchContext) -> list[Figure]:
+def similar_figures(context: BenchContext) -> Iterator[Figure]:
     settings = context.settings
-    figures: list[Figure] = []
     largest: dict[str, Any] = {}
     for count in settings.catalog_sizes:
         result = _measure_similar(count, settings.embedding_dim, settings.similar_queries)
-        figures.append(Figure(
+        yield Figure(
             key=f"f.{size_label(count)}", title=f"similar search at {count:,} items: p99 exact / p99 approximate",
             ratio=result["exact_p99"] / result["ann_p99"], unit="ms",
             values={"exact p50": result["exact_p50"], "exact p99": result["exact_p99"],
@@ -71,17 +71,22 @@ def similar_figures(context: BenchContext) -> list[Figure]:
                       f"efConstruction={EXPANSION_ADD} ef={EXPANSION_SEARCH}"},
             notes=["one query at a time on one thread, as one service request runs it; the approximate side "
                    "includes re-scoring its 2k candidates exactly"],
-        ))  # fmt: skip
+        )  # fmt: skip
         largest = {"count": count, **result}
     if largest:
         count = largest["count"]
-        figures.append(Figure(key="f.p99", title=f"approximate similar search p99 at {count:,} items",
-                              ratio=largest["ann_p99"], goal=ANN_P99_GOAL_MS, at_most=True, ratio_unit=" ms",
-                              unit="ms", settings={"items": count}))  # fmt: skip
-        figures.append(Figure(key="f.recall", title=f"approximate similar search recall@10 at {count:,} items",
-                              ratio=largest["recall"], goal=RECALL_GOAL, ratio_unit="", unit="",
-                              settings={"items": count}))  # fmt: skip
-    return figures
+        yield Figure(key="f.p99", title=f"approximate similar search p99 at {count:,} items",
+                     ratio=largest["ann_p99"], goal=ANN_P99_GOAL_MS, at_most=True, ratio_unit=" ms", unit="ms",
+                     settings={"items": count})  # fmt: skip
+        yield Figure(
+            key="f.recall",
+            title=f"approximate similar search recall@10 at {count:,} items",
+            ratio=largest["recall"],
+            goal=RECALL_GOAL,
+            ratio_unit="",
+            unit="",
+            settings={"items": count},
+        )
 
 
 def _measure_similar(count: int, dim: int, queries: int) -> dict[str, float]:
@@ -122,7 +127,7 @@ def _measure_similar(count: int, dim: int, queries: int) -> dict[str, float]:
 # g: facet queries
 
 
-def facet_figures(context: BenchContext) -> list[Figure]:
+def facet_figures(context: BenchContext) -> Iterator[Figure]:
     from fashionattr.bench.postgres import find_bindir, throwaway_postgres
 
     settings = context.settings
@@ -133,10 +138,10 @@ def facet_figures(context: BenchContext) -> list[Figure]:
             bindir = find_bindir()
             if bindir is None:
                 missing = "no PostgreSQL server: give --postgres URL or install the server binaries"
-                return [Figure(key="g", title="facet queries: PostgreSQL vs SQLite", skipped=missing)]
+                yield Figure(key="g", title="facet queries: PostgreSQL vs SQLite", skipped=missing)
+                return
             server = stack.enter_context(throwaway_postgres(bindir))
             origin = "a throwaway local server (Unix socket, fsync off)"
-        figures = []
         for count in settings.catalog_sizes:
             url = postgres_url if postgres_url else server.new_database()
             sqlite_db = context.workdir / f"facets-{count}.sqlite"
@@ -144,7 +149,7 @@ def facet_figures(context: BenchContext) -> list[Figure]:
                       "postgresql": _load_catalogue(url, count, context.workdir)}  # fmt: skip
             times = _time_facets({"sqlite": str(sqlite_db), "postgresql": url}, settings.rounds)
             sqlite_db.unlink(missing_ok=True)
-            figures.append(Figure(
+            yield Figure(
                 key=f"g.{size_label(count)}", title=f"facet counts at {count:,} items: PostgreSQL / SQLite latency",
                 ratio=statistics.median(times["postgresql"]) / statistics.median(times["sqlite"]), unit="ms",
                 values={"SQLite p50": percentile_ms(times["sqlite"], 50),
@@ -155,8 +160,7 @@ def facet_figures(context: BenchContext) -> list[Figure]:
                           "load_s": {k: round(v, 1) for k, v in load_s.items()}, "postgresql": origin},
                 notes=["one Catalog.facets call: eight GROUP BY counts (one per attribute), with no, one or two "
                        "filters in turn; a ratio above 1 means PostgreSQL is slower"],
-            ))  # fmt: skip
-    return figures
+            )  # fmt: skip
 
 
 def _load_catalogue(db: str, count: int, root: Path) -> float:

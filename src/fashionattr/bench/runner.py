@@ -6,7 +6,7 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,8 @@ from fashionattr.bench.context import (
 from fashionattr.bench.core import Figure, format_figure, format_machine, format_summary, machine_info
 from fashionattr.io import atomic_write_text
 
-FigureFunction = Callable[[BenchContext], list[Figure]]
+FigureFunction = Callable[[BenchContext], Iterable[Figure]]
+"""A section: its figures, as a list or yielded one by one (each is printed as soon as it lands)."""
 
 
 def _sections() -> dict[str, FigureFunction]:
