@@ -28,7 +28,7 @@ from fashionattr.catalog.files import (
 )
 from fashionattr.catalog.similarity import SimilarityIndex
 from fashionattr.catalog.store import CatalogStore, ItemRow, TagRow, open_store
-from fashionattr.catalog.vectors import VECTOR_INDEX_KINDS
+from fashionattr.catalog.vectors import VECTOR_INDEX_KINDS, resolve_kind
 from fashionattr.distributed import DistributedContext, barrier, broadcast_object, gather_objects
 from fashionattr.errors import UserError
 
@@ -271,6 +271,9 @@ def _write_rows(store: CatalogStore, rows: Sequence[tuple[ItemRow, Any]], predic
 
 def _save_vector_index(store: CatalogStore, requested: str) -> str:
     """Save the approximate index in the catalogue when readers will use one, so they need not build it."""
+    if resolve_kind(requested, store.count()) != "ann":
+        store.drop_vector_index()
+        return ""
     similarity = SimilarityIndex(store, requested, threads=os.cpu_count() or 1)
     index = similarity.refresh()
     if index is None or index.kind != "ann":
