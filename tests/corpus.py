@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import os
 import random
+import socket
 import struct
 import zlib
 from dataclasses import dataclass
@@ -86,6 +87,34 @@ def gray16_png() -> bytes:
     return encode(Image.fromarray(ramp), "PNG")
 
 
+def ramp(peak: float, dtype: type, mode: str | None = None) -> Image.Image:
+    """A left-to-right grayscale ramp from 0 to `peak` in the given sample type (16-bit, 32-bit, float)."""
+    values = np.tile(np.linspace(0, peak, WIDTH), (HEIGHT, 1)).astype(dtype)
+    return Image.fromarray(values, mode) if mode else Image.fromarray(values)
+
+
+LAB_RED = (136, 208, 195)
+"""sRGB red (255, 0, 0) in PIL's 8-bit CIELAB: L* 53.2 -> 136, a* 80 and b* 67 offset by 128."""
+
+
+def mode_cases() -> list[tuple[bytes, Case]]:
+    """Pixel modes PIL's own conversion gets wrong (floats turn black, CIELAB false colours, 16-bit white)."""
+    return [
+        (encode(ramp(1.0, np.float32, "F"), "TIFF"), Case("float-0-1.tif", size=(WIDTH, HEIGHT))),
+        (encode(ramp(255.0, np.float32, "F"), "TIFF"), Case("float-0-255.tif", reason="float pixels", header_ok=True)),
+        (encode(Image.fromarray(np.full((HEIGHT, WIDTH), np.nan, np.float32), "F"), "TIFF"),
+         Case("float-nan.tif", reason="float pixels", header_ok=True)),
+        (encode(ramp(65535, np.int32, "I"), "TIFF"), Case("int32-16-bit-range.tif", size=(WIDTH, HEIGHT))),
+        (encode(ramp(1_000_000, np.int32, "I"), "TIFF"),
+         Case("int32-full-range.tif", reason="32-bit integer pixels", header_ok=True)),
+        (encode(Image.new("LAB", (WIDTH, HEIGHT), LAB_RED), "TIFF"), Case("cielab-red.tif", size=(WIDTH, HEIGHT))),
+        (encode(ramp(200, np.uint16), "PNG"), Case("gray16-dark.png", size=(WIDTH, HEIGHT))),
+        (encode(Image.new("1", (WIDTH, HEIGHT), 1), "TIFF"), Case("bilevel.tif", size=(WIDTH, HEIGHT))),
+        (encode(noise().convert("CMYK"), "TIFF"), Case("cmyk.tif", size=(WIDTH, HEIGHT))),
+        (encode(noise().convert("YCbCr"), "TIFF"), Case("ycbcr.tif", size=(WIDTH, HEIGHT))),
+    ]  # fmt: skip
+
+
 def image_corpus() -> dict[str, tuple[bytes | None, Case]]:
     """name -> (file bytes, or None for a case that is not a plain file, and what it must do)."""
     rng = random.Random(6)
@@ -108,6 +137,7 @@ def image_corpus() -> dict[str, tuple[bytes | None, Case]]:
         (encode(Image.new("RGB", (1, 1), (9, 9, 9)), "JPEG"), Case("one-pixel.jpg", size=(1, 1))),
         (encode(Image.new("RGB", (2000, 10)), "JPEG"), Case("elongated.jpg", reason="too elongated")),
         (None, Case("symlink-loop.jpg", reason="symbolic links")),
+        *mode_cases(),
     ]
     return {case.name: (data, case) for data, case in cases}
 
@@ -133,3 +163,174 @@ def write_image_corpus(folder: Path, non_utf8_name: bool = False) -> dict[str, C
             handle.write(encode(noise(), "JPEG"))
         written[name] = Case(name, size=(WIDTH, HEIGHT))
     return written
+
+
+# --- special files: only regular files may be read ------------------------------------------------------------
+
+
+def special_files(folder: Path) -> dict[str, Case]:
+    """Write a FIFO, links to devices, a socket, a folder, a dangling link and an empty /proc file named as images.
+
+    Opening a FIFO blocks until a writer comes and a device never ends, so each must be refused before it is opened.
+    `size` is never set: none of them is an image.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(folder / "fifo.jpg")
+    for device in ("zero", "urandom", "null"):
+        os.symlink(f"/dev/{device}", folder / f"dev-{device}.jpg")
+    with socket.socket(socket.AF_UNIX) as server:  # the socket file stays after the socket closes
+        server.bind(str(folder / "socket.jpg"))
+    (folder / "folder.jpg").mkdir()
+    os.symlink("no-such-target.jpg", folder / "dangling.jpg")
+    os.symlink("/proc/self/status", folder / "proc-status.jpg")  # a regular file of size 0 that has content
+    return {
+        "fifo.jpg": Case("fifo.jpg", reason="is a named pipe (FIFO), not a regular file"),
+        "dev-zero.jpg": Case("dev-zero.jpg", reason="is a character device, not a regular file"),
+        "dev-urandom.jpg": Case("dev-urandom.jpg", reason="is a character device, not a regular file"),
+        "dev-null.jpg": Case("dev-null.jpg", reason="is a character device, not a regular file"),
+        "socket.jpg": Case("socket.jpg", reason="is a socket, not a regular file"),
+        "folder.jpg": Case("folder.jpg", reason="is a directory, not a regular file"),
+        "dangling.jpg": Case("dangling.jpg", reason="file not found"),
+        "proc-status.jpg": Case("proc-status.jpg", reason="file is empty"),
+    }
+
+
+def special_file(path: Path, kind: str) -> None:
+    """Make `path` a special file of `kind`: fifo, zero, urandom or null (links to those devices)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_symlink() or path.exists():
+        path.unlink()
+    if kind == "fifo":
+        os.mkfifo(path)
+    else:
+        os.symlink(f"/dev/{kind}", path)
+
+
+# --- label, question, answer, schema and config files ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TextCase:
+    """A hand-written file and what reading it must give: accepted when `words` is None, else refused at `line`
+    (0: the file as a whole) with a message containing `words`."""
+
+    id: str
+    text: str
+    line: int = 0
+    words: str | None = None
+
+
+ROW = "Images/coat_length_labels/{name},coat_length_labels,nynnnnnn\n"
+A, B = ROW.format(name="a.jpg"), ROW.format(name="b.jpg")
+
+
+def row(path: str, attribute: str = "coat_length_labels", label: str = "nynnnnnn") -> str:
+    return f"{path},{attribute},{label}\n"
+
+
+SPELLING_CASES = [
+    TextCase("dot-slash", A + row("./Images/coat_length_labels/a.jpg"), 2, "duplicate row"),
+    TextCase("double-slash", A + row("Images//coat_length_labels/a.jpg"), 2, "duplicate row"),
+    TextCase("inner-dot", A + row("Images/./coat_length_labels/a.jpg"), 2, "duplicate row"),
+    TextCase("every-spelling", A + row(".//Images/.//coat_length_labels//./a.jpg"), 2, "duplicate row"),
+    TextCase("dot-slash-first", row("./Images/coat_length_labels/a.jpg") + A, 2, "there as './Images"),
+    TextCase("dot-slash-other-label", A + row("./Images/coat_length_labels/a.jpg", label="nnynnnnn"), 2,
+             "duplicate row"),
+    TextCase("trailing-slash", A + row("Images/coat_length_labels/b.jpg/"), 2, "names a folder"),
+    TextCase("only-dots", A + row("./."), 2, "names no file"),
+    TextCase("dot-dot-inside", A + row("Images/coat_length_labels/x/../b.jpg"), 2, "leaves the dataset root"),
+    TextCase("backslash-dot-dot", A + row("Images\\..\\..\\b.jpg"), 2, "leaves the dataset root"),
+    TextCase("dot-slash-alone", row("./Images/coat_length_labels/a.jpg") + B),
+    TextCase("double-slash-alone", A + row("Images//coat_length_labels//b.jpg")),
+    TextCase("same-file-two-attributes", A + row("./Images/coat_length_labels/a.jpg", "sleeve_length_labels",
+                                                 "nynnnnnnn")),
+]  # fmt: skip
+"""One file spelled several ways is one image: a second spelling is a duplicate row, never a second image."""
+
+LINE_SEPARATORS = {"u2028": "\u2028", "u2029": "\u2029", "nel": "\x85", "vt": "\x0b", "ff": "\x0c", "fs": "\x1c",
+                   "gs": "\x1d", "rs": "\x1e"}  # fmt: skip
+"""What `str.splitlines` takes for a line end besides \\n and \\r."""
+
+PARSE_CASES = [
+    *(TextCase(f"{name}-in-a-path-then-an-error", row(f"Images/coat_length_labels/a{char}b.jpg") + A
+               + row("Images/coat_length_labels/c.jpg", label="nyn"), 1, "line separators")
+      for name, char in LINE_SEPARATORS.items()),
+    *(TextCase(f"{name}-error-line-after-it", A + row(f"Images/coat_length_labels/a{char}b.jpg") + B
+               + row("Images/coat_length_labels/c.jpg", label="nyn"), 4, "has 3 characters")
+      for name, char in list(LINE_SEPARATORS.items())[:3]),
+    TextCase("cr-only-line-ends", (A + B + row("Images/coat_length_labels/c.jpg", label="nyn")).replace("\n", "\r"),
+             3, "has 3 characters"),
+    TextCase("lone-cr-inside-a-line", A + "Images/coat_length_labels/c\r.jpg,coat_length_labels,nynnnnnn\n", 2,
+             "carriage return"),
+    TextCase("tab-separated", A + B.replace(",", "\t"), 2, "separated by tabs"),
+    TextCase("semicolon-separated", A + B.replace(",", ";"), 2, "separated by semicolons"),
+    TextCase("bar-separated", A + B.replace(",", "|"), 2, "separated by vertical bars"),
+    TextCase("tab-separated-first-line", B.replace(",", "\t") + A, 1, "but columns must be separated by commas"),
+]  # fmt: skip
+"""True line numbers whatever characters a path holds, and a row in another separator says which."""
+
+ANSWER_ROW = "Images/coat_length_labels/a.jpg,coat_length_labels,{}\n"
+ANSWER_LABELS = A
+TIE = "0.125;0.125;0.125;0.125;0.125;0.125;0.125;0.125"
+
+ANSWER_NUMBER_CASES = [
+    TextCase("underscore", ANSWER_ROW.format("0.1_0;0.9;0;0;0;0;0;0"), 1, "'0.1_0') is not a number"),
+    TextCase("nan", ANSWER_ROW.format("nan;0.9;0;0;0;0;0;0"), 1, "'nan') is not a number"),
+    TextCase("inf", ANSWER_ROW.format("inf;0.9;0;0;0;0;0;0"), 1, "'inf') is not a number"),
+    TextCase("infinity", ANSWER_ROW.format("0;Infinity;0;0;0;0;0;0"), 1, "'Infinity') is not a number"),
+    TextCase("hexadecimal", ANSWER_ROW.format("0x0;1;0;0;0;0;0;0"), 1, "'0x0') is not a number"),
+    TextCase("arabic-indic-digits", ANSWER_ROW.format("\u0660.\u0661;0.9;0;0;0;0;0;0"), 1, "is not a number"),
+    TextCase("fullwidth-digits", ANSWER_ROW.format("\uff10.\uff11;0.9;0;0;0;0;0;0"), 1, "is not a number"),
+    TextCase("inner-space", ANSWER_ROW.format("0. 1;0.9;0;0;0;0;0;0"), 1, "is not a number"),
+    TextCase("comma-decimal", 'Images/coat_length_labels/a.jpg,coat_length_labels,"0,1;0,9;0;0;0;0;0;0"\n', 1,
+             "is not a number"),
+    TextCase("dangling-exponent", ANSWER_ROW.format("1e;0;0;0;0;0;0;0"), 1, "is not a number"),
+    TextCase("negative", ANSWER_ROW.format("-0.1;1.1;0;0;0;0;0;0"), 1, "not a finite number in [0, 1]"),
+    TextCase("semicolon-separated", ANSWER_ROW.format("0.1;0.9;0;0;0;0;0;0").replace(",", ";"), 1,
+             "separated by semicolons"),
+    TextCase("scientific", ANSWER_ROW.format("1e-1;9E-1;0;0;0;0;0;0")),
+    TextCase("leading-dot-and-plus", ANSWER_ROW.format(".1;+0.9;0.;0;0;0;0;0")),
+    TextCase("dot-slash-path", "./" + ANSWER_ROW.format("0.1;0.9;0;0;0;0;0;0")),
+    TextCase("two-spellings", ANSWER_ROW.format(TIE) + "./" + ANSWER_ROW.format(TIE), 2, "duplicate answer"),
+]  # fmt: skip
+"""Answer-file numbers are plain decimals: Python's float() syntax (`_`, nan, other digits) is refused."""
+
+FASHIONAI_LIKE = "name: mine\nattributes:\n  - name: coat_length_labels\n    classes: [A, B, C, D, E, F, G, H]\n"
+BILLION_LAUGHS = "".join(
+    [
+        "a: &a [x, x, x, x, x, x, x, x, x]\n",
+        *(f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 9)}]\n" for i in range(8)),
+        "name: *i\nattributes: [{name: coat_length_labels, classes: [A, B]}]\n",
+    ]
+)
+"""Nine levels of nine aliases: 387 million strings if expanded."""
+
+SCHEMA_CASES = [
+    TextCase("json-two-attributes-keys", '{"name": "x", "attributes": [{"name": "a_labels", "classes": ["P", "Q"]}], '
+             '"attributes": [{"name": "coat_length_labels", "classes": ["A", "B"]}]}', 0, "'attributes' appears twice"),
+    TextCase("json-two-name-keys", '{"attributes": [{"name": "a", "name": "coat_length_labels", "classes": ["A", "B"]'
+             "}]}", 0, "'name' appears twice"),
+    TextCase("json-nan", '{"name": NaN, "attributes": []}', 0, "NaN is not a number"),
+    TextCase("json-nested-100000", '{"name": ' + "[" * 100_000 + "]" * 100_000 + "}", 0, "nest 100001 deep"),
+    TextCase("json-broken", '{"name": "x",\n "attributes": [}', 2, "not valid JSON"),
+    TextCase("yaml-two-attributes-keys", FASHIONAI_LIKE + "attributes: []\n", 5, "'attributes' appears twice"),
+    TextCase("yaml-alias-bomb", BILLION_LAUGHS, 2, "aliases"),
+    TextCase("yaml-simple-alias", "shared: &c [A, B]\nattributes:\n  - {name: coat_length_labels, classes: *c}\n", 3,
+             "aliases"),
+    TextCase("yaml-merge-key", "base: &b {classes: [A, B]}\nattributes:\n  - {<<: *b, name: coat_length_labels}\n",
+             3, "aliases"),
+    TextCase("yaml-nested-deep", "name: " + "[" * 5000 + "]" * 5000 + "\n", 1, "nest deeper than"),
+    TextCase("yaml-python-tag", "name: !!python/object/apply:os.system [touch PWNED]\n", 1, "constructor"),
+    TextCase("yaml-not-utf8", "name: caf\udce9\n", 1, "not valid UTF-8"),
+    TextCase("yaml-1.2-words-stay-text", "name: mine\nattributes:\n  - name: coat_length_labels\n"
+             "    classes: [No, Yes, On, Off, Y, N, '~x', 1:20]\n"),
+]  # fmt: skip
+"""Schema files: repeated keys, aliases, deep nesting and Python tags are refused; YAML 1.1's `No` is text."""
+
+CONFIG_CASES = [
+    TextCase("yaml-repeated-key", "epochs: 1\nlr: 0.1\nepochs: 50\n", 3, "'epochs' appears twice"),
+    TextCase("json-repeated-key", '{"epochs": 1, "epochs": 50}', 0, "'epochs' appears twice"),
+    TextCase("yaml-alias", "lr: &r 0.1\nmin_lr: *r\n", 2, "aliases"),
+    TextCase("yaml-scientific-is-a-number", "lr: 1e-3\nmin_lr: 2.5E-7\n"),
+]  # fmt: skip
+"""Config files go through the same strict reader: `lr: 1e-3` is a number (PyYAML made it a string)."""

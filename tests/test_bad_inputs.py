@@ -8,27 +8,53 @@ Training on a dataset with 5% corrupt files: it goes on within --max-bad-fractio
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
 import shutil
+import socket
 import struct
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from PIL import Image
 
 from conftest import TrainedRun
-from corpus import NON_UTF8_NAME, Case, write_image_corpus
+from corpus import (
+    ANSWER_LABELS,
+    ANSWER_NUMBER_CASES,
+    CONFIG_CASES,
+    NON_UTF8_NAME,
+    PARSE_CASES,
+    SCHEMA_CASES,
+    SPELLING_CASES,
+    A,
+    B,
+    Case,
+    TextCase,
+    row,
+    special_file,
+    special_files,
+    write_image_corpus,
+)
 from fashionattr.catalog import Catalog
 from fashionattr.cli import main
+from fashionattr.config import read_config_file
+from fashionattr.data.dataset import DatasetRoot
 from fashionattr.data.images import ImageError, open_image, probe_image
-from fashionattr.data.labels import LABELS_RELPATH
+from fashionattr.data.labels import LABELS_RELPATH, QUESTIONS_RELPATH, LabelFileError, read_labels
+from fashionattr.data.split import read_split
 from fashionattr.data.synth import generate_dataset
-from fashionattr.training import SKIPPED_NAME
+from fashionattr.run_dir import RunDir
+from fashionattr.schema import FASHIONAI
+from test_serve import Server, _wait_until_healthy, build_catalog, free_port, start_server
 
 CORPUS_DIR = "Images/coat_length_labels/corpus"
 QUICK_TRAIN = ["--arch", "test_resnet", "--img-size", "32", "--epochs", "1", "--batch-size", "16", "--workers", "0",
@@ -165,7 +191,7 @@ def test_train_skips_and_lists_every_bad_image(corpus_dataset, tmp_path, capsys)
     code = main(["train", str(root), "--out", str(out), "--attributes", "coat_length", "--cache", "off",
                  "--max-bad-fraction", "0.5", *QUICK_TRAIN])  # fmt: skip
     assert code == 0, capsys.readouterr().err
-    skipped = dict(line.split("\t", 1) for line in (out / SKIPPED_NAME).read_text().splitlines())
+    skipped = dict(line.split("\t", 1) for line in RunDir(out).skipped.read_text().splitlines())
     assert set(skipped) == {f"{CORPUS_DIR}/{name}" for name in bad(cases)}
     for name, case in bad(cases).items():
         assert case.reason in skipped[f"{CORPUS_DIR}/{name}"], name
@@ -310,7 +336,7 @@ def test_training_goes_on_within_the_bad_image_limit(corrupt_dataset, tmp_path, 
     root, garbage = corrupt_dataset
     out = tmp_path / "run"
     assert train_corrupt(root, out, "--cache", cache, "--max-bad-fraction", "0.1") == 0, capsys.readouterr().err
-    skipped = dict(line.split("\t", 1) for line in (out / SKIPPED_NAME).read_text().splitlines())
+    skipped = dict(line.split("\t", 1) for line in RunDir(out).skipped.read_text().splitlines())
     assert set(skipped) == garbage
     assert all("not an image" in reason for reason in skipped.values())
     assert (out / "summary.json").is_file()
@@ -337,5 +363,621 @@ def test_truncated_images_pass_the_header_scan_and_stop_training_after_an_epoch(
     err = capsys.readouterr().err
     assert "found while training" in err and any(path in err for path in cut)
     assert (out / "last.pt").exists()  # the epoch that found them is kept
-    listed = {line.split("\t")[0] for line in (out / SKIPPED_NAME).read_text().splitlines()}
+    listed = {line.split("\t")[0] for line in RunDir(out).skipped.read_text().splitlines()}
     assert len(listed) >= 2 and listed <= cut  # those drawn in the epoch (the last, partial batch is dropped)
+
+
+# === Second round: whole classes of hostile input =================================================================
+#
+# Each class has one mechanism every command goes through, and a table of cases here (tables in tests/corpus.py):
+# special files (io.open_regular_file), one file spelled several ways (labels.normalise_image_path and
+# dataset.check_image_paths), strict parsers (parsing.py, labels.read_lines, image modes), AP ties (metrics) and
+# the service's limits (tests further down). Every case is accepted correctly or refused with a one-line message
+# naming the file (and line), exit 2 (1 where other files are still answered); none may hang or show a traceback.
+
+
+def tiny_root(folder: Path, synthetic_data: Path, labels: str = A) -> Path:
+    """A dataset root holding Images/coat_length_labels/a.jpg and b.jpg (real photos) and the given label.csv."""
+    images = folder / "Images" / "coat_length_labels"
+    images.mkdir(parents=True)
+    sources = sorted((synthetic_data / "Images" / "coat_length_labels").glob("*.jpg"))[:2]
+    for source, name in zip(sources, ("a.jpg", "b.jpg"), strict=True):
+        shutil.copyfile(source, images / name)
+    (folder / "Annotations").mkdir()
+    (folder / LABELS_RELPATH).write_text(labels, encoding="utf-8", newline="")
+    return folder
+
+
+def refused(argv: list[str], capsys: pytest.CaptureFixture[str], *words: str, code: int = 2) -> str:
+    """Run the command in-process; it must exit with `code`, one-line messages containing `words`, no traceback."""
+    assert main(argv) == code, argv
+    err = capsys.readouterr().err
+    assert_no_traceback(err)
+    for word in words:
+        assert word in err, (argv, word, err)
+    return err
+
+
+# --- class 1: special files are refused before they are opened ----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def special(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Case]]:
+    folder = tmp_path_factory.mktemp("special") / "photos"
+    return folder, special_files(folder)
+
+
+@pytest.mark.timeout(60)
+def test_special_files_are_refused_by_the_decoder_and_the_header_probe(special):
+    folder, cases = special
+    for name, case in cases.items():
+        for read in (open_image, probe_image):
+            with pytest.raises(ImageError) as info:
+                read(folder / name)
+            assert case.reason in info.value.reason and str(folder / name) in str(info.value), (name, read)
+
+
+@pytest.mark.timeout(60)
+def test_the_safe_reader_bounds_what_it_reads(tmp_path):
+    from fashionattr.io import FileReadError, read_regular_file
+
+    big = tmp_path / "big.csv"
+    big.write_bytes(b"x" * 2048)
+    assert read_regular_file(big, 2048) == b"x" * 2048
+    with pytest.raises(FileReadError, match="over the"):
+        read_regular_file(big, 1024)
+    special_file(tmp_path / "zero.csv", "zero")
+    with pytest.raises(FileReadError, match="character device"):
+        read_regular_file(tmp_path / "zero.csv", 1024)
+
+
+@pytest.fixture(scope="module")
+def special_dataset(synthetic_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Case]]:
+    """The shared synthetic dataset plus the special files that lie inside it, labelled as coat_length class 1.
+
+    The links to devices and /proc lead out of the root, so a label file naming them is refused as a whole
+    (`test_links_may_not_leave_the_root_or_name_one_file_twice`); `predict` meets them one by one.
+    """
+    root = tmp_path_factory.mktemp("special-data") / "data"
+    shutil.copytree(synthetic_data, root, symlinks=True)
+    every = special_files(root / "Images/coat_length_labels/special")
+    cases = {name: every[name] for name in ("fifo.jpg", "socket.jpg", "folder.jpg", "dangling.jpg")}
+    with (root / LABELS_RELPATH).open("a", encoding="utf-8") as labels:
+        labels.write("".join(row(f"Images/coat_length_labels/special/{name}") for name in cases))
+    return root, cases
+
+
+@pytest.mark.timeout(180)
+def test_check_and_train_report_every_special_file(special_dataset, tmp_path, capsys):
+    root, cases = special_dataset
+    assert main(["check", str(root), "--workers", "1"]) == 2
+    out = capsys.readouterr().out
+    for name, case in cases.items():
+        line = next(line for line in out.splitlines() if f"special/{name}:" in line)
+        assert case.reason in line, (name, line)
+    out_dir = tmp_path / "run"
+    code = main(["train", str(root), "--out", str(out_dir), "--attributes", "coat_length", "--cache", "off",
+                 "--max-bad-fraction", "0.5", *QUICK_TRAIN])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    skipped = dict(line.split("\t", 1) for line in RunDir(out_dir).skipped.read_text().splitlines())
+    assert set(skipped) == {f"Images/coat_length_labels/special/{name}" for name in cases}
+    assert all(case.reason in skipped[f"Images/coat_length_labels/special/{name}"] for name, case in cases.items())
+
+
+@pytest.mark.timeout(180)
+def test_predict_and_submit_answer_the_rest_and_name_each_special_file(trained_run: TrainedRun, special, tmp_path,
+                                                                       capsys):  # fmt: skip
+    folder, cases = special
+    code = main(["predict", str(trained_run.run), str(folder), str(folder / "fifo.jpg"), "--format", "json",
+                 "--workers", "0"])  # fmt: skip
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert_no_traceback(err)
+    entries = json.loads(out)
+    listed = [Path(entry["source"]).name for entry in entries]
+    assert sorted(listed) == sorted([*(n for n in cases if n != "folder.jpg"), "fifo.jpg"])  # a folder is searched
+    for entry in entries:
+        assert cases[Path(entry["source"]).name].reason in entry["error"], entry
+    # submit: a question whose image is a FIFO is answered uniformly and named; the good one is predicted
+    root = tmp_path / "data"
+    (root / "Tests").mkdir(parents=True)
+    shutil.copytree(trained_run.data / "Images" / "coat_length_labels", root / "Images" / "coat_length_labels")
+    good = sorted((root / "Images" / "coat_length_labels").glob("*.jpg"))[0].name
+    special_file(root / "Images" / "coat_length_labels" / "fifo.jpg", "fifo")
+    questions = root / "Tests" / "question.csv"
+    questions.write_text(row(f"Images/coat_length_labels/{good}", label="?") + row("Images/coat_length_labels/fifo.jpg",
+                                                                                  label="?"))  # fmt: skip
+    answers = tmp_path / "answers.csv"
+    err = refused(["submit", str(trained_run.run), str(questions), "--out", str(answers), "--workers", "0"], capsys,
+                  "fifo.jpg: is a named pipe (FIFO)", code=1)  # fmt: skip
+    lines = answers.read_text().splitlines()
+    assert len(lines) == 2 and lines[1].endswith(";".join(["0.125000"] * 8)), (lines, err)
+
+
+SPECIAL_TEXT_FILES = [
+    ("label-fifo", "data/Annotations/label.csv", "fifo", ["check", "{data}"], "named pipe"),
+    ("label-dev-zero", "data/Annotations/label.csv", "zero", ["check", "{data}"], "character device"),
+    ("label-dev-urandom", "data/Annotations/label.csv", "urandom", ["split", "{data}"], "character device"),
+    ("label-fifo-train", "data/Annotations/label.csv", "fifo", ["train", "{data}", "--out", "{tmp}/run"], "named pipe"),
+    ("questions-fifo", "data/Tests/question.csv", "fifo", ["check", "{data}"], "named pipe"),
+    ("schema-json-fifo", "data/schema.json", "fifo", ["check", "{data}"], "named pipe"),
+    ("schema-yaml-dev-zero", "data/schema.yaml", "zero", ["check", "{data}"], "character device"),
+    ("config-fifo", "config.yaml", "fifo", ["train", "{data}", "--config", "{tmp}/config.yaml"], "named pipe"),
+    ("config-dev-urandom", "config.json", "urandom", ["train", "{data}", "--config", "{tmp}/config.json"],
+     "character device"),
+    ("split-fifo", "split.csv", "fifo", ["train", "{data}", "--split-file", "{tmp}/split.csv", "--out", "{tmp}/run"],
+     "named pipe"),
+    ("answers-fifo", "answers.csv", "fifo", ["evaluate", "--answers", "{tmp}/answers.csv", "--labels",
+                                             "{data}/Annotations/label.csv"], "named pipe"),
+    ("labels-dev-zero", "labels.csv", "zero", ["evaluate", "--answers", "{tmp}/good-answers.csv", "--labels",
+                                              "{tmp}/labels.csv"], "character device"),
+]  # fmt: skip
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(("relative", "kind", "argv", "words"), [case[1:] for case in SPECIAL_TEXT_FILES],
+                         ids=[case[0] for case in SPECIAL_TEXT_FILES])  # fmt: skip
+def test_special_label_schema_config_split_and_answer_files_are_refused(synthetic_data, tmp_path, capsys, relative,
+                                                                        kind, argv, words):  # fmt: skip
+    data = tiny_root(tmp_path / "data", synthetic_data)
+    (tmp_path / "good-answers.csv").write_text(A.replace("nynnnnnn", "0;1;0;0;0;0;0;0"))
+    special_file(tmp_path / relative, kind)
+    command = [part.format(data=data, tmp=tmp_path) for part in argv]
+    refused(command, capsys, f"{tmp_path / relative}: ", words)
+
+
+def test_a_fifo_label_file_in_a_subprocess_ends_with_exit_2(synthetic_data, tmp_path):
+    data = tiny_root(tmp_path / "data", synthetic_data)
+    special_file(data / LABELS_RELPATH, "fifo")
+    result = subprocess.run([sys.executable, "-m", "fashionattr", "check", str(data)], capture_output=True, text=True,
+                            timeout=60)  # fmt: skip
+    assert result.returncode == 2 and "is a named pipe (FIFO), not a regular file" in result.stderr
+    assert_no_traceback(result.stderr)
+
+
+# --- class 3: one file, several spellings ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", SPELLING_CASES, ids=[case.id for case in SPELLING_CASES])
+def test_one_file_spelled_several_ways_is_one_image(synthetic_data, tmp_path, capsys, case: TextCase):
+    root = tiny_root(tmp_path / "data", synthetic_data, case.text)
+    split = tmp_path / "split.csv"
+    commands = [["check", str(root)], ["split", str(root), "--out", str(split)]]
+    if case.words is None:
+        for argv in commands:
+            assert main(argv) == 0, capsys.readouterr().err
+        rows = read_split(split)
+        assert all(path.startswith("Images/coat_length_labels/") and "//" not in path and "./" not in path
+                   for path, _ in rows)  # fmt: skip
+        assert len(rows) == len({(r.path, r.attribute) for r in read_labels(root / LABELS_RELPATH, FASHIONAI)}) == 2
+        return
+    for argv in [*commands, ["train", str(root), "--out", str(tmp_path / "run"), *QUICK_TRAIN]]:
+        refused(argv, capsys, f"{root / LABELS_RELPATH}:{case.line}: ", case.words)
+    assert not split.exists()
+
+
+def _link_out(root: Path, outside: Path) -> str:
+    os.symlink(outside / "real.jpg", root / "Images/coat_length_labels/b.jpg.link")
+    return A + row("Images/coat_length_labels/b.jpg.link")
+
+
+def _folder_out(root: Path, outside: Path) -> str:
+    os.symlink(outside, root / "Images/coat_length_labels/elsewhere")
+    return A + row("Images/coat_length_labels/elsewhere/real.jpg")
+
+
+def _etc_passwd(root: Path, outside: Path) -> str:
+    os.symlink("/etc/passwd", root / "Images/coat_length_labels/passwd.jpg")
+    return A + row("Images/coat_length_labels/passwd.jpg")
+
+
+def _dangling_out(root: Path, outside: Path) -> str:
+    os.symlink(outside / "missing.jpg", root / "Images/coat_length_labels/gone.jpg")
+    return A + row("Images/coat_length_labels/gone.jpg")
+
+
+def _chain_out(root: Path, outside: Path) -> str:
+    os.symlink(outside / "real.jpg", root / "Images/coat_length_labels/c.jpg")
+    os.symlink("c.jpg", root / "Images/coat_length_labels/d.jpg")
+    return A + row("Images/coat_length_labels/d.jpg")
+
+
+def _relative_out(root: Path, outside: Path) -> str:
+    os.symlink(os.path.relpath(outside / "real.jpg", root / "Images/coat_length_labels"),
+               root / "Images/coat_length_labels/rel.jpg")  # fmt: skip
+    return A + row("Images/coat_length_labels/rel.jpg")
+
+
+def _link_twice(root: Path, outside: Path) -> str:
+    os.symlink("a.jpg", root / "Images/coat_length_labels/alias.jpg")
+    return A + row("Images/coat_length_labels/alias.jpg")
+
+
+def _hard_link_twice(root: Path, outside: Path) -> str:
+    os.link(root / "Images/coat_length_labels/a.jpg", root / "Images/coat_length_labels/hard.jpg")
+    return A + row("Images/coat_length_labels/hard.jpg")
+
+
+def _folder_link_twice(root: Path, outside: Path) -> str:
+    os.symlink(".", root / "Images/coat_length_labels/same")
+    return A + row("Images/coat_length_labels/same/a.jpg")
+
+
+def _link_inside_alone(root: Path, outside: Path) -> str:
+    (root / "Images/coat_length_labels/b.jpg").unlink()
+    os.symlink("a.jpg", root / "Images/coat_length_labels/b.jpg")
+    return B
+
+
+def _link_other_attribute(root: Path, outside: Path) -> str:
+    os.symlink("a.jpg", root / "Images/coat_length_labels/alias.jpg")
+    return A + row("Images/coat_length_labels/alias.jpg", "sleeve_length_labels", "nynnnnnnn")
+
+
+def _link_in_subfolder(root: Path, outside: Path) -> str:
+    (root / "Images/coat_length_labels/sub").mkdir()
+    os.symlink("../b.jpg", root / "Images/coat_length_labels/sub/b.jpg")
+    return A + row("Images/coat_length_labels/sub/b.jpg")
+
+
+def _dev_zero(root: Path, outside: Path) -> str:
+    os.symlink("/dev/zero", root / "Images/coat_length_labels/zero.jpg")
+    return A + row("Images/coat_length_labels/zero.jpg")
+
+
+LINK_CASES = [
+    (_link_out, "leads out of the dataset root"),
+    (_dev_zero, "leads out of the dataset root through a symbolic link (to /dev/zero)"),
+    (_folder_out, "leads out of the dataset root"),
+    (_etc_passwd, "leads out of the dataset root"),
+    (_dangling_out, "leads out of the dataset root"),
+    (_chain_out, "leads out of the dataset root"),
+    (_relative_out, "leads out of the dataset root"),
+    (_link_twice, "is the same file as 'Images/coat_length_labels/a.jpg' (line 1)"),
+    (_hard_link_twice, "is the same file as"),
+    (_folder_link_twice, "is the same file as"),
+    (_link_inside_alone, None),
+    (_link_other_attribute, None),
+    (_link_in_subfolder, None),
+]
+
+
+@pytest.mark.parametrize(("make", "words"), LINK_CASES, ids=[make.__name__.strip("_") for make, _ in LINK_CASES])
+def test_links_may_not_leave_the_root_or_name_one_file_twice(synthetic_data, tmp_path, capsys, make, words):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    shutil.copyfile(sorted((synthetic_data / "Images/coat_length_labels").glob("*.jpg"))[-1], outside / "real.jpg")
+    root = tiny_root(tmp_path / "data", synthetic_data)
+    (root / LABELS_RELPATH).write_text(make(root, outside), encoding="utf-8")
+    commands = [["check", str(root)], ["split", str(root), "--out", str(tmp_path / "split.csv")]]
+    if words is None:
+        for argv in commands:
+            assert main(argv) == 0, capsys.readouterr().err
+        return
+    for argv in [*commands, ["train", str(root), "--out", str(tmp_path / "run"), *QUICK_TRAIN]]:
+        refused(argv, capsys, f"{root / LABELS_RELPATH}:2: ", words)
+
+
+def test_a_question_linking_out_of_the_root_is_refused_by_check_and_submit(trained_run, synthetic_data, tmp_path,
+                                                                          capsys):  # fmt: skip
+    root = tiny_root(tmp_path / "data", synthetic_data)
+    os.symlink("/etc/hostname", root / "Images/coat_length_labels/host.jpg")
+    (root / "Tests").mkdir()
+    questions = root / QUESTIONS_RELPATH
+    questions.write_text(row("Images/coat_length_labels/a.jpg", label="?") + row("Images/coat_length_labels/host.jpg",
+                                                                                label="?"))  # fmt: skip
+    refused(["check", str(root)], capsys, f"{questions}:2: ", "leads out of the dataset root")
+    refused(["submit", str(trained_run.run), str(questions), "--out", str(tmp_path / "answers.csv")], capsys,
+            f"{questions}:2: ", "leads out of the dataset root")  # fmt: skip
+    assert not (tmp_path / "answers.csv").exists()
+
+
+def test_a_split_file_naming_one_image_twice_is_refused(synthetic_data, tmp_path, capsys):
+    root = tiny_root(tmp_path / "data", synthetic_data, A + B)
+    split = tmp_path / "split.csv"
+    split.write_text("Images/coat_length_labels/a.jpg,coat_length_labels,train\n"
+                     "Images/coat_length_labels/b.jpg,coat_length_labels,train\n"
+                     "./Images/coat_length_labels/a.jpg,coat_length_labels,val\n")  # fmt: skip
+    refused(["train", str(root), "--split-file", str(split), "--out", str(tmp_path / "run"), *QUICK_TRAIN], capsys,
+            f"{split}:3: ", "already assigned on line 1")  # fmt: skip
+    split.write_text("./Images/coat_length_labels/a.jpg,coat_length_labels,train\n"
+                     "Images//coat_length_labels/b.jpg,coat_length_labels,val\n")  # fmt: skip
+    expected = {(f"Images/coat_length_labels/{name}", "coat_length_labels") for name in ("a.jpg", "b.jpg")}
+    assert set(read_split(split)) == expected
+
+
+# --- class 5: parsers refuse what they should --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", PARSE_CASES, ids=[case.id for case in PARSE_CASES])
+def test_label_files_keep_true_line_numbers_and_name_their_separator(synthetic_data, tmp_path, capsys, case):
+    root = tiny_root(tmp_path / "data", synthetic_data, case.text)
+    for argv in (["check", str(root)], ["split", str(root), "--out", str(tmp_path / "split.csv")],
+                 ["train", str(root), "--out", str(tmp_path / "run"), *QUICK_TRAIN]):  # fmt: skip
+        refused(argv, capsys, f"{root / LABELS_RELPATH}:{case.line}: ", case.words or "")
+    with pytest.raises(LabelFileError) as info:
+        read_labels(root / LABELS_RELPATH, FASHIONAI)
+    assert case.line in [line for line, _ in info.value.problems]
+
+
+@pytest.mark.parametrize("case", ANSWER_NUMBER_CASES, ids=[case.id for case in ANSWER_NUMBER_CASES])
+def test_answer_files_hold_plain_decimal_numbers(tmp_path, capsys, case):
+    labels, answers = tmp_path / "labels.csv", tmp_path / "answers.csv"
+    labels.write_text(ANSWER_LABELS)
+    answers.write_text(case.text, encoding="utf-8")
+    argv = ["evaluate", "--answers", str(answers), "--labels", str(labels)]
+    if case.words is None:
+        assert main(argv) == 0, capsys.readouterr().err
+        assert "| coat_length | 1 |" in capsys.readouterr().out
+        return
+    refused(argv, capsys, f"{answers}:{case.line}: ", case.words)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("case", SCHEMA_CASES, ids=[case.id for case in SCHEMA_CASES])
+def test_schema_files_are_read_strictly(synthetic_data, tmp_path, capsys, case):
+    root = tiny_root(tmp_path / "data", synthetic_data)
+    schema = root / ("schema.json" if case.id.startswith("json") else "schema.yaml")
+    schema.write_bytes(case.text.encode("utf-8", "surrogateescape"))
+    if case.words is None:
+        assert main(["check", str(root)]) == 0, capsys.readouterr().err
+        classes = DatasetRoot.open(root).schema.attribute("coat_length_labels").classes
+        assert classes == ("No", "Yes", "On", "Off", "Y", "N", "~x", "1:20")
+        return
+    where = f"{schema}:{case.line}: " if case.line else f"{schema}: "
+    for argv in (["check", str(root)], ["split", str(root), "--out", str(tmp_path / "split.csv")],
+                 ["train", str(root), "--out", str(tmp_path / "run"), *QUICK_TRAIN]):  # fmt: skip
+        refused(argv, capsys, where, case.words)
+    assert not (tmp_path / "PWNED").exists() and not Path("PWNED").exists()
+
+
+QUESTION_IDS = ("dot-slash", "only-dots", "u2028-error-line-after-it", "tab-separated")
+QUESTION_CASES = [case for case in (*SPELLING_CASES, *PARSE_CASES) if case.id in QUESTION_IDS]
+
+
+@pytest.mark.parametrize("case", QUESTION_CASES, ids=[case.id for case in QUESTION_CASES])
+def test_question_files_are_read_like_label_files_by_check_and_submit(trained_run, synthetic_data, tmp_path, capsys,
+                                                                      case):  # fmt: skip
+    root = tiny_root(tmp_path / "data", synthetic_data)
+    questions = root / QUESTIONS_RELPATH
+    questions.parent.mkdir()
+    questions.write_text(case.text.replace(",nynnnnnn", ",?").replace(",nyn\n", ",?,?\n"), encoding="utf-8")
+    words = "expected 3 columns" if case.id.startswith("u2028") else case.words
+    refused(["check", str(root), "--no-images"], capsys, f"{questions}:{case.line}: ", words or "")
+    refused(["submit", str(trained_run.run), str(questions), "--out", str(tmp_path / "answers.csv")], capsys,
+            f"{questions}:{case.line}: ", words or "")  # fmt: skip
+    assert not (tmp_path / "answers.csv").exists()
+
+
+@pytest.mark.parametrize("case", CONFIG_CASES, ids=[case.id for case in CONFIG_CASES])
+def test_config_files_are_read_strictly(synthetic_data, tmp_path, capsys, case):
+    config = tmp_path / ("config.json" if case.id.startswith("json") else "config.yaml")
+    config.write_text(case.text)
+    if case.words is None:
+        assert read_config_file(config) == {"lr": 0.001, "min_lr": 2.5e-7}
+        return
+    root = tiny_root(tmp_path / "data", synthetic_data)
+    where = f"{config}:{case.line}: " if case.line else f"{config}: "
+    refused(["train", str(root), "--config", str(config), "--out", str(tmp_path / "run")], capsys, where, case.words)
+
+
+def test_image_modes_keep_their_colours_and_brightness(corpus):
+    folder, _ = corpus
+    red = np.asarray(open_image(folder / "cielab-red.tif"))
+    assert red[0, 0, 0] > 240 and red[0, 0, 1] < 20 and red[0, 0, 2] < 30  # red, not PIL's old false colours
+    ramp = np.asarray(open_image(folder / "float-0-1.tif"))[0, :, 0]
+    assert ramp[0] == 0 and ramp[-1] == 255 and (np.diff(ramp.astype(int)) >= 0).all()  # 0..1 floats, not black
+    dark = np.asarray(open_image(folder / "gray16-dark.png"))
+    assert dark.max() <= 1  # 200 of 65535 is nearly black, not brightened to white
+    assert np.asarray(open_image(folder / "int32-16-bit-range.tif"))[0, -1, 0] == 255
+
+
+# --- class 9: AP does not depend on the order of rows ------------------------------------------------------------
+
+
+def tied_answers(count: int = 30, seed: int = 3) -> tuple[list[str], list[str]]:
+    """Label and answer rows for coat length where most answers tie at a top probability of 1 or 0.5."""
+    rng = random.Random(seed)
+    labels, answers = [], []
+    for index in range(count):
+        path = f"Images/coat_length_labels/{index:03d}.jpg"
+        target, predicted = rng.randrange(8), rng.randrange(8)
+        top = rng.choice([1.0, 1.0, 0.5])
+        probabilities = [0.0] * 8
+        probabilities[predicted] = top
+        probabilities[(predicted + 1) % 8] += 1.0 - top
+        labels.append(row(path, label="".join("y" if c == target else "n" for c in range(8))))
+        answers.append(row(path, label=";".join(f"{p:g}" for p in probabilities)))
+    return labels, answers
+
+
+@pytest.mark.parametrize("order", ["reversed-labels", "shuffled-labels", "reversed-answers"])
+def test_evaluate_scores_the_same_answers_the_same_whatever_the_row_order(tmp_path, capsys, order):
+    labels, answers = tied_answers()
+    (tmp_path / "labels.csv").write_text("".join(labels))
+    (tmp_path / "answers.csv").write_text("".join(answers))
+    argv = ["evaluate", "--answers", str(tmp_path / "answers.csv"), "--labels", str(tmp_path / "labels.csv")]
+    assert main(argv) == 0
+    reference = capsys.readouterr().out
+    reordered = {"reversed-labels": (labels[::-1], answers), "shuffled-labels": (random.Random(1).sample(labels, 30),
+                 answers), "reversed-answers": (labels, answers[::-1])}[order]  # fmt: skip
+    (tmp_path / "labels.csv").write_text("".join(reordered[0]))
+    (tmp_path / "answers.csv").write_text("".join(reordered[1]))
+    assert main(argv) == 0
+    assert capsys.readouterr().out == reference
+
+
+# --- class 8: slow and greedy HTTP clients -----------------------------------------------------------------------
+# Against real `fashionattr serve` processes: one with one-second deadlines (and a catalogue), and one allowed only
+# 256 open files, as a default `ulimit -n 1024` server is allowed a few more.
+
+HEADER_TIMEOUT_S = 1
+WAIT_CAP_S = 20.0
+"""How long a test waits for the server to act: far beyond its one-second deadlines, so only a hang fails."""
+
+
+@pytest.fixture(scope="module")
+def guarded_server(trained_run: TrainedRun, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    workdir = tmp_path_factory.mktemp("guarded")
+    db = build_catalog(trained_run, workdir / "photos", workdir / "catalog.sqlite")
+    with start_server(trained_run.run, workdir / "server.log", "--catalog", str(db), "--header-timeout",
+                      str(HEADER_TIMEOUT_S), "--body-timeout", str(HEADER_TIMEOUT_S)) as server:  # fmt: skip
+        yield server
+
+
+def healthy(server: Server) -> bool:
+    return httpx.get(f"{server.url}/healthz", timeout=WAIT_CAP_S).status_code == 200
+
+
+def until_closed(connection: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection (a socket timeout fails the test)."""
+    connection.settimeout(WAIT_CAP_S)
+    received = b""
+    while chunk := connection.recv(65536):
+        received += chunk
+    return received
+
+
+SLOW_CLIENTS = [
+    ("partial-headers", [b"GET /healthz HTTP/1.1\r\nHost: x\r\n"], b"HTTP/1.1 408"),
+    ("partial-request-line", [b"GET /heal"], b"HTTP/1.1 408"),
+    ("connects-and-says-nothing", [], b""),
+    ("stalled-json-body", [b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                           b"Content-Length: 1000\r\n\r\n{\"images\": ["], b"HTTP/1.1 408"),
+    ("stalled-multipart-body", [b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; "
+                                b"boundary=b\r\nContent-Length: 5000\r\n\r\n--b\r\nContent-Disposition: form-data; "
+                                b'name="files"; filename="a.jpg"\r\n\r\n\xff\xd8'], b"HTTP/1.1 408"),
+    ("partial-second-request-after-keep-alive", [b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", b"GET /healthz HTT"],
+     b"HTTP/1.1 408"),
+]  # fmt: skip
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(("parts", "ends_with"), [case[1:] for case in SLOW_CLIENTS],
+                         ids=[case[0] for case in SLOW_CLIENTS])  # fmt: skip
+def test_a_slow_client_is_cut_off_while_healthz_answers(guarded_server, parts, ends_with):
+    with socket.create_connection(("127.0.0.1", guarded_server.port), timeout=WAIT_CAP_S) as connection:
+        for part in parts:
+            connection.sendall(part)
+            time.sleep(0.05)
+        assert healthy(guarded_server)  # while the slow client holds its connection
+        received = until_closed(connection)
+    if ends_with:
+        last = received[received.rfind(b"HTTP/1.1 ") :]
+        assert last.startswith(ends_with), received
+        assert b'{"error": "the request' in last  # the service's JSON error
+    else:
+        assert received == b""
+    assert healthy(guarded_server)
+    assert_no_traceback(guarded_server.log.read_text())  # a dropped request is no server error
+
+
+@pytest.mark.timeout(120)
+def test_headers_trickled_a_byte_at_a_time_are_cut_off_at_the_deadline(guarded_server):
+    """A slowloris keeps every pause short; the deadline counts from the first byte, so it still ends."""
+    request = b"GET /healthz HTTP/1.1\r\n" + b"".join(b"X-Slow-%d: %d\r\n" % (n, n) for n in range(500))
+    deadline = time.monotonic() + WAIT_CAP_S
+    with socket.create_connection(("127.0.0.1", guarded_server.port), timeout=WAIT_CAP_S) as connection:
+        connection.setblocking(False)
+        answer = b""
+        for byte in request:
+            assert time.monotonic() < deadline, "the server kept a trickling client for 20 s"
+            try:
+                connection.send(bytes([byte]))
+                answer += connection.recv(4096)
+                break  # the server spoke: it answered 408 and closed
+            except BlockingIOError:
+                time.sleep(0.1)
+            except OSError:  # reset: it closed
+                break
+        assert not answer or answer.startswith(b"HTTP/1.1 408")
+    assert healthy(guarded_server)
+
+
+def deep_json(depth: int, opening: bytes = b"[", closing: bytes = b"]") -> bytes:
+    return b'{"images": ' + opening * depth + closing * depth + b"}"
+
+
+HTTP_CASES = [
+    ("json-nested-100000", "POST", "/v1/predict", deep_json(100_000), 422, "nests 100001 levels deep"),
+    ("json-objects-nested-50000", "POST", "/v1/predict", b'{"a": ' * 50_000 + b"1" + b"}" * 50_000, 422,
+     "nests 50000 levels deep"),
+    ("json-nested-just-over", "POST", "/v1/predict", deep_json(8), 422, "more than the 8 allowed"),
+    ("json-brackets-in-strings-are-text", "POST", "/v1/predict", b'{"images": [{"name": "' + b"[" * 5000 + b'", '
+     b'"data": "@@"}]}', 422, "not valid base64"),
+    ("offset-10-to-the-30", "GET", "/v1/catalog/search?offset=" + "1" + "0" * 30, None, 422, "offset"),
+    ("offset-2-to-the-63", "GET", f"/v1/catalog/search?offset={2**63}", None, 422, "offset"),
+    ("offset-negative", "GET", "/v1/catalog/search?offset=-1", None, 422, "offset"),
+    ("offset-at-the-bound", "GET", "/v1/catalog/search?offset=1000000000", None, 200, ""),
+    ("limit-10-to-the-30", "GET", "/v1/catalog/search?limit=" + "1" + "0" * 30, None, 422, "limit"),
+    ("similar-k-huge", "GET", "/v1/catalog/similar/1?k=" + "9" * 40, None, 422, "k"),
+    ("item-id-huge", "GET", "/v1/catalog/items/" + "9" * 40, None, 404, "numeric id"),
+    ("confidence-nan", "GET", "/v1/catalog/facets?min_confidence=nan", None, 422, "min_confidence"),
+    ("confidence-inf", "GET", "/v1/catalog/search?min_confidence=inf", None, 422, "min_confidence"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("method", "path", "body", "status", "words"), [case[1:] for case in HTTP_CASES],
+                         ids=[case[0] for case in HTTP_CASES])  # fmt: skip
+def test_greedy_requests_get_json_4xx_answers(guarded_server, method, path, body, status, words):
+    headers = {"content-type": "application/json"} if body is not None else {}
+    response = httpx.request(method, guarded_server.url + path, content=body, headers=headers, timeout=60)
+    assert response.status_code == status, response.text[:500]
+    if status != 200:
+        assert words in response.json()["error"]
+    assert healthy(guarded_server)
+
+
+def test_head_healthz_answers_like_get(guarded_server):
+    response = httpx.head(f"{guarded_server.url}/healthz", timeout=WAIT_CAP_S)
+    assert response.status_code == 200 and response.content == b""
+    assert response.headers["content-type"].startswith("application/json")
+
+
+@pytest.mark.parametrize(("option", "value"), [("--header-timeout", "0"), ("--header-timeout", "nan"),
+                                               ("--body-timeout", "-1"), ("--max-connections", "0")])  # fmt: skip
+def test_bad_limit_options_are_user_errors(trained_run, capsys, option, value):
+    refused(["serve", str(trained_run.run), option, value], capsys, option)
+
+
+def start_server_with_few_files(checkpoint: Path, log: Path, open_files: int) -> contextlib.AbstractContextManager:
+    """`start_server`, but the server process may hold only `open_files` descriptors (soft and hard limit)."""
+    limit = f"import resource; resource.setrlimit(resource.RLIMIT_NOFILE, ({open_files}, {open_files}))"
+    launcher = (f"{limit}; import runpy, sys; sys.argv = ['fashionattr', *sys.argv[1:]]; "
+                "runpy.run_module('fashionattr', run_name='__main__')")  # fmt: skip
+
+    @contextlib.contextmanager
+    def running() -> Iterator[Server]:
+        port = free_port()
+        command = [sys.executable, "-c", launcher, "serve", str(checkpoint), "--port", str(port), "--device", "cpu",
+                   "--log-level", "warning"]  # fmt: skip
+        with log.open("wb") as output:
+            process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
+        server = Server(process, f"http://127.0.0.1:{port}", log)
+        try:
+            _wait_until_healthy(server)
+            yield server
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+
+    return running()
+
+
+@pytest.mark.timeout(180)
+def test_many_idle_connections_do_not_starve_healthz(trained_run: TrainedRun, tmp_path):
+    """400 silent sockets against a server allowed 256 files: before the cap, /healthz waited for ever."""
+    with start_server_with_few_files(trained_run.run, tmp_path / "server.log", 256) as server:
+        idle = [socket.create_connection(("127.0.0.1", server.port), timeout=WAIT_CAP_S) for _ in range(400)]
+        try:
+            assert healthy(server)  # within 20 s: the default header deadline (10 s) has not closed them for it
+            closed = 0
+            for connection in idle:
+                connection.setblocking(False)
+                with contextlib.suppress(BlockingIOError):
+                    closed += connection.recv(1) == b""
+            assert 400 - closed <= 256  # the longest idle ones were closed to make room
+            assert "connections, as the process may open only so many files" in server.log.read_text()
+        finally:
+            for connection in idle:
+                connection.close()

@@ -17,7 +17,7 @@ from fashionattr.bench.core import Figure, format_summary
 from fashionattr.bench.gpu import gpu_figures
 from fashionattr.cli import main
 from fashionattr.data.images import open_image
-from fashionattr.data.transforms import letterbox
+from fashionattr.data.preprocessing import Preprocessing, letterbox
 from fashionattr.schema import FASHIONAI
 
 TINY = ["--arch", "test_resnet", "--img-size", "64", "--per-class", "2", "--rounds", "2", "--workers", "1"]
@@ -51,14 +51,15 @@ def test_catalogue_figures_print_latencies_recall_and_throughput(tmp_path: Path,
             "--postgres", postgres.new_database(), "--json", str(report)]  # fmt: skip
     assert main(argv) == 0
     out = capsys.readouterr().out
-    for key in ("[f.1k]", "[f.p99]", "[f.recall]", "[g.1k]", "[h]", "summary"):
+    for key in ("[similar.1k]", "[similar.p99]", "[similar.recall]", "[facets.1k]", "[service]", "summary"):
         assert key in out
     figures = {figure["key"]: figure for figure in json.loads(report.read_text(encoding="utf-8"))["figures"]}
-    assert set(figures["f.1k"]["values"]) == {"exact p50", "exact p99", "approximate p50", "approximate p99"}
-    assert 0 <= figures["f.recall"]["ratio"] <= 1 and figures["f.recall"]["status"] in ("met", "missed")
-    assert figures["f.p99"]["goal_kind"] == "at_most"
-    assert figures["g.1k"]["settings"]["tags"] == 8000
-    assert set(figures["h"]["values"]) == {"8 clients", "1 client"} and figures["h"]["ratio"] > 0
+    assert set(figures["similar.1k"]["values"]) == {"exact p50", "exact p99", "approximate p50", "approximate p99"}
+    recall = figures["similar.recall"]
+    assert 0 <= recall["ratio"] <= 1 and recall["status"] in ("met", "missed")
+    assert figures["similar.p99"]["goal_kind"] == "at_most"
+    assert figures["facets.1k"]["settings"]["tags"] == 8000
+    assert set(figures["service"]["values"]) == {"8 clients", "1 client"} and figures["service"]["ratio"] > 0
 
 
 def test_unknown_figure_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
@@ -119,6 +120,7 @@ def test_draft_decoding_matches_full_decoding(kind: str) -> None:
     drafted = open_image(data, target_size=224)
     assert drafted.mode == "RGB"
     assert max(drafted.size) >= 224
-    fast = letterbox(drafted, 224).astype(int)
-    assert np.abs(fast - letterbox(open_image(data), 224).astype(int)).mean() < 1.0
-    assert np.abs(fast - letterbox(image, 224).astype(int)).mean() < 1.0
+    preprocessing = Preprocessing(img_size=224)
+    fast = letterbox(drafted, preprocessing).astype(int)
+    assert np.abs(fast - letterbox(open_image(data), preprocessing).astype(int)).mean() < 1.0
+    assert np.abs(fast - letterbox(image, preprocessing).astype(int)).mean() < 1.0

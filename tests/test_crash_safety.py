@@ -25,7 +25,7 @@ import pytest
 import torch
 
 import fashionattr.engine as engine
-import fashionattr.training as training
+import fashionattr.training.run as training
 from conftest import TrainedRun
 from fashionattr.checkpoint import FORMAT, FORMAT_VERSION, load_checkpoint
 from fashionattr.cli import main

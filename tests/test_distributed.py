@@ -58,3 +58,51 @@ def test_two_processes_train_to_identical_weights_and_evaluate_each_image_once(d
         assert distributed["attributes"][name]["count"] == entry["count"]
         assert distributed["attributes"][name]["confusion"] == entry["confusion"]
         assert distributed["attributes"][name]["accuracy"] == pytest.approx(entry["accuracy"])
+
+
+def torchrun_result(*args: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+               "--master_port", str(free_port()), *args]  # fmt: skip
+    return subprocess.run(
+        command, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
+
+
+def test_ranks_agree_on_bad_images_and_list_every_ranks_skips(tmp_path):
+    """Truncated JPEGs (intact headers) show only when a rank decodes them: all ranks must count them together."""
+    import shutil
+
+    from fashionattr.data.scan import scan_headers
+    from fashionattr.data.split import read_split
+
+    data = tmp_path / "data"
+    generate_dataset(data, per_class=6, size=48, seed=5, progress=False)
+    assert (
+        subprocess.run([sys.executable, "-m", "fashionattr", "split", str(data)], capture_output=True).returncode == 0
+    )
+    train = sorted(path for (path, _), subset in read_split(data / "Annotations" / "split.csv").items()
+                   if subset == "train")  # fmt: skip
+    broken = train[::40][:6]
+    for rel in broken:
+        file = data / rel
+        file.write_bytes(file.read_bytes()[: file.stat().st_size // 2])
+    common = ["-m", "fashionattr", "train", str(data), "--arch", "test_resnet", "--img-size", "32", "--epochs", "1",
+              "--batch-size", "8", "--workers", "0", "--no-progress", "--device", "cpu", "--cache", "off"]  # fmt: skip
+
+    out = tmp_path / "run"
+    result = torchrun_result(*common, "--out", str(out), "--max-bad-fraction", "0.5")
+    assert result.returncode == 0, result.stderr[-3000:]
+    listed = {line.split("\t")[0] for line in (out / "skipped_images.txt").read_text().splitlines()}
+    assert listed == set(broken)  # rank 0 wrote the file, and it holds both ranks' skips
+
+    refused = tmp_path / "refused"
+    # Some halves fail already at the header scan; set the limit just above those, so it is crossed only once
+    # the ranks have decoded the rest, each its own share.
+    found_early = len(scan_headers(data, broken))
+    assert found_early < len(broken)
+    limit = (found_early + 0.5) / len(train)
+    result = torchrun_result(*common, "--out", str(refused), "--max-bad-fraction", f"{limit:.5f}")
+    assert result.returncode != 0
+    # Both ranks refuse alike, with the count of both ranks' skips; nobody waits forever in a collective.
+    assert result.stderr.count(f"{len(broken)} of {len(train)} training images") == 2, result.stderr[-2000:]
+    shutil.rmtree(refused, ignore_errors=True)

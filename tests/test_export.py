@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from PIL import Image
 
 from conftest import PER_ATTRIBUTE, TrainedRun
 from fashionattr.cli import main
 from fashionattr.errors import UserError
-from fashionattr.export import META_PREPROCESSING, META_SCHEMA, META_SPEC, OnnxPredictor
 from fashionattr.inference import Predictor, load_predictor
+from fashionattr.inference.onnx_backend import OnnxBackend
+from fashionattr.inference.onnx_format import META_PREPROCESSING, META_SCHEMA, META_SPEC
 from fashionattr.schema import FASHIONAI, Schema
 
 TOLERANCE = 1e-4
@@ -28,14 +28,14 @@ def exported(trained_run: TrainedRun, tmp_path_factory: pytest.TempPathFactory) 
     return path
 
 
-def some_images(data: Path, count: int) -> list[Image.Image]:
-    paths = sorted((data / "Images").rglob("*.jpg"))[::37][:count]
-    return [Image.open(p).convert("RGB") for p in paths]
+def some_images(data: Path, count: int) -> list[Path]:
+    return sorted((data / "Images").rglob("*.jpg"))[::37][:count]
 
 
-def max_difference(a: Predictor, b: Predictor, images: list[Image.Image]) -> tuple[float, float]:
-    """Largest probability and embedding differences between two predictors on the same images, in one batch."""
-    first, second = a.predict_images(images, embed=True), b.predict_images(images, embed=True)
+def max_difference(a: Predictor, b: Predictor, images: list[Path]) -> tuple[float, float]:
+    """Largest probability and embedding differences between two predictors on the same files, in one batch."""
+    first = a.predict_letterboxed([a.load(p) for p in images], embed=True)
+    second = b.predict_letterboxed([b.load(p) for p in images], embed=True)
     probability = max(
         abs(x.attributes[name].probabilities[c] - y.attributes[name].probabilities[c])
         for x, y in zip(first, second, strict=True)
@@ -62,8 +62,8 @@ def test_file_carries_schema_preprocessing_and_spec(exported, capsys):
 def test_onnx_runtime_matches_pytorch_at_batch_1_and_3(trained_run, exported):
     torch_predictor = Predictor.from_path(trained_run.run, device="cpu")
     onnx_predictor = load_predictor(exported)
-    assert isinstance(onnx_predictor, OnnxPredictor)
-    assert onnx_predictor.attributes == torch_predictor.attributes and onnx_predictor.sizes == torch_predictor.sizes
+    assert isinstance(onnx_predictor.backend, OnnxBackend)
+    assert onnx_predictor.attributes == torch_predictor.attributes and onnx_predictor.inputs == torch_predictor.inputs
     images = some_images(trained_run.data, 4)
     for batch in (images[:1], images[1:4]):
         probability, embedding = max_difference(torch_predictor, onnx_predictor, batch)
@@ -71,7 +71,7 @@ def test_onnx_runtime_matches_pytorch_at_batch_1_and_3(trained_run, exported):
 
     flipped = [
         Predictor.from_path(trained_run.run, device="cpu", tta=True),
-        OnnxPredictor.from_path(exported, tta=True),
+        load_predictor(exported, tta=True),
     ]
     assert max_difference(*flipped, images[:3])[0] <= TOLERANCE
     assert onnx_predictor.describe()["models"][0]["backend"] == "onnx"
@@ -95,7 +95,7 @@ def test_per_attribute_folder_exports_as_one_graph(trained_per_attribute_run, tm
     path = tmp_path / "per-attribute.onnx"
     assert main(["export", str(trained_per_attribute_run.run), "--onnx", str(path)]) == 0
     assert "largest probability difference" in capsys.readouterr().out
-    onnx_predictor = OnnxPredictor.from_path(path)
+    onnx_predictor = load_predictor(path)
     assert onnx_predictor.attributes == PER_ATTRIBUTE
     assert len(onnx_predictor.describe()["models"]) == 2
     torch_predictor = Predictor.from_path(trained_per_attribute_run.run, device="cpu")

@@ -7,6 +7,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fashionattr.metrics import (
     AttributePredictions,
@@ -74,14 +76,41 @@ def test_prediction_on_maybe_class_is_skipped_not_wrong() -> None:
     assert average_precision(probs, targets, maybe_mask([(0,), (), (0,), ()], 3)) == pytest.approx(counted_wrong)
 
 
-def test_ties_keep_input_order() -> None:
-    # Both images have confidence 0.8; the stable sort keeps input order.
-    # wrong then correct: (0/1 + 1/2) / 2 = 0.25; correct then wrong: (1/1 + 1/2) / 2 = 0.75.
+def test_tied_images_count_as_one_group_whatever_their_order() -> None:
+    # Both images have confidence 0.8, one right and one wrong: each gets the precision after both, 1/2.
     targets = np.array([0, 1])
     wrong_first = confident([2, 1], [0.8, 0.8])
     correct_first = confident([1, 2], [0.8, 0.8])
-    assert average_precision(wrong_first, targets, no_maybe(2)) == pytest.approx(0.25)
-    assert average_precision(correct_first, np.array([1, 0]), no_maybe(2)) == pytest.approx(0.75)
+    assert average_precision(wrong_first, targets, no_maybe(2)) == pytest.approx(0.5)
+    assert average_precision(correct_first, np.array([1, 0]), no_maybe(2)) == pytest.approx(0.5)
+    # 0.9 right; then a tie at 0.7 of right, wrong, skipped (`m`); then 0.5 wrong.
+    # Precision 1/1 for the first, 2/3 for both counted images of the group (taken after it), 2/4 for the last.
+    targets = np.array([1, 1, 0, 0, 1])
+    probs = confident([1, 1, 2, 1, 2], [0.9, 0.7, 0.7, 0.7, 0.5])
+    maybe = maybe_mask([(), (), (), (1,), ()], 3)
+    expected = (1 + 2 / 3 + 2 / 3 + 2 / 4) / 4
+    for order in ([0, 1, 2, 3, 4], [4, 3, 2, 1, 0], [2, 0, 3, 4, 1]):
+        assert average_precision(probs[order], targets[order], maybe[order]) == pytest.approx(expected)
+
+
+ROW = st.tuples(st.integers(0, 2), st.integers(0, 2), st.sampled_from([1.0, 0.9, 0.5, 0.4]), st.booleans())
+"""(predicted class, target class, top probability, whether the predicted class is marked `m`)."""
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=st.lists(ROW, min_size=1, max_size=40), seed=st.integers(0, 2**32 - 1))
+def test_average_precision_does_not_depend_on_row_order(rows, seed) -> None:
+    """Few distinct confidences, so most rows tie: reversed and shuffled rows give the very same AP."""
+    predicted, targets, confidence, maybe_flag = (list(column) for column in zip(*rows, strict=True))
+    probs = confident(predicted, confidence)
+    targets = np.array(targets)
+    maybe = np.zeros_like(probs, dtype=bool)
+    maybe[np.arange(len(rows)), predicted] = np.array(maybe_flag) & (np.array(predicted) != targets)
+    reference = average_precision(probs, targets, maybe)
+    permutation = np.random.default_rng(seed).permutation(len(rows))
+    for order in (np.arange(len(rows))[::-1], permutation):
+        again = average_precision(probs[order], targets[order], maybe[order])
+        assert (math.isnan(reference) and math.isnan(again)) or again == reference
 
 
 def test_empty_and_all_skipped_are_nan() -> None:

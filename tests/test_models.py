@@ -22,8 +22,9 @@ from fashionattr.models import (
     MultiTaskNet,
     create_backbone,
     create_model,
+    data_config,
     model_from_spec,
-    preprocessing_config,
+    model_preprocessing,
     timm_model_name,
 )
 from fashionattr.schema import FASHIONAI
@@ -145,14 +146,19 @@ def test_bad_layout_grouping_or_attribute_is_a_user_error() -> None:
 
 
 def test_preprocessing_comes_from_the_pretrained_config() -> None:
-    dpn = preprocessing_config(study_model("dpn131").backbone)
-    resnet = preprocessing_config(study_model("resnet50").backbone)
+    dpn, resnet = data_config("dpn131"), data_config("resnet50")
     assert dpn["mean"] != resnet["mean"]
     assert dpn["std"] != resnet["std"]
     assert resnet["mean"] == pytest.approx([0.485, 0.456, 0.406])
     assert dpn["input_size"] == [3, 224, 224]
     assert isinstance(dpn["interpolation"], str)
     json.dumps(study_model("dpn131").spec)  # the spec must be JSON-friendly
+    # The user's size and resampling win; the normalisation always comes from the weights.
+    chosen = model_preprocessing("dpn131", img_size=96, interpolation="bilinear")
+    assert (chosen.img_size, chosen.interpolation) == (96, "bilinear")
+    assert list(chosen.mean) == pytest.approx(dpn["mean"])
+    assert model_preprocessing("resnet50").interpolation == "bicubic"  # timm's config for resnet50
+    assert model_preprocessing("resnet50").img_size == 224
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
@@ -222,3 +228,29 @@ def test_drop_rate_adds_dropout_before_heads() -> None:
     model.eval()
     x = torch.randn(2, 3, 64, 64)
     torch.testing.assert_close(model(x)["coat_length_labels"], model(x)["coat_length_labels"])
+
+
+def test_grouped_training_sends_each_image_through_its_own_groups_backbone_only() -> None:
+    torch.manual_seed(0)
+    model = create_model("test_resnet", FASHIONAI, layout="grouped", grouping="design-length").eval()
+    seen: dict[str, list[int]] = {}
+    for name, net in model.groups.items():
+        net.backbone.register_forward_hook(
+            lambda _m, args, _o, name=name: seen.setdefault(name, []).append(len(args[0]))
+        )
+    attributes = model.attributes
+    images = torch.randn(6, 3, 32, 32)
+    design = [attributes.index("collar_design_labels"), attributes.index("neck_design_labels")]
+    attribute_index = torch.tensor([design[0], design[1], design[0], attributes.index("pant_length_labels"),
+                                    attributes.index("skirt_length_labels"), design[1]])  # fmt: skip
+    routed = model(images, attribute_index)
+    assert sorted(seen.items()) == [("design", [4]), ("length", [2])]
+    full = model(images)  # prediction: every image through every backbone
+    for row, position in enumerate(attribute_index.tolist()):
+        name = attributes[position]
+        torch.testing.assert_close(routed[name][row], full[name][row])
+    # A batch with no image of a group still keeps that group's parameters in the graph (DDP needs that).
+    only_design = torch.tensor([design[0]] * 3)
+    logits = model.train()(images[:3], only_design)
+    sum(value.sum() for value in logits.values()).backward()
+    assert all(p.grad is not None for p in model.groups["length"].parameters())

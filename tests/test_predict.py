@@ -126,10 +126,11 @@ def test_per_attribute_folder_predicts_as_one_model(trained_per_attribute_run, i
     assert all(list(e["attributes"]) == PER_ATTRIBUTE for e in entries)
 
     # Each attribute's answer is exactly what its own run directory says.
-    images = [Image.open(e["source"]).convert("RGB") for e in entries]
     for name in PER_ATTRIBUTE:
         single = Predictor.from_path(folder / FASHIONAI.attribute(name).short_name, device="cpu")
-        for entry, prediction in zip(entries, single.predict_images(images), strict=True):
+        predictions = single.predict_paths([e["source"] for e in entries], workers=0)
+        for entry, prediction in zip(entries, predictions, strict=True):
+            assert not isinstance(prediction, Exception)
             expected = list(prediction.attributes[name].probabilities.values())
             np.testing.assert_allclose(list(entry["attributes"][name]["probabilities"].values()), expected, atol=1e-6)
 

@@ -78,7 +78,7 @@ def test_read_tolerates_bom_crlf_and_blank_lines(tmp_path: Path) -> None:
         ("a.jpg,shoe_labels,0.5;0.5", "unknown attribute 'shoe_labels'"),
         ("a.jpg,colour_labels,0.5;0.5", "2 probabilities but colour_labels has 3 classes"),
         ("a.jpg,colour_labels,0.5;half;0", "probability 1 ('half') is not a number"),
-        ("a.jpg,colour_labels,0.5;nan;0.5", "not a finite number in"),
+        ("a.jpg,colour_labels,0.5;nan;0.5", "probability 1 ('nan') is not a number"),
         ("a.jpg,colour_labels,1.5;-0.5;0", "not a finite number in"),
         ("a.jpg,colour_labels,0.5;0.4;0.05", "sum to 0.95"),
         ("a.jpg,colour_labels,0.5;;0.5", "probability 1 ('') is not a number"),

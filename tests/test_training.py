@@ -9,6 +9,7 @@ import torch
 from PIL import Image, ImageDraw
 
 import fashionattr.training as training
+import fashionattr.training.checkpoints as checkpoints
 from fashionattr.checkpoint import load_checkpoint, model_from_checkpoint
 from fashionattr.cli import main
 from fashionattr.config import resolve_config
@@ -119,7 +120,7 @@ def test_resume_continues_from_the_last_epoch_with_identical_weights(dataset, tm
     training.train(config(dataset, straight, epochs=3))
 
     resumed = tmp_path / "resumed"
-    real_save = training.save_checkpoint
+    real_save = checkpoints.save_checkpoint
     saves = []
 
     def save_then_die(path, payload):
@@ -128,10 +129,10 @@ def test_resume_continues_from_the_last_epoch_with_identical_weights(dataset, tm
         if path.name == "last.pt" and payload["epoch"] == 1:
             raise Interrupted
 
-    monkeypatch.setattr(training, "save_checkpoint", save_then_die)
+    monkeypatch.setattr(checkpoints, "save_checkpoint", save_then_die)
     with pytest.raises(Interrupted):
         training.train(config(dataset, resumed, epochs=3))
-    monkeypatch.setattr(training, "save_checkpoint", real_save)
+    monkeypatch.setattr(checkpoints, "save_checkpoint", real_save)
     assert load_checkpoint(resumed / "last.pt")["epoch"] == 1
     training.train(config(dataset, resumed, epochs=3), resume=True)
 

@@ -18,17 +18,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from fashionattr.data.transforms import Preprocessing
+from fashionattr.data.augmentation import Augmentation
+from fashionattr.data.preprocessing import Preprocessing
 from fashionattr.errors import CheckpointError, UserError
 from fashionattr.io import atomic_write_bytes
+from fashionattr.run_dir import RunDir
 from fashionattr.schema import Schema
 
 FORMAT = "fashionattr-checkpoint"
 FORMAT_VERSION = 1
 __all__ = ["CheckpointError", "load_checkpoint", "model_from_checkpoint", "save_checkpoint"]
-
-BEST_NAME = "best.pt"
-LAST_NAME = "last.pt"
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
@@ -41,12 +40,7 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
 def resolve_checkpoint_path(path: str | Path) -> Path:
     """A checkpoint file, or a run directory (its best checkpoint, else its last)."""
     path = Path(path)
-    if path.is_dir():
-        for name in (BEST_NAME, LAST_NAME):
-            if (path / name).is_file():
-                return path / name
-        raise CheckpointError(f"{path}: no {BEST_NAME} or {LAST_NAME} in this folder; is it a finished run directory?")
-    return path
+    return RunDir(path).checkpoint if path.is_dir() else path
 
 
 def _first_line(exc: BaseException) -> str:
@@ -124,3 +118,9 @@ def model_from_checkpoint(
         raise CheckpointError(f"{path}: weights do not fit the model it describes: {str(exc)[:300]}") from None
     model.to(device).eval()
     return model, schema, preprocessing, payload
+
+
+def augmentation_of(payload: dict[str, Any]) -> Augmentation | None:
+    """The augmentation a checkpoint's model was trained with; None for checkpoints older than that record."""
+    data = payload.get("augmentation")
+    return Augmentation.from_dict(data) if isinstance(data, dict) else None

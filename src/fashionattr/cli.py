@@ -26,8 +26,8 @@ from fashionattr.schema import SchemaError
 # `func` to a callable taking the parsed namespace and returning an exit code. Modules keep heavy
 # imports (torch, timm) inside their functions so `--help` stays instant.
 COMMAND_MODULES = (
-    "demo", "synth", "check", "split", "prepare", "train", "evaluate", "grid", "report", "predict", "submit", "export",
-    "serve", "catalog", "bench",
+    "demo", "synth", "import_folders", "check", "split", "prepare", "recipes", "train", "evaluate", "grid", "report",
+    "predict", "submit", "export", "serve", "catalog", "bench",
 )  # fmt: skip
 
 USER_ERRORS = (UserError, LabelFileError, SplitError, SchemaError, CheckpointError)

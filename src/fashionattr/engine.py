@@ -20,7 +20,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from fashionattr.data.transforms import Augmentation, Preprocessing, augment_batch, normalize_batch
+from fashionattr.data.augmentation import Augmentation, augment_batch, flip_averaged
+from fashionattr.data.preprocessing import Preprocessing, normalize_batch
 from fashionattr.distributed import DistributedContext, gather_objects
 from fashionattr.errors import RunError
 from fashionattr.losses import masked_cross_entropy
@@ -74,7 +75,7 @@ def prepare_images(
     """uint8 batch on the device -> augmented (when training), normalised, in the chosen memory format."""
     batch = images.float()
     if generator is not None and settings.augmentation is not None:
-        batch = augment_batch(batch, settings.augmentation, generator)
+        batch = augment_batch(batch, settings.augmentation, generator, settings.preprocessing.pad_value)
     batch = normalize_batch(batch, settings.preprocessing)
     if settings.channels_last:
         batch = batch.contiguous(memory_format=torch.channels_last)
@@ -113,7 +114,7 @@ def train_one_epoch(
         targets = batch["target"].to(device, non_blocking=True)
         maybe = batch["maybe"].to(device, non_blocking=True)
         with autocast(device, settings.amp_dtype):
-            logits = model(images)
+            logits = model(images, attribute_index)
         loss, _ = masked_cross_entropy(
             logits, settings.attributes, attribute_index, targets, maybe,
             maybe_weight=settings.maybe_weight, label_smoothing=settings.label_smoothing,
@@ -134,7 +135,9 @@ def train_one_epoch(
         if scheduler is not None:
             scheduler.step()
         if ema is not None:
-            ema.update(model)  # type: ignore[operator]
+            # The optimiser step count drives the average's warm-up (`training.optim.build_ema`).
+            step = scheduler.last_epoch if scheduler is not None else None
+            ema.update(model, step=step)  # type: ignore[operator]
         count = images.shape[0]
         loss_sum += loss.detach() * count
         seen += count
@@ -154,20 +157,38 @@ def train_one_epoch(
 
 
 @torch.no_grad()
-def predict_logits(
-    model: nn.Module, images: torch.Tensor, settings: StepSettings, tta: bool = False
+def predict_probabilities(
+    model: nn.Module,
+    images: torch.Tensor,
+    settings: StepSettings,
+    tta: bool = False,
+    attribute_index: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Class probabilities per attribute for a uint8 batch already on the device (flip-averaged with `tta`)."""
+    """Class probabilities per attribute for a uint8 batch already on the device (flip-averaged with `tta`).
+
+    With `attribute_index`, only each image's own attribute is needed (a grouped model then runs each image
+    through its own group's backbone alone; the other attributes' rows are not meaningful).
+    """
     batch = prepare_images(images, settings, generator=None)
-    device = batch.device
-    with autocast(device, settings.amp_dtype):
-        outputs = model(batch)
-    probs = {name: logits.float().softmax(dim=1) for name, logits in outputs.items()}
-    if tta:
-        with autocast(device, settings.amp_dtype):
-            flipped = model(torch.flip(batch, dims=[3]))
-        probs = {name: (probs[name] + logits.float().softmax(dim=1)) / 2 for name, logits in flipped.items()}
-    return probs
+
+    def probabilities(inputs: torch.Tensor) -> dict[str, torch.Tensor]:
+        with autocast(inputs.device, settings.amp_dtype):
+            outputs = model(inputs, attribute_index)
+        return {name: logits.float().softmax(dim=1) for name, logits in outputs.items()}
+
+    return flip_averaged(probabilities, batch, settings.attributes) if tta else probabilities(batch)
+
+
+@dataclass
+class Evaluated:
+    """What `evaluate` returns, identical on every rank."""
+
+    predictions: dict[str, AttributePredictions]
+    """Per attribute, the probabilities of its images in dataset order."""
+    indices: dict[str, np.ndarray]
+    """Per attribute, the dataset index of each row of its predictions (unreadable images have none)."""
+    loss: float
+    skipped: list[tuple[str, str]]
 
 
 @torch.no_grad()
@@ -178,11 +199,8 @@ def evaluate(
     settings: StepSettings,
     num_classes: dict[str, int],
     tta: bool = False,
-) -> tuple[dict[str, AttributePredictions], float, list[tuple[str, str]]]:
-    """Probabilities of every validation image for its own attribute, gathered from all ranks.
-
-    Returns (predictions per attribute, mean loss, skipped images); identical on every rank.
-    """
+) -> Evaluated:
+    """Probabilities of every validation image for its own attribute, gathered from all ranks."""
     model.eval()
     device = context.device
     skipped: list[tuple[str, str]] = []
@@ -190,8 +208,8 @@ def evaluate(
     loss_sum, seen = 0.0, 0
     for batch in _batches(loader, skipped):
         images = batch["image"].to(device, non_blocking=True)
-        probs = predict_logits(model, images, settings, tta=tta)
         attribute_index = batch["attribute_index"]
+        probs = predict_probabilities(model, images, settings, tta=tta, attribute_index=attribute_index.to(device))
         for position, name in enumerate(settings.attributes):
             rows = (attribute_index == position).nonzero().flatten()
             if rows.numel() == 0:
@@ -206,13 +224,16 @@ def evaluate(
             seen += len(targets)
     gathered = gather_objects((parts, loss_sum, seen, skipped), context)
     predictions: dict[str, AttributePredictions] = {}
+    indices: dict[str, np.ndarray] = {}
     for name in settings.attributes:
         chunks = [chunk for rank_parts, *_ in gathered for chunk in rank_parts[name]]
         if not chunks:
             predictions[name] = AttributePredictions.empty(num_classes[name])
+            indices[name] = np.zeros(0, dtype=np.int64)
             continue
         index = np.concatenate([c[0] for c in chunks])
         order = np.argsort(index, kind="stable")  # dataset order, whatever the sharding
+        indices[name] = index[order]
         predictions[name] = AttributePredictions(
             probs=np.concatenate([c[1] for c in chunks])[order],
             targets=np.concatenate([c[2] for c in chunks])[order],
@@ -221,4 +242,4 @@ def evaluate(
     total_loss = sum(g[1] for g in gathered)
     total_seen = sum(g[2] for g in gathered)
     all_skipped = [item for g in gathered for item in g[3]]
-    return predictions, (total_loss / total_seen if total_seen else float("nan")), all_skipped
+    return Evaluated(predictions, indices, total_loss / total_seen if total_seen else float("nan"), all_skipped)

@@ -7,19 +7,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 
 from fashionattr.checkpoint import model_from_checkpoint, resolve_checkpoint_path
-from fashionattr.data.cache import open_cache
+from fashionattr.data.cache import describe_cache_miss, open_cache
+from fashionattr.data.dataset import DatasetRoot
 from fashionattr.data.datasets import LabelledImages, collate
-from fashionattr.data.labels import LabelRecord, read_labels
-from fashionattr.data.layout import DatasetLayout
-from fashionattr.data.split import apply_split, read_split
+from fashionattr.data.labels import LabelRecord
+from fashionattr.data.split import apply_split, choose_split, read_split
 from fashionattr.distributed import DistributedContext
 from fashionattr.engine import StepSettings, evaluate, resolve_amp
 from fashionattr.errors import UserError
 from fashionattr.metrics import AttributePredictions, Scores, score
+from fashionattr.run_dir import RunDir
 from fashionattr.schema import Schema
 
 
@@ -28,32 +30,56 @@ class Evaluation:
     scores: Scores
     predictions: dict[str, AttributePredictions]
     schema: Schema
-    records: list[LabelRecord]
+    records: dict[str, list[LabelRecord]]
+    """Per attribute, the scored images in the row order of `predictions` (unreadable ones left out)."""
     skipped: list[tuple[str, str]]
+    image_cache: str | None
+
+    def answer_rows(self) -> tuple[list[LabelRecord], list[np.ndarray]]:
+        """Every scored image with its probabilities, attribute by attribute: the rows of an answer file."""
+        rows: list[LabelRecord] = []
+        vectors: list[np.ndarray] = []
+        for name, records in self.records.items():
+            rows.extend(records)
+            vectors.extend(self.predictions[name].probs)
+        return rows, vectors
 
 
-def split_file_of_run(run_dir: Path, config: dict[str, Any], layout: DatasetLayout) -> Path:
-    """The split a run trained with: its explicit file, the dataset's default one, or the copy in the run."""
-    candidates = [config.get("split_file"), layout.default_split_path, run_dir / "split.csv"]
-    for candidate in candidates:
-        if candidate and Path(candidate).is_file():
-            return Path(candidate)
-    raise UserError(f"{run_dir}: cannot find the split this run used; pass --labels to score a labelled file instead")
+def run_split_records(run: RunDir, config: dict[str, Any], dataset: DatasetRoot, subset: str) -> list[LabelRecord]:
+    """The training or validation images of a run: its own record of the split, else (older runs) the split rule."""
+    records = dataset.read_labels()
+    if run.split.is_file():
+        source, assignment = run.split, read_split(run.split)
+    else:
+        choice = choose_split(records, config.get("split_file"), dataset.default_split_path, run.split,
+                              float(config.get("val_fraction", 0.2)), int(config.get("split_seed", 0)))  # fmt: skip
+        source, assignment = choice.source, choice.assignment
+    # A run's own record holds only its attributes' rows.
+    split_attributes = {attribute for _, attribute in assignment}
+    train, val = apply_split([r for r in records if r.attribute in split_attributes], assignment, source)
+    return val if subset == "val" else train
 
 
 def evaluation_records(
-    run_dir: Path, config: dict[str, Any], layout: DatasetLayout, subset: str, labels: str | None
+    run: RunDir, config: dict[str, Any], dataset: DatasetRoot, subset: str, labels: str | None
 ) -> list[LabelRecord]:
     if labels:
-        return read_labels(labels, layout.schema)
+        return dataset.read_labels(labels)
     if subset == "test":
-        if not layout.answers_path.is_file():
-            raise UserError(f"{layout.answers_path}: no labelled test file; pass --labels FILE with the test labels")
-        return read_labels(layout.answers_path, layout.schema)
-    records = read_labels(layout.labels_path, layout.schema)
-    split_path = split_file_of_run(run_dir, config, layout)
-    train, val = apply_split(records, read_split(split_path), split_path)
-    return val if subset == "val" else train
+        if not dataset.answers_path.is_file():
+            raise UserError(f"{dataset.answers_path}: no labelled test file; pass --labels FILE with the test labels")
+        return dataset.read_labels(dataset.answers_path)
+    return run_split_records(run, config, dataset, subset)
+
+
+def check_same_schema(checkpoint: Path, schema: Schema, dataset: DatasetRoot, attributes: list[str]) -> None:
+    """Refuse to score a model on a dataset whose schema gives its attributes other classes."""
+    for name in attributes:
+        if name not in dataset.schema or dataset.schema.attribute(name).classes != schema.attribute(name).classes:
+            raise UserError(
+                f"{checkpoint}: the model's attribute {name!r} does not match the schema of {dataset.path} "
+                f"({dataset.schema.name!r}); it was trained on another schema, so its scores would mean nothing"
+            )
 
 
 def evaluate_checkpoint(
@@ -73,16 +99,21 @@ def evaluate_checkpoint(
     data = data or config.get("data")
     if not data:
         raise UserError(f"{path}: the checkpoint does not say which dataset it was trained on; pass --data")
-    layout = DatasetLayout.open(data, require_labels=subset != "test" and labels is None)
+    dataset = DatasetRoot.open(data, require_labels=subset != "test" and labels is None)
     attributes = list(payload["attributes"])
-    records = [r for r in evaluation_records(path.parent, config, layout, subset, labels) if r.attribute in attributes]
+    check_same_schema(path, schema, dataset, attributes)
+    records = [r for r in evaluation_records(RunDir(path.parent), config, dataset, subset, labels)
+               if r.attribute in attributes]  # fmt: skip
     if not records:
         raise UserError(f"{data}: no {subset} images for the attributes of {path}")
     paths = sorted({r.path for r in records})
-    cache = open_cache(layout.root, paths, preprocessing.img_size, preprocessing.interpolation)
-    dataset = LabelledImages(layout.root, records, schema, attributes, preprocessing.img_size,
-                             preprocessing.interpolation, cache)  # fmt: skip
-    shard = Subset(dataset, list(range(context.rank, len(dataset), context.world_size)))
+    cache = open_cache(dataset.path, paths, preprocessing)
+    if cache is None and context.is_main:
+        miss = describe_cache_miss(dataset.path, paths, preprocessing)
+        if miss:
+            print(f"note: {miss}", flush=True)
+    images = LabelledImages(dataset.path, records, schema, attributes, preprocessing, cache)
+    shard = Subset(images, list(range(context.rank, len(images), context.world_size)))
     loader = DataLoader(shard, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=collate)
     channels_last = context.device.type == "cuda"
     if channels_last:
@@ -90,9 +121,11 @@ def evaluate_checkpoint(
     settings = StepSettings(attributes=attributes, preprocessing=preprocessing, augmentation=None,
                             amp_dtype=resolve_amp("auto", context.device), channels_last=channels_last)  # fmt: skip
     num_classes = {name: schema.attribute(name).num_classes for name in attributes}
-    predictions, _, skipped = evaluate(model, loader, context, settings, num_classes, tta=tta)
-    return Evaluation(score(schema.subset(attributes), predictions), predictions, schema.subset(attributes),
-                      dataset.records, skipped)  # fmt: skip
+    result = evaluate(model, loader, context, settings, num_classes, tta=tta)
+    scored = {name: [images.records[i] for i in result.indices[name]] for name in attributes}
+    return Evaluation(score(schema.subset(attributes), result.predictions), result.predictions,
+                      schema.subset(attributes), scored, result.skipped,
+                      str(cache.directory) if cache is not None else None)  # fmt: skip
 
 
 def write_evaluation(result: Evaluation, out: Path) -> None:
@@ -100,7 +133,7 @@ def write_evaluation(result: Evaluation, out: Path) -> None:
     from fashionattr.io import atomic_write_text
     from fashionattr.report import plot_confusion, run_scores_table
 
-    scores = result.scores.to_dict()
+    scores = {**result.scores.to_dict(), "image_cache": result.image_cache}
     atomic_write_text(out / "scores.json", json.dumps(scores, indent=1))
     lines = ["# Evaluation", "", run_scores_table(result.schema, scores)]
     for attribute in result.schema:

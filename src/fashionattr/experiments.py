@@ -24,18 +24,17 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from fashionattr.config import TrainConfig
 from fashionattr.errors import UserError
 from fashionattr.io import atomic_write_text
+from fashionattr.parsing import read_document
+from fashionattr.run_dir import RunDir
 from fashionattr.schema import Attribute, Schema, SchemaError
 
 MANIFEST_NAME = "grid.json"
 SPLIT_NAME = "split.csv"
 FAILURES_NAME = "failures.json"
 RESULTS_MD, RESULTS_CSV, RESULTS_PNG = "results.md", "results.csv", "results.png"
-SUMMARY_NAME = "summary.json"
 MISSING_MD = "–"
 
 
@@ -157,33 +156,21 @@ def read_spec(grid_dir: Path) -> GridSpec:
 
 
 def resolve_split(config: TrainConfig, grid_dir: Path) -> str:
-    """The one split every cell uses: --split-file, else DATA/Annotations/split.csv, else GRID_DIR/split.csv.
+    """The one split every cell uses, by the split rule, with the grid folder as its own place (GRID_DIR/split.csv).
 
     A grid's own split is made once; a rerun (or another shard) with options giving a different split is refused,
     because cells on different splits would not be comparable.
     """
-    from fashionattr.data.labels import read_labels
-    from fashionattr.data.layout import DatasetLayout
-    from fashionattr.data.split import make_split, read_split, write_split
+    from fashionattr.data.dataset import DatasetRoot
+    from fashionattr.data.split import choose_split, write_split
 
-    if config.split_file:
-        if not Path(config.split_file).is_file():
-            raise UserError(f"{config.split_file}: split file not found")
-        return config.split_file
-    layout = DatasetLayout.open(config.data)
-    if layout.default_split_path.is_file():
-        return str(layout.default_split_path)
-    path = grid_dir / SPLIT_NAME
-    assignment = make_split(read_labels(layout.labels_path, layout.schema), config.val_fraction, config.split_seed)
-    if path.is_file():
-        if read_split(path) != assignment:
-            raise UserError(
-                f"{path}: this grid was started with another split (different --split-seed, --val-fraction or "
-                "labels); rerun with the options it was started with, or choose a new --out"
-            )
-    else:
-        write_split(path, assignment)
-    return str(path)
+    data_root = DatasetRoot.open(config.data)
+    records = data_root.read_labels()
+    choice = choose_split(records, config.split_file, data_root.default_split_path, grid_dir / SPLIT_NAME,
+                          config.val_fraction, config.split_seed)  # fmt: skip
+    if choice.is_new:
+        write_split(choice.source, choice.assignment)
+    return str(choice.source)
 
 
 def cell_config(base: TrainConfig, cell: Cell) -> TrainConfig:
@@ -194,11 +181,10 @@ def cell_config(base: TrainConfig, cell: Cell) -> TrainConfig:
 
 def cell_state(cell: Cell) -> str:
     """`finished` (summary.json written last), `partial` (a checkpoint to resume from) or `new`."""
-    from fashionattr.checkpoint import LAST_NAME
-
-    if (cell.directory / SUMMARY_NAME).is_file():
+    run = RunDir(cell.directory)
+    if run.is_finished:
         return "finished"
-    return "partial" if (cell.directory / LAST_NAME).is_file() else "new"
+    return "partial" if run.last.is_file() else "new"
 
 
 def run_cell(cell: Cell, base: TrainConfig, resume: bool) -> None:
@@ -301,7 +287,7 @@ def collect_results(grid_dir: str | Path) -> GridResults:
     average_precision: dict[str, dict[str, float]] = {row: {} for row in rows}
     finished = [cell for cell in cells if cell_state(cell) == "finished"]
     for cell in finished:
-        scores = _read_json(cell.directory / "scores.json")
+        scores = _read_json(RunDir(cell.directory).scores)
         for name in cell.attributes:
             entry = scores.get("attributes", {}).get(name)
             if entry and entry.get("count"):
@@ -327,15 +313,15 @@ def _read_json(path: Path) -> dict[str, Any]:
 def _read_config(path: Path) -> dict[str, Any]:
     """A cell's saved settings, or nothing if unreadable: the notes then say less, the table stays right."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
+        data = read_document(path)
+    except UserError:
         return {}
     return data if isinstance(data, dict) else {}
 
 
 def grid_notes(grid_dir: Path, spec: GridSpec, cells: Sequence[Cell], finished: Sequence[Cell]) -> list[str]:
     """How the numbers were made, from what the finished cells actually used (their saved config.yaml)."""
-    configs = [_read_config(cell.directory / "config.yaml") for cell in finished]
+    configs = [_read_config(RunDir(cell.directory).config) for cell in finished]
 
     def used(key: str) -> str:
         values = list(dict.fromkeys(str(config[key]) for config in configs if key in config))

@@ -1,13 +1,18 @@
-"""Atomic file writes: a file is either its old content or its complete new content, never half of each."""
+"""Files in and out: atomic writes (a file is its old content or its complete new content, never half of each) and
+safe reads (regular files only, never blocking, never unbounded).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, BinaryIO
+
+from fashionattr.errors import UserError
 
 
 @contextlib.contextmanager
@@ -44,3 +49,102 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     with atomic_open(path, "wb") as handle:
         handle.write(data)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Reading: regular files only, never blocking, never unbounded
+
+MAX_TABLE_BYTES = 256 * 1024 * 1024
+"""Label, question, answer and split files: FashionAI's label.csv is 6 MB."""
+MAX_SETTINGS_BYTES = 4 * 1024 * 1024
+"""Schema and config files: a schema of a thousand attributes is still well under 1 MB."""
+
+_FILE_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+class FileReadError(UserError):
+    """A file that cannot be read as data: missing, not a regular file, over a size limit, or refused by the OS.
+
+    `reason` is the sentence without the path, so a caller can report it in its own shape (an image's error,
+    a label file's `file: reason`).
+    """
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{path}: {reason}")
+
+
+def _not_regular(mode: int) -> str | None:
+    if stat.S_ISREG(mode):
+        return None
+    kind = next((name for test, name in _FILE_KINDS if test(mode)), "not a plain file")
+    return f"is {kind}, not a regular file; only regular files are read"
+
+
+def _os_reason(exc: OSError) -> str:
+    if isinstance(exc, FileNotFoundError):
+        return "file not found"
+    return f"cannot read: {exc.strerror or exc}"
+
+
+@contextlib.contextmanager
+def open_regular_file(path: str | Path, max_bytes: int | None = None) -> Iterator[BinaryIO]:
+    """Open `path` for binary reading if, after following links, it is a regular file of at most `max_bytes`.
+
+    A FIFO named `x.jpg` would block `open()` until a writer came, and a link to `/dev/zero` would never end, so
+    the kind of file is checked with `stat` before opening. The open itself is non-blocking and the kind is checked
+    again on the open descriptor, in case the path was swapped in between. Raises :class:`FileReadError`.
+    """
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        raise FileReadError(path, _os_reason(exc)) from None
+    except ValueError:  # an embedded NUL
+        raise FileReadError(path, "the path contains a NUL character") from None
+    problem = _not_regular(info.st_mode) or _over_limit(info.st_size, max_bytes)
+    if problem:
+        raise FileReadError(path, problem)
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    except OSError as exc:
+        raise FileReadError(path, _os_reason(exc)) from None
+    try:
+        problem = _not_regular(os.fstat(fd).st_mode)
+        if problem:
+            raise FileReadError(path, problem)
+        handle = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    with handle:
+        yield handle
+
+
+def read_regular_file(path: str | Path, max_bytes: int) -> bytes:
+    """The whole content of a regular file of at most `max_bytes` (see :func:`open_regular_file`)."""
+    with open_regular_file(path, max_bytes) as handle:
+        try:
+            data = handle.read(max_bytes + 1)
+        except OSError as exc:
+            raise FileReadError(path, _os_reason(exc)) from None
+    problem = _over_limit(len(data), max_bytes)  # it grew while being read
+    if problem:
+        raise FileReadError(path, problem)
+    return data
+
+
+def _over_limit(size: int, max_bytes: int | None) -> str | None:
+    if max_bytes is None or size <= max_bytes:
+        return None
+    return f"is {_megabytes(size)}, over the {_megabytes(max_bytes)} limit for this kind of file"
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1024 / 1024:,.1f} MB"

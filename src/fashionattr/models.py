@@ -18,6 +18,7 @@ import timm.data
 import torch
 from torch import Tensor, nn
 
+from fashionattr.data.preprocessing import Preprocessing, resolve_preprocessing
 from fashionattr.errors import UserError
 from fashionattr.schema import Schema
 
@@ -134,16 +135,25 @@ def load_backbone_weights(backbone: nn.Module, path: str | Path) -> None:
     )
 
 
-def preprocessing_config(backbone: nn.Module) -> dict[str, Any]:
-    """Input size, interpolation and normalisation the backbone's pretrained weights expect (dpn131 has its own)."""
-    config = timm.data.resolve_model_data_config(backbone)
+def data_config(arch: str) -> dict[str, Any]:
+    """Input size, interpolation and normalisation that an architecture's pretrained weights expect.
+
+    Read from timm's pretrained config without building the network (dpn131 has its own mean and std).
+    """
+    name = timm_model_name(arch)
+    pretrained_cfg = timm.models.get_pretrained_cfg(name)
+    config = timm.data.resolve_data_config(pretrained_cfg=pretrained_cfg.to_dict() if pretrained_cfg else {})
     return {
         "input_size": [int(v) for v in config["input_size"]],
         "interpolation": str(config["interpolation"]),
         "mean": [float(v) for v in config["mean"]],
         "std": [float(v) for v in config["std"]],
-        "crop_pct": float(config.get("crop_pct", 1.0)),
     }
+
+
+def model_preprocessing(arch: str, img_size: int | None = None, interpolation: str | None = None) -> Preprocessing:
+    """The preprocessing a model of `arch` gets: every command that trains, caches or benchmarks asks here."""
+    return resolve_preprocessing(data_config(arch), img_size=img_size, interpolation=interpolation)
 
 
 def _module_dict(modules: Mapping[str, nn.Module], what: str) -> nn.ModuleDict:
@@ -187,7 +197,8 @@ class MultiTaskNet(nn.Module):
         """The pooled embedding (N, num_features), used for similar-garment search."""
         return self.backbone(x)
 
-    def forward(self, x: Tensor) -> dict[str, Tensor]:
+    def forward(self, x: Tensor, attribute_index: Tensor | None = None) -> dict[str, Tensor]:
+        """Logits of every head for every image; `attribute_index` is accepted for the same call as `GroupedNet`."""
         features = self.dropout(self.forward_features(x))
         return {name: head(features) for name, head in self.heads.items()}
 
@@ -203,6 +214,7 @@ class GroupedNet(nn.Module):
         self.groups = _module_dict(groups, "group")
         owned = {name for net in groups.values() for name in net.attributes}
         self._order = [name for name in attribute_order if name in owned]
+        self._group_position = {name: i for i, net in enumerate(groups.values()) for name in net.attributes}
         if len(self._order) != len(owned):
             raise ValueError(f"attribute_order misses heads: {sorted(owned - set(self._order))}")
 
@@ -222,11 +234,32 @@ class GroupedNet(nn.Module):
     def forward_features(self, x: Tensor) -> Tensor:
         return torch.cat([net.forward_features(x) for net in self.nets], dim=1)
 
-    def forward(self, x: Tensor) -> dict[str, Tensor]:
-        logits: dict[str, Tensor] = {}
-        for net in self.nets:
-            logits.update(net(x))
-        return {name: logits[name] for name in self._order}
+    def forward(self, x: Tensor, attribute_index: Tensor | None = None) -> dict[str, Tensor]:
+        """Logits per attribute. With `attribute_index` (each image's attribute, a position in `attributes`), every
+        image goes through its own group's backbone only, as in training, where each image is labelled for one
+        attribute: a step then costs about what a multitask step costs, and each backbone's batch-norm statistics
+        come from its own group's images. Rows of other groups get zero logits, which the masked loss ignores.
+        Without it, every image goes through every backbone (prediction wants every attribute).
+        """
+        if attribute_index is None:
+            logits: dict[str, Tensor] = {}
+            for net in self.nets:
+                logits.update(net(x))
+            return {name: logits[name] for name in self._order}
+        group_of_attribute = torch.tensor([self._group_position[name] for name in self._order], device=x.device)
+        group_of_row = group_of_attribute[attribute_index]
+        routed: dict[str, Tensor] = {}
+        for position, net in enumerate(self.nets):
+            rows = (group_of_row == position).nonzero().flatten()
+            if rows.numel() == 0:
+                # Keep every parameter in the autograd graph (DistributedDataParallel needs that) at no cost.
+                anchor = sum(p.view(-1)[0] for p in net.parameters()) * 0.0
+                for name, head in net.heads.items():
+                    routed[name] = x.new_zeros(x.shape[0], cast(nn.Linear, head).out_features) + anchor
+                continue
+            for name, value in net(x[rows]).items():
+                routed[name] = value.new_zeros(x.shape[0], value.shape[1]).index_copy(0, rows, value)
+        return {name: routed[name] for name in self._order}
 
 
 def _select_attributes(schema: Schema, attributes: Sequence[str] | None) -> list[str]:
@@ -289,11 +322,6 @@ def _build(
     return net
 
 
-def _first_backbone(model: MultiTaskNet | GroupedNet) -> nn.Module:
-    net = model.nets[0] if isinstance(model, GroupedNet) else model
-    return cast(nn.Module, net.backbone)
-
-
 def create_model(
     arch: str,
     schema: Schema,
@@ -323,7 +351,7 @@ def create_model(
         "attributes": list(selected),
         "head_sizes": head_sizes,
         "drop_rate": float(drop_rate),
-        "preprocessing": preprocessing_config(_first_backbone(model)),
+        "data_config": data_config(timm_name),
     }
     return model
 

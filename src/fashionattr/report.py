@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fashionattr.io import atomic_open
+from fashionattr.run_dir import RunDir
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -171,13 +172,12 @@ def run_scores_table(schema: Any, scores: dict[str, Any]) -> str:
 
 
 def write_run_report(
-    run_dir: str | Path, schema: Any, history: Sequence[dict[str, Any]], summary: dict[str, Any], scores: dict[str, Any]
+    run: RunDir, schema: Any, history: Sequence[dict[str, Any]], summary: dict[str, Any], scores: dict[str, Any]
 ) -> Path:
     """`report.md` for one run: the score table, learning curves and a confusion matrix per attribute."""
     from fashionattr.io import atomic_write_text
 
-    run_dir = Path(run_dir)
-    plots = run_dir / "plots"
+    plots = run.plots
     plot_learning_curves(history, plots / "learning_curves.png")
     lines = [
         f"# Run report: {summary['arch']} ({summary['layout']})",
@@ -195,6 +195,5 @@ def write_run_report(
         name = f"confusion_{attribute.short_name}.png"
         plot_confusion(np.asarray(entry["confusion"]), attribute.classes, attribute.short_name, plots / name)
         lines += [f"## {attribute.short_name}", "", f"![{attribute.short_name} confusion matrix](plots/{name})", ""]
-    path = run_dir / "report.md"
-    atomic_write_text(path, "\n".join(lines))
-    return path
+    atomic_write_text(run.report, "\n".join(lines))
+    return run.report

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from fashionattr.io import FileReadError
+from fashionattr.parsing import DocumentError, read_document
 
 SCHEMA_FILE_NAMES = ("schema.json", "schema.yaml", "schema.yml")
 
@@ -190,16 +191,14 @@ def _validate(schema: Schema, source: str) -> None:
 
 
 def load_schema(path: str | Path) -> Schema:
-    """Read a schema from a JSON or YAML file, with errors that name the file."""
+    """Read a schema from a JSON or YAML file, strictly (no repeated keys, no aliases), with errors naming the file."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        raise SchemaError(f"{path}: cannot read schema file: {exc.strerror or exc}") from None
-    try:
-        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise SchemaError(f"{path}: not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'}: {exc}") from None
+        data = read_document(path)
+    except FileReadError as exc:
+        raise SchemaError(f"{path}: cannot read schema file: {exc.reason}") from None
+    except DocumentError as exc:
+        raise SchemaError(str(exc)) from None
     return Schema.from_dict(data, source=str(path))
 
 
@@ -207,7 +206,7 @@ def schema_for_dataset(root: str | Path) -> Schema:
     """The schema a dataset root brings (`schema.json`/`schema.yaml` beside `Annotations/`), else FashionAI's."""
     for name in SCHEMA_FILE_NAMES:
         candidate = Path(root) / name
-        if candidate.is_file():
+        if candidate.exists() or candidate.is_symlink():  # a FIFO or a dangling link is refused, not passed over
             return load_schema(candidate)
     return FASHIONAI
 

@@ -15,10 +15,19 @@ from pathlib import Path
 
 import numpy as np
 
-from fashionattr.data.labels import LabelFileError, LabelRecord, _read_lines, parse_csv_line, read_labels
+from fashionattr.data.labels import (
+    LabelFileError,
+    LabelRecord,
+    column_problem,
+    normalise_image_path,
+    parse_csv_line,
+    read_labels,
+    read_lines,
+)
 from fashionattr.errors import UserError
 from fashionattr.io import atomic_write_text
 from fashionattr.metrics import AttributePredictions, Scores, maybe_mask, score
+from fashionattr.parsing import parse_decimal
 from fashionattr.schema import Schema
 
 DECIMALS = 6
@@ -90,7 +99,7 @@ def _read_answer_lines(path: Path, schema: Schema) -> list[_AnswerLine]:
     answers: list[_AnswerLine] = []
     problems: list[tuple[int, str]] = []
     seen: dict[tuple[str, str], int] = {}
-    for line_number, line in enumerate(_read_lines(path), start=1):
+    for line_number, line in enumerate(read_lines(path), start=1):
         cells = parse_csv_line(line)
         if isinstance(cells, str):
             problems.append((line_number, cells))
@@ -98,11 +107,13 @@ def _read_answer_lines(path: Path, schema: Schema) -> list[_AnswerLine]:
         if not cells or all(not cell for cell in cells):
             continue
         if len(cells) != 3:
-            problems.append((line_number, f"expected 3 columns (path,attribute,probabilities), found {len(cells)}"))
+            problems.append((line_number, column_problem(line, len(cells), "path,attribute,probabilities")))
             continue
-        image_path, attribute_name, text = cells
-        if not image_path:
-            problems.append((line_number, "image path is empty"))
+        raw_path, attribute_name, text = cells
+        try:
+            image_path = normalise_image_path(raw_path)
+        except ValueError as exc:
+            problems.append((line_number, str(exc)))
             continue
         if attribute_name not in schema:
             problems.append((line_number, f"unknown attribute {attribute_name!r}; known: {', '.join(schema.names)}"))
@@ -133,11 +144,10 @@ def _parse_probabilities(text: str, num_classes: int, attribute_name: str) -> np
         return f"{len(pieces)} probabilities but {attribute_name} has {num_classes} classes"
     values: list[float] = []
     for position, piece in enumerate(pieces):
-        try:
-            value = float(piece)
-        except ValueError:
-            return f"probability {position} ({piece.strip()!r}) is not a number"
-        if not math.isfinite(value) or not 0.0 <= value <= 1.0:
+        value = parse_decimal(piece.strip())
+        if value is None:
+            return f"probability {position} ({piece.strip()!r}) is not a number; write decimals such as 0.25 or 2.5e-3"
+        if not 0.0 <= value <= 1.0:
             return f"probability {position} ({piece.strip()}) is not a finite number in [0, 1]"
         values.append(value)
     total = math.fsum(values)
@@ -173,7 +183,7 @@ def validate_against_questions(
 def _answer_line_number(answer_path: Path, index: int) -> int:
     """Line number of the `index`-th non-blank row, found again only when an error needs it (0 if unknown)."""
     try:
-        lines = _read_lines(answer_path)
+        lines = read_lines(answer_path)
     except LabelFileError:
         return 0
     row_lines = [number for number, line in enumerate(lines, start=1) if any(map(str.strip, parse_csv_line(line)))]

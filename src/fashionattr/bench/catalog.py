@@ -1,11 +1,11 @@
-"""Figures f and g: similar-garment search (approximate vs exact index) and facet queries (PostgreSQL vs SQLite).
+"""Figures `similar` (approximate vs exact index) and `facets` (PostgreSQL vs SQLite) of the catalogue.
 
 Both run on synthetic catalogues of the sizes in `--catalog-sizes` (10k, 100k and 1M by default), no model
-needed. f: unit embeddings of the backbone's dimension (fashionattr.bench.embeddings, 512 numbers: resnet18's
+needed. similar: unit embeddings of the backbone's dimension (fashionattr.bench.embeddings, 512 numbers: resnet18's
 pooled features), queries from the same distribution but not in the catalogue, each timed alone on the exact
 index and on the approximate one (asked for 2k candidates re-scored exactly, as `Catalog.similar` does), the
 two alternating query by query; recall@10 is the share of the exact top ten the approximate path returns.
-g: the same number of items with eight tags each (skewed value frequencies, confidences 0.3-1) written through
+facets: the same number of items with eight tags each (skewed value frequencies, confidences 0.3-1) written through
 the catalogue store into an SQLite file and a PostgreSQL database, then `Catalog.facets` with no, one and two
 filters, alternating between the backends.
 """
@@ -52,7 +52,7 @@ def percentile_ms(seconds: list[float], q: float) -> float:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# f: similar-garment search
+# similar: similar-garment search
 
 
 def similar_figures(context: BenchContext) -> Iterator[Figure]:
@@ -61,7 +61,7 @@ def similar_figures(context: BenchContext) -> Iterator[Figure]:
     for count in settings.catalog_sizes:
         result = _measure_similar(count, settings.embedding_dim, settings.similar_queries)
         yield Figure(
-            key=f"f.{size_label(count)}", title=f"similar search at {count:,} items: p99 exact / p99 approximate",
+            key=f"similar.{size_label(count)}", title=f"similar search at {count:,} items: p99 exact / p99 approximate",
             ratio=result["exact_p99"] / result["ann_p99"], unit="ms",
             values={"exact p50": result["exact_p50"], "exact p99": result["exact_p99"],
                     "approximate p50": result["ann_p50"], "approximate p99": result["ann_p99"]},
@@ -75,11 +75,11 @@ def similar_figures(context: BenchContext) -> Iterator[Figure]:
         largest = {"count": count, **result}
     if largest:
         count = largest["count"]
-        yield Figure(key="f.p99", title=f"approximate similar search p99 at {count:,} items",
+        yield Figure(key="similar.p99", title=f"approximate similar search p99 at {count:,} items",
                      ratio=largest["ann_p99"], goal=ANN_P99_GOAL_MS, at_most=True, ratio_unit=" ms", unit="ms",
                      settings={"items": count})  # fmt: skip
         yield Figure(
-            key="f.recall",
+            key="similar.recall",
             title=f"approximate similar search recall@10 at {count:,} items",
             ratio=largest["recall"],
             goal=RECALL_GOAL,
@@ -124,7 +124,7 @@ def _measure_similar(count: int, dim: int, queries: int) -> dict[str, float]:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# g: facet queries
+# facets: facet queries
 
 
 def facet_figures(context: BenchContext) -> Iterator[Figure]:
@@ -138,7 +138,7 @@ def facet_figures(context: BenchContext) -> Iterator[Figure]:
             bindir = find_bindir()
             if bindir is None:
                 missing = "no PostgreSQL server: give --postgres URL or install the server binaries"
-                yield Figure(key="g", title="facet queries: PostgreSQL vs SQLite", skipped=missing)
+                yield Figure(key="facets", title="facet queries: PostgreSQL vs SQLite", skipped=missing)
                 return
             server = stack.enter_context(throwaway_postgres(bindir))
             origin = "a throwaway local server (Unix socket, fsync off)"
@@ -150,7 +150,7 @@ def facet_figures(context: BenchContext) -> Iterator[Figure]:
             times = _time_facets({"sqlite": str(sqlite_db), "postgresql": url}, settings.rounds)
             sqlite_db.unlink(missing_ok=True)
             yield Figure(
-                key=f"g.{size_label(count)}", title=f"facet counts at {count:,} items: PostgreSQL / SQLite latency",
+                key=f"facets.{size_label(count)}", title=f"facet counts at {count:,} items: PostgreSQL / SQLite time",
                 ratio=statistics.median(times["postgresql"]) / statistics.median(times["sqlite"]), unit="ms",
                 values={"SQLite p50": percentile_ms(times["sqlite"], 50),
                         "SQLite p99": percentile_ms(times["sqlite"], 99),

@@ -11,15 +11,15 @@ from typing import Any
 
 import torch
 
+from fashionattr.data.dataset import DatasetRoot
 from fashionattr.data.labels import LabelRecord, format_rows, read_labels
-from fashionattr.data.layout import DatasetLayout
 from fashionattr.schema import SCHEMA_FILE_NAMES, Schema
 
-FIGURES = ("a", "b", "c", "d", "e", "mem", "gpu", "f", "g", "h")
+FIGURES = ("a", "b", "c", "d", "e", "g", "mem", "gpu", "similar", "facets", "service")
 """Every figure `--only` can name, in the order they run."""
-CATALOG_FIGURES = ("f", "g", "h")
+CATALOG_FIGURES = ("similar", "facets", "service")
 """What `--only catalog` names: similar search, facet queries, service throughput."""
-NO_IMAGE_FIGURES = ("f", "g")
+NO_IMAGE_FIGURES = ("similar", "facets")
 """Figures on synthetic embeddings and tags only: a run of just these makes no JPEGs."""
 
 
@@ -44,14 +44,14 @@ class BenchSettings:
     memory_images: int = 1000
     """N of the memory figure: predict runs over N and 4N images."""
     catalog_sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000)
-    """Catalogue sizes of figures f and g."""
+    """Catalogue sizes of the similar and facets figures."""
     embedding_dim: int = 512
-    """Embedding size of figure f: resnet18's pooled features (resnet50 would give 2048)."""
+    """Embedding size of the similar figure: resnet18's pooled features (resnet50 would give 2048)."""
     similar_queries: int = 300
     postgres: str | None = None
-    """PostgreSQL server for figure g (a database there gets the catalogue's tables); None starts a throwaway one."""
+    """PostgreSQL database of the facets figure (it gets the catalogue's tables); None starts a throwaway server."""
     service_requests: int = 96
-    """Requests per 8-client round of figure h (a 1-client round sends a quarter of them)."""
+    """Requests per 8-client round of the service figure (a 1-client round sends a quarter of them)."""
     quick: bool = False
 
     @classmethod
@@ -100,7 +100,7 @@ class BenchContext:
 
 
 def no_images(workdir: Path) -> BenchData:
-    """For runs of figures that need no photos (f, g): nothing is generated."""
+    """For runs of figures that need no photos (similar, facets): nothing is generated."""
     from fashionattr.schema import FASHIONAI
 
     return BenchData(workdir, FASHIONAI, [], "none needed by the chosen figures", 0.0)
@@ -112,9 +112,9 @@ def make_synthetic(workdir: Path, per_class: int) -> BenchData:
     root = workdir / "data"
     start = time.perf_counter()
     generate_dataset(root, per_class=per_class, size=512, test_fraction=0.0, progress=False)
-    layout = DatasetLayout.open(root)
-    records = read_labels(layout.labels_path, layout.schema)
-    return BenchData(root, layout.schema, records, f"synthetic, {len(records)} JPEGs of 512 px",
+    data_root = DatasetRoot.open(root)
+    records = data_root.read_labels()
+    return BenchData(root, data_root.schema, records, f"synthetic, {len(records)} JPEGs of 512 px",
                      time.perf_counter() - start)  # fmt: skip
 
 
@@ -125,9 +125,9 @@ def copy_sample(source: str | Path, workdir: Path, per_class: int, seed: int = 0
     built by `prepare` would otherwise be overwritten by one covering only the sample).
     """
     start = time.perf_counter()
-    layout = DatasetLayout.open(source)
+    data_root = DatasetRoot.open(source)
     by_class: dict[tuple[str, int], list[LabelRecord]] = {}
-    for record in read_labels(layout.labels_path, layout.schema):
+    for record in data_root.read_labels():
         by_class.setdefault((record.attribute, record.target), []).append(record)
     rng = random.Random(seed)
     chosen = [r for group in by_class.values() for r in rng.sample(group, min(per_class, len(group)))]
@@ -135,13 +135,13 @@ def copy_sample(source: str | Path, workdir: Path, per_class: int, seed: int = 0
     for record in chosen:
         target = root / record.path
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(layout.root / record.path, target)
+        shutil.copyfile(data_root.path / record.path, target)
     (root / "Annotations").mkdir(parents=True, exist_ok=True)
-    (root / "Annotations" / "label.csv").write_text(format_rows(chosen, layout.schema), encoding="utf-8")
+    (root / "Annotations" / "label.csv").write_text(format_rows(chosen, data_root.schema), encoding="utf-8")
     for name in SCHEMA_FILE_NAMES:
-        if (layout.root / name).is_file():
-            shutil.copyfile(layout.root / name, root / name)
-    copied = DatasetLayout.open(root)
+        if (data_root.path / name).is_file():
+            shutil.copyfile(data_root.path / name, root / name)
+    copied = DatasetRoot.open(root)
     records = read_labels(copied.labels_path, copied.schema)
     return BenchData(root, copied.schema, records, f"{len(records)} images sampled from {source}",
                      time.perf_counter() - start)  # fmt: skip

@@ -1,7 +1,7 @@
 """Figure e: which of channels_last, bf16 autocast and torch.compile pay off on this CPU, for training and inference.
 
 Each option runs through the same code the training config switches (`StepSettings`, `train_one_epoch`,
-`predict_logits`) against eager fp32, side by side. torch.compile runs in a child process under a time limit,
+`predict_probabilities`) against eager fp32, side by side. torch.compile runs in a child process under a time limit,
 because compiling can take minutes on a small CPU and cannot be interrupted from inside; its compile time is
 reported apart from its speed.
 """
@@ -15,10 +15,10 @@ import torch
 
 from fashionattr.bench.context import BenchContext
 from fashionattr.bench.core import Figure, Measurement, Variant, compared, measure, sync
-from fashionattr.bench.inputs import image_batch, labelled_batch, new_model, preprocessing_of
-from fashionattr.bench.probe import run_probe
+from fashionattr.bench.inputs import bench_preprocessing, image_batch, labelled_batch, new_model
+from fashionattr.bench.isolation import run_probe
 from fashionattr.bench.training import EngineTrainer
-from fashionattr.engine import StepSettings, predict_logits
+from fashionattr.engine import StepSettings, predict_probabilities
 
 WIN = 1.05
 """An option is worth turning on when it is at least this much faster (smaller gains are within the noise)."""
@@ -40,7 +40,7 @@ class Option:
 
 
 class InferenceRunner:
-    """Evaluation's forward pass (`predict_logits`) for one option, on its own copy of the model."""
+    """Evaluation's forward pass (`predict_probabilities`) for one option, on its own copy of the model."""
 
     def __init__(self, context: BenchContext, option: Option, compiled: bool = False) -> None:
         self.device = context.device
@@ -49,12 +49,12 @@ class InferenceRunner:
             self.model.to(memory_format=torch.channels_last)
         self.run_model: Any = torch.compile(self.model) if compiled else self.model
         self.settings = StepSettings(attributes=context.data.schema.names, augmentation=None,
-                                     preprocessing=preprocessing_of(self.model, context.settings.img_size),
+                                     preprocessing=bench_preprocessing(context),
                                      amp_dtype=option.amp, channels_last=option.channels_last)  # fmt: skip
         self.images = image_batch(context)
 
     def step(self) -> int:
-        predict_logits(self.run_model, self.images, self.settings)
+        predict_probabilities(self.run_model, self.images, self.settings)
         sync(self.device)
         return self.images.shape[0]
 

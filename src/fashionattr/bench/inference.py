@@ -14,10 +14,11 @@ import torch
 
 from fashionattr.bench.context import BenchContext
 from fashionattr.bench.core import Figure, Variant, compared, measure, sync
-from fashionattr.bench.inputs import image_batch, new_model, preprocessing_of, shared_multitask
-from fashionattr.data.transforms import normalize_batch
+from fashionattr.bench.inputs import bench_preprocessing, image_batch, new_model, shared_multitask
+from fashionattr.data.preprocessing import normalize_batch
 from fashionattr.engine import autocast, resolve_amp
-from fashionattr.inference import LoadedModel, Predictor, TorchBackend
+from fashionattr.inference import Predictor
+from fashionattr.inference.torch_backend import LoadedModel, TorchBackend
 
 PREDICT_BATCHES = 4
 """Batches per round of figure d: a small folder. Its fixed start (loader workers, decoding the first batch
@@ -38,7 +39,7 @@ def ready_tensor(predictor: Predictor, images: torch.Tensor) -> torch.Tensor:
 
 def multitask_predictor(context: BenchContext) -> Predictor:
     model = shared_multitask(context)
-    preprocessing = preprocessing_of(model, context.settings.img_size)
+    preprocessing = bench_preprocessing(context)
     return _predictor(context, [LoadedModel(model, preprocessing, context.data.schema.names, Path("multitask"))])
 
 

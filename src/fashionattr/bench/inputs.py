@@ -9,8 +9,8 @@ from torch import nn
 
 from fashionattr.bench.context import BenchContext
 from fashionattr.data.datasets import LabelledImages, collate
-from fashionattr.data.transforms import Preprocessing
-from fashionattr.models import MultiTaskNet, create_model
+from fashionattr.data.preprocessing import Preprocessing
+from fashionattr.models import MultiTaskNet, create_model, model_preprocessing
 
 
 def new_model(context: BenchContext, layout: str = "multitask", attributes: list[str] | None = None,
@@ -28,18 +28,16 @@ def shared_multitask(context: BenchContext) -> MultiTaskNet:
     return context.shared["multitask"]
 
 
-def preprocessing_of(model: nn.Module, img_size: int) -> Preprocessing:
-    spec: dict[str, Any] = getattr(model, "spec", {})
-    config = spec["preprocessing"]
-    return Preprocessing(img_size=img_size, mean=tuple(config["mean"]), std=tuple(config["std"]),
-                         interpolation=config.get("interpolation", "bilinear"))  # fmt: skip
+def bench_preprocessing(context: BenchContext, img_size: int | None = None, arch: str | None = None) -> Preprocessing:
+    """The preprocessing training would give the bench's architecture at the bench's size."""
+    return model_preprocessing(arch or context.settings.arch, img_size or context.settings.img_size)
 
 
 def labelled_batch(context: BenchContext, img_size: int | None = None) -> dict[str, Any]:
     """The first `batch_size` labelled images as the training loader collates them (uint8, targets, masks)."""
     data, settings = context.data, context.settings
-    size = img_size or settings.img_size
-    dataset = LabelledImages(data.root, data.records, data.schema, data.schema.names, size)
+    dataset = LabelledImages(data.root, data.records, data.schema, data.schema.names,
+                             bench_preprocessing(context, img_size))  # fmt: skip
     # Spread the batch over attributes, as a shuffled loader would.
     step = max(1, len(dataset) // settings.batch_size)
     items = [dataset[i] for i in range(0, len(dataset), step)][: settings.batch_size]

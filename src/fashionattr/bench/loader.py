@@ -21,7 +21,7 @@ from fashionattr.config import TrainConfig
 from fashionattr.data.cache import build_cache
 from fashionattr.data.datasets import LabelledImages, collate
 from fashionattr.data.images import open_image
-from fashionattr.data.transforms import PAD_VALUE, letterbox
+from fashionattr.data.preprocessing import PAD_VALUE, Preprocessing, letterbox
 
 DECODE_SAMPLE = 100
 """Images the decoder comparison decodes per round."""
@@ -49,11 +49,12 @@ def cache_figure(context: BenchContext) -> Figure:
     size = settings.loader_size
     paths = sorted({r.path for r in data.records})
     start = time.perf_counter()
-    cache = build_cache(data.root, paths, size, "bilinear", progress=False)
+    preprocessing = Preprocessing(img_size=size)
+    cache = build_cache(data.root, paths, preprocessing, progress=False)
     build_seconds = time.perf_counter() - start
 
     def dataset(with_cache: bool) -> LabelledImages:
-        return LabelledImages(data.root, data.records, data.schema, data.schema.names, size, "bilinear",
+        return LabelledImages(data.root, data.records, data.schema, data.schema.names, preprocessing,
                               cache if with_cache else None)  # fmt: skip
 
     cached = _loader(dataset(True), LOADER_BATCH, settings.workers)
@@ -88,12 +89,13 @@ def torchvision_letterbox(path: Path, size: int) -> np.ndarray:
 def decoder_figures(context: BenchContext) -> list[Figure]:
     """Single-process decode + letterbox of the same JPEGs by three decoders, on one thread like a loader worker."""
     size = context.settings.loader_size
+    preprocessing = Preprocessing(img_size=size)
     files = context.data.images[:DECODE_SAMPLE]
 
     def pil(target: int | None) -> int:
         for path in files:
             with open_image(path, target_size=target) as image:
-                letterbox(image, size)
+                letterbox(image, preprocessing)
         return len(files)
 
     def torchvision() -> int:
@@ -120,8 +122,7 @@ def decoder_figures(context: BenchContext) -> list[Figure]:
     versus_full = compared(
         "a.draft", "JPEG decode+letterbox: PIL draft vs full decode (the fix)", measurement,
         "PIL, DCT downscale (draft)", "PIL, full decode", goal=None, settings=common,
-        notes=["`open_image(path, target_size=)` asks libjpeg for 1/2 scale before loading; letterbox's own draft "
-               "call came after the load and never took effect. Training, evaluation and prepare use it; predict "
-               "decodes at full size so that files, uploads and decoded images get identical answers"],
+        notes=["`open_image(path, target_size=)` asks libjpeg for 1/2 scale before loading; `load_letterboxed`, "
+               "which every path that feeds a model goes through (training, cache, evaluate, predict, serve), uses it"],
     )  # fmt: skip
     return [versus_torchvision, versus_full]

@@ -17,10 +17,9 @@ import torch
 
 from fashionattr.bench.context import BenchContext
 from fashionattr.bench.core import Figure
-from fashionattr.bench.probe import run_probe
+from fashionattr.bench.isolation import run_probe
 from fashionattr.checkpoint import save_checkpoint
-from fashionattr.data.transforms import Preprocessing
-from fashionattr.models import create_model
+from fashionattr.models import create_model, model_preprocessing
 
 FLAT_LIMIT = 1.10
 """Peak over 4N images at most this many times the peak over N: memory does not grow with the input."""
@@ -34,8 +33,7 @@ def tiny_checkpoint(context: BenchContext) -> Path:
     schema = context.data.schema
     torch.manual_seed(0)
     model = create_model(TINY_ARCH, schema)
-    preprocessing = Preprocessing(img_size=TINY_SIZE, mean=tuple(model.spec["preprocessing"]["mean"]),
-                                  std=tuple(model.spec["preprocessing"]["std"]))  # fmt: skip
+    preprocessing = model_preprocessing(TINY_ARCH, TINY_SIZE)
     path = context.workdir / "tiny" / "best.pt"
     path.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(path, {"model": model.state_dict(), "spec": model.spec, "schema": schema.to_dict(),

@@ -1,4 +1,4 @@
-"""Figure h: service throughput with 8 concurrent clients against 1, through the service's dynamic batching.
+"""Figure `service`: service throughput with 8 concurrent clients against 1, through the service's dynamic batching.
 
 A real `fashionattr serve` process (the bench's architecture and input size, random weights) on a loopback
 port; each client posts one 512 px JPEG per request and sends the next as soon as the answer arrives. Rounds
@@ -23,7 +23,7 @@ import torch
 
 from fashionattr.bench.context import BenchContext
 from fashionattr.bench.core import Figure, Variant, compared, measure
-from fashionattr.bench.inputs import preprocessing_of
+from fashionattr.bench.inputs import bench_preprocessing
 from fashionattr.checkpoint import save_checkpoint
 from fashionattr.models import create_model
 
@@ -40,7 +40,7 @@ def service_checkpoint(context: BenchContext) -> Path:
     path = context.workdir / "service" / "best.pt"
     path.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(path, {"model": model.state_dict(), "spec": model.spec, "schema": schema.to_dict(),
-                           "preprocessing": preprocessing_of(model, settings.img_size).to_dict(),
+                           "preprocessing": bench_preprocessing(context).to_dict(),
                            "attributes": schema.names})  # fmt: skip
     return path
 
@@ -118,7 +118,7 @@ def service_figures(context: BenchContext) -> list[Figure]:
         measurement = measure([many, one], rounds=settings.rounds, warmup=0, budget_s=180)
     p99 = {name: float(np.percentile(np.asarray(values) * 1000, 99)) for name, values in latencies.items()}
     figure = compared(
-        "h", f"service throughput, {CLIENTS} concurrent clients vs 1 (dynamic batching)", measurement,
+        "service", f"service throughput, {CLIENTS} concurrent clients vs 1 (dynamic batching)", measurement,
         f"{CLIENTS} clients", "1 client", goal=THROUGHPUT_GOAL,
         settings={"arch": settings.arch, "size": settings.img_size, "device": str(context.device),
                   "image_kib": round(len(image) / 1024, 1), "requests_per_round": {"1 client": per_round // 4,

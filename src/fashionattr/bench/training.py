@@ -21,33 +21,35 @@ from torch.utils.data import DataLoader
 
 from fashionattr.bench.context import BenchContext
 from fashionattr.bench.core import Figure, Variant, compared, measure, sync
-from fashionattr.bench.inputs import labelled_batch, new_model, preprocessing_of
+from fashionattr.bench.inputs import bench_preprocessing, labelled_batch, new_model
 from fashionattr.config import TrainConfig
-from fashionattr.data.transforms import Augmentation, Preprocessing, normalize_batch
+from fashionattr.data.preprocessing import Preprocessing, normalize_batch
 from fashionattr.distributed import DistributedContext
 from fashionattr.engine import StepSettings, prepare_images, resolve_amp, train_one_epoch
 from fashionattr.losses import masked_cross_entropy
 from fashionattr.models import timm_model_name
-from fashionattr.training import build_optimizer, warmup_cosine
+from fashionattr.training.optim import build_optimizer, warmup_cosine
 
 
 def engine_step_settings(context: BenchContext, model: nn.Module, config: TrainConfig, amp: torch.dtype | None,
                          channels_last: bool) -> StepSettings:  # fmt: skip
     """The step settings `fit` resolves from this config (its augmentation, loss and clipping defaults)."""
-    return StepSettings(attributes=context.data.schema.names, preprocessing=preprocessing_of(model, config.img_size),
-                        augmentation=Augmentation(), amp_dtype=amp, channels_last=channels_last,
+    return StepSettings(attributes=context.data.schema.names,
+                        preprocessing=bench_preprocessing(context, config.img_size, config.arch),
+                        augmentation=config.augmentation(), amp_dtype=amp, channels_last=channels_last,
                         maybe_weight=config.maybe_weight, label_smoothing=config.label_smoothing,
                         clip_grad=config.clip_grad)  # fmt: skip
 
 
 class EngineTrainer:
-    """One multitask model trained by `train_one_epoch` on a fixed batch, one step per call."""
+    """One model (multitask unless told otherwise) trained by `train_one_epoch` on a fixed batch, a step per call."""
 
     def __init__(self, context: BenchContext, batch: dict[str, Any], amp: torch.dtype | None = None,
-                 channels_last: bool = False, compiled: bool = False, seed: int = 0) -> None:  # fmt: skip
+                 channels_last: bool = False, compiled: bool = False, seed: int = 0,
+                 layout: str = "multitask") -> None:  # fmt: skip
         self.device = context.device
         config = TrainConfig(data="bench", arch=context.settings.arch, img_size=context.settings.img_size)
-        self.model = new_model(context, seed=seed)
+        self.model = new_model(context, layout=layout, seed=seed)
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.optimizer = build_optimizer(config, self.model)
@@ -153,5 +155,28 @@ def engine_figure(context: BenchContext) -> list[Figure]:
         settings={"arch": settings.arch, "size": settings.img_size, "batch": batch["image"].shape[0],
                   "amp": str(amp).replace("torch.", ""), "channels_last": channels_last, "device": str(device)},
         notes=overhead_breakdown(engine, step_seconds),
+    )  # fmt: skip
+    return [figure]
+
+
+def grouped_figure(context: BenchContext) -> list[Figure]:
+    """Figure g: a grouped (design vs length backbones) training step against a multitask one on the same batch.
+
+    Each image goes through its own group's backbone only, so two backbones cost about what one does.
+    """
+    settings, device = context.settings, context.device
+    batch = labelled_batch(context)
+    amp = resolve_amp("auto", device)
+    channels_last = device.type == "cuda"
+    multitask = EngineTrainer(context, batch, amp=amp, channels_last=channels_last)
+    grouped = EngineTrainer(context, batch, amp=amp, channels_last=channels_last, layout="grouped")
+    variants = [Variant("grouped (upper-lower)", grouped.step), Variant("multitask", multitask.step)]
+    measurement = measure(variants, rounds=settings.rounds + 2, warmup=1, budget_s=150)
+    figure = compared(
+        "g", "training step: grouped layout vs multitask", measurement, "grouped (upper-lower)", "multitask",
+        goal=0.9,
+        settings={"arch": settings.arch, "size": settings.img_size, "batch": batch["image"].shape[0],
+                  "device": str(device)},
+        notes=["grouped: two backbones, each image through its own group's backbone only (per-group batches)"],
     )  # fmt: skip
     return [figure]

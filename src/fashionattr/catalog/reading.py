@@ -122,10 +122,6 @@ class Catalog:
             filters[attribute] = value
         return filters
 
-    def check_filters(self, filters: Mapping[str, str]) -> dict[str, str]:
-        """Validate a filters mapping given with (possibly short) names; returns it with canonical names."""
-        return self.parse_filters(f"{name}={value}" for name, value in filters.items())
-
     def _resolve(self, name: str, value: str) -> tuple[str, str]:
         try:
             attribute = self.schema.attribute(name)

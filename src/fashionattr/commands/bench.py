@@ -12,8 +12,8 @@ FIGURE_HELP = (
     "c: the training engine vs a bare timm loop; d: predict end to end vs the forward pass alone; "
     "e: channels_last, bf16 and torch.compile on CPU; mem: peak memory of training and predict; "
     "gpu: AMP, channels_last, compile and resnet50 images/s on a GPU (skipped without one); "
-    "f: similar-garment search, approximate vs exact index; g: facet queries, PostgreSQL vs SQLite; "
-    "h: service throughput at 8 clients vs 1; catalog: f,g,h"
+    "similar: similar-garment search, approximate vs exact index; facets: facet queries, PostgreSQL vs SQLite; "
+    "service: service throughput at 8 clients vs 1; catalog: similar,facets,service"
 )
 
 
@@ -27,7 +27,7 @@ def register(subparsers: Any) -> None:
         f"Figures: {FIGURE_HELP}. The defaults take about ten minutes on two CPU cores; --quick about two.",
     )
     parser.add_argument("--only", metavar="LIST", help="comma-separated figures to run (default: all): "
-                        "a,b,c,d,e,mem,gpu,f,g,h, or catalog for f,g,h")  # fmt: skip
+                        "a,b,c,d,e,g,mem,gpu,similar,facets,service, or catalog for the last three")  # fmt: skip
     parser.add_argument("--data", metavar="DIR", help="sample images from this dataset (copied to a temporary "
                         "folder) instead of generating synthetic ones")  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="smaller sizes and no torch.compile (about 2 minutes)")
@@ -44,12 +44,14 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--memory-images", type=int, metavar="N",
                         help="predict over N and 4N images in the memory figure (default 1000; quick 200)")  # fmt: skip
     parser.add_argument("--catalog-sizes", metavar="LIST",
-                        help="catalogue sizes of figures f and g (default 10000,100000,1000000; "
+                        help="catalogue sizes of the similar and facets figures (default 10000,100000,1000000; "
                         "quick 10000)")  # fmt: skip
     parser.add_argument("--embedding-dim", type=int, metavar="N",
-                        help="embedding size of figure f (default 512, resnet18's; resnet50 gives 2048)")  # fmt: skip
-    parser.add_argument("--postgres", metavar="URL", help="PostgreSQL database for figure g (postgresql://...); "
-                        "by default a throwaway local server is started when the binaries are installed")  # fmt: skip
+                        help="embedding size of the similar figure (default 512, resnet18's; resnet50 gives "
+                        "2048)")  # fmt: skip
+    parser.add_argument("--postgres", metavar="URL", help="PostgreSQL database for the facets figure "
+                        "(postgresql://...); by default a throwaway local server is started when the binaries are "
+                        "installed")  # fmt: skip
     parser.set_defaults(func=run)
 
 

@@ -21,17 +21,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fashionattr.data.inspect import scan_images
-    from fashionattr.data.labels import read_labels, read_questions
-    from fashionattr.data.layout import DatasetLayout
+    from fashionattr.data.dataset import DatasetRoot
+    from fashionattr.data.scan import scan_images
 
-    layout = DatasetLayout.open(args.data)
-    schema = layout.schema
-    records = read_labels(layout.labels_path, schema)
-    print(f"{layout.labels_path}: {len(records)} labelled rows, schema {schema.name!r} ({len(schema)} attributes)")
-    questions = read_questions(layout.questions_path, schema) if layout.questions_path.is_file() else []
+    data_root = DatasetRoot.open(args.data)
+    schema = data_root.schema
+    records = data_root.read_labels()
+    print(f"{data_root.labels_path}: {len(records)} labelled rows, schema {schema.name!r} ({len(schema)} attributes)")
+    # A FIFO or a dangling link is refused by the reader, not passed over.
+    has_questions = data_root.questions_path.exists() or data_root.questions_path.is_symlink()
+    questions = data_root.read_questions() if has_questions else []
     if questions:
-        print(f"{layout.questions_path}: {len(questions)} question rows")
+        print(f"{data_root.questions_path}: {len(questions)} question rows")
 
     per_class: Counter[tuple[str, int]] = Counter((r.attribute, r.target) for r in records)
     with_maybe = Counter(r.attribute for r in records if r.maybe)
@@ -49,13 +50,13 @@ def run(args: argparse.Namespace) -> int:
     if args.no_images:
         return 0
 
-    report = scan_images(layout.root, records + questions, workers=args.workers)
+    report = scan_images(data_root.path, records + questions, workers=args.workers)
     sizes = ", ".join(f"{w}x{h}: {n}" for (w, h), n in report.sizes.most_common())
     print(f"\nimage sizes (width x height): {sizes or 'none decoded'}")
     if report.bad:
         print(f"\n{len(report.bad)} unusable image(s):")
         for path, reason in report.bad:
-            print(f"  {layout.root / path}: {reason}")
+            print(f"  {data_root.path / path}: {reason}")
         return 2
     print("all images decode")
     return 0

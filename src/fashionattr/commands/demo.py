@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-DEMO_ARCH = "test_resnet"
+DEMO_RECIPE = "cpu-demo"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -12,17 +12,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "demo",
         help="generate synthetic data, train a multitask model, evaluate it and write a report",
         description="Generate the synthetic garment dataset, check and split it, build the image cache, train one "
-        "multitask model (one backbone, a head per attribute), score it on the held-out test set and write a "
-        "Markdown report with the per-attribute table, learning curves and confusion matrices.",
+        f"multitask model (one backbone, a head per attribute) with the {DEMO_RECIPE} recipe, score it on the "
+        "held-out test set and write a Markdown report with the per-attribute table, learning curves and "
+        "confusion matrices. Defaults come from the recipe (`fashionattr recipes cpu-demo`).",
     )
     parser.add_argument("--out", default="runs/demo", help="folder for the dataset and the run (runs/demo)")
-    parser.add_argument("--per-class", type=int, default=150, help="synthetic images per class (150)")
-    parser.add_argument("--size", type=int, default=128, help="synthetic image side in pixels (128)")
-    parser.add_argument("--img-size", type=int, default=96, help="training input side in pixels (96)")
-    parser.add_argument("--arch", default=DEMO_ARCH, help=f"backbone (default {DEMO_ARCH}, small enough for a CPU)")
-    parser.add_argument("--epochs", type=int, default=16, help="training epochs (16)")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--workers", type=int, default=0, help="loader processes (0: the cache makes them unneeded)")
+    parser.add_argument("--per-class", type=int, help="synthetic images per class (the recipe's)")
+    parser.add_argument("--size", type=int, help="synthetic image side in pixels (the recipe's)")
+    parser.add_argument("--img-size", type=int, help="training input side in pixels (the recipe's)")
+    parser.add_argument("--arch", help="backbone (the recipe's, small enough for a CPU)")
+    parser.add_argument("--epochs", type=int, help="training epochs (the recipe's)")
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--workers", type=int, help="loader processes (the recipe's: 0, the cache makes them unneeded)")
     parser.add_argument("--seed", type=int, default=0)
     parser.set_defaults(func=run)
 
@@ -34,19 +35,23 @@ def run(args: argparse.Namespace) -> int:
 
     from fashionattr.config import resolve_config
     from fashionattr.data.cache import build_cache, open_cache
-    from fashionattr.data.labels import read_labels, read_questions
-    from fashionattr.data.layout import DatasetLayout
+    from fashionattr.data.dataset import DatasetRoot
     from fashionattr.data.split import make_split, write_split
     from fashionattr.data.synth import generate_dataset
     from fashionattr.distributed import DistributedContext
     from fashionattr.evaluation import evaluate_checkpoint, write_evaluation
     from fashionattr.metrics import format_scores_table
+    from fashionattr.models import model_preprocessing
+    from fashionattr.recipes import load_recipe
     from fashionattr.report import run_scores_table
+    from fashionattr.run_dir import RunDir
     from fashionattr.training import train
 
     start = time.perf_counter()
     out = Path(args.out)
-    data, run_dir = out / "data", out / "run"
+    data, run = out / "data", RunDir(out / "run")
+    synthetic = load_recipe(DEMO_RECIPE).synthetic
+    per_class, size = args.per_class or synthetic["per_class"], args.size or synthetic["size"]
 
     def step(message: str) -> None:
         print(f"[{time.perf_counter() - start:6.1f}s] {message}", flush=True)
@@ -54,37 +59,38 @@ def run(args: argparse.Namespace) -> int:
     if (data / "Annotations" / "label.csv").is_file():
         step(f"using the synthetic dataset in {data}")
     else:
-        step(f"generating {args.per_class} synthetic images per class at {args.size}px into {data}")
-        generate_dataset(data, per_class=args.per_class, size=args.size, seed=args.seed)
-    layout = DatasetLayout.open(data)
-    records = read_labels(layout.labels_path, layout.schema)
-    questions = read_questions(layout.questions_path, layout.schema)
+        step(f"generating {per_class} synthetic images per class at {size}px into {data}")
+        generate_dataset(data, per_class=per_class, size=size, seed=args.seed)
+    data_root = DatasetRoot.open(data)
+    records = data_root.read_labels()
+    questions = data_root.read_questions()
     step(f"checked {len(records)} labelled rows and {len(questions)} test questions")
-    if not layout.default_split_path.is_file():
-        write_split(layout.default_split_path, make_split(records, val_fraction=0.2, seed=args.seed))
-    step(f"4:1 stratified split in {layout.default_split_path}")
-    paths = sorted({r.path for r in records + questions})
-    if open_cache(data, paths, args.img_size, "bilinear") is None:
-        build_cache(data, paths, args.img_size, "bilinear")
-    step(f"image cache at {args.img_size}px ready")
+    if not data_root.default_split_path.is_file():
+        write_split(data_root.default_split_path, make_split(records, val_fraction=0.2, seed=args.seed))
+    step(f"4:1 stratified split in {data_root.default_split_path}")
 
-    resume = (run_dir / "last.pt").is_file()
     config = resolve_config(None, {
-        "data": str(data), "out": str(run_dir), "arch": args.arch, "layout": "multitask", "img_size": args.img_size,
+        "recipe": DEMO_RECIPE, "data": str(data), "out": str(run), "arch": args.arch, "img_size": args.img_size,
         "epochs": args.epochs, "batch_size": args.batch_size, "workers": args.workers, "seed": args.seed,
-        "lr": 3e-3, "weight_decay": 0.05, "warmup_epochs": 1.0, "label_smoothing": 0.1,
     })  # fmt: skip
-    step(f"training {args.arch} (multitask, 8 heads) for {args.epochs} epochs{' (resuming)' if resume else ''}")
+    paths = sorted({r.path for r in records + questions})
+    preprocessing = model_preprocessing(config.arch, config.img_size, config.interpolation)  # what training reads
+    if open_cache(data, paths, preprocessing) is None:
+        build_cache(data, paths, preprocessing)
+    step(f"image cache at {preprocessing.describe()} ready")
+
+    resume = run.last.is_file()
+    step(f"training {config.arch} (multitask, 8 heads) for {config.epochs} epochs{' (resuming)' if resume else ''}")
     [summary] = train(config, resume=resume)
     best = summary["best_metrics"]
     step(f"best epoch {summary['best_epoch']}: validation accuracy {100 * best['val_mean_accuracy']:.1f}%")
 
-    result = evaluate_checkpoint(run_dir, DistributedContext(), subset="test", workers=args.workers)
-    write_evaluation(result, run_dir / "eval-test")
+    result = evaluate_checkpoint(run.path, DistributedContext(), subset="test", workers=config.workers)
+    write_evaluation(result, run.evaluation("test"))
     step("scored the held-out test set")
-    print(f"\nValidation (best epoch) — report: {run_dir / 'report.md'}")
-    print(run_scores_table(layout.schema, json.loads((run_dir / "scores.json").read_text(encoding="utf-8"))))
-    print(f"\nTest set — report: {run_dir / 'eval-test' / 'report.md'}")
+    print(f"\nValidation (best epoch) — report: {run.report}")
+    print(run_scores_table(data_root.schema, json.loads(run.scores.read_text(encoding="utf-8"))))
+    print(f"\nTest set — report: {run.evaluation('test') / 'report.md'}")
     print(format_scores_table(result.scores, result.schema))
     step("done")
     return 0

@@ -24,6 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", help="folder for scores.json, report.md and plots (default RUN/eval-SPLIT)")
+    parser.add_argument("--save-predictions", metavar="FILE",
+                        help="also write every scored image's class probabilities in the answer-file format "
+                        "(path,attribute,p0;p1;...), for error analysis and parity checks")  # fmt: skip
     parser.set_defaults(func=run)
 
 
@@ -32,13 +35,13 @@ def run(args: argparse.Namespace) -> int:
     from fashionattr.metrics import format_scores_table
 
     if args.answers:
-        from fashionattr.data.layout import DatasetLayout
+        from fashionattr.data.dataset import DatasetRoot
         from fashionattr.schema import FASHIONAI
         from fashionattr.submission import score_submission
 
         if not args.labels:
             raise UserError("--answers needs --labels, the labelled file to score it against")
-        schema = DatasetLayout.open(args.data, require_labels=False).schema if args.data else FASHIONAI
+        schema = DatasetRoot.open(args.data, require_labels=False).schema if args.data else FASHIONAI
         scores = score_submission(args.answers, args.labels, schema)
         print(format_scores_table(scores, schema))
         return 0
@@ -48,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
     from fashionattr.checkpoint import resolve_checkpoint_path
     from fashionattr.distributed import init_distributed, shutdown
     from fashionattr.evaluation import evaluate_checkpoint, write_evaluation
+    from fashionattr.run_dir import RunDir
+    from fashionattr.submission import write_submission
 
     context = init_distributed(args.device)
     try:
@@ -55,8 +60,13 @@ def run(args: argparse.Namespace) -> int:
                                      tta=args.tta, batch_size=args.batch_size, workers=args.workers)  # fmt: skip
         if context.is_main:
             checkpoint = resolve_checkpoint_path(args.run)
-            out = Path(args.out) if args.out else checkpoint.parent / f"eval-{'labels' if args.labels else args.split}"
+            name = "labels" if args.labels else args.split
+            out = Path(args.out) if args.out else RunDir(checkpoint.parent).evaluation(name)
             write_evaluation(result, out)
+            if args.save_predictions:
+                rows, vectors = result.answer_rows()
+                write_submission(args.save_predictions, rows, vectors, result.schema)
+                print(f"wrote the probabilities of {len(rows)} image(s) to {args.save_predictions}")
             print(format_scores_table(result.scores, result.schema))
             if result.skipped:
                 print(f"{len(result.skipped)} unreadable image(s) skipped; listed in {out / 'report.md'}")

@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from fashionattr.run_dir import RunDir
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -19,19 +21,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def rebuild_run_report(run_dir: Path) -> Path:
+def rebuild_run_report(run: RunDir) -> Path:
     """report.md and plots of a finished run, from its summary, per-epoch metrics, best scores and schema."""
     from fashionattr.errors import UserError
     from fashionattr.report import write_run_report
     from fashionattr.schema import load_schema
 
     try:
-        summary, history, scores = (json.loads((run_dir / name).read_text(encoding="utf-8"))
-                                    for name in ("summary.json", "metrics.json", "scores.json"))  # fmt: skip
+        summary, history, scores = (json.loads(path.read_text(encoding="utf-8"))
+                                    for path in (run.summary, run.metrics_json, run.scores))  # fmt: skip
     except (OSError, json.JSONDecodeError) as exc:
-        raise UserError(f"{run_dir}: cannot read the run's results ({exc})") from None
-    schema = load_schema(run_dir / "schema.json").subset(summary["attributes"])
-    return write_run_report(run_dir, schema, history, summary, scores)
+        raise UserError(f"{run}: cannot read the run's results ({exc})") from None
+    schema = load_schema(run.schema).subset(summary["attributes"])
+    return write_run_report(run, schema, history, summary, scores)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,8 +42,8 @@ def run(args: argparse.Namespace) -> int:
     from fashionattr.report import markdown_table
 
     folder = Path(args.folder)
-    if (folder / "summary.json").is_file():
-        print(f"wrote {rebuild_run_report(folder)}")
+    if RunDir(folder).is_finished:
+        print(f"wrote {rebuild_run_report(RunDir(folder))}")
         return 0
     if not (folder / experiments.MANIFEST_NAME).is_file():
         raise UserError(f"{folder}: neither a finished run (no summary.json) nor a grid folder (no grid.json)")

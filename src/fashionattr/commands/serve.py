@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from fashionattr.catalog import Catalog
     from fashionattr.serve import ServeSettings
+    from fashionattr.serve.limits import ConnectionLimits
 
 LOOPBACK_NAMES = ("localhost",)
 
@@ -47,6 +48,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
                         help="auto: onnx for a .onnx file, torch otherwise")  # fmt: skip
+    parser.add_argument("--header-timeout", type=float, default=10.0, metavar="S",
+                        help="seconds a client has to send a request's headers (default 10)")  # fmt: skip
+    parser.add_argument("--body-timeout", type=float, default=30.0, metavar="S",
+                        help="longest pause, in seconds, while a request body arrives (default 30)")  # fmt: skip
+    parser.add_argument("--max-connections", type=int, default=1000, metavar="N",
+                        help="open connections at most; at the cap the longest idle one is closed "
+                        "(default 1000)")  # fmt: skip
     parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     parser.set_defaults(func=run)
 
@@ -56,8 +64,10 @@ def run(args: argparse.Namespace) -> int:
 
     from fashionattr.inference import load_predictor
     from fashionattr.serve import create_app
+    from fashionattr.serve.limits import guarded_protocol
 
     settings = _settings(args)
+    limits = _limits(args)
     catalog = _open_catalog(args.catalog, args.vector_index)
     predictor = load_predictor(args.checkpoint, backend=args.backend, device=args.device, tta=args.tta,
                                min_confidence=args.min_confidence)  # fmt: skip
@@ -68,8 +78,25 @@ def run(args: argparse.Namespace) -> int:
     if catalog is not None and not app.state.similar_uploads:
         print(f"fashionattr serve: note: the catalogue was tagged by {catalog.model}, not by {args.checkpoint}; "
               "browsing works, searching the catalogue by an uploaded photo does not", file=sys.stderr)  # fmt: skip
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, http=guarded_protocol(limits))
     return 0
+
+
+def _limits(args: argparse.Namespace) -> ConnectionLimits:
+    from fashionattr.errors import UserError
+    from fashionattr.serve.limits import ConnectionLimits, connection_budget
+
+    for option, value in (("--header-timeout", args.header_timeout), ("--body-timeout", args.body_timeout)):
+        if not 0 < value < float("inf"):
+            raise UserError(f"{option} must be a positive number of seconds, got {value}")
+    if args.max_connections < 1:
+        raise UserError(f"--max-connections must be at least 1, got {args.max_connections}")
+    budget = connection_budget(args.max_connections)
+    if budget < args.max_connections:
+        print(f"fashionattr serve: note: at most {budget} connections, as the process may open only so many files",
+              file=sys.stderr)  # fmt: skip
+    return ConnectionLimits(header_timeout=args.header_timeout, body_timeout=args.body_timeout,
+                            max_connections=budget)  # fmt: skip
 
 
 def _settings(args: argparse.Namespace) -> ServeSettings:

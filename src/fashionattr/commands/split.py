@@ -22,21 +22,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fashionattr.data.labels import read_labels
-    from fashionattr.data.layout import DatasetLayout
+    from fashionattr.data.dataset import DatasetRoot
     from fashionattr.data.split import make_split, write_split
     from fashionattr.errors import UserError
 
     if not 0.0 < args.val_fraction < 1.0:
         raise UserError(f"--val-fraction must be between 0 and 1, got {args.val_fraction}")
-    layout = DatasetLayout.open(args.data)
-    records = read_labels(layout.labels_path, layout.schema)
+    data_root = DatasetRoot.open(args.data)
+    records = data_root.read_labels()
     assignment = make_split(records, val_fraction=args.val_fraction, seed=args.seed)
-    out = args.out or layout.default_split_path
+    out = args.out or data_root.default_split_path
     write_split(out, assignment)
     counts = Counter((attribute, subset) for (_, attribute), subset in assignment.items())
     print(f"wrote {out}: seed {args.seed}, val fraction {args.val_fraction}")
-    for attribute in layout.schema.names:
+    for attribute in data_root.schema.names:
         train, val = counts[(attribute, "train")], counts[(attribute, "val")]
         if train or val:
             print(f"  {attribute:<24} train {train:6d}  val {val:6d}")

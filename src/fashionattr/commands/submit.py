@@ -45,6 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from fashionattr.data.dataset import check_image_paths
     from fashionattr.data.labels import read_questions
     from fashionattr.errors import UserError
     from fashionattr.inference import load_predictor
@@ -62,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{questions_path}: asks for attributes the model does not predict: {listed}; "
                         f"the model predicts: {', '.join(predictor.attributes)}")  # fmt: skip
     questions = read_questions(questions_path, predictor.schema)
+    check_image_paths(root, questions, questions_path)
     if not any((root / q.path).is_file() for q in questions):
         raise UserError(f"{questions_path}: none of its {len(questions)} images is under {root}; pass --data with "
                         "the dataset root (the folder holding Images/)")  # fmt: skip
@@ -95,10 +97,10 @@ def dataset_root(questions_path: Path, data: str | None) -> Path:
 
 def attributes_asked(questions_path: Path) -> Counter[str]:
     """Rows per attribute name in a question file, read loosely so unknown names can be listed all at once."""
-    from fashionattr.data.labels import _read_lines, parse_csv_line
+    from fashionattr.data.labels import parse_csv_line, read_lines
 
     counts: Counter[str] = Counter()
-    for row in map(parse_csv_line, _read_lines(questions_path)):
+    for row in map(parse_csv_line, read_lines(questions_path)):
         if not isinstance(row, str) and len(row) >= 2 and row[1]:
             counts[row[1]] += 1
     return counts

@@ -20,16 +20,25 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from fashionattr.data.images import ImageError, open_image
-from fashionattr.data.transforms import letterbox
+from fashionattr.data.images import ImageError
+from fashionattr.data.preprocessing import Preprocessing, load_letterboxed
 from fashionattr.io import atomic_write_text
 
 CACHE_DIRNAME = ".fashionattr-cache"
 CACHE_VERSION = 1
 
 
-def cache_dir(root: str | Path, img_size: int, interpolation: str) -> Path:
-    return Path(root) / CACHE_DIRNAME / f"letterbox-{img_size}-{interpolation}"
+def cache_dir(root: str | Path, preprocessing: Preprocessing) -> Path:
+    """Where the cache of these pixels lives; normalisation is applied later, so it does not count."""
+    return Path(root) / CACHE_DIRNAME / preprocessing.pixel_key
+
+
+def existing_caches(root: str | Path) -> list[str]:
+    """Names of the caches built under a dataset root (e.g. `letterbox-224-bilinear`), for messages."""
+    folder = Path(root) / CACHE_DIRNAME
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir() if (p / "index.json").is_file())
 
 
 def _fingerprint(root: Path, paths: list[str]) -> str:
@@ -72,11 +81,10 @@ class ImageCache:
         return np.asarray(self.array[self.slots[path]])
 
 
-def _load_one(args: tuple[str, int, str]) -> np.ndarray | str:
-    path, size, interpolation = args
+def _load_one(args: tuple[str, Preprocessing]) -> np.ndarray | str:
+    path, preprocessing = args
     try:
-        with open_image(path, target_size=size) as image:
-            return letterbox(image, size, interpolation)
+        return load_letterboxed(path, preprocessing)
     except ImageError as exc:
         return exc.reason
 
@@ -84,15 +92,15 @@ def _load_one(args: tuple[str, int, str]) -> np.ndarray | str:
 def build_cache(
     root: str | Path,
     paths: list[str],
-    img_size: int,
-    interpolation: str = "bilinear",
+    preprocessing: Preprocessing,
     workers: int | None = None,
     progress: bool = True,
 ) -> ImageCache:
     """Letterbox every image in `paths` (relative to `root`) into a new cache; bad images are recorded, not fatal."""
     root = Path(root)
     paths = sorted(set(paths))
-    target = cache_dir(root, img_size, interpolation)
+    target = cache_dir(root, preprocessing)
+    img_size = preprocessing.img_size
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
@@ -100,7 +108,7 @@ def build_cache(
                                           shape=(len(paths), img_size, img_size, 3))  # fmt: skip
         slots: dict[str, int] = {}
         bad: dict[str, str] = {}
-        jobs = [(str(root / p), img_size, interpolation) for p in paths]
+        jobs = [(str(root / p), preprocessing) for p in paths]
         workers = workers or os.cpu_count() or 1
         with tqdm(total=len(jobs), disable=not progress, desc=f"caching {img_size}px", unit="img") as bar:
             results: Iterator[np.ndarray | str]
@@ -123,7 +131,7 @@ def build_cache(
                     pool.shutdown()
         array.flush()
         del array
-        meta = {"version": CACHE_VERSION, "img_size": img_size, "interpolation": interpolation,
+        meta = {"version": CACHE_VERSION, "preprocessing": preprocessing.to_dict(), "img_size": img_size,
                 "fingerprint": _fingerprint(root, paths), "slots": slots, "bad": bad}  # fmt: skip
         atomic_write_text(staging / "index.json", json.dumps(meta))
         if target.exists():
@@ -135,10 +143,10 @@ def build_cache(
     return ImageCache(target)
 
 
-def open_cache(root: str | Path, paths: list[str], img_size: int, interpolation: str = "bilinear") -> ImageCache | None:
-    """The cache for these images at this size, or None when there is none or the source files changed."""
+def open_cache(root: str | Path, paths: list[str], preprocessing: Preprocessing) -> ImageCache | None:
+    """The cache of these images' pixels, or None when there is none, it lacks some, or the source files changed."""
     root = Path(root)
-    directory = cache_dir(root, img_size, interpolation)
+    directory = cache_dir(root, preprocessing)
     if not (directory / "index.json").is_file():
         return None
     try:
@@ -152,3 +160,22 @@ def open_cache(root: str | Path, paths: list[str], img_size: int, interpolation:
     if cache.fingerprint != _fingerprint(root, sorted(covered)):
         return None
     return cache
+
+
+def describe_cache_miss(root: str | Path, paths: list[str], preprocessing: Preprocessing) -> str | None:
+    """Why no cache serves these images, in one line with the `prepare` command that would; None if none exists.
+
+    A cache that exists but does not match would otherwise be ignored without a word, and every epoch decode JPEGs.
+    """
+    built = existing_caches(root)
+    if not built:
+        return None
+    wanted = preprocessing.pixel_key
+    command = (f"fashionattr prepare {root} --size {preprocessing.img_size} "
+               f"--interpolation {preprocessing.interpolation}")  # fmt: skip
+    if wanted in built:
+        return (f"{Path(root) / CACHE_DIRNAME / wanted} is out of date (images changed) or lacks some of this run's "
+                f"images, so JPEGs are decoded instead; `{command}` rebuilds it")  # fmt: skip
+    return (f"{Path(root) / CACHE_DIRNAME} holds {', '.join(built)}, not the {wanted} this run reads "
+            f"({preprocessing.describe()}), so JPEGs are decoded instead; `{command}` builds it, or pass the "
+            "cache's size and interpolation to train")  # fmt: skip

@@ -14,9 +14,9 @@ import torch
 from torch.utils.data import Dataset, default_collate
 
 from fashionattr.data.cache import ImageCache
-from fashionattr.data.images import ImageError, open_image
+from fashionattr.data.images import ImageError
 from fashionattr.data.labels import LabelRecord
-from fashionattr.data.transforms import letterbox, to_chw_tensor
+from fashionattr.data.preprocessing import Preprocessing, load_letterboxed, to_chw_tensor
 from fashionattr.schema import Schema
 
 
@@ -29,8 +29,7 @@ class LabelledImages(Dataset):
         records: list[LabelRecord],
         schema: Schema,
         attributes: list[str],
-        img_size: int,
-        interpolation: str = "bilinear",
+        preprocessing: Preprocessing,
         cache: ImageCache | None = None,
     ) -> None:
         self.root = Path(root)
@@ -39,8 +38,7 @@ class LabelledImages(Dataset):
         self.attributes = list(attributes)
         self.attribute_position = {name: i for i, name in enumerate(self.attributes)}
         self.max_classes = max(schema.attribute(a).num_classes for a in self.attributes)
-        self.img_size = img_size
-        self.interpolation = interpolation
+        self.preprocessing = preprocessing
         self.cache = cache
 
     def __len__(self) -> int:
@@ -52,8 +50,7 @@ class LabelledImages(Dataset):
                 return to_chw_tensor(self.cache.get(record.path))
             if record.path in self.cache.bad:
                 raise ImageError(self.root / record.path, self.cache.bad[record.path])
-        with open_image(self.root / record.path, target_size=self.img_size) as image:
-            return to_chw_tensor(letterbox(image, self.img_size, self.interpolation))
+        return to_chw_tensor(load_letterboxed(self.root / record.path, self.preprocessing))
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         record = self.records[index]

@@ -2,17 +2,20 @@
 
 A label string has one character per class: `y` the value, `n` not it, `m` an acceptable alternative.
 Question files carry `?` instead of a label. Readers accept what real files contain (BOM, CRLF, blank
-lines, stray spaces) and report every malformed row with its file and line, not just the first.
+lines, stray spaces) and report every malformed row with its file and line, not just the first. Image paths are
+normalised here, once, so that every later step sees one spelling per file.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from fashionattr.io import MAX_TABLE_BYTES, FileReadError, read_regular_file
 from fashionattr.schema import Schema
 
 LABELS_RELPATH = Path("Annotations") / "label.csv"
@@ -53,18 +56,42 @@ class LabelFileError(ValueError):
         return "\n".join([head, *shown] if head else shown)
 
 
-def _check_relative_path(raw: str) -> str | None:
-    """Return an error message when `raw` is absolute or escapes the dataset root."""
+def normalise_image_path(raw: str) -> str:
+    """The one spelling of an image path relative to the dataset root, or ValueError saying why it is refused.
+
+    `./Images/a.jpg`, `Images//a.jpg` and `Images/./a.jpg` all become `Images/a.jpg`, so one file is one image
+    however a row spells it: duplicates are found, and a split cannot put it in training and validation at once.
+    Absolute paths and `..` leave the root and are refused, as are control characters and line separators, which
+    no file name needs and which would break the one-line reports.
+    """
     if not raw:
-        return "image path is empty"
-    if any(ord(c) < 32 or ord(c) == 127 for c in raw):
-        return f"image path {raw!r} contains control characters (a NUL, tab or similar); no file name should"
+        raise ValueError("image path is empty")
+    if any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in raw):
+        raise ValueError(f"image path {raw!r} contains control characters or line separators (a NUL, tab, U+2028 or "
+                         "similar); no file name should")  # fmt: skip
     if raw.startswith(("/", "\\")) or (len(raw) > 1 and raw[1] == ":"):
-        return f"image path {raw!r} is absolute; paths must be relative to the dataset root"
-    parts = PurePosixPath(raw.replace("\\", "/")).parts
-    if ".." in parts:
-        return f"image path {raw!r} leaves the dataset root (contains '..')"
-    return None
+        raise ValueError(f"image path {raw!r} is absolute; paths must be relative to the dataset root")
+    if ".." in PurePosixPath(raw.replace("\\", "/")).parts:
+        raise ValueError(f"image path {raw!r} leaves the dataset root (contains '..')")
+    if raw.endswith("/"):
+        raise ValueError(f"image path {raw!r} ends with '/', so it names a folder, not an image file")
+    parts = [part for part in raw.split("/") if part not in ("", ".")]
+    if not parts:
+        raise ValueError(f"image path {raw!r} names no file")
+    return "/".join(parts)
+
+
+SEPARATOR_NAMES = (("\t", "tabs"), (";", "semicolons"), ("|", "vertical bars"))
+
+
+def column_problem(line: str, found: int, columns: str) -> str:
+    """What to say about a row with the wrong number of columns; names the separator a one-column row seems to use."""
+    message = f"expected {columns.count(',') + 1} columns ({columns}), found {found}"
+    if found == 1:
+        separator = next((name for char, name in SEPARATOR_NAMES if char in line), None)
+        if separator:
+            message += f"; the row seems separated by {separator}, but columns must be separated by commas"
+    return message
 
 
 def _parse_label(label: str, num_classes: int, attribute: str) -> tuple[int, tuple[int, ...]] | str:
@@ -90,16 +117,22 @@ def parse_csv_line(line: str) -> list[str] | str:
     try:
         return [cell.strip() for cell in next(csv.reader([line]), [])]
     except csv.Error as exc:
+        if "\r" in line:
+            return "the row holds a carriage return (\\r) inside it; lines must end with \\n or \\r\\n"
         return f"cannot parse the row: {exc}"
 
 
 def parse_rows(
     lines: Iterable[str], schema: Schema, source: Path, questions: bool = False
 ) -> tuple[list[LabelRecord], list[tuple[int, str]]]:
-    """Parse label (or question) rows; returns the good records and `(line, message)` for each bad row."""
+    """Parse label (or question) rows; returns the good records and `(line, message)` for each bad row.
+
+    Paths are normalised (:func:`normalise_image_path`) before duplicates are looked for, so two spellings of one
+    file are one duplicate, not two images.
+    """
     records: list[LabelRecord] = []
     problems: list[tuple[int, str]] = []
-    seen: dict[tuple[str, str], int] = {}
+    seen: dict[tuple[str, str], tuple[int, str]] = {}
     for line_no, line in enumerate(lines, start=1):
         cells = parse_csv_line(line)
         if isinstance(cells, str):
@@ -108,21 +141,22 @@ def parse_rows(
         if not cells or all(not c for c in cells):
             continue
         if len(cells) != 3:
-            problems.append((line_no, f"expected 3 columns (path,attribute,label), found {len(cells)}"))
+            problems.append((line_no, column_problem(line, len(cells), "path,attribute,label")))
             continue
-        path, attribute, label = cells
-        error = _check_relative_path(path)
-        if error:
-            problems.append((line_no, error))
+        raw_path, attribute, label = cells
+        try:
+            path = normalise_image_path(raw_path)
+        except ValueError as exc:
+            problems.append((line_no, str(exc)))
             continue
         if attribute not in schema:
             problems.append((line_no, f"unknown attribute {attribute!r}; known: {', '.join(schema.names)}"))
             continue
         key = (path, attribute)
         if key in seen:
-            problems.append((line_no, f"duplicate row: {path} / {attribute} already given on line {seen[key]}"))
+            problems.append((line_no, duplicate_problem(path, attribute, raw_path, *seen[key])))
             continue
-        seen[key] = line_no
+        seen[key] = (line_no, raw_path)
         if questions:
             records.append(LabelRecord(path=path, attribute=attribute, target=-1, line=line_no))
             continue
@@ -135,25 +169,37 @@ def parse_rows(
     return records, problems
 
 
-def _read_lines(path: Path) -> list[str]:
+def duplicate_problem(path: str, attribute: str, spelling: str, first_line: int, first_spelling: str) -> str:
+    spelled = f" (there as {first_spelling!r}, here as {spelling!r})" if first_spelling != spelling else ""
+    return f"duplicate row: {path} / {attribute} already given on line {first_line}{spelled}"
+
+
+def read_lines(path: Path) -> list[str]:
+    """The lines of a UTF-8 table file, numbered as an editor numbers them; errors as :class:`LabelFileError`.
+
+    Read through :func:`fashionattr.io.read_regular_file` (no FIFO, no device, bounded). Lines end at `\\n` alone
+    (a `\\r` before it is dropped; a file with only `\\r` endings is split on those): `str.splitlines` would also
+    split on U+2028, U+0085 and five other characters, and every line number after one would be wrong.
+    """
     try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise LabelFileError(path, [(0, "file not found")]) from None
-    except OSError as exc:
-        raise LabelFileError(path, [(0, f"cannot read: {exc.strerror or exc}")]) from None
+        raw = read_regular_file(path, MAX_TABLE_BYTES)
+    except FileReadError as exc:
+        raise LabelFileError(path, [(0, exc.reason)]) from None
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise LabelFileError(path, [(line, "not valid UTF-8 text")]) from None
-    return io.StringIO(text, newline=None).read().splitlines()
+    lines = text.split("\n" if "\n" in text or "\r" not in text else "\r")
+    if lines and not lines[-1]:
+        lines.pop()
+    return [line.removesuffix("\r") for line in lines]
 
 
 def read_labels(path: str | Path, schema: Schema) -> list[LabelRecord]:
     """Read a `label.csv`-style file; raise :class:`LabelFileError` listing every malformed row."""
     path = Path(path)
-    records, problems = parse_rows(_read_lines(path), schema, path)
+    records, problems = parse_rows(read_lines(path), schema, path)
     if problems:
         raise LabelFileError(path, problems)
     if not records:
@@ -164,7 +210,7 @@ def read_labels(path: str | Path, schema: Schema) -> list[LabelRecord]:
 def read_questions(path: str | Path, schema: Schema) -> list[LabelRecord]:
     """Read a `question.csv` file (`path,attribute,?`); records have `target == -1`."""
     path = Path(path)
-    records, problems = parse_rows(_read_lines(path), schema, path, questions=True)
+    records, problems = parse_rows(read_lines(path), schema, path, questions=True)
     if problems:
         raise LabelFileError(path, problems)
     if not records:

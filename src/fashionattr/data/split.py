@@ -11,16 +11,18 @@ import hashlib
 import io
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
-from fashionattr.data.labels import LabelRecord, _read_lines, parse_csv_line
+from fashionattr.data.labels import LabelFileError, LabelRecord, normalise_image_path, parse_csv_line, read_lines
+from fashionattr.errors import UserError
 from fashionattr.io import atomic_write_text
 
 DEFAULT_SPLIT_RELPATH = Path("Annotations") / "split.csv"
 SUBSETS = ("train", "val")
 
 
-class SplitError(ValueError):
+class SplitError(UserError):
     """A split file is malformed or does not match the labels."""
 
 
@@ -53,9 +55,18 @@ def write_split(path: str | Path, assignment: dict[tuple[str, str], str]) -> Non
 
 
 def read_split(path: str | Path) -> dict[tuple[str, str], str]:
+    """`(path, attribute) -> train|val` from a split file, paths normalised as label files' are.
+
+    A row given twice, in two spellings or with two subsets, is refused: the later one would silently win.
+    """
     path = Path(path)
+    try:
+        lines = read_lines(path)
+    except LabelFileError as exc:
+        raise SplitError(str(exc)) from None
     assignment: dict[tuple[str, str], str] = {}
-    for line_no, line in enumerate(_read_lines(path), start=1):
+    first_line: dict[tuple[str, str], int] = {}
+    for line_no, line in enumerate(lines, start=1):
         cells = parse_csv_line(line)
         if isinstance(cells, str):
             raise SplitError(f"{path}:{line_no}: {cells}")
@@ -63,7 +74,14 @@ def read_split(path: str | Path) -> dict[tuple[str, str], str]:
             continue
         if len(cells) != 3 or cells[2] not in SUBSETS:
             raise SplitError(f"{path}:{line_no}: expected 'path,attribute,train|val', got {','.join(cells)[:200]!r}")
-        assignment[(cells[0], cells[1])] = cells[2]
+        try:
+            key = (normalise_image_path(cells[0]), cells[1])
+        except ValueError as exc:
+            raise SplitError(f"{path}:{line_no}: {exc}") from None
+        if key in assignment:
+            raise SplitError(f"{path}:{line_no}: {key[0]} / {key[1]} is already assigned on line {first_line[key]}; "
+                             "give each image once")  # fmt: skip
+        assignment[key], first_line[key] = cells[2], line_no
     return assignment
 
 
@@ -80,3 +98,43 @@ def apply_split(
     train = [r for r in records if assignment[(r.path, r.attribute)] == "train"]
     val = [r for r in records if assignment[(r.path, r.attribute)] == "val"]
     return train, val
+
+
+@dataclass(frozen=True)
+class SplitChoice:
+    """The split a run or grid trains with, where it came from, and whether it was just made (and must be saved)."""
+
+    assignment: dict[tuple[str, str], str]
+    source: Path
+    is_new: bool
+
+
+def choose_split(
+    records: list[LabelRecord],
+    explicit: str | Path | None,
+    dataset_default: Path,
+    own: Path,
+    val_fraction: float,
+    seed: int,
+) -> SplitChoice:
+    """The one rule: an explicit split file, else the dataset's `Annotations/split.csv`, else a split of its own.
+
+    The own split (at `own`, in the run or grid folder) is made from `seed` and `val_fraction`; one already there
+    must agree with the split these options make on every row it holds, so a resumed run or another grid shard
+    never trains on another split.
+    """
+    if explicit:
+        if not (Path(explicit).exists() or Path(explicit).is_symlink()):
+            raise SplitError(f"{explicit}: split file not found")
+        return SplitChoice(read_split(explicit), Path(explicit), is_new=False)
+    if dataset_default.is_file():
+        return SplitChoice(read_split(dataset_default), dataset_default, is_new=False)
+    assignment = make_split(records, val_fraction, seed)
+    if own.is_file():
+        if any(assignment.get(key) != subset for key, subset in read_split(own).items()):
+            raise SplitError(
+                f"{own}: this folder was started with another split (different --split-seed, --val-fraction or "
+                "labels); rerun with the options it was started with, or choose a new --out"
+            )
+        return SplitChoice(assignment, own, is_new=False)
+    return SplitChoice(assignment, own, is_new=True)

@@ -220,12 +220,6 @@ class Canvas:
             for x, y in points
         ]
 
-    def to_units(self, x_px: float, y_px: float) -> Point:
-        """Output pixel -> body units (inverse of `px`, ignoring supersampling)."""
-        (px, py), (ox, oy) = self._pivot, self._pivot_px
-        dx, dy = (x_px - ox) / self.scale, (y_px - oy) / self.scale
-        return (px + self._cos * dx + self._sin * dy, py - self._sin * dx + self._cos * dy)
-
     def line_width(self, units: float) -> int:
         return max(1, round(units * self.scale * self.ss))
 

@@ -29,12 +29,15 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi_offline import FastAPIOffline
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fashionattr import __version__
-from fashionattr.data.images import ImageError, open_image
+from fashionattr.data.images import ImageError
 from fashionattr.errors import UserError
+from fashionattr.parsing import json_nesting_depth
 from fashionattr.serve.batching import DynamicBatcher
+from fashionattr.serve.limits import MAX_JSON_NESTING
 
 if TYPE_CHECKING:
     import torch
@@ -184,6 +187,10 @@ async def read_uploads(request: Request, max_images: int) -> list[tuple[str, byt
 
 
 def _json_images(body: bytes) -> list[tuple[str, bytes]]:
+    depth = json_nesting_depth(body)  # json.loads recurses: 100,000 nested lists would end in a RecursionError
+    if depth > MAX_JSON_NESTING:
+        raise ApiError(422, f"the JSON body nests {depth} levels deep, more than the {MAX_JSON_NESTING} allowed; "
+                       f"{REQUEST_FORMATS}")  # fmt: skip
     try:
         payload = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -234,12 +241,8 @@ async def decode_uploads(items: Sequence[tuple[str, bytes]], prepare: Callable[[
 
 
 def letterboxed_upload(predictor: Predictor, data: bytes, name: str) -> list[torch.Tensor]:
-    """One upload decoded and letterboxed exactly as `Predictor.predict_paths` treats a file (same answers).
-
-    Decoded at full size, as `predict_paths` does; the full-size image is dropped on return.
-    """
-    with open_image(data, name) as image:
-        return predictor.letterbox_all(image)
+    """One upload as the model's inputs, by the one preprocessing function: the pixels of training and `predict`."""
+    return predictor.load(data, name)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -317,7 +320,7 @@ def create_app(predictor: Predictor, catalog: Catalog | None = None, settings: S
                 "min_confidence": predictor.min_confidence, "tta": predictor.tta,
                 "catalog": catalog is not None, "similar_uploads": similar_uploads}  # fmt: skip
 
-    @app.get("/healthz", tags=["service"])
+    @app.api_route("/healthz", methods=["GET", "HEAD"], tags=["service"])  # health checkers often send HEAD
     def healthz() -> dict[str, Any]:
         """Liveness plus batching counters (`multi_image_batches` > 0 shows requests sharing forward passes)."""
         return {"status": "ok", "version": __version__, "uptime_s": round(time.time() - started, 1),
@@ -368,6 +371,12 @@ def _add_error_handlers(app: FastAPI) -> None:
             return error_response(405, f"{request.method} is not allowed on {request.url.path}; see /docs")
         return error_response(exc.status_code, str(exc.detail))
 
+    @app.exception_handler(ClientDisconnect)
+    async def client_gone(request: Request, exc: ClientDisconnect) -> JSONResponse:
+        # The connection closed mid-body (the client left, or the body timeout shut it): no one reads this answer,
+        # and it is no server error.
+        return error_response(400, "the client disconnected before the whole request arrived")
+
     @app.exception_handler(Exception)
     async def server_error(request: Request, exc: Exception) -> JSONResponse:
         return error_response(500, f"internal error ({type(exc).__name__}: {exc}); the server log has the details")
@@ -406,7 +415,7 @@ def _add_catalog_routes(app: FastAPI, catalog: Catalog, predict_uploads: Any, si
         filter: FilterQuery = None,
         min_confidence: ConfidenceQuery = 0.0,
         limit: Annotated[int, Query(ge=1, le=500)] = 48,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     ) -> dict[str, Any]:
         """Items carrying every filtered tag, most confident first."""
         active = filters_from(filter)
@@ -458,6 +467,8 @@ FilterQuery = Annotated[
 ]
 ConfidenceQuery = Annotated[float, Query(ge=0.0, le=1.0, description="count a tag only at this probability or more")]
 CountQuery = Annotated[int, Query(ge=1, le=200, description="how many similar items to return")]
+MAX_OFFSET = 10**9
+"""Every integer parameter is bounded: SQLite's integers end at 2**63, and a larger one answered 500."""
 
 
 def _parse_id(text: str) -> int:

@@ -1,0 +1,99 @@
+"""A run's checkpoints, in the manner of timm's `CheckpointSaver`: what best.pt and last.pt hold, and resuming.
+
+best.pt holds the weights that are evaluated (the EMA's when there is one) of the best epoch so far; last.pt adds
+the whole training state (raw weights, optimiser, schedule, scaler, EMA, history), so `--resume` continues
+exactly where the last finished epoch left off.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from fashionattr.checkpoint import load_checkpoint, save_checkpoint
+from fashionattr.io import atomic_write_text
+from fashionattr.metrics import Scores
+from fashionattr.run_dir import RunDir
+
+
+@dataclass
+class TrainState:
+    """Where a run stands between epochs; saved in last.pt and restored by `--resume`."""
+
+    next_epoch: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_score: float = -math.inf
+    epochs_since_best: int = 0
+    skipped: set[tuple[str, str]] = field(default_factory=set)
+
+    def record(self, row: dict[str, Any], score: float) -> bool:
+        """Add an epoch's metrics; whether its score beat every earlier epoch's."""
+        self.history.append(row)
+        self.next_epoch = row["epoch"]
+        improved = score > self.best_score
+        if improved:
+            self.best_score, self.epochs_since_best = score, 0
+        else:
+            self.epochs_since_best += 1
+        return improved
+
+
+@dataclass
+class Trainables:
+    """Everything whose state a resumed run needs back."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler | None
+    ema: nn.Module | None
+
+    @property
+    def evaluated(self) -> nn.Module:
+        """The weights that are validated and shipped: the moving average when there is one."""
+        return self.ema.module if self.ema is not None else self.model  # type: ignore[return-value]
+
+
+class RunCheckpoints:
+    """Writes a run's best.pt and last.pt; `description` (spec, schema, preprocessing, ...) goes into both."""
+
+    def __init__(self, run: RunDir, description: dict[str, Any]) -> None:
+        self.run = run
+        self.description = description
+
+    def restore(self, trainables: Trainables) -> TrainState:
+        """Load last.pt's training state into `trainables`; the state to continue from."""
+        state = load_checkpoint(self.run.last)
+        trainables.model.load_state_dict(state["train_model"])
+        trainables.optimizer.load_state_dict(state["optimizer"])
+        trainables.scheduler.load_state_dict(state["scheduler"])
+        if trainables.scaler is not None and state.get("scaler"):
+            trainables.scaler.load_state_dict(state["scaler"])
+        if trainables.ema is not None and state.get("ema_model") is not None:
+            trainables.ema.module.load_state_dict(state["ema_model"])  # type: ignore[operator, union-attr]
+        return TrainState(next_epoch=state["epoch"] + 1, history=list(state["history"]),
+                          best_score=state["best_score"], epochs_since_best=state["epochs_since_best"],
+                          skipped={(path, reason) for path, reason in state.get("skipped", [])})  # fmt: skip
+
+    def save(self, trainables: Trainables, state: TrainState, improved: bool, scores: Scores) -> None:
+        """After an epoch: best.pt (and scores.json) when it improved, last.pt always; each written atomically."""
+        epoch, row = state.next_epoch - 1, state.history[-1]
+        weights = trainables.evaluated.state_dict()
+        if improved:
+            save_checkpoint(self.run.best, {**self.description, "model": weights, "epoch": epoch, "metrics": row,
+                                            "scores": scores.to_dict()})  # fmt: skip
+            atomic_write_text(self.run.scores, json.dumps(scores.to_dict(), indent=1))
+        ema = trainables.ema
+        save_checkpoint(self.run.last, {
+            **self.description, "model": weights, "train_model": trainables.model.state_dict(),
+            "ema_model": ema.module.state_dict() if ema is not None else None,  # type: ignore[operator, union-attr]
+            "optimizer": trainables.optimizer.state_dict(), "scheduler": trainables.scheduler.state_dict(),
+            "scaler": trainables.scaler.state_dict() if trainables.scaler is not None else None, "epoch": epoch,
+            "history": state.history, "best_score": state.best_score, "epochs_since_best": state.epochs_since_best,
+            "metrics": row, "skipped": sorted(state.skipped),
+        })  # fmt: skip
