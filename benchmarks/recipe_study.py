@@ -135,8 +135,8 @@ def main() -> int:
     print("| variant | val BP % | val mAP % | test BP % | test mAP % | best epoch | seconds |")
     print("|---|---|---|---|---|---|---|")
     for row in results:
-        print(f"| {row['variant']} | {100 * row['val_bp']:.1f} | {100 * row['val_map']:.1f} | {100 * row['test_bp']:.1f} "
-              f"| {100 * row['test_map']:.1f} | {row['best_epoch']} | {row['seconds']:.0f} |")  # fmt: skip
+        scores = " | ".join(f"{100 * row[key]:.1f}" for key in ("val_bp", "val_map", "test_bp", "test_map"))
+        print(f"| {row['variant']} | {scores} | {row['best_epoch']} | {row['seconds']:.0f} |")
     if args.json:
         args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "results": results},
                                         indent=1))  # fmt: skip
