@@ -128,8 +128,12 @@ def main() -> int:
         for name, overrides in variants.items():
             results.append(run_variant(name, overrides, base, data, workdir))
             row = results[-1]
-            print(f"{name}: val BP {100 * row['val_bp']:.1f}  test BP {100 * row['test_bp']:.1f}  "
-                  f"test mAP {100 * row['test_map']:.1f}  ({row['seconds']:.0f} s)", file=sys.stderr, flush=True)
+            print(
+                f"{name}: val BP {100 * row['val_bp']:.1f}  test BP {100 * row['test_bp']:.1f}  "
+                f"test mAP {100 * row['test_map']:.1f}  ({row['seconds']:.0f} s)",
+                file=sys.stderr,
+                flush=True,
+            )
     print(f"\nrecipe cpu-demo, {args.per_class} images per class at {args.size} px, trained at {args.img_size} px for "
           f"{args.epochs} epochs, seed {args.seed}\n")  # fmt: skip
     print("| variant | val BP % | val mAP % | test BP % | test mAP % | best epoch | seconds |")

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
-from fashionattr.commands.options import BATCH, PROBABILITY, WORKERS, count
+from fashionattr.commands.options import BATCH, WORKERS, count, number
 
 if TYPE_CHECKING:
     from fashionattr.inference import Prediction, Predictor
@@ -48,7 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--top-k", type=count(1), metavar="K",
                         help="list only the K most probable classes per attribute "
                         f"(default: all; the table shows {TABLE_TOP_K})")  # fmt: skip
-    parser.add_argument("--min-confidence", type=PROBABILITY, default=0.0, metavar="P",
+    parser.add_argument("--min-confidence", type=number(0.0), default=0.0, metavar="P",
                         help="report an attribute as uncertain below this top probability (default 0)")  # fmt: skip
     parser.add_argument("--attributes", help="comma-separated attributes to predict (default: all the model knows)")
     parser.add_argument("--batch-size", type=BATCH, default=32)
