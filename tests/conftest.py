@@ -10,10 +10,12 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from postgres import PostgresServer, postgres_server
+if TYPE_CHECKING:
+    from fashionattr.bench.postgres import PostgresServer
 
 # OpenMP threads busy-wait between parallel regions by default. On a shared 2-core machine (CI, or several
 # test runs at once) that spinning starves the other threads and a tiny forward pass takes 100x longer.
@@ -83,6 +85,8 @@ def trained_per_attribute_run(synthetic_data: Path, tmp_path_factory: pytest.Tem
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
     """A real PostgreSQL server for the session (started on first use; tests/postgres.py)."""
+    from postgres import postgres_server  # imports torch: only after OMP_WAIT_POLICY is set above
+
     with postgres_server() as server:
         yield server
 
@@ -95,5 +99,4 @@ def catalog_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """Where a new catalogue goes, once per storage backend: an SQLite file path, or a fresh PostgreSQL database."""
     if request.param == "sqlite":
         return str(tmp_path / "catalog.sqlite")
-    server: PostgresServer = request.getfixturevalue("postgres")
-    return server.new_database()
+    return request.getfixturevalue("postgres").new_database()

@@ -43,6 +43,25 @@ def test_quick_bench_prints_ratios_and_writes_json(tmp_path: Path, capsys: pytes
     assert figures["a.decode"]["status"] == "info"
 
 
+@pytest.mark.slow
+def test_catalogue_figures_print_latencies_recall_and_throughput(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                                 postgres) -> None:  # fmt: skip
+    report = tmp_path / "bench.json"
+    argv = ["bench", "--quick", "--only", "catalog", *TINY, "--catalog-sizes", "1000", "--embedding-dim", "64",
+            "--postgres", postgres.new_database(), "--json", str(report)]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    for key in ("[similar.1k]", "[similar.p99]", "[similar.recall]", "[facets.1k]", "[service]", "summary"):
+        assert key in out
+    figures = {figure["key"]: figure for figure in json.loads(report.read_text(encoding="utf-8"))["figures"]}
+    assert set(figures["similar.1k"]["values"]) == {"exact p50", "exact p99", "approximate p50", "approximate p99"}
+    recall = figures["similar.recall"]
+    assert 0 <= recall["ratio"] <= 1 and recall["status"] in ("met", "missed")
+    assert figures["similar.p99"]["goal_kind"] == "at_most"
+    assert figures["facets.1k"]["settings"]["tags"] == 8000
+    assert set(figures["service"]["values"]) == {"8 clients", "1 client"} and figures["service"]["ratio"] > 0
+
+
 def test_unknown_figure_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", "--only", "a,z"]) == 2
     assert "--only takes figures from" in capsys.readouterr().err

@@ -244,6 +244,14 @@ def test_command_line_index_search_and_similar(photos, trained_run, tmp_path, ca
     assert main(["catalog", "search", "--db", str(db), "--where", "sleeve=Long Sleeves"]) == 2
     assert "unknown attribute 'sleeve'" in capsys.readouterr().err
 
+    assert main(["catalog", "facets", "--db", str(db), "--where", f"{short}={value}"]) == 0
+    out, err = capsys.readouterr()
+    rows = dict(line.split("\t") for line in out.strip().splitlines())
+    assert list(rows) == [a.short_name for a in FASHIONAI]
+    counts = dict(pair.rsplit("=", 1) for pair in rows[short].split("  "))
+    assert int(counts[value]) == catalog.facets()[attribute][value]  # its own filter does not narrow it
+    assert f"{catalog.search({attribute: value}, limit=0).total} matching" in err
+
     indexed_file = sorted((photos / "pant_length").iterdir())[0]
     assert main(["catalog", "similar", "--db", str(db), str(indexed_file), "-k", "3"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()

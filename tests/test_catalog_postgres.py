@@ -199,3 +199,22 @@ def test_the_service_browses_a_postgresql_catalogue(trained_run, postgres, tmp_p
             "/v1/catalog/similar", params={"k": 1}, files=[("files", (upload.name, upload.read_bytes()))]
         )
         assert response.json()["results"][0]["path"] == f"pant_length/{upload.name}"
+
+
+def test_a_reader_recovers_when_the_server_drops_its_connection(trained_run, postgres, tmp_path):
+    """A service outlives a PostgreSQL restart or failover: the lost connection is replaced at the next query."""
+    import psycopg
+
+    photos = make_photo_folder(trained_run.data, tmp_path / "photos")
+    url = postgres.new_database()
+    predictor = Predictor.from_path(trained_run.run, device="cpu")
+    index_catalog(url, photos, trained_run.run, predictor=predictor, batch_size=4, workers=0, progress=False)
+    catalog = Catalog(url)
+    assert len(catalog) == 9
+    with psycopg.connect(url, autocommit=True) as admin:
+        ended = admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = "
+                              "current_database() AND pid <> pg_backend_pid()").fetchall()  # fmt: skip
+    assert ended and all(ok for (ok,) in ended)
+    assert len(catalog) == 9  # the query that finds the connection gone runs again on a new one
+    assert catalog.facets() and catalog.similar(catalog.search(limit=1).items[0].id, k=2)
+    catalog.close()

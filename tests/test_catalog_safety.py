@@ -136,6 +136,15 @@ def test_a_second_indexer_of_an_sqlite_catalogue_is_told_it_is_busy(trained_run,
     assert code == 1 and len(Catalog(db)) == 9  # free again: broken.jpg listed, the rest indexed
 
 
+def test_tagging_on_several_processes_needs_postgresql(trained_run, photos, tmp_path):
+    from fashionattr.distributed import DistributedContext
+
+    db = tmp_path / "catalog.sqlite"
+    with pytest.raises(UserError, match="postgresql://"):
+        index_catalog(db, photos, trained_run.run, context=DistributedContext(rank=0, world_size=2), progress=False)
+    assert not db.exists()
+
+
 def test_a_foreign_postgresql_database_is_refused_untouched(trained_run, photos, postgres, capsys):
     import psycopg
 

@@ -228,3 +228,29 @@ def test_drop_rate_adds_dropout_before_heads() -> None:
     model.eval()
     x = torch.randn(2, 3, 64, 64)
     torch.testing.assert_close(model(x)["coat_length_labels"], model(x)["coat_length_labels"])
+
+
+def test_grouped_training_sends_each_image_through_its_own_groups_backbone_only() -> None:
+    torch.manual_seed(0)
+    model = create_model("test_resnet", FASHIONAI, layout="grouped", grouping="design-length").eval()
+    seen: dict[str, list[int]] = {}
+    for name, net in model.groups.items():
+        net.backbone.register_forward_hook(
+            lambda _m, args, _o, name=name: seen.setdefault(name, []).append(len(args[0]))
+        )
+    attributes = model.attributes
+    images = torch.randn(6, 3, 32, 32)
+    design = [attributes.index("collar_design_labels"), attributes.index("neck_design_labels")]
+    attribute_index = torch.tensor([design[0], design[1], design[0], attributes.index("pant_length_labels"),
+                                    attributes.index("skirt_length_labels"), design[1]])  # fmt: skip
+    routed = model(images, attribute_index)
+    assert sorted(seen.items()) == [("design", [4]), ("length", [2])]
+    full = model(images)  # prediction: every image through every backbone
+    for row, position in enumerate(attribute_index.tolist()):
+        name = attributes[position]
+        torch.testing.assert_close(routed[name][row], full[name][row])
+    # A batch with no image of a group still keeps that group's parameters in the graph (DDP needs that).
+    only_design = torch.tensor([design[0]] * 3)
+    logits = model.train()(images[:3], only_design)
+    sum(value.sum() for value in logits.values()).backward()
+    assert all(p.grad is not None for p in model.groups["length"].parameters())

@@ -15,8 +15,12 @@ from fashionattr.data.dataset import DatasetRoot
 from fashionattr.data.labels import LabelRecord, format_rows, read_labels
 from fashionattr.schema import SCHEMA_FILE_NAMES, Schema
 
-FIGURES = ("a", "b", "c", "d", "e", "mem", "gpu")
+FIGURES = ("a", "b", "c", "d", "e", "g", "mem", "gpu", "similar", "facets", "service")
 """Every figure `--only` can name, in the order they run."""
+CATALOG_FIGURES = ("similar", "facets", "service")
+"""What `--only catalog` names: similar search, facet queries, service throughput."""
+NO_IMAGE_FIGURES = ("similar", "facets")
+"""Figures on synthetic embeddings and tags only: a run of just these makes no JPEGs."""
 
 
 @dataclass(frozen=True)
@@ -39,20 +43,35 @@ class BenchSettings:
     """Longest torch.compile may take to compile and measure; 0 skips the compile figures."""
     memory_images: int = 1000
     """N of the memory figure: predict runs over N and 4N images."""
+    catalog_sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000)
+    """Catalogue sizes of the similar and facets figures."""
+    embedding_dim: int = 512
+    """Embedding size of the similar figure: resnet18's pooled features (resnet50 would give 2048)."""
+    similar_queries: int = 300
+    postgres: str | None = None
+    """PostgreSQL database of the facets figure (it gets the catalogue's tables); None starts a throwaway server."""
+    service_requests: int = 96
+    """Requests per 8-client round of the service figure (a 1-client round sends a quarter of them)."""
     quick: bool = False
 
     @classmethod
     def quick_settings(cls) -> BenchSettings:
         # A smaller batch rather than a smaller image: fixed per-image costs (decoding, augmentation) keep the
         # same weight against the network as in the full run, so the ratios stay comparable.
-        return cls(batch_size=8, per_class=3, rounds=2, compile_budget_s=0.0, memory_images=200, quick=True)
+        return cls(batch_size=8, per_class=3, rounds=2, compile_budget_s=0.0, memory_images=200,
+                   catalog_sizes=(10_000,), similar_queries=100, service_requests=48, quick=True)  # fmt: skip
 
     def with_overrides(self, **overrides: Any) -> BenchSettings:
         known = {f.name for f in fields(self)}
         return replace(self, **{k: v for k, v in overrides.items() if v is not None and k in known})
 
     def describe(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        described = {f.name: getattr(self, f.name) for f in fields(self)}
+        if self.postgres:
+            from fashionattr.catalog.backends import shown_url
+
+            described["postgres"] = shown_url(self.postgres)
+        return described
 
 
 @dataclass
@@ -78,6 +97,13 @@ class BenchContext:
     workdir: Path
     shared: dict[str, Any] = field(default_factory=dict)
     """Objects several figures reuse (the multitask model), built by the first that needs them."""
+
+
+def no_images(workdir: Path) -> BenchData:
+    """For runs of figures that need no photos (similar, facets): nothing is generated."""
+    from fashionattr.schema import FASHIONAI
+
+    return BenchData(workdir, FASHIONAI, [], "none needed by the chosen figures", 0.0)
 
 
 def make_synthetic(workdir: Path, per_class: int) -> BenchData:

@@ -98,6 +98,8 @@ class Figure:
     settings: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     skipped: str | None = None
+    ratio_unit: str = "x"
+    """What `ratio` counts: "x" for a ratio; " ms" or "" where the goal is an absolute bound (latency, recall)."""
 
     @property
     def status(self) -> str:
@@ -112,13 +114,17 @@ class Figure:
     def goal_text(self) -> str:
         if self.goal is None:
             return "-"
-        return f"{'<=' if self.at_most else '>='} {self.goal:g}x"
+        return f"{'<=' if self.at_most else '>='} {self.goal:g}{self.ratio_unit}"
+
+    @property
+    def measured_text(self) -> str:
+        return "-" if self.ratio is None else f"{self.ratio:.2f}{self.ratio_unit}"
 
     def to_dict(self) -> dict[str, Any]:
         return {"key": self.key, "title": self.title, "ratio": self.ratio, "goal": self.goal,
                 "goal_kind": "at_most" if self.at_most else "at_least", "status": self.status, "unit": self.unit,
                 "values": self.values, "settings": self.settings, "notes": self.notes,
-                "skipped": self.skipped}  # fmt: skip
+                "skipped": self.skipped, "ratio_unit": self.ratio_unit}  # fmt: skip
 
 
 def compared(key: str, title: str, measurement: Measurement, candidate: str, baseline: str,
@@ -183,7 +189,8 @@ def format_figure(figure: Figure) -> str:
     for name, value in figure.values.items():
         lines.append(f"    {name:<40} {format_value(value, figure.unit)}")
     if figure.ratio is not None:
-        lines.append(f"    ratio {figure.ratio:.2f}x   goal {figure.goal_text}   {figure.status}")
+        label = "ratio" if figure.ratio_unit == "x" else "measured"
+        lines.append(f"    {label} {figure.measured_text}   goal {figure.goal_text}   {figure.status}")
     lines.extend(f"    note: {note}" for note in figure.notes)
     return "\n".join(lines)
 
@@ -196,8 +203,7 @@ def format_machine(info: dict[str, Any]) -> str:
 def format_summary(figures: Sequence[Figure]) -> str:
     rows = [("figure", "measured", "goal", "status")]
     for figure in figures:
-        measured = "-" if figure.ratio is None else f"{figure.ratio:.2f}x"
-        rows.append((f"{figure.key} {figure.title}", measured, figure.goal_text, figure.status))
+        rows.append((f"{figure.key} {figure.title}", figure.measured_text, figure.goal_text, figure.status))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * width for width in widths))

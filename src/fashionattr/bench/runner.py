@@ -6,27 +6,38 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from fashionattr.bench.context import BenchContext, BenchSettings, copy_sample, make_synthetic
+from fashionattr.bench.context import (
+    NO_IMAGE_FIGURES,
+    BenchContext,
+    BenchSettings,
+    copy_sample,
+    make_synthetic,
+    no_images,
+)
 from fashionattr.bench.core import Figure, format_figure, format_machine, format_summary, machine_info
 from fashionattr.io import atomic_write_text
 
-FigureFunction = Callable[[BenchContext], list[Figure]]
+FigureFunction = Callable[[BenchContext], Iterable[Figure]]
+"""A section: its figures, as a list or yielded one by one (each is printed as soon as it lands)."""
 
 
 def _sections() -> dict[str, FigureFunction]:
+    from fashionattr.bench.catalog import facet_figures, similar_figures
     from fashionattr.bench.cpu_options import cpu_options_figures
     from fashionattr.bench.gpu import gpu_figures
     from fashionattr.bench.inference import multitask_figure, predict_figure
     from fashionattr.bench.loader import loader_figure
     from fashionattr.bench.memory import memory_figures
-    from fashionattr.bench.training import engine_figure
+    from fashionattr.bench.service import service_figures
+    from fashionattr.bench.training import engine_figure, grouped_figure
 
     return {"a": loader_figure, "b": multitask_figure, "c": engine_figure, "d": predict_figure,
-            "e": cpu_options_figures, "mem": memory_figures, "gpu": gpu_figures}  # fmt: skip
+            "e": cpu_options_figures, "g": grouped_figure, "mem": memory_figures, "gpu": gpu_figures,
+            "similar": similar_figures, "facets": facet_figures, "service": service_figures}  # fmt: skip
 
 
 def run_bench(settings: BenchSettings, emit: Callable[[str], None] = print) -> dict[str, Any]:
@@ -45,7 +56,9 @@ def run_bench(settings: BenchSettings, emit: Callable[[str], None] = print) -> d
     figures: list[Figure] = []
     with tempfile.TemporaryDirectory(prefix="fashionattr-bench-") as scratch:
         workdir = Path(scratch)
-        if settings.data:
+        if set(settings.only) <= set(NO_IMAGE_FIGURES):
+            data = no_images(workdir)
+        elif settings.data:
             data = copy_sample(settings.data, workdir, settings.per_class)
         else:
             data = make_synthetic(workdir, settings.per_class)

@@ -42,13 +42,14 @@ def engine_step_settings(context: BenchContext, model: nn.Module, config: TrainC
 
 
 class EngineTrainer:
-    """One multitask model trained by `train_one_epoch` on a fixed batch, one step per call."""
+    """One model (multitask unless told otherwise) trained by `train_one_epoch` on a fixed batch, a step per call."""
 
     def __init__(self, context: BenchContext, batch: dict[str, Any], amp: torch.dtype | None = None,
-                 channels_last: bool = False, compiled: bool = False, seed: int = 0) -> None:  # fmt: skip
+                 channels_last: bool = False, compiled: bool = False, seed: int = 0,
+                 layout: str = "multitask") -> None:  # fmt: skip
         self.device = context.device
         config = TrainConfig(data="bench", arch=context.settings.arch, img_size=context.settings.img_size)
-        self.model = new_model(context, seed=seed)
+        self.model = new_model(context, layout=layout, seed=seed)
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.optimizer = build_optimizer(config, self.model)
@@ -154,5 +155,28 @@ def engine_figure(context: BenchContext) -> list[Figure]:
         settings={"arch": settings.arch, "size": settings.img_size, "batch": batch["image"].shape[0],
                   "amp": str(amp).replace("torch.", ""), "channels_last": channels_last, "device": str(device)},
         notes=overhead_breakdown(engine, step_seconds),
+    )  # fmt: skip
+    return [figure]
+
+
+def grouped_figure(context: BenchContext) -> list[Figure]:
+    """Figure g: a grouped (design vs length backbones) training step against a multitask one on the same batch.
+
+    Each image goes through its own group's backbone only, so two backbones cost about what one does.
+    """
+    settings, device = context.settings, context.device
+    batch = labelled_batch(context)
+    amp = resolve_amp("auto", device)
+    channels_last = device.type == "cuda"
+    multitask = EngineTrainer(context, batch, amp=amp, channels_last=channels_last)
+    grouped = EngineTrainer(context, batch, amp=amp, channels_last=channels_last, layout="grouped")
+    variants = [Variant("grouped (upper-lower)", grouped.step), Variant("multitask", multitask.step)]
+    measurement = measure(variants, rounds=settings.rounds + 2, warmup=1, budget_s=150)
+    figure = compared(
+        "g", "training step: grouped layout vs multitask", measurement, "grouped (upper-lower)", "multitask",
+        goal=0.9,
+        settings={"arch": settings.arch, "size": settings.img_size, "batch": batch["image"].shape[0],
+                  "device": str(device)},
+        notes=["grouped: two backbones, each image through its own group's backbone only (per-group batches)"],
     )  # fmt: skip
     return [figure]

@@ -50,12 +50,18 @@ class Database:
         self.name = name
         self.writable = writable
         self.lock = threading.RLock()
+        self.in_transaction = False
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         raise NotImplementedError
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         raise NotImplementedError
+
+    def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """Plain inserts of many rows (no conflict possible), the fastest way the database offers."""
+        marks = ", ".join("?" * len(columns))
+        self.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
 
     def table_names(self) -> set[str]:
         raise NotImplementedError
@@ -78,12 +84,17 @@ class Database:
         """Statements inside commit together or not at all; a killed process leaves no half of them."""
         with self.lock:
             self.begin_write() if write else self.begin_snapshot()
+            self.in_transaction = True
             try:
                 yield
             except BaseException:
-                self.execute("ROLLBACK")
+                with contextlib.suppress(Exception):  # a lost connection has rolled back by itself
+                    self.execute("ROLLBACK")
                 raise
-            self.execute("COMMIT")
+            else:
+                self.execute("COMMIT")
+            finally:
+                self.in_transaction = False
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -218,6 +229,22 @@ def reopen_for_reading(database: SqliteDatabase) -> SqliteDatabase:
 # PostgreSQL
 
 
+def _connect(url: str, write: bool) -> Any:
+    try:
+        import psycopg
+    except ImportError:
+        needed = "a postgresql:// catalogue needs the psycopg package: pip install 'psycopg[binary]'"
+        raise UserError(needed) from None
+    try:
+        conn = psycopg.connect(url, autocommit=True, connect_timeout=15, application_name="fashionattr")
+    except psycopg.Error as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{shown_url(url)}: cannot connect to PostgreSQL ({reason})") from None
+    if not write:
+        conn.execute("SET default_transaction_read_only = on")
+    return conn
+
+
 class PostgresDatabase(Database):
     dialect = "postgresql"
     types: ClassVar[dict[str, str]] = {
@@ -234,34 +261,54 @@ class PostgresDatabase(Database):
 
     def __init__(self, url: str, conn: Any, writable: bool) -> None:
         super().__init__(shown_url(url), writable)
+        self.url = url
         self.conn = conn
 
     @classmethod
     def open(cls, url: str, write: bool) -> PostgresDatabase:
-        try:
-            import psycopg
-        except ImportError:
-            needed = "a postgresql:// catalogue needs the psycopg package: pip install 'psycopg[binary]'"
-            raise UserError(needed) from None
-        try:
-            conn = psycopg.connect(url, autocommit=True, connect_timeout=15, application_name="fashionattr")
-        except psycopg.Error as exc:
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise UserError(f"{shown_url(url)}: cannot connect to PostgreSQL ({reason})") from None
-        if not write:
-            conn.execute("SET default_transaction_read_only = on")
-        return cls(url, conn, writable=write)
+        return cls(url, _connect(url, write), writable=write)
+
+    def _connected(self) -> Any:
+        """The connection; a lost one (the server restarted, the network dropped) is replaced between
+        transactions, so a long-running service recovers instead of failing every request from then on."""
+        if self.conn.broken or self.conn.closed:
+            if self.in_transaction:  # its statements so far are gone with it: never carry on outside it
+                raise UserError(f"{self.name}: lost the connection to PostgreSQL in the middle of a transaction "
+                                "(nothing of it was kept); run the command again")  # fmt: skip
+            self.conn.close()
+            self.conn = _connect(self.url, self.writable)
+        return self.conn
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        import psycopg
+
         with self.lock:
-            cursor = self.conn.execute(sql.replace("?", "%s"), tuple(params) or None)
+            try:
+                cursor = self._connected().execute(sql.replace("?", "%s"), tuple(params) or None)
+            except psycopg.OperationalError:
+                if self.in_transaction or not self.conn.broken:
+                    raise
+                # The connection was found dead by this statement, which ran alone: run it on a new one.
+                cursor = self._connected().execute(sql.replace("?", "%s"), tuple(params) or None)
             return cursor.fetchall() if cursor.description is not None else []
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         if not rows:
             return
-        with self.lock, self.conn.cursor() as cursor:
+        with self.lock, self._connected().cursor() as cursor:
             cursor.executemany(sql.replace("?", "%s"), [tuple(r) for r in rows])
+
+    def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """COPY: about five times the rows per second of pipelined INSERTs (tags come eight per image)."""
+        if not rows:
+            return
+        with (
+            self.lock,
+            self._connected().cursor() as cursor,
+            cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy,
+        ):
+            for row in rows:
+                copy.write_row(row)
 
     def table_names(self) -> set[str]:
         rows = self.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()")

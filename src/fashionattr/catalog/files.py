@@ -1,65 +1,43 @@
 """The files a catalogue indexes: finding image files under a folder and hashing their content, safely.
 
-Only regular files are ever opened. A FIFO named `x.jpg` would block the open forever and a link to
-`/dev/zero` would never end, so the kind of file is checked first, the file is opened without blocking and
-checked again on the open handle, and no read goes past the size the file had when it was checked.
+Only regular files are ever opened (`fashionattr.io.open_regular_file`): a FIFO named `x.jpg` would block the
+open forever and a link to `/dev/zero` would never end. No read goes past the size the file had when opened.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import stat
 from collections.abc import Iterable
 from pathlib import Path
 
-from fashionattr.inference import IMAGE_SUFFIXES, find_checkpoints
+from fashionattr.data.images import IMAGE_SUFFIXES
+from fashionattr.inference import find_checkpoints
+from fashionattr.io import FileReadError, open_regular_file
 
 CHUNK_BYTES = 1 << 20
 
 
-class NotARegularFile(OSError):
-    """The path is a FIFO, socket, device or folder: reported like an unreadable image, never opened."""
-
-
-def describe_kind(mode: int) -> str:
-    if stat.S_ISFIFO(mode):
-        return "a FIFO (named pipe)"
-    if stat.S_ISCHR(mode):
-        return "a character device"
-    if stat.S_ISBLK(mode):
-        return "a block device"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    if stat.S_ISDIR(mode):
-        return "a folder"
-    return "not a regular file"
-
-
-def regular_file_stat(path: str | Path) -> os.stat_result:
-    """`os.stat` of `path` (links followed), refusing anything that is not a regular file."""
-    info = os.stat(path)
-    if not stat.S_ISREG(info.st_mode):
-        raise NotARegularFile(f"{describe_kind(info.st_mode)}, not an image file; only regular files are read")
-    return info
+def file_state(path: str | Path) -> tuple[str, int, float]:
+    """(SHA-256 of the content, size, mtime) of a regular file; raises `FileReadError` for anything else."""
+    with open_regular_file(path) as handle:
+        info = os.fstat(handle.fileno())
+        digest = hashlib.sha256()
+        left = info.st_size
+        try:
+            while left > 0:
+                chunk = handle.read(min(CHUNK_BYTES, left))
+                if not chunk:
+                    break
+                digest.update(chunk)
+                left -= len(chunk)
+        except OSError as exc:
+            raise FileReadError(path, f"cannot read: {exc.strerror or exc}") from None
+    return digest.hexdigest(), info.st_size, info.st_mtime
 
 
 def file_sha256(path: str | Path) -> str:
-    """SHA-256 of a regular file's content, read at most up to the size it had when opened."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(handle.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise NotARegularFile(f"{describe_kind(info.st_mode)}, not an image file; only regular files are read")
-        digest = hashlib.sha256()
-        left = info.st_size
-        while left > 0:
-            chunk = handle.read(min(CHUNK_BYTES, left))
-            if not chunk:
-                break
-            digest.update(chunk)
-            left -= len(chunk)
-        return digest.hexdigest()
+    return file_state(path)[0]
 
 
 def model_fingerprint(model: str | Path) -> str:

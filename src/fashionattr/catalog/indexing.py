@@ -19,18 +19,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fashionattr.catalog.backends import is_postgres
-from fashionattr.catalog.files import (
-    file_sha256,
-    model_fingerprint,
-    regular_file_stat,
-    scan_images,
-    shown_name,
-)
+from fashionattr.catalog.files import file_state, model_fingerprint, scan_images, shown_name
 from fashionattr.catalog.similarity import SimilarityIndex
 from fashionattr.catalog.store import CatalogStore, ItemRow, TagRow, open_store
-from fashionattr.catalog.vectors import VECTOR_INDEX_KINDS
+from fashionattr.catalog.vectors import VECTOR_INDEX_KINDS, resolve_kind
 from fashionattr.distributed import DistributedContext, barrier, broadcast_object, gather_objects
 from fashionattr.errors import UserError
+from fashionattr.io import FileReadError
 
 if TYPE_CHECKING:
     from fashionattr.inference import Predictor
@@ -124,6 +119,8 @@ def index_catalog(
             report.tagged_per_process = [r.tagged for r in reports] if context.enabled else []
             for other in reports[1:]:
                 report.merge(other)
+            if report.tagged or report.removed:
+                store.analyze()
             report.vector_index = _save_vector_index(store, vector_index)
             report.errors = store.errors()
         barrier(context)
@@ -191,22 +188,19 @@ def _changed_files(store: CatalogStore, root: Path, files: Sequence[str], report
     unreadable: list[tuple[ItemRow, str]] = []
     touched: list[tuple[int, float, str]] = []
     for rel in tqdm(files, desc="hashing", unit="file", disable=not progress, leave=False):
-        path = root / rel
         try:
-            info = regular_file_stat(path)
-            digest = file_sha256(path)
-        except OSError as exc:
-            reason = f"cannot read: {exc.strerror or exc}"
-            if failed.get(rel) != f"unreadable:{reason}":
-                unreadable.append((ItemRow(rel, f"unreadable:{reason}", 0, 0.0, b""), reason))
+            digest, size, mtime = file_state(root / rel)
+        except FileReadError as exc:
+            if failed.get(rel) != f"unreadable:{exc.reason}":
+                unreadable.append((ItemRow(rel, f"unreadable:{exc.reason}", 0, 0.0, b""), exc.reason))
             continue
         if known.get(rel) == digest:
             report.unchanged += 1
-            touched.append((info.st_size, info.st_mtime, rel))
+            touched.append((size, mtime, rel))
         elif failed.get(rel) == digest:
             continue  # still the same undecodable file: listed among the errors again, not retried
         else:
-            pending.append(ItemRow(rel, digest, info.st_size, info.st_mtime, b""))
+            pending.append(ItemRow(rel, digest, size, mtime, b""))
     store.touch(touched)
     if unreadable:
         store.write_batch([], unreadable, time.time())
@@ -269,6 +263,9 @@ def _write_rows(store: CatalogStore, rows: Sequence[tuple[ItemRow, Any]], predic
 
 def _save_vector_index(store: CatalogStore, requested: str) -> str:
     """Save the approximate index in the catalogue when readers will use one, so they need not build it."""
+    if resolve_kind(requested, store.count()) != "ann":
+        store.drop_vector_index()
+        return ""
     similarity = SimilarityIndex(store, requested, threads=os.cpu_count() or 1)
     index = similarity.refresh()
     if index is None or index.kind != "ann":

@@ -122,10 +122,6 @@ class Catalog:
             filters[attribute] = value
         return filters
 
-    def check_filters(self, filters: Mapping[str, str]) -> dict[str, str]:
-        """Validate a filters mapping given with (possibly short) names; returns it with canonical names."""
-        return self.parse_filters(f"{name}={value}" for name, value in filters.items())
-
     def _resolve(self, name: str, value: str) -> tuple[str, str]:
         try:
             attribute = self.schema.attribute(name)
@@ -152,12 +148,13 @@ class Catalog:
         Each attribute's counts apply the *other* attributes' filters only, the usual faceted-search rule, so a
         user can switch a filter's value and see what every alternative would give.
         """
-        facets: dict[str, dict[str, int]] = {}
-        for attribute in self.schema:
-            others = {a: v for a, v in (filters or {}).items() if a != attribute.name}
-            counts = self.store.value_counts(attribute.name, others, min_confidence)
-            facets[attribute.name] = {cls: counts.get(cls, 0) for cls in attribute.classes}
-        return facets
+        filters = dict(filters or {})
+        # Attributes without a filter of their own share one query; each filtered one needs the others' only.
+        counts = self.store.value_counts(filters, min_confidence)
+        for name in filters:
+            others = {a: v for a, v in filters.items() if a != name}
+            counts[name] = self.store.value_counts(others, min_confidence, attribute=name).get(name, {})
+        return {a.name: {cls: counts.get(a.name, {}).get(cls, 0) for cls in a.classes} for a in self.schema}
 
     def item(self, key: int | str | Path, probabilities: bool = False) -> CatalogItem | None:
         """An item by id, by its stored path (relative to the root), or by a file path inside the root."""

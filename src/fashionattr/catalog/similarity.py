@@ -84,13 +84,14 @@ class SimilarityIndex:
 
     def search(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
         """(item id, cosine similarity) of up to `k` items, best first, ties to the lower id."""
-        index = self.refresh()
-        if index is None or len(index) == 0 or k < 1:
-            return []
-        if index.kind == "exact":
-            ids, scores = index.search(query, k)
-            return [(int(i), float(s)) for i, s in zip(ids, scores, strict=True)]
-        ids, _ = index.search(query, max(k * CANDIDATES_FACTOR, k + 10))
+        with self._lock:  # a refresh in another thread must not swap the index out from under this search
+            index = self.refresh()
+            if index is None or len(index) == 0 or k < 1:
+                return []
+            if index.kind == "exact":
+                ids, scores = index.search(query, k)
+                return [(int(i), float(s)) for i, s in zip(ids, scores, strict=True)]
+            ids, _ = index.search(query, max(k * CANDIDATES_FACTOR, k + 10))
         stored = self.store.embeddings_of([int(i) for i in ids])
         if not stored:
             return []

@@ -67,6 +67,8 @@ CREATE TABLE IF NOT EXISTS vector_index (part INTEGER PRIMARY KEY, data {blob} N
 """
 
 ITEM_COLUMNS = "i.id, i.path, i.sha256, i.size"
+ROWS_PER_STATEMENT = 200
+"""Items upserted by one multi-row INSERT: one round trip for many rows, far below both databases' limits."""
 VECTOR_PART_BYTES = 16 << 20
 """A saved similarity index is stored in parts of this size (SQLite and PostgreSQL both cap one value near 1 GB)."""
 
@@ -238,6 +240,11 @@ class CatalogStore:
             yield int(self.db.execute("UPDATE catalog_state SET generation = generation + 1 WHERE id = 1 "
                                       "RETURNING generation")[0][0])  # fmt: skip
 
+    def analyze(self) -> None:
+        """Refresh the query planner's statistics after many rows changed (both databases plan joins by them)."""
+        with self.db.lock:
+            self.db.execute("ANALYZE")
+
     def set_meta(self, values: Mapping[str, str]) -> None:
         with self.writing():
             self._set_meta(values)
@@ -291,20 +298,27 @@ class CatalogStore:
                                 "ON CONFLICT (path) DO UPDATE SET sha256 = excluded.sha256, size = excluded.size, "
                                 "mtime = excluded.mtime, reason = excluded.reason",
                                 [row.path, row.sha256, row.size, row.mtime, reason])  # fmt: skip
-            for row, tags in tagged:
-                self.db.execute("DELETE FROM errors WHERE path = ?", [row.path])
-                item_id = self.db.execute(
-                    "INSERT INTO items (path, sha256, size, mtime, embedding, indexed_at, generation) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (path) DO UPDATE SET sha256 = excluded.sha256, "
-                    "size = excluded.size, mtime = excluded.mtime, embedding = excluded.embedding, "
-                    "indexed_at = excluded.indexed_at, generation = excluded.generation RETURNING id",
-                    [row.path, row.sha256, row.size, row.mtime, row.embedding, now, generation],
-                )[0][0]
-                self.db.execute("DELETE FROM tags WHERE item_id = ?", [item_id])
-                self.db.executemany(
-                    "INSERT INTO tags (item_id, attribute, value, confidence, probabilities) VALUES (?, ?, ?, ?, ?)",
-                    [(item_id, t.attribute, t.value, t.confidence, t.probabilities) for t in tags],
+            if not tagged:
+                return
+            paths = [row.path for row, _ in tagged]
+            self._in_values("DELETE FROM errors WHERE path IN ({})", paths)
+            ids: dict[str, int] = {}
+            for start in range(0, len(tagged), ROWS_PER_STATEMENT):
+                part = [(row.path, row.sha256, row.size, row.mtime, row.embedding, now, generation)
+                        for row, _ in tagged[start : start + ROWS_PER_STATEMENT]]  # fmt: skip
+                returned = self.db.execute(
+                    "INSERT INTO items (path, sha256, size, mtime, embedding, indexed_at, generation) VALUES "
+                    + ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * len(part))
+                    + " ON CONFLICT (path) DO UPDATE SET sha256 = excluded.sha256, size = excluded.size, "
+                    "mtime = excluded.mtime, embedding = excluded.embedding, indexed_at = excluded.indexed_at, "
+                    "generation = excluded.generation RETURNING id, path",
+                    [value for row in part for value in row],
                 )
+                ids.update((path, int(item_id)) for item_id, path in returned)
+            self._in_values("DELETE FROM tags WHERE item_id IN ({})", list(ids.values()))
+            self.db.insert_rows("tags", ("item_id", "attribute", "value", "confidence", "probabilities"),
+                                [(ids[row.path], t.attribute, t.value, t.confidence, t.probabilities)
+                                 for row, tags in tagged for t in tags])  # fmt: skip
 
     # -- the readers' queries ------------------------------------------------------------------------------------
 
@@ -315,11 +329,13 @@ class CatalogStore:
         return [(p, r) for p, r in self.db.execute("SELECT path, reason FROM errors ORDER BY path")]
 
     @staticmethod
-    def _filter_joins(filters: Mapping[str, str], min_confidence: float) -> tuple[str, list[Any]]:
-        """JOINs selecting items with every filtered tag at or above `min_confidence`."""
+    def _filter_joins(
+        filters: Mapping[str, str], min_confidence: float, item_id: str = "i.id"
+    ) -> tuple[str, list[Any]]:
+        """JOINs keeping the rows whose `item_id` carries every filtered tag at or above `min_confidence`."""
         joins, params = [], []
         for n, (attribute, value) in enumerate(sorted(filters.items())):
-            joins.append(f"JOIN tags f{n} ON f{n}.item_id = i.id AND f{n}.attribute = ? AND f{n}.value = ? "
+            joins.append(f"JOIN tags f{n} ON f{n}.item_id = {item_id} AND f{n}.attribute = ? AND f{n}.value = ? "
                          f"AND f{n}.confidence >= ?")  # fmt: skip
             params += [attribute, value, min_confidence]
         return " ".join(joins), params
@@ -340,13 +356,20 @@ class CatalogStore:
                                [*params, max(0, limit), max(0, offset)])  # fmt: skip
         return int(total), rows
 
-    def value_counts(self, attribute: str, filters: Mapping[str, str], min_confidence: float) -> dict[str, int]:
-        """How many items matching `filters` carry each value of `attribute` (at `min_confidence` or more)."""
-        joins, params = self._filter_joins(filters, min_confidence)
-        rows = self.db.execute(f"SELECT t.value, COUNT(*) FROM items i {joins} JOIN tags t ON t.item_id = i.id "
-                               "AND t.attribute = ? AND t.confidence >= ? GROUP BY t.value",
-                               [*params, attribute, min_confidence])  # fmt: skip
-        return {value: int(count) for value, count in rows}
+    def value_counts(self, filters: Mapping[str, str], min_confidence: float,
+                     attribute: str | None = None) -> dict[str, dict[str, int]]:  # fmt: skip
+        """attribute -> value -> how many items matching `filters` carry that value (at `min_confidence` or more);
+        of one `attribute`, or of every attribute at once (one query)."""
+        # Counted on the tags alone (every tag belongs to an item): without filters, one pass over the tags.
+        joins, params = self._filter_joins(filters, min_confidence, item_id="t.item_id")
+        only = "t.attribute = ? AND " if attribute is not None else ""
+        rows = self.db.execute(f"SELECT t.attribute, t.value, COUNT(*) FROM tags t {joins} WHERE {only}"
+                               "t.confidence >= ? GROUP BY t.attribute, t.value",
+                               [*params, *([attribute] if attribute is not None else []), min_confidence])  # fmt: skip
+        counts: dict[str, dict[str, int]] = {}
+        for name, value, count in rows:
+            counts.setdefault(name, {})[value] = int(count)
+        return counts
 
     def rows_by_id(self, ids: Sequence[int]) -> list[tuple[Any, ...]]:
         """Item rows (id, path, sha256, size) of those `ids` still in the catalogue, in no particular order."""
@@ -368,10 +391,13 @@ class CatalogStore:
         return rows[0][0] if rows else None
 
     def _in(self, sql: str, ids: Sequence[int]) -> list[tuple[Any, ...]]:
+        return self._in_values(sql, [int(i) for i in ids])
+
+    def _in_values(self, sql: str, values: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """`sql` with its `IN ({})` filled with placeholders for `values`, run in parts of 500."""
         rows: list[tuple[Any, ...]] = []
-        ids = [int(i) for i in ids]
-        for start in range(0, len(ids), 500):
-            part = ids[start : start + 500]
+        for start in range(0, len(values), 500):
+            part = list(values[start : start + 500])
             rows += self.db.execute(sql.format(", ".join("?" * len(part))), part)
         return rows
 

@@ -5,13 +5,16 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from fashionattr.commands.options import BATCH, WORKERS, count, number
 from fashionattr.errors import UserError
 
 FIGURE_HELP = (
     "a: loader with the prepare cache vs JPEG decoding; b: one multitask model vs eight per-attribute models; "
     "c: the training engine vs a bare timm loop; d: predict end to end vs the forward pass alone; "
     "e: channels_last, bf16 and torch.compile on CPU; mem: peak memory of training and predict; "
-    "gpu: AMP, channels_last, compile and resnet50 images/s on a GPU (skipped without one)"
+    "gpu: AMP, channels_last, compile and resnet50 images/s on a GPU (skipped without one); "
+    "similar: similar-garment search, approximate vs exact index; facets: facet queries, PostgreSQL vs SQLite; "
+    "service: service throughput at 8 clients vs 1; catalog: similar,facets,service"
 )
 
 
@@ -25,39 +28,61 @@ def register(subparsers: Any) -> None:
         f"Figures: {FIGURE_HELP}. The defaults take about ten minutes on two CPU cores; --quick about two.",
     )
     parser.add_argument("--only", metavar="LIST", help="comma-separated figures to run (default: all): "
-                        "a,b,c,d,e,mem,gpu")  # fmt: skip
+                        "a,b,c,d,e,g,mem,gpu,similar,facets,service, or catalog for the last three")  # fmt: skip
     parser.add_argument("--data", metavar="DIR", help="sample images from this dataset (copied to a temporary "
                         "folder) instead of generating synthetic ones")  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="smaller sizes and no torch.compile (about 2 minutes)")
     parser.add_argument("--json", metavar="FILE", help="also write the report (machine, settings, figures) as JSON")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     parser.add_argument("--arch", help="timm architecture of the model figures (default resnet18)")
-    parser.add_argument("--img-size", type=int, help="input side of the model figures (default 224)")
-    parser.add_argument("--batch-size", type=int, help="batch size of the model figures (default 32; quick 8)")
-    parser.add_argument("--per-class", type=int, help="images per class, 54 classes (default 10; quick 3)")
-    parser.add_argument("--rounds", type=int, help="alternating rounds per comparison (default 3; quick 2)")
-    parser.add_argument("--workers", type=int, help="loader worker processes (default 2)")
-    parser.add_argument("--compile-budget", type=float, dest="compile_budget_s", metavar="SECONDS",
+    parser.add_argument("--img-size", type=count(16), help="input side of the model figures (default 224)")
+    parser.add_argument("--batch-size", type=BATCH, help="batch size of the model figures (default 32; quick 8)")
+    parser.add_argument("--per-class", type=count(1), help="images per class, 54 classes (default 10; quick 3)")
+    parser.add_argument("--rounds", type=count(1), help="alternating rounds per comparison (default 3; quick 2)")
+    parser.add_argument("--workers", type=WORKERS, help="loader worker processes (default 2)")
+    parser.add_argument("--compile-budget", type=number(0.0), dest="compile_budget_s", metavar="SECONDS",
                         help="time to compile and time torch.compile; 0 skips it (default 200; quick 0)")  # fmt: skip
-    parser.add_argument("--memory-images", type=int, metavar="N",
+    parser.add_argument("--memory-images", type=count(1), metavar="N",
                         help="predict over N and 4N images in the memory figure (default 1000; quick 200)")  # fmt: skip
+    parser.add_argument("--catalog-sizes", metavar="LIST",
+                        help="catalogue sizes of the similar and facets figures (default 10000,100000,1000000; "
+                        "quick 10000)")  # fmt: skip
+    parser.add_argument("--embedding-dim", type=int, metavar="N",
+                        help="embedding size of the similar figure (default 512, resnet18's; resnet50 gives "
+                        "2048)")  # fmt: skip
+    parser.add_argument("--postgres", metavar="URL", help="PostgreSQL database for the facets figure "
+                        "(postgresql://...); by default a throwaway local server is started when the binaries are "
+                        "installed")  # fmt: skip
     parser.set_defaults(func=run)
 
 
 def _parse_only(text: str | None) -> tuple[str, ...] | None:
-    from fashionattr.bench.context import FIGURES
+    from fashionattr.bench.context import CATALOG_FIGURES, FIGURES
 
     if text is None:
         return None
     chosen = tuple(part.strip() for part in text.split(",") if part.strip())
+    chosen = tuple(f for part in chosen for f in (CATALOG_FIGURES if part == "catalog" else (part,)))
     unknown = [part for part in chosen if part not in FIGURES]
     if unknown or not chosen:
-        raise UserError(f"--only takes figures from {','.join(FIGURES)}; got {text!r}")
+        raise UserError(f"--only takes figures from {','.join(FIGURES)} (or catalog); got {text!r}")
     return chosen
 
 
+def _parse_sizes(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        sizes = tuple(int(part.strip().replace("_", "")) for part in text.split(",") if part.strip())
+    except ValueError:
+        sizes = ()
+    if not sizes or min(sizes) < 100:
+        raise UserError(f"--catalog-sizes takes item counts of at least 100, comma-separated; got {text!r}")
+    return sizes
+
+
 def _check(args: argparse.Namespace) -> None:
-    for name in ("img_size", "batch_size", "per_class", "rounds", "memory_images"):
+    for name in ("img_size", "batch_size", "per_class", "rounds", "memory_images", "embedding_dim"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
@@ -81,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
         only=_parse_only(args.only), data=args.data, device=args.device, arch=args.arch, img_size=args.img_size,
         batch_size=args.batch_size, per_class=args.per_class, rounds=args.rounds, workers=args.workers,
         compile_budget_s=args.compile_budget_s, memory_images=args.memory_images,
+        catalog_sizes=_parse_sizes(args.catalog_sizes), embedding_dim=args.embedding_dim, postgres=args.postgres,
     )  # fmt: skip
     report = run_bench(settings, emit=lambda line: print(line, flush=True))
     if args.json:

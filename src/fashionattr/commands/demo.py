@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-DEMO_ARCH = "test_resnet"
+from fashionattr.commands.options import BATCH, WORKERS, count
+
+DEMO_RECIPE = "cpu-demo"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -12,18 +14,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "demo",
         help="generate synthetic data, train a multitask model, evaluate it and write a report",
         description="Generate the synthetic garment dataset, check and split it, build the image cache, train one "
-        "multitask model (one backbone, a head per attribute), score it on the held-out test set and write a "
-        "Markdown report with the per-attribute table, learning curves and confusion matrices.",
+        f"multitask model (one backbone, a head per attribute) with the {DEMO_RECIPE} recipe, score it on the "
+        "held-out test set and write a Markdown report with the per-attribute table, learning curves and "
+        "confusion matrices. Defaults come from the recipe (`fashionattr recipes cpu-demo`).",
     )
     parser.add_argument("--out", default="runs/demo", help="folder for the dataset and the run (runs/demo)")
-    parser.add_argument("--per-class", type=int, default=150, help="synthetic images per class (150)")
-    parser.add_argument("--size", type=int, default=128, help="synthetic image side in pixels (128)")
-    parser.add_argument("--img-size", type=int, default=96, help="training input side in pixels (96)")
-    parser.add_argument("--arch", default=DEMO_ARCH, help=f"backbone (default {DEMO_ARCH}, small enough for a CPU)")
-    parser.add_argument("--epochs", type=int, default=16, help="training epochs (16)")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--workers", type=int, default=0, help="loader processes (0: the cache makes them unneeded)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--per-class", type=count(1), help="synthetic images per class (the recipe's)")
+    parser.add_argument("--size", type=count(16), help="synthetic image side in pixels (the recipe's)")
+    parser.add_argument("--img-size", type=count(16), help="training input side in pixels (the recipe's)")
+    parser.add_argument("--arch", help="backbone (the recipe's, small enough for a CPU)")
+    parser.add_argument("--epochs", type=count(1), help="training epochs (the recipe's)")
+    parser.add_argument("--batch-size", type=BATCH)
+    parser.add_argument("--workers", type=WORKERS,
+                        help="loader processes (the recipe's: 0, the cache makes them unneeded)")  # fmt: skip
+    parser.add_argument("--seed", type=count(0), default=0)
     parser.set_defaults(func=run)
 
 
@@ -41,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from fashionattr.evaluation import evaluate_checkpoint, write_evaluation
     from fashionattr.metrics import format_scores_table
     from fashionattr.models import model_preprocessing
+    from fashionattr.recipes import load_recipe
     from fashionattr.report import run_scores_table
     from fashionattr.run_dir import RunDir
     from fashionattr.training import train
@@ -48,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     out = Path(args.out)
     data, run = out / "data", RunDir(out / "run")
+    synthetic = load_recipe(DEMO_RECIPE).synthetic
+    per_class, size = args.per_class or synthetic["per_class"], args.size or synthetic["size"]
 
     def step(message: str) -> None:
         print(f"[{time.perf_counter() - start:6.1f}s] {message}", flush=True)
@@ -55,8 +62,8 @@ def run(args: argparse.Namespace) -> int:
     if (data / "Annotations" / "label.csv").is_file():
         step(f"using the synthetic dataset in {data}")
     else:
-        step(f"generating {args.per_class} synthetic images per class at {args.size}px into {data}")
-        generate_dataset(data, per_class=args.per_class, size=args.size, seed=args.seed)
+        step(f"generating {per_class} synthetic images per class at {size}px into {data}")
+        generate_dataset(data, per_class=per_class, size=size, seed=args.seed)
     data_root = DatasetRoot.open(data)
     records = data_root.read_labels()
     questions = data_root.read_questions()
@@ -64,24 +71,24 @@ def run(args: argparse.Namespace) -> int:
     if not data_root.default_split_path.is_file():
         write_split(data_root.default_split_path, make_split(records, val_fraction=0.2, seed=args.seed))
     step(f"4:1 stratified split in {data_root.default_split_path}")
+
+    config = resolve_config(None, {
+        "recipe": DEMO_RECIPE, "data": str(data), "out": str(run), "arch": args.arch, "img_size": args.img_size,
+        "epochs": args.epochs, "batch_size": args.batch_size, "workers": args.workers, "seed": args.seed,
+    })  # fmt: skip
     paths = sorted({r.path for r in records + questions})
-    preprocessing = model_preprocessing(args.arch, args.img_size)  # what training will read
+    preprocessing = model_preprocessing(config.arch, config.img_size, config.interpolation)  # what training reads
     if open_cache(data, paths, preprocessing) is None:
         build_cache(data, paths, preprocessing)
     step(f"image cache at {preprocessing.describe()} ready")
 
     resume = run.last.is_file()
-    config = resolve_config(None, {
-        "data": str(data), "out": str(run), "arch": args.arch, "layout": "multitask", "img_size": args.img_size,
-        "epochs": args.epochs, "batch_size": args.batch_size, "workers": args.workers, "seed": args.seed,
-        "lr": 3e-3, "weight_decay": 0.05, "warmup_epochs": 1.0, "label_smoothing": 0.1,
-    })  # fmt: skip
-    step(f"training {args.arch} (multitask, 8 heads) for {args.epochs} epochs{' (resuming)' if resume else ''}")
+    step(f"training {config.arch} (multitask, 8 heads) for {config.epochs} epochs{' (resuming)' if resume else ''}")
     [summary] = train(config, resume=resume)
     best = summary["best_metrics"]
     step(f"best epoch {summary['best_epoch']}: validation accuracy {100 * best['val_mean_accuracy']:.1f}%")
 
-    result = evaluate_checkpoint(run.path, DistributedContext(), subset="test", workers=args.workers)
+    result = evaluate_checkpoint(run.path, DistributedContext(), subset="test", workers=config.workers)
     write_evaluation(result, run.evaluation("test"))
     step("scored the held-out test set")
     print(f"\nValidation (best epoch) — report: {run.report}")

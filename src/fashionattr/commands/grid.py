@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 import shlex
+from typing import TYPE_CHECKING
 
 from fashionattr.commands.train import add_training_options
+
+if TYPE_CHECKING:
+    from fashionattr.config import TrainConfig
 
 # Arguments of `grid` itself, left out of the recorded command: `--shard` picks the machine's share, not the grid.
 _NOT_RECORDED = {"func", "command", "data", "shard"}
@@ -23,11 +27,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "attributes as rows, networks as columns, best validation accuracy in %, BP and mAP.",
     )
     parser.add_argument("data", nargs="?", help="dataset root (or give `data:` in --config)")
-    parser.add_argument("--archs", help="comma-separated networks, study names or timm names (default: the study's "
-                        "resnet50,resnet152,se-resnet50,se-resnet152,vgg19_bn,dpn131)")  # fmt: skip
-    parser.add_argument("--layouts", default="per-attribute",
-                        help="comma-separated layouts, each a column group: per-attribute (default), multitask, "
-                        "grouped")  # fmt: skip
+    parser.add_argument("--archs", help="comma-separated networks, study names or timm names (default: the "
+                        "recipe's, else the study's six: resnet50,resnet152,se-resnet50,se-resnet152,vgg19_bn,"
+                        "dpn131)")  # fmt: skip
+    parser.add_argument("--layouts", help="comma-separated layouts, each a column group: per-attribute, multitask, "
+                        "grouped (default: the recipe's, else per-attribute)")  # fmt: skip
     parser.add_argument("--out", default="runs/grid", help="grid folder, shared by all shards (default runs/grid)")
     parser.add_argument("--shard", metavar="K/N",
                         help="run only cells K, K+N, K+2N, ... (1-based), so N machines sharing OUT split the "
@@ -54,23 +58,33 @@ def command_line(args: argparse.Namespace) -> str:
     return shlex.join(parts)
 
 
+def grid_plan(args: argparse.Namespace) -> tuple[TrainConfig, list[str], list[str]]:
+    """The grid's base settings, networks and layouts: options, else the config file, else the recipe's."""
+    from fashionattr import experiments
+    from fashionattr.config import resolve_config
+    from fashionattr.models import STUDY_ARCHS
+    from fashionattr.recipes import load_recipe
+
+    base = resolve_config(args.config, {key: value for key, value in vars(args).items() if key != "out"})
+    recipe_grid = load_recipe(base.recipe).grid if base.recipe else {}
+    layouts = experiments.parse_list(args.layouts or recipe_grid.get("layouts") or "per-attribute", "layouts")
+    experiments.check_layouts(layouts)
+    archs = experiments.parse_list(args.archs or recipe_grid.get("archs") or STUDY_ARCHS, "architectures")
+    experiments.check_archs(archs)
+    return base, archs, layouts
+
+
 def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
     from pathlib import Path
 
     from fashionattr import experiments
-    from fashionattr.config import resolve_config
     from fashionattr.data.dataset import DatasetRoot
     from fashionattr.errors import UserError
-    from fashionattr.models import STUDY_ARCHS
     from fashionattr.report import markdown_table
 
     shard = experiments.parse_shard(args.shard)
-    layouts = experiments.parse_list(args.layouts, "layouts")
-    experiments.check_layouts(layouts)
-    archs = experiments.parse_list(args.archs or STUDY_ARCHS, "architectures")
-    experiments.check_archs(archs)
-    base = resolve_config(args.config, {key: value for key, value in vars(args).items() if key != "out"})
+    base, archs, layouts = grid_plan(args)
     schema = DatasetRoot.open(base.data).schema
     try:
         schema = schema.subset(schema.resolve_names(base.attributes))

@@ -38,14 +38,19 @@ def add_training_options(parser: argparse.ArgumentParser, model_choice: bool = T
     optim.add_argument("--epochs", type=int, help="epochs (default 30)")
     optim.add_argument("--batch-size", type=int, help="images per step per process (default 32)")
     optim.add_argument("--optimizer", choices=["adamw", "sgd"], help="default adamw")
-    optim.add_argument("--lr", type=float, help="peak learning rate (default 1e-3)")
+    optim.add_argument("--lr", type=float, help="peak learning rate of the heads (default 1e-3)")
+    optim.add_argument("--backbone-lr-scale", type=float,
+                       help="the backbone's share of the rate (default 0.1 with --pretrained/--weights, "
+                       "else 1)")  # fmt: skip
     optim.add_argument("--weight-decay", type=float, help="default 0.05")
     optim.add_argument("--warmup-epochs", type=float, help="linear warm-up before the cosine decay (default 1)")
     optim.add_argument("--label-smoothing", type=float, help="default 0.1")
     optim.add_argument("--maybe-weight", type=float,
-                       help="share of the target given to classes labelled 'm' (soft labels; default 0)")  # fmt: skip
+                       help="share of the target given to classes labelled 'm' (soft labels; default 0.3)")  # fmt: skip
     optim.add_argument("--clip-grad", type=float, help="gradient norm clip (default 5)")
-    optim.add_argument("--ema-decay", type=float, help="keep an exponential moving average of weights, e.g. 0.999")
+    optim.add_argument("--ema-decay", type=float,
+                       help="exponential moving average of the weights, with warm-up; 0 turns it off "
+                       "(default 0.9998)")  # fmt: skip
     optim.add_argument("--early-stop", type=int, help="stop after this many epochs without improvement")
     optim.add_argument("--select-metric", choices=["mean_accuracy", "map", "loss"],
                        help="what picks the best checkpoint (default mean_accuracy)")  # fmt: skip
@@ -61,6 +66,8 @@ def add_training_options(parser: argparse.ArgumentParser, model_choice: bool = T
     augment.add_argument("--color-jitter", type=float, help="brightness/contrast/saturation strength (default 0.2)")
 
     run = parser.add_argument_group("run")
+    run.add_argument("--recipe", help="start from a named recipe (`fashionattr recipes` lists them): seed-study, "
+                     "fashionai, cpu-demo; the config file and options override it")  # fmt: skip
     run.add_argument("--config", help="YAML or JSON file of settings; command-line options override it")
     run.add_argument("--split-file", help="train/val split file (default: DATA/Annotations/split.csv, else a new one)")
     run.add_argument("--val-fraction", type=float, help="for a new split (default 0.2)")

@@ -27,6 +27,9 @@ MAX_IMAGE_PIXELS = 64_000_000
 MAX_IMAGE_FILE_BYTES = 1024 * 1024 * 1024
 """Larger files are refused unread; the pixel limit already bounds what a real photo can need."""
 
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+"""File name endings taken for images when a folder is searched (predict, catalogue, import-folders)."""
+
 MAX_ASPECT_RATIO = 20.0
 """Images longer than this on one side than the other hold no usable garment."""
 

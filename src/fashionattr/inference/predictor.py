@@ -22,14 +22,12 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from fashionattr.data.images import ImageError
+from fashionattr.data.images import IMAGE_SUFFIXES, ImageError
 from fashionattr.data.preprocessing import Preprocessing, letterbox, load_letterboxed, to_chw_tensor
 from fashionattr.distributed import pick_device
 from fashionattr.errors import UserError
 from fashionattr.inference.torch_backend import LoadedModel, TorchBackend, load_models
 from fashionattr.schema import Schema
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 
 
 @dataclass

@@ -258,7 +258,7 @@ def _catalog_compatible(predictor: Predictor, catalog: Catalog | None) -> bool:
     sources = [Path(model["source"]) for model in predictor.describe()["models"]]
     try:
         return files_fingerprint(sources) == catalog.model_fingerprint
-    except OSError:
+    except (OSError, UserError):  # a model file gone or unreadable since loading: no match
         return False
 
 

@@ -68,6 +68,8 @@ def fit(config: TrainConfig, attributes: list[str], out: str | Path, context: Di
     The run folder is locked for the whole run (rank 0 holds it), so a second writer is refused, not mixed in.
     """
     run = RunDir(out)
+    if run.path.exists() and not run.path.is_dir():
+        raise UserError(f"{run}: exists and is not a folder; choose another --out")
     with contextlib.ExitStack() as hold:
         on_main(lambda: hold.enter_context(run.lock()), context)
         return _fit(config, attributes, run, context, resume)
@@ -277,7 +279,10 @@ def train(config: TrainConfig, resume: bool = False) -> list[dict[str, Any]]:
     context = init_distributed(config.device)
     try:
         schema = DatasetRoot.open(config.data).schema
-        attributes = schema.resolve_names(config.attributes)
+        try:
+            attributes = schema.resolve_names(config.attributes)
+        except KeyError as exc:
+            raise UserError(f"--attributes: {exc.args[0]}") from None
         if config.layout != "per-attribute":
             return [fit(config, attributes, config.out, context, resume=resume).summary]
         summaries = []

@@ -1,0 +1,91 @@
+"""A throwaway PostgreSQL server in a temporary folder (initdb + pg_ctl), reachable by Unix socket only.
+
+For the catalogue benchmark when no `--postgres URL` is given, and for the test suite. No TCP port is opened,
+so several runs on one machine cannot collide, and nothing outside the folder is touched. PostgreSQL refuses
+to run as root, so under root the cluster belongs to `nobody` and its commands run as that user.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import itertools
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SUPERUSER = "fashionattr"
+UNPRIVILEGED = "nobody"
+
+
+def find_bindir() -> Path | None:
+    """The newest installed server's bin folder (Debian keeps them in /usr/lib/postgresql/N/bin), or PATH's."""
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parent.parent.name))
+    if found:
+        return Path(found[-1]).parent
+    initdb = shutil.which("initdb")
+    return Path(initdb).parent if initdb else None
+
+
+@dataclass
+class PostgresServer:
+    """A running cluster; `new_database()` gives the URL of a fresh, empty database on it."""
+
+    folder: Path
+    bindir: Path
+    user: str | None
+    names: Iterator[int] = field(default_factory=itertools.count)
+
+    @property
+    def socket_dir(self) -> Path:
+        return self.folder / "socket"
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql://{SUPERUSER}@/{database}?host={self.socket_dir}"
+
+    def run(self, *command: str) -> subprocess.CompletedProcess[str]:
+        account = pwd.getpwnam(self.user) if self.user else None
+        argv = [str(self.bindir / command[0]), *command[1:]]
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd="/",
+                                user=account.pw_uid if account else None, group=account.pw_gid if account else None,
+                                extra_groups=[] if account else None)  # fmt: skip
+        if result.returncode != 0:
+            raise RuntimeError(f"{' '.join(argv)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+        return result
+
+    def new_database(self) -> str:
+        import psycopg
+
+        name = f"catalog_{os.getpid()}_{next(self.names)}"
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {name}")  # a name made above, never user input
+        return self.url(name)
+
+
+@contextlib.contextmanager
+def throwaway_postgres(bindir: Path) -> Iterator[PostgresServer]:
+    """Start a cluster with the server binaries in `bindir` for the duration of the block, then delete it."""
+    user = UNPRIVILEGED if os.geteuid() == 0 else None
+    folder = Path(tempfile.mkdtemp(prefix="fashionattr-pg-"))
+    server = PostgresServer(folder, bindir, user)
+    data = str(folder / "data")
+    try:
+        server.socket_dir.mkdir()
+        if user is not None:
+            account = pwd.getpwnam(user)
+            for path in (folder, server.socket_dir):
+                os.chown(path, account.pw_uid, account.pw_gid)
+        server.run("initdb", "-D", data, "-U", SUPERUSER, "--auth=trust", "--encoding=UTF8", "--no-sync")
+        options = f"-k {server.socket_dir} -c listen_addresses='' -c fsync=off -c full_page_writes=off"
+        server.run("pg_ctl", "-D", data, "-o", options, "-l", str(folder / "server.log"), "-w", "-t", "60", "start")
+        try:
+            yield server
+        finally:
+            server.run("pg_ctl", "-D", data, "-m", "immediate", "-w", "stop")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -1,0 +1,130 @@
+"""Figure `service`: service throughput with 8 concurrent clients against 1, through the service's dynamic batching.
+
+A real `fashionattr serve` process (the bench's architecture and input size, random weights) on a loopback
+port; each client posts one 512 px JPEG per request and sends the next as soon as the answer arrives. Rounds
+alternate between one client and eight, so machine load weighs on both alike; the figure is the ratio of
+requests per second, with each side's p99 latency beside it. Clients and server share the machine's cores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fashionattr.bench.context import BenchContext
+from fashionattr.bench.core import Figure, Variant, compared, measure
+from fashionattr.bench.inputs import bench_preprocessing
+from fashionattr.checkpoint import save_checkpoint
+from fashionattr.models import create_model
+
+CLIENTS = 8
+THROUGHPUT_GOAL = 3.0
+STARTUP_TIMEOUT_S = 180.0
+
+
+def service_checkpoint(context: BenchContext) -> Path:
+    """A random-weight checkpoint of the bench's architecture at its input size: what `serve` loads."""
+    settings, schema = context.settings, context.data.schema
+    torch.manual_seed(0)
+    model = create_model(settings.arch, schema)
+    path = context.workdir / "service" / "best.pt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(path, {"model": model.state_dict(), "spec": model.spec, "schema": schema.to_dict(),
+                           "preprocessing": bench_preprocessing(context).to_dict(),
+                           "attributes": schema.names})  # fmt: skip
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def running_service(checkpoint: Path, device: str, log: Path) -> Iterator[str]:
+    import httpx
+
+    port = _free_port()
+    command = [sys.executable, "-m", "fashionattr", "serve", str(checkpoint), "--port", str(port), "--device", device,
+               "--log-level", "warning"]  # fmt: skip
+    env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
+    with log.open("wb") as output:
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"fashionattr serve exited with {process.returncode}: {log.read_text()[-2000:]}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"fashionattr serve did not answer within {STARTUP_TIMEOUT_S:.0f} s")
+            time.sleep(0.25)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=15)
+
+
+async def _load(url: str, image: bytes, clients: int, requests: int, latencies: list[float]) -> int:
+    """`requests` single-image predictions from `clients` clients sending back to back; returns how many were 200."""
+    import httpx
+
+    todo = iter(range(requests))
+    done = 0
+
+    async def client(http: httpx.AsyncClient) -> None:
+        nonlocal done
+        for number in todo:
+            began = time.perf_counter()
+            response = await http.post("/v1/predict", files=[("files", (f"photo-{number}.jpg", image, "image/jpeg"))])
+            latencies.append(time.perf_counter() - began)
+            done += response.status_code == 200
+
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as http:
+        await asyncio.gather(*(client(http) for _ in range(clients)))
+    return done
+
+
+def service_figures(context: BenchContext) -> list[Figure]:
+    settings = context.settings
+    checkpoint = service_checkpoint(context)
+    image = context.data.images[0].read_bytes()
+    latencies: dict[str, list[float]] = {"1 client": [], f"{CLIENTS} clients": []}
+    per_round = settings.service_requests
+    with running_service(checkpoint, str(context.device), context.workdir / "service.log") as url:
+        many_name = f"{CLIENTS} clients"
+        one = Variant("1 client", lambda: asyncio.run(_load(url, image, 1, per_round // 4, latencies["1 client"])))
+        many = Variant(many_name, lambda: asyncio.run(_load(url, image, CLIENTS, per_round, latencies[many_name])))
+        asyncio.run(_load(url, image, CLIENTS, CLIENTS * 2, []))  # warm-up, its latencies not counted
+        measurement = measure([many, one], rounds=settings.rounds, warmup=0, budget_s=180)
+    p99 = {name: float(np.percentile(np.asarray(values) * 1000, 99)) for name, values in latencies.items()}
+    figure = compared(
+        "service", f"service throughput, {CLIENTS} concurrent clients vs 1 (dynamic batching)", measurement,
+        f"{CLIENTS} clients", "1 client", goal=THROUGHPUT_GOAL,
+        settings={"arch": settings.arch, "size": settings.img_size, "device": str(context.device),
+                  "image_kib": round(len(image) / 1024, 1), "requests_per_round": {"1 client": per_round // 4,
+                  f"{CLIENTS} clients": per_round}, "p99_ms": {k: round(v, 1) for k, v in p99.items()}},
+        notes=["requests/s; each request one 512 px JPEG, decoded and letterboxed by the server, all eight "
+               "attributes and the embedding; client and server share the machine's cores"],
+    )  # fmt: skip
+    figure.unit = "req/s"
+    return [figure]
