@@ -491,3 +491,44 @@ MAYBE_CASES = [
     MaybeCase("m-label-but-answer-on-y", ("nymnnnnnn",), (ON_CLASS_1,), "100.00", "100.00"),
 ]  # fmt: skip
 """AP is undefined when no answer counts; the attribute shows n/a with a note and mAP is the mean of the others."""
+
+
+# --- a model and data of different schemas ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SchemaEdit:
+    """A change to FashionAI's schema for a dataset's schema.json (the model was trained on FashionAI's).
+
+    `attribute` gets `classes` (None: the attribute is removed); `submit` and `evaluate` are the words of each
+    command's refusal, None where the command must go on (the questions ask for coat length only).
+    """
+
+    id: str
+    attribute: str
+    classes: tuple[str, ...] | None
+    submit: str | None
+    evaluate: str | None
+
+
+FASHIONAI_COAT = ("Invisible", "High Waist Length", "Regular Length", "Long Length", "Micro Length", "Knee Length",
+                  "Midi Length", "Ankle&Floor Length")  # fmt: skip
+COAT_IN_MODEL = "attribute 'coat_length_labels' has 8 classes (Invisible, High Waist Length, Regular Length, Long"
+
+SCHEMA_EDITS = [
+    SchemaEdit("coat-classes-renamed", "coat_length_labels", tuple("ABCDEFGH"), f"{COAT_IN_MODEL}", COAT_IN_MODEL),
+    SchemaEdit("coat-classes-reordered", "coat_length_labels", FASHIONAI_COAT[::-1], "but 8 (Ankle&Floor Length, Midi",
+               "but 8 (Ankle&Floor Length, Midi"),
+    SchemaEdit("coat-one-class-renamed", "coat_length_labels", (*FASHIONAI_COAT[:7], "Ankle Length"), COAT_IN_MODEL,
+               COAT_IN_MODEL),
+    SchemaEdit("coat-fewer-classes", "coat_length_labels", ("Short", "Long", "Invisible"), "but 3 (Short, Long, "
+               "Invisible)", "but 3 (Short, Long, Invisible)"),
+    SchemaEdit("coat-more-classes", "coat_length_labels", (*FASHIONAI_COAT, "Cape"), "but 9 (", "but 9 ("),
+    SchemaEdit("coat-missing", "coat_length_labels", None, "has no attribute 'coat_length_labels'",
+               "has no attribute 'coat_length_labels'"),
+    SchemaEdit("sleeve-differs-only", "sleeve_length_labels", ("Short", "Long"), None,
+               "attribute 'sleeve_length_labels' has 9 classes"),
+    SchemaEdit("same-as-the-model", "coat_length_labels", FASHIONAI_COAT, None, None),
+]  # fmt: skip
+"""A dataset whose schema gives an attribute other classes than the model's: its answers would be for the wrong
+classes, so `submit` and `evaluate` refuse (by `schema.schema_mismatch`) rather than write or score them."""

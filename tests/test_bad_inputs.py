@@ -45,6 +45,7 @@ from corpus import (
     NON_UTF8_NAME,
     PARSE_CASES,
     SCHEMA_CASES,
+    SCHEMA_EDITS,
     SLEEVE_ANSWER,
     SLEEVE_ROW,
     SPELLING_CASES,
@@ -53,6 +54,7 @@ from corpus import (
     Case,
     MaybeCase,
     NameCase,
+    SchemaEdit,
     TextCase,
     row,
     special_file,
@@ -1206,6 +1208,79 @@ def test_the_run_report_scores_json_and_the_grid_name_an_undefined_ap(tmp_path):
     state = TrainState()
     assert state.record({"epoch": 1}, float("nan")) and state.record({"epoch": 2}, float("nan"))
     assert state.record({"epoch": 3}, 0.2) and not state.record({"epoch": 4}, float("nan"))
+
+
+# --- class 6: a model and data of different schemas -------------------------------------------------------------
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("edit", SCHEMA_EDITS, ids=[edit.id for edit in SCHEMA_EDITS])
+def test_submit_and_evaluate_refuse_data_whose_schema_gives_the_model_s_attributes_other_classes(
+    trained_run, synthetic_data, tmp_path, capsys, edit: SchemaEdit
+):
+    root = tiny_root(tmp_path / "data", synthetic_data)
+    schema = FASHIONAI.to_dict()
+    entries = schema["attributes"]
+    index = next(n for n, entry in enumerate(entries) if entry["name"] == edit.attribute)
+    if edit.classes is None:
+        del entries[index]
+        schema["groupings"] = {}
+    else:
+        entries[index]["classes"] = list(edit.classes)
+    (root / "schema.json").write_text(json.dumps(schema))
+    (root / "Tests").mkdir()
+    (root / QUESTIONS_RELPATH).write_text(row("Images/coat_length_labels/a.jpg", label="?"))
+    answers = tmp_path / "answers.csv"
+    submit = ["submit", str(trained_run.run), str(root / QUESTIONS_RELPATH), "--out", str(answers), "--workers", "0"]
+    evaluate = ["evaluate", str(trained_run.run), "--data", str(root), "--labels", str(root / LABELS_RELPATH),
+                "--out", str(tmp_path / "eval"), "--workers", "0"]  # fmt: skip
+    for argv, words in ((submit, edit.submit), (evaluate, edit.evaluate)):
+        if words is None:
+            assert main(argv) == 0, capsys.readouterr().err
+        else:
+            refused(argv, capsys, "trained on another schema", words)
+    assert answers.exists() == (edit.submit is None)
+    assert (tmp_path / "eval").exists() == (edit.evaluate is None)
+
+
+@pytest.fixture(scope="module")
+def mixed_schema_folder(trained_per_attribute_run, tmp_path_factory) -> Path:
+    """A per-attribute folder whose sleeve-length model was trained on a schema that gives coat length 8 other names.
+
+    Its weights fit; only the schema it was trained on differs, so its answers would be named by the wrong schema.
+    """
+    from fashionattr.checkpoint import load_checkpoint, save_checkpoint
+
+    folder = tmp_path_factory.mktemp("mixed") / "runs"
+    shutil.copytree(trained_per_attribute_run.run, folder)
+    best = RunDir(folder / "sleeve_length").best
+    payload = load_checkpoint(best)
+    for entry in payload["schema"]["attributes"]:
+        if entry["name"] == "coat_length_labels":
+            entry["classes"] = list("ABCDEFGH")
+    save_checkpoint(best, payload)
+    return folder
+
+
+MIXED_COMMANDS = [
+    ("predict", ["predict", "{runs}", "{images}", "--workers", "0"]),
+    ("predict-attributes", ["predict", "{runs}", "{images}", "--attributes", "sleeve_length", "--workers", "0"]),
+    ("submit", ["submit", "{runs}", "{data}/Tests/question.csv", "--out", "{tmp}/answers.csv", "--workers", "0"]),
+    ("serve", ["serve", "{runs}", "--port", "0"]),
+    ("catalog-index", ["catalog", "index", "{images}", "--model", "{runs}", "--db", "{tmp}/catalog.sqlite",
+                       "--workers", "0", "--device", "cpu"]),
+]  # fmt: skip
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("argv", [argv for _, argv in MIXED_COMMANDS], ids=[name for name, _ in MIXED_COMMANDS])
+def test_models_of_two_schemas_are_never_used_as_one(mixed_schema_folder, trained_run, tmp_path, capsys, argv):
+    command = [part.format(runs=mixed_schema_folder, data=trained_run.data, tmp=tmp_path,
+                           images=trained_run.data / "Images" / "sleeve_length_labels") for part in argv]  # fmt: skip
+    refused(command, capsys, f"{mixed_schema_folder / 'sleeve_length' / 'best.pt'}: trained on another schema than "
+            f"the other models under {mixed_schema_folder}: attribute 'coat_length_labels' has 8 classes (A, B, C, D, "
+            "...) in the model but 8 (Invisible, High Waist Length")  # fmt: skip
+    assert not (tmp_path / "answers.csv").exists()
 
 
 # --- class 9: AP does not depend on the order of rows ------------------------------------------------------------

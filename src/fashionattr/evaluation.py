@@ -22,7 +22,7 @@ from fashionattr.engine import StepSettings, evaluate, resolve_amp
 from fashionattr.errors import UserError
 from fashionattr.metrics import AttributePredictions, Scores, score
 from fashionattr.run_dir import RunDir, confusion_plot_name
-from fashionattr.schema import Schema
+from fashionattr.schema import Schema, schema_mismatch
 
 
 @dataclass
@@ -74,12 +74,10 @@ def evaluation_records(
 
 def check_same_schema(checkpoint: Path, schema: Schema, dataset: DatasetRoot, attributes: list[str]) -> None:
     """Refuse to score a model on a dataset whose schema gives its attributes other classes."""
-    for name in attributes:
-        if name not in dataset.schema or dataset.schema.attribute(name).classes != schema.attribute(name).classes:
-            raise UserError(
-                f"{checkpoint}: the model's attribute {name!r} does not match the schema of {dataset.path} "
-                f"({dataset.schema.name!r}); it was trained on another schema, so its scores would mean nothing"
-            )
+    problem = schema_mismatch(schema, dataset.schema, attributes, str(dataset.path))
+    if problem:
+        raise UserError(f"{checkpoint}: the model was trained on another schema, so its scores would mean nothing: "
+                        f"{problem}")  # fmt: skip
 
 
 def evaluate_checkpoint(

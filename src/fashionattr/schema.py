@@ -8,7 +8,7 @@ as a JSON or YAML file.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -218,6 +218,28 @@ def _check_file_name(attr: Attribute, short_names: dict[str, str], source: str) 
         raise SchemaError(f"{source}: attributes {other!r} and {attr.name!r} {clash}; the short name names tables, "
                           "run folders and plot files, so rename one")  # fmt: skip
     short_names[key] = attr.name
+
+
+def schema_mismatch(model: Schema, data: Schema, names: Iterable[str], data_source: str = "the data") -> str | None:
+    """Why a model's answers for `names` would not mean what `data` means by those attributes, or None if they do.
+
+    A model's output for an attribute is a probability per class in its own schema's order; scored against, or
+    written for, a dataset whose schema gives that attribute other classes (or another order), every number would
+    land on the wrong class. Every command that puts a model and data together asks here: `evaluate`, `submit`,
+    and loading several models as one (a per-attribute folder).
+    """
+    for name in names:
+        if name not in data:
+            return f"{data_source} ({data.name!r} schema) has no attribute {name!r}"
+        ours, theirs = model.attribute(name).classes, data.attribute(name).classes
+        if ours != theirs:
+            return (f"attribute {name!r} has {len(ours)} classes ({_shown(ours)}) in the model but {len(theirs)} "
+                    f"({_shown(theirs)}) in {data_source} ({data.name!r} schema)")  # fmt: skip
+    return None
+
+
+def _shown(classes: tuple[str, ...], limit: int = 4) -> str:
+    return ", ".join(classes[:limit]) + (", ..." if len(classes) > limit else "")
 
 
 def load_schema(path: str | Path) -> Schema:

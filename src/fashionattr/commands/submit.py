@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
     from fashionattr.data.labels import LabelRecord
     from fashionattr.inference import Predictor
+    from fashionattr.schema import Schema
 
 MAX_REPORTED_FAILURES = 20
 
@@ -64,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
         listed = ", ".join(f"{name} ({count} rows)" for name, count in unknown.items())
         raise UserError(f"{questions_path}: asks for attributes the model does not predict: {listed}; "
                         f"the model predicts: {', '.join(predictor.attributes)}")  # fmt: skip
+    check_schema(predictor.schema, list(asked), root, questions_path)
     questions = read_questions(questions_path, predictor.schema)
     check_image_paths(root, questions, questions_path)
     if not any((root / q.path).is_file() for q in questions):
@@ -95,6 +97,23 @@ def dataset_root(questions_path: Path, data: str | None) -> Path:
         return root
     folder = questions_path.absolute().parent
     return folder.parent if folder.name == "Tests" else folder
+
+
+def check_schema(model: Schema, asked: list[str], root: Path, questions_path: Path) -> None:
+    """Refuse when the dataset's schema (its schema.json, else FashionAI's) gives an asked attribute other classes.
+
+    The answer file lists probabilities in class order, and the challenge scores them in the dataset's order: a
+    model trained on another schema would answer every question with numbers for the wrong classes.
+    """
+    from fashionattr.errors import UserError
+    from fashionattr.schema import schema_for_dataset, schema_mismatch
+
+    data = schema_for_dataset(root)
+    problem = schema_mismatch(model, data, asked, f"the dataset {root}")
+    if problem:
+        raise UserError(f"{questions_path}: the model was trained on another schema than this dataset's: {problem}; "
+                        "answer them with a model trained on this dataset, or pass --data with the dataset root "
+                        "that holds the model's schema.json")  # fmt: skip
 
 
 def attributes_asked(questions_path: Path) -> Counter[str]:

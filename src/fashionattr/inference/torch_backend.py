@@ -21,7 +21,7 @@ from fashionattr.data.preprocessing import Preprocessing, normalize_batch
 from fashionattr.engine import autocast, resolve_amp
 from fashionattr.errors import UserError
 from fashionattr.run_dir import find_runs
-from fashionattr.schema import Schema
+from fashionattr.schema import Schema, schema_mismatch
 
 
 @dataclass
@@ -63,8 +63,13 @@ def load_models(path: str | Path, device: torch.device | str = "cpu") -> tuple[l
     schema: Schema | None = None
     for checkpoint in find_checkpoints(path):
         model, model_schema, preprocessing, payload = model_from_checkpoint(checkpoint, device)
-        if schema is not None and model_schema.names != schema.names:
-            raise UserError(f"{checkpoint}: trained on another schema than the other models under {path}")
+        if schema is not None:
+            # Answers are named by one schema, so the models must agree on every attribute and its classes.
+            problem = (schema_mismatch(model_schema, schema, model_schema.names, f"{loaded[0].source}")
+                       or schema_mismatch(schema, model_schema, schema.names, str(checkpoint)))  # fmt: skip
+            if problem:
+                raise UserError(f"{checkpoint}: trained on another schema than the other models under {path}: "
+                                f"{problem}; point at one run, or retrain them on one dataset")  # fmt: skip
         schema = model_schema
         augmentation = augmentation_of(payload)
         loaded.append(LoadedModel(model, preprocessing, list(payload["attributes"]), checkpoint,
