@@ -1040,6 +1040,19 @@ def test_a_disk_filling_up_during_training_keeps_the_last_good_checkpoint_and_re
     assert load_checkpoint(out / "last.pt")["epoch"] == 1 and RunDir(out).is_finished
 
 
+def test_a_full_disk_under_tensorboard_names_its_folder_and_the_checkpoint_just_saved(synthetic_data, tmp_path,
+                                                                                      monkeypatch, capsys):  # fmt: skip
+    out = tmp_path / "run"
+
+    def log_epoch(*args, **kwargs):
+        raise OSError(errno.EDQUOT, os.strerror(errno.EDQUOT))
+
+    monkeypatch.setattr(training, "log_epoch", log_epoch)
+    refused(["train", str(synthetic_data), "--out", str(out), "--attributes", "coat_length", *QUICK_TRAIN,
+             "--max-steps-per-epoch", "1"], capsys, f"{out}: disk full while writing {out / 'tensorboard'}; the last "
+            f"good checkpoint is {out / 'last.pt'} (epoch 1)", code=1)  # fmt: skip
+
+
 REAL_FULL_DISK = """
 set -e
 mount -t tmpfs -o size=64k tmpfs "$1/bytes"

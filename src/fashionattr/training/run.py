@@ -115,7 +115,6 @@ def _fit(config: TrainConfig, attributes: list[str], run: RunDir, context: Distr
         state = checkpoints.restore(trainables)
         if context.is_main:
             print(f"resuming {run} from epoch {state.next_epoch + 1} of {config.epochs}")
-    saved = state.next_epoch  # how many epochs last.pt holds; what a full disk would leave to resume from
     state.skipped.update(known_bad.items())  # listed even if a short or cut epoch never draws them
 
     train_model: nn.Module = model
@@ -134,9 +133,9 @@ def _fit(config: TrainConfig, attributes: list[str], run: RunDir, context: Distr
     def write_settings() -> Any:
         config.save(run.config)
         schema.save(run.schema)
-        return open_tensorboard(run)
+        return tensorboard_writes(run, lambda: open_tensorboard(run))
 
-    writer = write_on_main(write_settings, run, saved, context)
+    writer = write_on_main(write_settings, checkpoints, context)
 
     for epoch in range(state.next_epoch, config.epochs):
         # Everything random in an epoch derives from (seed, epoch, rank): a resumed run repeats it exactly.
@@ -169,8 +168,7 @@ def _fit(config: TrainConfig, attributes: list[str], run: RunDir, context: Distr
         row = history_row(epoch + 1, lr, stats, validation.loss, scores)
         improved = state.record(row, selection_score(config, scores, validation.loss))
         write_on_main(functools.partial(record_epoch, checkpoints, trainables, state, improved, scores, writer, config),
-                      run, saved, context)  # fmt: skip
-        saved = epoch + 1
+                      checkpoints, context)  # fmt: skip
         bad = {path: reason for path, reason in state.skipped if path in data.train_paths}
         check_bad_fraction(config, bad, len(data.train_paths), "(found while training)")
         if config.early_stop and state.epochs_since_best >= config.early_stop:
@@ -181,7 +179,7 @@ def _fit(config: TrainConfig, attributes: list[str], run: RunDir, context: Distr
         writer.close()
     barrier(context)
     image_cache = str(cache.directory) if cache is not None else None
-    summary = write_on_main(lambda: finish_run(run, schema, attributes, config, image_cache), run, saved, context)
+    summary = write_on_main(lambda: finish_run(run, schema, attributes, config, image_cache), checkpoints, context)
     return FitResult(broadcast_object(summary or {}, context), model)
 
 
@@ -225,20 +223,29 @@ def record_epoch(checkpoints: RunCheckpoints, trainables: Trainables, state: Tra
     checkpoints.save(trainables, state, improved, scores)
     write_history(run, state.history)
     record_skipped(run, state.skipped)
+    tensorboard_writes(run, lambda: log_epoch(writer, state.history[-1], config))
+
+
+def tensorboard_writes(run: RunDir, write: Callable[[], T]) -> T:
+    """TensorBoard writes its event files itself, past `atomic_open`: a full disk there is named the same way."""
     try:
-        log_epoch(writer, state.history[-1], config)
-    except OSError as exc:  # TensorBoard writes its event files itself
+        return write()
+    except OSError as exc:
         if is_disk_full(exc):
             raise DiskFullError.writing(run.tensorboard, exc) from None
         raise
 
 
-def write_on_main(write: Callable[[], T], run: RunDir, saved: int, context: DistributedContext) -> T | None:
+def write_on_main(write: Callable[[], T], checkpoints: RunCheckpoints, context: DistributedContext) -> T | None:
     """Rank 0 writes into the run folder; a full disk stops every rank, saying what is kept to resume from."""
-    try:
-        return on_main(write, context)
-    except DiskFullError as exc:
-        raise disk_full(run, saved, exc) from None
+
+    def explained() -> T:
+        try:
+            return write()
+        except DiskFullError as exc:
+            raise disk_full(checkpoints.run, checkpoints.saved_epochs, exc) from None
+
+    return on_main(explained, context)
 
 
 def disk_full(run: RunDir, saved: int, exc: DiskFullError) -> DiskFullError:
