@@ -485,7 +485,9 @@ def lapel_scene(sc: Scene, attr: Attribute, target: int) -> tuple[int, ...]:
     t, maybe = pick_design(sc.rng, attr, target)
     name, body = attr.classes[target], sc.body
     inner, jacket = sc.paint(), sc.paint()
-    lapel_paint = jacket if sc.rng.random() < 0.7 else sc.paint()
+    # Lapels mostly show a facing of their own (a contrast or a sheen), and always a firm edge: in the jacket's own
+    # paint with a hairline edge, a 96 px image kept too little of the lapel's shape for a person to judge it.
+    lapel_paint = jacket if sc.rng.random() < 0.25 else sc.paint()
     draw_neck_top(sc, inner, fig.neckline_edge(body, "scoop"), 0.0, 0.7)
     brk = float(sc.rng.uniform(0.31, 0.35))
     opening = "v" if name != "Collarless" or sc.rng.random() < 0.5 else "scoop"
@@ -507,7 +509,7 @@ def lapel_scene(sc: Scene, attr: Attribute, target: int) -> tuple[int, ...]:
     else:
         raise AssertionError(f"no drawing for lapel class {name!r}")
     if lapel:
-        sc.canvas.fill([lapel, mirror(lapel)], lapel_paint)
+        sc.canvas.fill([lapel, mirror(lapel)], lapel_paint, edge_units=0.009)
     else:
         sc.canvas.lines(edge, jacket.edge, 0.006)
     sc.canvas.fill([ellipse(0.0, brk + 0.025, 0.008, 0.008, n=10)], jacket.edge, outline=False)
