@@ -8,7 +8,14 @@ import sys
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from fashionattr.commands.options import PROBABILITY, count, number
+from fashionattr.commands.options import (
+    PROBABILITY,
+    VECTOR_INDEX_CHOICES,
+    VECTOR_INDEX_HELP,
+    add_model_options,
+    count,
+    number,
+)
 
 if TYPE_CHECKING:
     from fashionattr.catalog import Catalog
@@ -32,9 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--port", type=count(0, 65535), default=8000, help="port (default 8000; 0 picks a free one)")
     parser.add_argument("--catalog", metavar="DB", help="a catalogue made by `fashionattr catalog index` to browse: "
                         "an SQLite file or postgresql://user@host/db (opened read-only)")  # fmt: skip
-    parser.add_argument("--vector-index", choices=["auto", "exact", "ann"], default="auto",
-                        help="similar-garment search of the catalogue: exact, ann (approximate), or auto (default: "
-                        "exact below 50,000 images)")  # fmt: skip
+    parser.add_argument("--vector-index", choices=VECTOR_INDEX_CHOICES, default="auto",
+                        help=f"{VECTOR_INDEX_HELP}, for the catalogue")  # fmt: skip
     parser.add_argument("--max-upload-mb", type=number(0.0, above_minimum=True), default=10.0, metavar="MB",
                         help="largest request body accepted, answered with 413 above it (default 10)")  # fmt: skip
     parser.add_argument("--max-batch", type=count(1), default=32, metavar="N",
@@ -47,9 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--min-confidence", type=PROBABILITY, default=0.0, metavar="P",
                         help="report an attribute as uncertain below this top probability (default 0)")  # fmt: skip
     parser.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
-                        help="auto: onnx for a .onnx file, torch otherwise")  # fmt: skip
+    add_model_options(parser, batching=False)
     parser.add_argument("--header-timeout", type=number(0.0, above_minimum=True), default=10.0, metavar="S",
                         help="seconds a client has to send a request's headers (default 10)")  # fmt: skip
     parser.add_argument("--body-timeout", type=number(0.0, above_minimum=True), default=30.0, metavar="S",

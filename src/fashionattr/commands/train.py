@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from fashionattr.commands.options import DEVICE_HELP
+
 
 def _bool(text: str) -> bool:
     if text.lower() in ("1", "true", "yes", "on"):
@@ -82,7 +84,7 @@ def add_training_options(parser: argparse.ArgumentParser, model_choice: bool = T
                      help="preprocessed image cache: use if present (auto), build if missing, or off")  # fmt: skip
     run.add_argument("--max-bad-fraction", type=float, help="refuse to train above this share of bad images (0.01)")
     run.add_argument("--tta", action="store_const", const=True, help="validate with horizontal-flip averaging")
-    run.add_argument("--device", help="auto (default), cpu, cuda, cuda:1 ...")
+    run.add_argument("--device", help=DEVICE_HELP)
     run.add_argument("--max-steps-per-epoch", type=int, help="cut epochs short (quick trials)")
     run.add_argument("--no-progress", dest="progress", action="store_const", const=False, help="no progress bars")
 
