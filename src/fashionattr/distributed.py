@@ -1,4 +1,5 @@
-"""One place for torch.distributed: set-up from torchrun's environment, and gathering results on rank 0."""
+"""One place for devices and torch.distributed: checking and picking the device a user names, set-up from
+torchrun's environment, and sharing results and errors between ranks."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Errors a user can act on. The command line prints their message (no traceback) and exits with code 2."""
+"""Errors a user can act on. The command line prints their message (no traceback) and exits with code 2 for a
+`UserError` (bad usage or input), 1 for a `RunError` (a run that cannot go on, such as a full disk)."""
 
 from __future__ import annotations
 

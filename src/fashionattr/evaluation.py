@@ -1,4 +1,4 @@
-"""Scoring a finished run's checkpoint on its validation split or on a labelled test set."""
+"""Scoring a finished run's checkpoint on its validation split or on a labelled test set, and writing the scoring."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from fashionattr.distributed import DistributedContext
 from fashionattr.engine import StepSettings, evaluate, resolve_amp
 from fashionattr.errors import UserError
 from fashionattr.metrics import AttributePredictions, Scores, score
-from fashionattr.run_dir import RunDir, confusion_plot_name
+from fashionattr.run_dir import REPORT_NAME, SCORES_NAME, RunDir, confusion_plot_name
 from fashionattr.schema import Schema, schema_mismatch
 
 
@@ -127,12 +127,12 @@ def evaluate_checkpoint(
 
 
 def write_evaluation(result: Evaluation, out: Path) -> None:
-    """scores.json, a confusion-matrix PNG per attribute and a Markdown report in `out`."""
+    """scores.json, a confusion-matrix PNG per attribute and report.md in `out`."""
     from fashionattr.io import atomic_write_text
     from fashionattr.report import plot_confusion, run_scores_table
 
     scores = {**result.scores.to_dict(), "image_cache": result.image_cache}
-    atomic_write_text(out / "scores.json", json.dumps(scores, indent=1))
+    atomic_write_text(out / SCORES_NAME, json.dumps(scores, indent=1))
     lines = ["# Evaluation", "", run_scores_table(result.schema, scores)]
     for attribute in result.schema:
         entry = result.scores.attributes.get(attribute.name)
@@ -143,4 +143,4 @@ def write_evaluation(result: Evaluation, out: Path) -> None:
         lines += [f"## {attribute.short_name}", "", f"![{attribute.short_name}]({name})", ""]
     if result.skipped:
         lines += ["## Skipped images", "", *[f"- {p}: {reason}" for p, reason in result.skipped], ""]
-    atomic_write_text(out / "report.md", "\n".join(lines))
+    atomic_write_text(out / REPORT_NAME, "\n".join(lines))

@@ -12,7 +12,7 @@ else spells `best.pt` or `summary.json`.
     RUN/skipped_images.txt   images that could not be used, with the reason
     RUN/report.md, plots/    the run's report and its figures (plots/confusion_<attribute>.png)
     RUN/<attribute>/         in a per-attribute run, each attribute's own run folder
-    RUN/eval-<name>/         what `fashionattr evaluate` writes
+    RUN/eval-<name>/         what `fashionattr evaluate` writes: scores.json, report.md, confusion_<attribute>.png
     RUN/.lock                held by the process writing the run (see `lock_folder`)
 """
 
@@ -78,7 +78,7 @@ class RunDir:
 
     @property
     def scores(self) -> Path:
-        return self.path / "scores.json"
+        return self.path / SCORES_NAME
 
     @property
     def summary(self) -> Path:
@@ -90,7 +90,7 @@ class RunDir:
 
     @property
     def report(self) -> Path:
-        return self.path / "report.md"
+        return self.path / REPORT_NAME
 
     @property
     def plots(self) -> Path:
@@ -103,10 +103,6 @@ class RunDir:
     def evaluation(self, name: str) -> Path:
         """The folder `fashionattr evaluate` writes a scoring of `name` (val, test, labels) into."""
         return self.path / f"eval-{name}"
-
-    @property
-    def lock_file(self) -> Path:
-        return self.path / LOCK_NAME
 
     def lock(self) -> contextlib.AbstractContextManager[None]:
         """Hold the run folder for this process while it trains into it; a second writer is refused."""
@@ -131,6 +127,10 @@ class RunDir:
             f"{self.path}: no {self.best.name} or {self.last.name} in this folder; is it a finished run directory?"
         )
 
+
+SCORES_NAME = "scores.json"
+REPORT_NAME = "report.md"
+"""Written by a run (the best epoch's scores, the run's report) and, under the same names, by an evaluation."""
 
 LOCK_NAME = ".lock"
 """In any folder a process writes as a whole (a run, a per-attribute run's attribute, a grid cell, an eval folder)."""

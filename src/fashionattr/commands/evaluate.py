@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=BATCH, default=64, help="images per forward pass (default 64)")
     parser.add_argument("--workers", type=WORKERS, default=2, help="image decoding processes (default 2)")
     parser.add_argument("--device", default="auto", help=DEVICE_HELP)
-    parser.add_argument("--out", help="folder for scores.json, report.md and plots (default RUN/eval-SPLIT)")
+    parser.add_argument("--out", help="folder for scores.json, report.md and confusion PNGs (default RUN/eval-SPLIT)")
     parser.add_argument("--save-predictions", metavar="FILE",
                         help="also write every scored image's class probabilities in the answer-file format "
                         "(path,attribute,p0;p1;...), for error analysis and parity checks")  # fmt: skip
@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from fashionattr.checkpoint import resolve_checkpoint_path
     from fashionattr.distributed import init_distributed, shutdown
     from fashionattr.evaluation import evaluate_checkpoint, write_evaluation
-    from fashionattr.run_dir import RunDir, lock_folder
+    from fashionattr.run_dir import REPORT_NAME, SCORES_NAME, RunDir, lock_folder
     from fashionattr.submission import write_submission
 
     context = init_distributed(args.device)
@@ -73,8 +73,8 @@ def run(args: argparse.Namespace) -> int:
                 print(f"wrote the probabilities of {len(rows)} image(s) to {args.save_predictions}")
             print(format_scores_table(result.scores, result.schema))
             if result.skipped:
-                print(f"{len(result.skipped)} unreadable image(s) skipped; listed in {out / 'report.md'}")
-            print(f"wrote {out / 'scores.json'} and {out / 'report.md'}")
+                print(f"{len(result.skipped)} unreadable image(s) skipped; listed in {out / REPORT_NAME}")
+            print(f"wrote {out / SCORES_NAME} and {out / REPORT_NAME}")
     finally:
         shutdown(context)
     return 0

@@ -16,6 +16,7 @@ import torch
 
 from fashionattr.data.augmentation import flip_averaged
 from fashionattr.data.preprocessing import Preprocessing
+from fashionattr.distributed import check_device
 from fashionattr.errors import UserError
 from fashionattr.inference.onnx_format import (
     EMBEDDING_OUTPUT,
@@ -30,9 +31,13 @@ from fashionattr.schema import Schema
 
 
 def onnx_session(path: str | Path, device: str) -> Any:
-    """An ONNX Runtime session for `path` on the CPU, or CUDA where asked for (or `auto`) and available."""
+    """An ONNX Runtime session for `path` on the CPU, or CUDA where asked for (or `auto`) and available.
+
+    The device name is checked as every other command checks it (`distributed.check_device`).
+    """
     import onnxruntime as ort
 
+    check_device(device)
     available = ort.get_available_providers()
     if device.startswith("cuda") and "CUDAExecutionProvider" not in available:
         raise UserError(f"--device {device}: this onnxruntime has no CUDA support (providers: {', '.join(available)})")
