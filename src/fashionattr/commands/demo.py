@@ -88,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
     best = summary["best_metrics"]
     step(f"best epoch {summary['best_epoch']}: validation accuracy {100 * best['val_mean_accuracy']:.1f}%")
 
-    result = evaluate_checkpoint(run.path, DistributedContext(), subset="test", workers=config.workers)
+    result = evaluate_checkpoint(run.path, DistributedContext(), subset="test", workers=config.workers,
+                                 tta=config.tta)  # fmt: skip
     write_evaluation(result, run.evaluation("test"))
     step("scored the held-out test set")
     print(f"\nValidation (best epoch) — report: {run.report}")
