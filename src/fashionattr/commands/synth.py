@@ -15,7 +15,9 @@ def register(subparsers: Any) -> None:
         description=(
             "Draw garment images in which each attribute's class is visible and write them as FashionAI lays "
             "out its data: Annotations/label.csv, Images/<attribute>/<hash>.jpg, Tests/question.csv and "
-            "Tests/answers.csv. The same seed gives the same files."
+            "Tests/answers.csv, and where each image's labelled part lies (Annotations/parts.csv, Tests/parts.csv: "
+            "the hem, the sleeve ends, the neckline region), for measuring where heatmaps point. The same seed gives "
+            "the same files."
         ),
     )
     parser.add_argument("out", nargs="?", help="dataset root to write (created if missing)")
@@ -26,6 +28,9 @@ def register(subparsers: Any) -> None:
         "--test-fraction", type=float, default=0.1, metavar="F", help="share of each class put in Tests/ (default: 0.1)"
     )
     parser.add_argument("--workers", type=int, default=None, metavar="W", help="processes (default: all CPUs)")
+    parser.add_argument("--label-noise", type=float, default=0.0, metavar="F",
+                        help="switch this share of the training labels to a random other class, recording the true "
+                        "ones in Annotations/flipped.csv (to measure `fashionattr review`; default 0)")  # fmt: skip
     parser.add_argument("--preview", metavar="FILE.png", help="also (or only) write a contact sheet of every class")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
@@ -40,6 +45,8 @@ def _check(args: argparse.Namespace) -> None:
         raise UserError(f"--size must be at least 32 pixels, got {args.size}")
     if not 0.0 <= args.test_fraction < 1.0:
         raise UserError(f"--test-fraction must be at least 0 and below 1, got {args.test_fraction}")
+    if not 0.0 <= args.label_noise < 1.0:
+        raise UserError(f"--label-noise must be at least 0 and below 1, got {args.label_noise}")
     if args.workers is not None and args.workers < 1:
         raise UserError(f"--workers must be at least 1, got {args.workers}")
     if args.preview is not None and not str(args.preview).lower().endswith(".png"):
@@ -60,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
                 test_fraction=args.test_fraction,
                 workers=args.workers,
                 progress=not args.quiet,
+                label_noise=args.label_noise,
             )
         except ValueError as exc:  # settings that make no dataset, e.g. a test fraction that takes every image
             raise UserError(str(exc)) from None
@@ -68,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
             f"({summary['train']} labelled, {summary['test']} test) in {summary['seconds']:.1f} s; "
             f"'m' rate {summary['m_rate']:.1%}"
         )
+        if summary["flipped"]:
+            print(f"  {summary['flipped']} labels switched to another class; true ones in Annotations/flipped.csv")
         for name, counts in summary["per_attribute"].items():
             print(f"  {name:24s} {counts['train']:6d} labelled {counts['test']:5d} test")
     if args.preview is not None:
