@@ -53,6 +53,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
                         help="auto: onnx for a .onnx file, torch otherwise")  # fmt: skip
+    parser.add_argument("--no-calibration", action="store_true",
+                        help="raw network probabilities instead of the calibrated ones (the checkpoint's "
+                        "temperatures are not applied)")  # fmt: skip
     parser.set_defaults(func=run)
 
 
@@ -69,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
     if not files:
         raise UserError(f"no image files found in {', '.join(args.inputs)}")
     predictor = load_predictor(args.checkpoint, backend=args.backend, device=args.device, tta=args.tta,
-                               min_confidence=args.min_confidence, attributes=args.attributes)  # fmt: skip
+                               min_confidence=args.min_confidence, attributes=args.attributes,
+                               calibrated=not args.no_calibration)  # fmt: skip
     show_progress = args.output is not None or output_format != "table"
     failed = 0
     with _open_output(args.output) as stream, tqdm(total=len(files), unit="img", file=sys.stderr,

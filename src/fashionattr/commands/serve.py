@@ -43,6 +43,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
                         help="auto: onnx for a .onnx file, torch otherwise")  # fmt: skip
+    parser.add_argument("--no-calibration", action="store_true",
+                        help="raw network probabilities instead of the calibrated ones (the checkpoint's "
+                        "temperatures are not applied)")  # fmt: skip
     parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     parser.set_defaults(func=run)
 
@@ -56,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     settings = _settings(args)
     catalog = _open_catalog(args.catalog)
     predictor = load_predictor(args.checkpoint, backend=args.backend, device=args.device, tta=args.tta,
-                               min_confidence=args.min_confidence)  # fmt: skip
+                               min_confidence=args.min_confidence, calibrated=not args.no_calibration)  # fmt: skip
     if not _is_loopback(args.host):
         print(f"fashionattr serve: warning: listening on {args.host}, reachable from other machines; the service "
               "has no authentication", file=sys.stderr)  # fmt: skip
