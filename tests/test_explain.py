@@ -84,7 +84,7 @@ def test_every_study_network_gives_a_map_per_attribute(arch: str) -> None:
     for attribute in model.attributes:
         [heatmap] = explainer.explain([image], attribute, class_index=2)
         assert heatmap.class_index == 2 and heatmap.cam.shape == (64, 64)
-        assert 0.0 <= heatmap.cam.min() and heatmap.cam.max() <= 1.0 + 1e-6
+        assert heatmap.cam.min() >= 0.0 and heatmap.cam.max() <= 1.0 + 1e-6
     [layer] = explainer.layers_for("coat_length_labels")
     assert layer in {"layer4", "features"}, layer
 
