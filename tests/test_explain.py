@@ -20,6 +20,7 @@ from fashionattr.cli import main
 from fashionattr.data.parts import PartRow
 from fashionattr.data.preprocessing import Preprocessing
 from fashionattr.explain import Explainer
+from fashionattr.explain.cam import backbone_of, default_layer, feature_stages
 from fashionattr.explain.pointing import covered_share, letterboxed_boxes, peak_inside
 from fashionattr.inference.torch_backend import LoadedModel
 from fashionattr.models import STUDY_ARCHS, MultiTaskNet, create_model, model_preprocessing
@@ -86,7 +87,14 @@ def test_every_study_network_gives_a_map_per_attribute(arch: str) -> None:
         assert heatmap.class_index == 2 and heatmap.cam.shape == (64, 64)
         assert heatmap.cam.min() >= 0.0 and heatmap.cam.max() <= 1.0 + 1e-6
     [layer] = explainer.layers_for("coat_length_labels")
-    assert layer in {"layer4", "features"}, layer
+    assert layer in feature_stages(backbone_of(model)), layer
+
+
+def test_default_layer_is_the_deepest_stage_fine_enough_to_point_at_a_part() -> None:
+    backbone = create_model("test_resnet", FASHIONAI).backbone
+    assert default_layer(backbone, 96) == "layer2"  # 12x12; layer3 would be 6x6
+    assert default_layer(backbone, 384) == "layer4"  # 12x12 at stride 32
+    assert default_layer(brightness_explainer(48).models[0].model.backbone, 48) == "conv"  # no timm stages: final map
 
 
 def photos(data: Path, attribute: str, count: int) -> list[Path]:
@@ -165,7 +173,7 @@ def test_pointing_game_scores_the_part_boxes_and_joins_the_report(trained_run: T
     shutil.copytree(trained_run.run, run.path)
     assert main(["explain", str(run.path), "--pointing-game", "--split", "test", "--device", "cpu"]) == 0
     game = json.loads(run.pointing_game.read_text())
-    assert game["split"] == "test" and game["layers"] == ["layer4"]
+    assert game["split"] == "test" and game["method"] == "layercam" and game["layers"] == ["act1"]  # 16x16 at 32 px
     assert set(game["attributes"]) == set(FASHIONAI.names)
     for name, entry in game["attributes"].items():
         # Tests/ holds one image per class; every class but Invisible shows its part.

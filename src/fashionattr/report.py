@@ -255,11 +255,12 @@ def pointing_section(run: RunDir, schema: Any, pointing: dict[str, Any]) -> list
     lines = [
         "## Where the model looks",
         "",
-        f"Pointing game on the {pointing['split']} split ({pointing['method']} at layer "
-        f"{', '.join(pointing['layers'])}): of the correctly predicted images whose labelled part is visible, the "
-        "share whose heatmap peaks inside the part's box (the hem, the sleeve ends, the neckline region), mapped "
-        "into the letterboxed input. `random point` is the share a uniformly random peak would hit (the boxes' area "
-        f"share). Measured with `{pointing['command']}`.",
+        f"Pointing game on the {pointing['split']} split ({pointing['method']}"
+        f"{', smoothed' if pointing.get('smooth') else ''} at layer {', '.join(pointing['layers'])}): of the "
+        "correctly predicted images whose labelled part is visible, the share whose heatmap peaks inside the part's "
+        "box (the hem, the sleeve ends, the neckline region), mapped into the letterboxed input, or within "
+        f"{100 * pointing.get('tolerance', 0):.1f}% of the input's side of it (15 px at 224). `random point` is the "
+        f"share a uniformly random peak would hit. Measured with `{pointing['command']}`.",
         "",
         markdown_table(rows, header),
     ]

@@ -43,6 +43,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--layer", action="append", metavar="NAME",
                         help="backbone layer to read the map from, e.g. layer3 (default: the final feature map); "
                         "repeat to average several")  # fmt: skip
+    parser.add_argument("--smooth", action="store_true",
+                        help="average each map over mirrored and brightened copies of the image (six times the work; "
+                        "steadier peaks)")  # fmt: skip
     parser.add_argument("--pointing-game", action="store_true",
                         help="score where the heatmaps peak against the dataset's part boxes; writes "
                         "RUN/pointing_game.json and a section of RUN/report.md")  # fmt: skip
@@ -78,7 +81,7 @@ def load_explainer(args: argparse.Namespace, path: str | Path) -> Explainer:
     from fashionattr.explain import Explainer
 
     return Explainer.from_path(path, device=args.device, calibrated=not args.no_calibration, method=args.method,
-                               layers=args.layer)  # fmt: skip
+                               layers=args.layer, smooth=args.smooth)  # fmt: skip
 
 
 def explain_images(args: argparse.Namespace) -> int:
@@ -146,10 +149,9 @@ def pointing_game(args: argparse.Namespace) -> int:
     runs = find_runs(args.run)
     if not runs:
         raise UserError(f"{args.run}: the pointing game needs a run directory (or a folder of them) to write into")
-    command = "fashionattr explain RUN --pointing-game" + "".join(
-        f" {flag} {shlex.quote(str(value))}" for flag, value in (("--split", args.split), ("--method", args.method))
-        if value is not None
-    ) + "".join(f" --layer {shlex.quote(layer)}" for layer in args.layer or [])  # fmt: skip
+    command = f"fashionattr explain RUN --pointing-game --split {args.split} --method {args.method}"
+    command += "".join(f" --layer {shlex.quote(layer)}" for layer in args.layer or [])
+    command += " --smooth" if args.smooth else ""
     rows = []
     for run_dir in runs:
         payload = load_checkpoint(run_dir.checkpoint)
@@ -179,8 +181,8 @@ def pointing_game(args: argparse.Namespace) -> int:
             rows.append([name.removesuffix("_labels"), entry.part, str(entry.correct), str(entry.hits),
                          percent(entry.score), percent(entry.chance)])  # fmt: skip
         print(f"{run_dir}: wrote {run_dir.pointing_game.name} and {run_dir.pointing_examples}", file=sys.stderr)
-    print(f"Pointing game, {args.split} split ({args.method}, layer "
-          f"{', '.join(args.layer or ['final feature map'])}):")  # fmt: skip
+    print(f"Pointing game, {args.split} split ({game.method}{', smoothed' if args.smooth else ''}, layer "
+          f"{', '.join(game.layers)}):")  # fmt: skip
     print(markdown_table(rows, ["attribute", "part", "correct", "peak in part", "pointing game %", "random point %"]))
     return 0
 

@@ -28,6 +28,9 @@ from fashionattr.run_dir import RunDir
 
 Box = tuple[float, float, float, float]
 EXAMPLES_PER_ATTRIBUTE = 6
+TOLERANCE = 15 / 224
+"""How far outside a box a peak may land and still count, as a share of the input side: the pointing game's
+customary 15 pixels at 224 (Zhang et al.), so the same image scores the same at any input size."""
 
 
 def letterboxed_boxes(rows: Sequence[PartRow], image_size: tuple[int, int], preprocessing: Preprocessing) -> list[Box]:
@@ -36,16 +39,20 @@ def letterboxed_boxes(rows: Sequence[PartRow], image_size: tuple[int, int], prep
     return [placement.map_box(row.box) for row in rows]
 
 
-def peak_inside(peak: tuple[int, int], boxes: Sequence[Box]) -> bool:
-    """Whether the pixel at `peak` (its centre) lies inside any box."""
+def widened(boxes: Sequence[Box], margin: float) -> list[Box]:
+    return [(x0 - margin, y0 - margin, x1 + margin, y1 + margin) for x0, y0, x1, y1 in boxes]
+
+
+def peak_inside(peak: tuple[int, int], boxes: Sequence[Box], margin: float = 0.0) -> bool:
+    """Whether the pixel at `peak` (its centre) lies inside any box, or within `margin` pixels of one."""
     x, y = peak[0] + 0.5, peak[1] + 0.5
-    return any(x0 <= x <= x1 and y0 <= y <= y1 for x0, y0, x1, y1 in boxes)
+    return any(x0 <= x <= x1 and y0 <= y <= y1 for x0, y0, x1, y1 in widened(boxes, margin))
 
 
-def covered_share(boxes: Sequence[Box], size: int) -> float:
-    """The share of an S x S input the boxes cover together: the hit rate of a uniformly random peak."""
+def covered_share(boxes: Sequence[Box], size: int, margin: float = 0.0) -> float:
+    """The share of an S x S input the boxes (widened by `margin` pixels) cover: a random peak's chance of a hit."""
     mask = np.zeros((size, size), dtype=bool)
-    for x0, y0, x1, y1 in boxes:
+    for x0, y0, x1, y1 in widened(boxes, margin):
         mask[max(0, round(y0)) : max(0, round(y1)), max(0, round(x0)) : max(0, round(x1))] = True
     return float(mask.mean())
 
@@ -83,12 +90,16 @@ class PointingGame:
 
     split: str
     method: str
+    smooth: bool
     layers: list[str]
     command: str
+    tolerance: float
     attributes: dict[str, AttributePointing]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"split": self.split, "method": self.method, "layers": self.layers, "command": self.command,
+        return {"split": self.split, "method": self.method, "smooth": self.smooth, "layers": self.layers,
+                "command": self.command,
+                "tolerance": self.tolerance,
                 "attributes": {name: entry.to_dict() for name, entry in self.attributes.items()}}  # fmt: skip
 
 
@@ -100,8 +111,12 @@ def play(
     split: str,
     command: str,
     batch_size: int = 32,
+    tolerance: float = TOLERANCE,
 ) -> PointingGame:
-    """Score every record whose part is visible (it has boxes); unreadable images are left out."""
+    """Score every record whose part is visible (it has boxes); unreadable images are left out.
+
+    A peak counts within `tolerance` (a share of the input side) of a box, and so does the random baseline.
+    """
     from fashionattr.data.images import ImageError
 
     results: dict[str, AttributePointing] = {}
@@ -114,6 +129,7 @@ def play(
         entry = results[attribute] = AttributePointing(part=rows[0][1][0].part)
         layers = sorted({*layers, *explainer.layers_for(attribute)})
         preprocessing = explainer.model_for(attribute).preprocessing
+        margin = tolerance * preprocessing.img_size
         for start in range(0, len(rows), batch_size):
             batch, sizes, boxes_of = [], [], []
             for record, boxes in rows[start : start + batch_size]:
@@ -131,12 +147,12 @@ def play(
                 if heatmap.predicted_index != record.target:
                     continue
                 mapped = letterboxed_boxes(boxes, size, preprocessing)
-                hit = peak_inside(heatmap.peak, mapped)
+                hit = peak_inside(heatmap.peak, mapped, margin)
                 entry.correct += 1
                 entry.hits += hit
-                entry.chance_sum += covered_share(mapped, preprocessing.img_size)
+                entry.chance_sum += covered_share(mapped, preprocessing.img_size, margin)
                 _keep_example(entry, heatmap, mapped, hit)
-    return PointingGame(split, explainer.method, layers, command, results)
+    return PointingGame(split, explainer.method, explainer.smooth, layers, command, tolerance, results)
 
 
 def _keep_example(entry: AttributePointing, heatmap: Heatmap, boxes: list[Box], hit: bool) -> None:
