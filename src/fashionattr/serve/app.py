@@ -34,6 +34,7 @@ from fashionattr import __version__
 from fashionattr.data.images import ImageError
 from fashionattr.errors import UserError
 from fashionattr.serve.batching import DynamicBatcher
+from fashionattr.serve.explain import add_explain_route
 
 if TYPE_CHECKING:
     import torch
@@ -304,6 +305,8 @@ def create_app(predictor: Predictor, catalog: Catalog | None = None, settings: S
         predictions = await predict_uploads(request)
         return {"predictions": [p.to_dict() for p in predictions],
                 "elapsed_ms": round((time.perf_counter() - begin) * 1000, 1)}  # fmt: skip
+
+    add_explain_route(app, predictor, functools.partial(read_uploads, max_images=1))
 
     @app.get("/v1/schema", tags=["predict"])
     def schema() -> dict[str, Any]:
