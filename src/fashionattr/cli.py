@@ -27,7 +27,7 @@ from fashionattr.schema import SchemaError
 # imports (torch, timm) inside their functions so `--help` stays instant.
 COMMAND_MODULES = (
     "demo", "synth", "check", "split", "prepare", "train", "evaluate", "grid", "report", "predict", "submit", "export",
-    "serve", "catalog", "calibrate", "explain", "bench",
+    "serve", "catalog", "calibrate", "explain", "review", "bench",
 )  # fmt: skip
 
 USER_ERRORS = (UserError, LabelFileError, SplitError, SchemaError, CheckpointError)

@@ -28,6 +28,8 @@ def register(subparsers: Any) -> None:
         "--test-fraction", type=float, default=0.1, metavar="F", help="share of each class put in Tests/ (default: 0.1)"
     )
     parser.add_argument("--workers", type=int, default=None, metavar="W", help="processes (default: all CPUs)")
+    parser.add_argument("--attributes", metavar="LIST",
+                        help="comma-separated attributes to draw (default: all eight; short names work)")  # fmt: skip
     parser.add_argument("--label-noise", type=float, default=0.0, metavar="F",
                         help="switch this share of the training labels to a random other class, recording the true "
                         "ones in Annotations/flipped.csv (to measure `fashionattr review`; default 0)")  # fmt: skip
@@ -68,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
                 workers=args.workers,
                 progress=not args.quiet,
                 label_noise=args.label_noise,
+                attributes=args.attributes.split(",") if args.attributes else None,
             )
         except ValueError as exc:  # settings that make no dataset, e.g. a test fraction that takes every image
             raise UserError(str(exc)) from None

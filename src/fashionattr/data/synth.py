@@ -12,6 +12,7 @@ import hashlib
 import io
 import os
 import time
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,11 +101,13 @@ def _make_image(args: tuple[str, int, int, _Job]) -> _Made:
     return _Made(job, rel, rendered.maybe, rendered.parts)
 
 
-def _jobs(per_class: int, test_fraction: float) -> list[_Job]:
+def _jobs(per_class: int, test_fraction: float, attributes: Sequence[str] | None = None) -> list[_Job]:
     n_test = int(per_class * test_fraction + 0.5)
+    wanted = set(attributes) if attributes else set(FASHIONAI.names)
     return [
         _Job(a, c, k, test=k >= per_class - n_test)
         for a, attr in enumerate(FASHIONAI.attributes)
+        if attr.name in wanted
         for c in range(attr.num_classes)
         for k in range(per_class)
     ]
@@ -119,12 +122,19 @@ def generate_dataset(
     workers: int | None = None,
     progress: bool = True,
     label_noise: float = 0.0,
+    attributes: Sequence[str] | None = None,
 ) -> dict:
     """Write a FashionAI-layout dataset; returns a summary dict (counts per attribute, m rate, paths).
 
     `label_noise` is the share of training rows whose label is switched to a random other class, as crowd labels
     sometimes are; the true labels of those rows go to `Annotations/flipped.csv`, so a label review can be scored.
+    `attributes` (full or short names) limits the dataset to some attributes; their images are the ones a full
+    dataset of the same seed holds.
     """
+    try:
+        attributes = FASHIONAI.resolve_names(list(attributes)) if attributes else None
+    except KeyError as exc:
+        raise ValueError(exc.args[0]) from None
     if not 0.0 <= label_noise < 1.0:
         raise ValueError(f"label noise must be in [0, 1), got {label_noise}")
     if per_class < 1:
@@ -140,8 +150,9 @@ def generate_dataset(
     start = time.perf_counter()
     root = Path(out)
     for attr in FASHIONAI:
-        (root / "Images" / attr.name).mkdir(parents=True, exist_ok=True)
-    jobs = _jobs(per_class, test_fraction)
+        if attributes is None or attr.name in attributes:
+            (root / "Images" / attr.name).mkdir(parents=True, exist_ok=True)
+    jobs = _jobs(per_class, test_fraction, attributes)
     tasks = [(str(root), size, seed, job) for job in jobs]
     workers = max(1, workers if workers is not None else (os.cpu_count() or 1))
     results: list[_Made] = []
@@ -174,6 +185,7 @@ def generate_dataset(
             "test": sum(r.attribute == attr.name for r in test),
         }
         for attr in FASHIONAI
+        if attributes is None or attr.name in attributes
     }
     return {
         "root": str(root),
