@@ -24,11 +24,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workers", type=int, default=0, help="loader processes (0: the cache makes them unneeded)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--label-noise", type=float, default=0.0, metavar="F",
+                        help="switch this share of the training labels to another class (true ones in "
+                        "data/Annotations/flipped.csv), to try `fashionattr review` on (default 0)")  # fmt: skip
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     import json
+
+    from fashionattr.errors import UserError
+
+    if not 0.0 <= args.label_noise < 1.0:
+        raise UserError(f"--label-noise must be at least 0 and below 1, got {args.label_noise}")
     import time
     from pathlib import Path
 
@@ -57,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         step(f"using the synthetic dataset in {data}")
     else:
         step(f"generating {args.per_class} synthetic images per class at {args.size}px into {data}")
-        generate_dataset(data, per_class=args.per_class, size=args.size, seed=args.seed)
+        generate_dataset(data, per_class=args.per_class, size=args.size, seed=args.seed, label_noise=args.label_noise)
     data_root = DatasetRoot.open(data)
     records = read_labels(data_root.labels_path, data_root.schema)
     questions = read_questions(data_root.questions_path, data_root.schema)
