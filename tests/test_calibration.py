@@ -113,6 +113,17 @@ def test_predictions_are_calibrated_unless_asked_for_raw(overconfident_run: RunD
         assert with_t[name].max() < probs.max()
 
 
+def test_predict_command_shows_raw_probabilities_on_request(overconfident_run: RunDir, trained_run: TrainedRun, capsys):
+    image = str(sorted((trained_run.data / "Images" / "neck_design_labels").glob("*.jpg"))[0])
+    confidences = {}
+    for name, extra in (("calibrated", []), ("raw", ["--no-calibration"])):
+        assert main(["predict", str(overconfident_run.path), image, "--format", "json", *QUICK, *extra]) == 0
+        [answer] = json.loads(capsys.readouterr().out)
+        confidences[name] = {a: r["confidence"] for a, r in answer["attributes"].items()}
+    for attribute, raw in confidences["raw"].items():
+        assert confidences["calibrated"][attribute] < raw, attribute  # T > 3: softer
+
+
 def test_checkpoints_older_than_calibration_answer_with_raw_probabilities(trained_run: TrainedRun, tmp_path: Path):
     payload = load_checkpoint(trained_run.checkpoint)
     payload.pop("temperatures")
