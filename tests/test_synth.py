@@ -111,9 +111,11 @@ def test_part_boxes_mark_the_labelled_part(dataset: tuple[Path, dict]) -> None:
 
 
 def test_label_noise_switches_the_share_asked_for_and_records_the_truth(tmp_path: Path) -> None:
-    clean = generate_dataset(tmp_path / "clean", per_class=5, size=32, seed=4, workers=1, progress=False)
-    noisy = generate_dataset(tmp_path / "noisy", per_class=5, size=32, seed=4, workers=1, progress=False,
-                             label_noise=0.1)  # fmt: skip
+    two = ["skirt_length", "neck_design"]
+    clean = generate_dataset(tmp_path / "clean", per_class=10, size=32, seed=4, workers=1, progress=False,
+                             attributes=two)  # fmt: skip
+    noisy = generate_dataset(tmp_path / "noisy", per_class=10, size=32, seed=4, workers=1, progress=False,
+                             label_noise=0.1, attributes=two)  # fmt: skip
     truth = {(r.path, r.attribute): r for r in read_labels(clean["labels"], FASHIONAI)}
     given = read_labels(noisy["labels"], FASHIONAI)
     switched = {(r.path, r.attribute) for r in given if r.target != truth[(r.path, r.attribute)].target}
@@ -121,6 +123,11 @@ def test_label_noise_switches_the_share_asked_for_and_records_the_truth(tmp_path
     flipped = read_labels(tmp_path / "noisy" / "Annotations" / "flipped.csv", FASHIONAI)
     assert {(r.path, r.attribute) for r in flipped} == switched
     assert all(truth[(r.path, r.attribute)].target == r.target for r in flipped)
+    assert {r.attribute for r in given} == {"skirt_length_labels", "neck_design_labels"}
+    generate_dataset(tmp_path / "full", per_class=1, size=32, seed=4, workers=1, progress=False,
+                     test_fraction=0.0)  # fmt: skip
+    some = read_labels(tmp_path / "clean" / "Annotations" / "label.csv", FASHIONAI)[0]
+    assert (tmp_path / "full" / some.path).read_bytes() == (tmp_path / "clean" / some.path).read_bytes()
 
 
 def test_maybe_rate(dataset: tuple[Path, dict]) -> None:
