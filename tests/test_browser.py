@@ -109,7 +109,7 @@ def test_clicking_an_attribute_shows_where_the_model_looks(page, served, trained
     card = page.locator("[data-attribute=coat_length_labels]")
     card.wait_for()
     predicted = card.locator(".probs li.top .name").inner_text()
-    card.click()
+    card.locator("h3").click()  # the card, not one of its classes
     caption = page.locator("[data-testid=heatmap-caption]")
     caption.wait_for(state="visible")
     page.wait_for_function("document.getElementById('preview').src.startsWith('data:image/png')")

@@ -156,9 +156,10 @@ def play(
 
 
 def _keep_example(entry: AttributePointing, heatmap: Heatmap, boxes: list[Box], hit: bool) -> None:
-    """The first hits and misses of an attribute (half each when there are enough), for the report's sheet."""
+    """Hits and misses for the report's sheet: half each, each of another class while there are other classes."""
     wanted = EXAMPLES_PER_ATTRIBUTE // 2
-    if sum(1 for *_, kept_hit in entry.examples if kept_hit == hit) < wanted:
+    kept = [text for _, text, kept_hit in entry.examples if kept_hit == hit]
+    if len(kept) < wanted and not any(text.startswith(f"{heatmap.class_name} ") for text in kept):
         picture = mark_boxes(overlay(heatmap), boxes, heatmap.peak, hit)
         entry.examples.append((picture, f"{heatmap.class_name} {heatmap.probability:.0%}", hit))
 
