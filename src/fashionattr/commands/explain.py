@@ -78,7 +78,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def load_explainer(args: argparse.Namespace, path: str | Path) -> Explainer:
+    from fashionattr.errors import UserError
     from fashionattr.explain import Explainer
+
+    if Path(path).suffix.lower() == ".onnx":
+        raise UserError(f"{path}: heatmaps need the network's gradients, which an ONNX file does not give; "
+                        "explain the checkpoint or run directory it was exported from")  # fmt: skip
 
     return Explainer.from_path(path, device=args.device, calibrated=not args.no_calibration, method=args.method,
                                layers=args.layer, smooth=args.smooth)  # fmt: skip
