@@ -116,12 +116,13 @@ def test_a_suggestion_the_label_marks_maybe_is_not_an_issue() -> None:
     assert issues[0].given == classes[0] and issues[0].suggested == classes[1]
 
 
-def test_cross_validation_reviews_every_training_row_once(trained_run: TrainedRun, tmp_path: Path) -> None:
+def test_cross_validation_reviews_every_training_row_once(trained_per_attribute_run: TrainedRun, tmp_path: Path):
+    run = trained_per_attribute_run.run / "coat_length"  # one attribute's run: two short trainings
     out = tmp_path / "review"
-    assert main(["review", str(trained_run.run), "--split", "train", "--folds", "2", "--epochs", "1", "--out",
-                 str(out), *QUICK]) == 0  # fmt: skip
+    assert main(["review", str(run), "--split", "train", "--folds", "2", "--epochs", "1", "--out", str(out),
+                 *QUICK]) == 0  # fmt: skip
     summary = json.loads((out / "review.json").read_text())
-    training = [row for row in (trained_run.run / "split.csv").read_text().splitlines() if row.endswith(",train")]
+    training = [row for row in (run / "split.csv").read_text().splitlines() if row.endswith(",train")]
     assert summary["reviewed"] == len(training)
     assert "2-fold cross-validation" in summary["source"]
     for k in range(2):

@@ -84,7 +84,7 @@ def cross_validated(run: RunDir, folds: int, out: Path, context: DistributedCont
     stored, dataset = dataset_of(run, data)
     training = run_split_records(run, stored, dataset, "train")
     attributes = sorted({r.attribute for r in training}, key=dataset.schema.names.index)
-    everything = [r for r in read_labels(dataset.labels_path, dataset.schema) if r.attribute in attributes]
+    everything = read_labels(dataset.labels_path, dataset.schema)  # a split file must name every labelled row
     fold_of = assign_folds(training, folds)
     base = _config(stored, dataset, epochs)
     records: dict[str, list[LabelRecord]] = {a: [] for a in attributes}
