@@ -19,8 +19,7 @@ from fashionattr.checkpoint import save_checkpoint
 from fashionattr.cli import main
 from fashionattr.data.parts import PartRow
 from fashionattr.data.preprocessing import Preprocessing
-from fashionattr.explain import Explainer
-from fashionattr.explain.cam import backbone_of, default_layer, feature_stages
+from fashionattr.explain.cam import Explainer, backbone_of, default_layer, feature_stages
 from fashionattr.explain.pointing import covered_share, letterboxed_boxes, peak_inside
 from fashionattr.inference.torch_backend import LoadedModel
 from fashionattr.models import STUDY_ARCHS, MultiTaskNet, create_model, model_preprocessing

@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from fashionattr.explain import Explainer
+    from fashionattr.explain.cam import Explainer
 
 POINTING_SPLITS = ("val", "test")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from fashionattr.explain.cam import CAM_METHODS, DEFAULT_METHOD
+    from fashionattr.explain.methods import DEFAULT_METHOD, METHODS
 
     parser = subparsers.add_parser(
         "explain",
@@ -38,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--attribute", help="only this attribute (short names such as sleeve_length work)")
     parser.add_argument("--class", dest="class_name", metavar="CLASS",
                         help="show the evidence for this class of --attribute, not the predicted one")  # fmt: skip
-    parser.add_argument("--method", choices=list(CAM_METHODS), default=DEFAULT_METHOD,
+    parser.add_argument("--method", choices=list(METHODS), default=DEFAULT_METHOD,
                         help=f"heatmap method (default {DEFAULT_METHOD})")  # fmt: skip
     parser.add_argument("--layer", action="append", metavar="NAME",
                         help="backbone layer to read the map from, e.g. layer3 (default: the final feature map); "
@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
 
 def load_explainer(args: argparse.Namespace, path: str | Path) -> Explainer:
     from fashionattr.errors import UserError
-    from fashionattr.explain import Explainer
+    from fashionattr.explain.cam import Explainer
 
     if Path(path).suffix.lower() == ".onnx":
         raise UserError(f"{path}: heatmaps need the network's gradients, which an ONNX file does not give; "

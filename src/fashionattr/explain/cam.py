@@ -27,24 +27,20 @@ from fashionattr.data.preprocessing import Preprocessing, normalize_batch
 from fashionattr.distributed import pick_device
 from fashionattr.engine import probabilities_from_logits
 from fashionattr.errors import UserError
+from fashionattr.explain.methods import DEFAULT_METHOD, METHODS
 from fashionattr.inference.predictor import load_inputs
 from fashionattr.inference.torch_backend import LoadedModel, distinct_inputs, load_models
 from fashionattr.schema import Schema
 
 CAM_METHODS: dict[str, type[BaseCAM]] = {
+    "layercam": LayerCAM,
     "gradcam": GradCAM,
     "gradcam++": GradCAMPlusPlus,
     "hirescam": HiResCAM,
     "xgradcam": XGradCAM,
-    "layercam": LayerCAM,
     "eigencam": EigenCAM,
 }
-"""Methods by name. All but eigencam are class-specific; eigencam (the first principal component of the
-activations) ignores the class, so every attribute of a shared backbone gets the same map."""
-DEFAULT_METHOD = "layercam"
-"""LayerCAM (Jiang et al., 2021) weighs every position by its own positive gradient, so maps read from a stage
-finer than the last stay sharp; on the demo model its peaks land on the labelled part several times as often as
-Grad-CAM's (README, "Where the model looks")."""
+"""The package's class for each of `methods.METHODS`."""
 MIN_MAP_SIDE = 12
 """The default layer is the deepest stage whose map has at least this many positions across."""
 PROBE_SIZE = 64
@@ -189,7 +185,7 @@ class Explainer:
     def __init__(self, models: Sequence[LoadedModel], schema: Schema, method: str = DEFAULT_METHOD,
                  layers: Sequence[str] | None = None, smooth: bool = False) -> None:  # fmt: skip
         if method not in CAM_METHODS:
-            raise UserError(f"unknown heatmap method {method!r}; choose one of: {', '.join(CAM_METHODS)}")
+            raise UserError(f"unknown heatmap method {method!r}; choose one of: {', '.join(METHODS)}")
         self.models = list(models)
         self.schema = schema
         self.method = method

@@ -19,7 +19,7 @@ from fastapi import FastAPI, HTTPException, Query, Request
 from fashionattr.data.images import ImageError
 
 if TYPE_CHECKING:
-    from fashionattr.explain import Explainer
+    from fashionattr.explain.cam import Explainer
     from fashionattr.inference import Predictor
 
 ReadUploads = Callable[[Request], Awaitable[list[tuple[str, bytes]]]]
@@ -40,7 +40,7 @@ class ServedExplainer:
         self.busy = asyncio.Lock()
 
     def get(self) -> Explainer:
-        from fashionattr.explain import Explainer
+        from fashionattr.explain.cam import Explainer
 
         if not self.predictor.models:
             raise HTTPException(409, NO_TORCH_MODEL)
