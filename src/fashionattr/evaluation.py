@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from fashionattr.checkpoint import model_from_checkpoint, resolve_checkpoint_path
+from fashionattr.checkpoint import model_from_checkpoint, resolve_checkpoint_path, temperatures_of
 from fashionattr.data.cache import describe_cache_miss, open_cache
 from fashionattr.data.dataset import DatasetRoot
 from fashionattr.data.datasets import LabelledImages, collate
@@ -89,8 +89,12 @@ def evaluate_checkpoint(
     tta: bool = False,
     batch_size: int = 64,
     workers: int = 2,
+    calibrated: bool = True,
 ) -> Evaluation:
-    """Score a checkpoint (file or run directory) on the chosen images; identical results under torchrun."""
+    """Score a checkpoint (file or run directory) on the chosen images; identical results under torchrun.
+
+    `calibrated` applies the checkpoint's calibration temperatures, as predictors do; False scores raw probabilities.
+    """
     path = resolve_checkpoint_path(checkpoint)
     model, schema, preprocessing, payload = model_from_checkpoint(path, context.device)
     config = payload.get("config", {})
@@ -117,7 +121,8 @@ def evaluate_checkpoint(
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     settings = StepSettings(attributes=attributes, preprocessing=preprocessing, augmentation=None,
-                            amp_dtype=resolve_amp("auto", context.device), channels_last=channels_last)  # fmt: skip
+                            amp_dtype=resolve_amp("auto", context.device), channels_last=channels_last,
+                            temperatures=temperatures_of(payload, path) if calibrated else None)  # fmt: skip
     num_classes = {name: schema.attribute(name).num_classes for name in attributes}
     result = evaluate(model, loader, context, settings, num_classes, tta=tta)
     scored = {name: [images.records[i] for i in result.indices[name]] for name in attributes}
@@ -128,12 +133,19 @@ def evaluate_checkpoint(
 
 def write_evaluation(result: Evaluation, out: Path) -> None:
     """scores.json, a confusion-matrix PNG per attribute and report.md in `out`."""
+    from fashionattr.calibration import expected_calibration_error
     from fashionattr.io import atomic_write_text
-    from fashionattr.report import plot_confusion, run_scores_table
+    from fashionattr.report import markdown_table, plot_confusion, run_scores_table
 
-    scores = {**result.scores.to_dict(), "image_cache": result.image_cache}
+    errors = {name: expected_calibration_error(p) for name, p in result.predictions.items() if len(p)}
+    finite_errors = {name: None if np.isnan(e) else e for name, e in errors.items()}
+    scores = {**result.scores.to_dict(), "image_cache": result.image_cache, "expected_calibration_error": finite_errors}
     atomic_write_text(out / SCORES_NAME, json.dumps(scores, indent=1))
     lines = ["# Evaluation", "", run_scores_table(result.schema, scores)]
+    if errors:
+        rows = [[result.schema.attribute(name).short_name, f"{100 * e:.1f}"] for name, e in errors.items()]
+        lines += ["Expected calibration error (15 bins) of the probabilities scored:", "",
+                  markdown_table(rows, ["attribute", "ECE %"])]  # fmt: skip
     for attribute in result.schema:
         entry = result.scores.attributes.get(attribute.name)
         if entry is None or not entry.count:

@@ -10,7 +10,9 @@ else spells `best.pt` or `summary.json`.
     RUN/best.pt, last.pt     the best epoch's weights; the last epoch's full training state (for --resume)
     RUN/scores.json          the best epoch's scores; RUN/summary.json written last, when the run is finished
     RUN/skipped_images.txt   images that could not be used, with the reason
-    RUN/report.md, plots/    the run's report and its figures (plots/confusion_<attribute>.png)
+    RUN/calibration.json     the temperature per attribute, ECE and scores before and after (also in best.pt)
+    RUN/pointing_game.json   where the heatmaps point, scored on the part boxes (`fashionattr explain --pointing-game`)
+    RUN/report.md, plots/    the run's report and its figures (plots/confusion_<attribute>.png, plots/reliability.png)
     RUN/<attribute>/         in a per-attribute run, each attribute's own run folder
     RUN/eval-<name>/         what `fashionattr evaluate` writes: scores.json, report.md, confusion_<attribute>.png
     RUN/.lock                held by the process writing the run (see `lock_folder`)
@@ -99,6 +101,23 @@ class RunDir:
     def attribute_run(self, short_name: str) -> RunDir:
         """The run folder of one attribute of a per-attribute run: RUN/<short name>, never anywhere else."""
         return RunDir(child(self.path, short_name, "attribute"))
+
+    @property
+    def calibration(self) -> Path:
+        return self.path / "calibration.json"
+
+    @property
+    def reliability_plot(self) -> Path:
+        return self.plots / "reliability.png"
+
+    @property
+    def pointing_game(self) -> Path:
+        return self.path / "pointing_game.json"
+
+    @property
+    def pointing_examples(self) -> Path:
+        """A contact sheet of heatmaps from the pointing game, hits and misses."""
+        return self.plots / "pointing_game.png"
 
     def evaluation(self, name: str) -> Path:
         """The folder `fashionattr evaluate` writes a scoring of `name` (val, test, labels) into."""

@@ -22,6 +22,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--labels", help="a labelled file (label.csv format) to score on instead")
     parser.add_argument("--answers", help="score this answer file (path,attribute,p0;p1;...) against --labels")
     parser.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")
+    parser.add_argument("--no-calibration", action="store_true",
+                        help="score the raw network probabilities, without the calibration temperatures (accuracy "
+                        "and BP are the same; AP and the calibration error may differ)")  # fmt: skip
     parser.add_argument("--batch-size", type=BATCH, default=64, help="images per forward pass (default 64)")
     parser.add_argument("--workers", type=WORKERS, default=2, help="image decoding processes (default 2)")
     parser.add_argument("--device", default="auto", help=DEVICE_HELP)
@@ -59,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
     context = init_distributed(args.device)
     try:
         result = evaluate_checkpoint(args.run, context, data=args.data, subset=args.split, labels=args.labels,
-                                     tta=args.tta, batch_size=args.batch_size, workers=args.workers)  # fmt: skip
+                                     tta=args.tta, batch_size=args.batch_size, workers=args.workers,
+                                     calibrated=not args.no_calibration)  # fmt: skip
         if context.is_main:
             checkpoint = resolve_checkpoint_path(args.run)
             name = "labels" if args.labels else args.split

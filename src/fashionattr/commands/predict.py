@@ -52,6 +52,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="report an attribute as uncertain below this top probability (default 0)")  # fmt: skip
     parser.add_argument("--attributes", help="comma-separated attributes to predict (default: all the model knows)")
     add_model_options(parser)
+    parser.add_argument("--no-calibration", action="store_true",
+                        help="raw network probabilities instead of the calibrated ones (the checkpoint's "
+                        "temperatures are not applied)")  # fmt: skip
     parser.set_defaults(func=run)
 
 
@@ -67,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
     if not files:
         raise UserError(f"no image files found in {', '.join(args.inputs)}")
     predictor = load_predictor(args.checkpoint, backend=args.backend, device=args.device, tta=args.tta,
-                               min_confidence=args.min_confidence, attributes=args.attributes)  # fmt: skip
+                               min_confidence=args.min_confidence, attributes=args.attributes,
+                               calibrated=not args.no_calibration)  # fmt: skip
     show_progress = args.output is not None or output_format != "table"
     failed = 0
     with _open_output(args.output) as stream, tqdm(total=len(files), unit="img", file=sys.stderr,

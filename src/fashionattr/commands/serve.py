@@ -61,6 +61,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-connections", type=count(1), default=1000, metavar="N",
                         help="open connections at most; at the cap the longest idle one is closed "
                         "(default 1000)")  # fmt: skip
+    parser.add_argument("--no-calibration", action="store_true",
+                        help="raw network probabilities instead of the calibrated ones (the checkpoint's "
+                        "temperatures are not applied)")  # fmt: skip
     parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     parser.set_defaults(func=run)
 
@@ -76,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     limits = _limits(args)
     catalog = _open_catalog(args.catalog, args.vector_index)
     predictor = load_predictor(args.checkpoint, backend=args.backend, device=args.device, tta=args.tta,
-                               min_confidence=args.min_confidence)  # fmt: skip
+                               min_confidence=args.min_confidence, calibrated=not args.no_calibration)  # fmt: skip
     if not _is_loopback(args.host):
         print(f"fashionattr serve: warning: listening on {args.host}, reachable from other machines; the service "
               "has no authentication", file=sys.stderr)  # fmt: skip

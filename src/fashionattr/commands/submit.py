@@ -40,6 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--data", help="dataset root the question paths are relative to (default: above Tests/)")
     parser.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")
     add_model_options(parser)
+    parser.add_argument("--no-calibration", action="store_true",
+                        help="write the raw network probabilities instead of the calibrated ones; the argmax is the "
+                        "same, the order of confidences (and so mAP) may differ: see the run report")  # fmt: skip
     parser.set_defaults(func=run)
 
 
@@ -55,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
     questions_path = Path(args.questions)
     root = dataset_root(questions_path, args.data)
     asked = attributes_asked(questions_path)
-    predictor = load_predictor(args.checkpoint, backend=args.backend, device=args.device, tta=args.tta)
+    predictor = load_predictor(args.checkpoint, backend=args.backend, device=args.device, tta=args.tta,
+                               calibrated=not args.no_calibration)  # fmt: skip
     unknown = {name: count for name, count in asked.items() if name not in predictor.attributes}
     if unknown:
         listed = ", ".join(f"{name} ({count} rows)" for name, count in unknown.items())

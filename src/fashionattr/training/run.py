@@ -21,7 +21,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from fashionattr.checkpoint import load_checkpoint
+from fashionattr.checkpoint import load_checkpoint, model_from_checkpoint
 from fashionattr.config import TrainConfig
 from fashionattr.data.dataset import DatasetRoot
 from fashionattr.distributed import (
@@ -40,8 +40,10 @@ from fashionattr.metrics import Scores, score
 from fashionattr.models import create_model, model_preprocessing
 from fashionattr.run_dir import RunDir
 from fashionattr.schema import Schema
+from fashionattr.training.calibrate import calibrate_run
 from fashionattr.training.checkpoints import RunCheckpoints, Trainables, TrainState
 from fashionattr.training.data import (
+    Loaders,
     check_bad_fraction,
     known_bad_images,
     load_run_data,
@@ -178,9 +180,21 @@ def _fit(config: TrainConfig, attributes: list[str], run: RunDir, context: Distr
     if writer is not None:
         writer.close()
     barrier(context)
+    calibrate_best(run, schema.subset(attributes), loaders, settings, num_classes, context, config.tta)
     image_cache = str(cache.directory) if cache is not None else None
     summary = write_on_main(lambda: finish_run(run, schema, attributes, config, image_cache), checkpoints, context)
     return FitResult(broadcast_object(summary or {}, context), model)
+
+
+def calibrate_best(run: RunDir, schema: Schema, loaders: Loaders, settings: StepSettings, num_classes: dict[str, int],
+                   context: DistributedContext, tta: bool) -> None:  # fmt: skip
+    """Fit the best checkpoint's temperatures on the validation split (every rank evaluates its shard)."""
+    best, *_ = model_from_checkpoint(run.best, context.device)
+    if settings.channels_last:
+        best.to(memory_format=torch.channels_last)
+    validation = evaluate(best, loaders.val, context, settings, num_classes, tta=tta)
+    if context.is_main:
+        calibrate_run(run, run.best, schema, validation.predictions)
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
