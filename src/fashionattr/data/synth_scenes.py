@@ -48,7 +48,7 @@ SKIRT_HEM = {
 }
 PANT_HEM = {"Short Pant": 0.585, "Mid Length": 0.69, "3/4 Length": 0.795, "Cropped Pant": 0.885, "Full Length": 0.985}
 COAT_HEM = {
-    "Micro Length": 0.29,
+    "Micro Length": 0.265,
     "High Waist Length": 0.37,
     "Regular Length": 0.48,
     "Long Length": 0.605,
@@ -377,7 +377,7 @@ def coat_scene(sc: Scene, attr: Attribute, target: int) -> tuple[int, ...]:
     draw_outfit(sc, inner_sleeve, lower)
     paint = sc.paint()
     flare = float(sc.rng.uniform(0.0, 0.15))
-    edge = fig.neckline_edge(sc.body, "v", depth=min(float(sc.rng.uniform(0.0, 0.03)), hem - 0.29))
+    edge = fig.neckline_edge(sc.body, "v", depth=max(0.0, min(float(sc.rng.uniform(0.0, 0.03)), hem - 0.265)))
     body = clip_below(fig.top_polygon(sc.body, edge, hem, ease=0.016, flare=flare), hem)
     end = float(sc.rng.choice([SLEEVE_END["3/4 Sleeves"], SLEEVE_END["Wrist Length"], SLEEVE_END["Wrist Length"]]))
     sc.canvas.fill([body, *fig.sleeves(sc.body, end, ease=0.01)], paint)
