@@ -42,8 +42,8 @@ STUDIES: dict[str, dict[str, dict[str, Any]]] = {
         "select by loss": {"select_metric": "loss"},
     },
     "finetune": {
-        "backbone share 0.1 (default)": {},
-        "backbone share 1 (one rate)": {"backbone_lr_scale": 1.0},
+        "backbone share 1 (one rate, the default)": {},
+        "backbone share 0.1": {"backbone_lr_scale": 0.1},
         "backbone share 0.3": {"backbone_lr_scale": 0.3},
     },
 }

@@ -42,8 +42,8 @@ def add_training_options(parser: argparse.ArgumentParser, model_choice: bool = T
     optim.add_argument("--optimizer", choices=["adamw", "sgd"], help="default adamw")
     optim.add_argument("--lr", type=float, help="peak learning rate of the heads (default 1e-3)")
     optim.add_argument("--backbone-lr-scale", type=float,
-                       help="the backbone's share of the rate (default 0.1 with --pretrained/--weights, "
-                       "else 1)")  # fmt: skip
+                       help="the backbone's share of the heads' rate, e.g. 0.1 to fine-tune pretrained weights "
+                       "gently (default 1)")  # fmt: skip
     optim.add_argument("--weight-decay", type=float, help="default 0.05")
     optim.add_argument("--warmup-epochs", type=float, help="linear warm-up before the cosine decay (default 1)")
     optim.add_argument("--label-smoothing", type=float, help="default 0.1")
