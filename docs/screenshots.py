@@ -11,6 +11,7 @@ tag, in Debian's headless Chromium driven by Playwright, and saves `screenshot-p
 from __future__ import annotations
 
 import argparse
+import shutil
 import socket
 import subprocess
 import sys
@@ -24,6 +25,8 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
 CATALOG_IMAGES = 48
+LOADED = "sel => Array.from(document.querySelectorAll(sel)).every(img => img.complete && img.naturalWidth > 0)"
+"""Thumbnails load lazily: wait until every one on the page has arrived before the screenshot."""
 
 
 def free_port() -> int:
@@ -37,15 +40,26 @@ def fashionattr(*args: str) -> None:
 
 
 def sample_photos(data: Path, folder: Path) -> list[Path]:
-    """An even sample of the test images, linked into one folder for the catalogue."""
+    """An even sample of the test images, copied into one folder for the catalogue (the service serves only files
+    that really lie inside the indexed folder, so links out of it would show no thumbnail)."""
     source = data / "Tests" / "Images" if (data / "Tests" / "Images").is_dir() else data / "Images"
     photos = sorted(source.rglob("*.jpg"))
     step = max(1, len(photos) // CATALOG_IMAGES)
     chosen = photos[::step][:CATALOG_IMAGES]
     folder.mkdir(parents=True)
     for number, photo in enumerate(chosen):
-        (folder / f"{number:03d}-{photo.name}").symlink_to(photo.resolve())
+        shutil.copyfile(photo, folder / f"{number:03d}-{photo.name}")
     return chosen
+
+
+def showcase_photo(data: Path) -> Path:
+    """A held-out skirt photo whose answer is a visible length (not Invisible), so the page shows a garment."""
+    answers = data / "Tests" / "answers.csv"
+    for line in answers.read_text(encoding="utf-8").splitlines():
+        path, attribute, label = line.split(",")
+        if attribute == "skirt_length_labels" and label.index("y") == 3:  # Midi Length
+            return data / path
+    raise SystemExit(f"{answers}: no midi-length skirt among the test answers; pass --photo")
 
 
 def main() -> int:
@@ -53,7 +67,7 @@ def main() -> int:
     parser.add_argument("run", type=Path, help="run directory (or checkpoint) to serve")
     parser.add_argument("data", type=Path, help="dataset root whose test images fill the catalogue")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent, help="folder for the PNGs (docs/)")
-    parser.add_argument("--photo", type=Path, help="the photo to upload (default: a skirt-length test image)")
+    parser.add_argument("--photo", type=Path, help="the photo to upload (default: a midi-length skirt test image)")
     args = parser.parse_args()
 
     from playwright.sync_api import sync_playwright
@@ -63,7 +77,7 @@ def main() -> int:
         chosen = sample_photos(args.data, workdir / "photos")
         fashionattr("catalog", "index", str(workdir / "photos"), "--model", str(args.run), "--db",
                     str(workdir / "catalog.sqlite"), "--workers", "0")  # fmt: skip
-        photo = args.photo or next((p for p in chosen if "skirt_length" in str(p)), chosen[0])
+        photo = args.photo or showcase_photo(args.data)
         port = free_port()
         server = subprocess.Popen([sys.executable, "-m", "fashionattr", "serve", str(args.run), "--port", str(port),
                                    "--catalog", str(workdir / "catalog.sqlite"), "--log-level", "warning"])  # fmt: skip
@@ -86,14 +100,16 @@ def main() -> int:
                 page.set_input_files("[data-testid=file-input]", str(photo))
                 page.locator("[data-testid=attribute]").first.wait_for()
                 page.locator("#similar .item").first.wait_for()
+                page.wait_for_function(LOADED, arg="#similar img")
                 args.out.mkdir(parents=True, exist_ok=True)
                 page.screenshot(path=str(args.out / "screenshot-predict.png"), full_page=True)
                 page.goto(url + "/catalog")
                 page.locator("[data-testid=grid] [data-testid=item]").first.wait_for()
-                button = page.locator("[data-testid=facet-value][data-attribute=skirt_length_labels]").first
+                button = page.locator("[data-testid=facet-value][data-attribute=skirt_length_labels]"
+                                      "[data-value='Midi Length']")  # fmt: skip
                 button.click()
                 page.locator("[data-testid=active-filters] .chip").first.wait_for()
-                page.wait_for_timeout(500)
+                page.wait_for_function(LOADED, arg="[data-testid=grid] img")
                 page.screenshot(path=str(args.out / "screenshot-catalog.png"), full_page=True)
                 browser.close()
         finally:
