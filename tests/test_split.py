@@ -62,4 +62,4 @@ def test_split_command_writes_the_default_file(tmp_path, capsys):
     split = read_split(root / "Annotations" / "split.csv")
     assert Counter(split.values()) == {"train": 16, "val": 4}
     assert main(["split", str(root), "--val-fraction", "1.5"]) == 2
-    assert "between 0 and 1" in capsys.readouterr().err
+    assert "more than 0 and less than 1" in capsys.readouterr().err

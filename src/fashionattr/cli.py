@@ -9,6 +9,7 @@ import argparse
 import importlib
 import os
 import sys
+import traceback
 from collections.abc import Sequence
 
 # OpenMP threads busy-wait between parallel regions by default; when anything else shares the cores, the spinning
@@ -57,7 +58,10 @@ def _write_file_names_as_bytes() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse's own exit: --help (0) or a usage error, already printed (2)
+        return exc.code if isinstance(exc.code, int) else 2
     _write_file_names_as_bytes()
     try:
         return int(args.func(args) or 0)
@@ -70,6 +74,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"fashionattr {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception:
+        # Not the user's mistake: show where it broke, and say so, so nobody hunts for a fault in their input.
+        traceback.print_exc()
+        print(f"fashionattr {args.command}: internal error: this is a bug in fashionattr, not a problem with the "
+              "input; please report it with the traceback above", file=sys.stderr)  # fmt: skip
+        return 70
 
 
 if __name__ == "__main__":

@@ -1,12 +1,14 @@
 """The settings of a training run, their defaults, and how a config file and the command line combine.
 
-Precedence: dataclass defaults < config file (YAML or JSON) < options given on the command line.
+Precedence: dataclass defaults < a named recipe < config file (YAML or JSON) < options on the command line;
+every value is checked, for its type and its range, in one place (`resolve_config`).
 The resolved config is saved in the run directory so a run can be understood and repeated from it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -125,25 +127,60 @@ def recipe_settings(name: str) -> dict[str, Any]:
 
 
 def resolve_config(file_path: str | Path | None, overrides: dict[str, Any]) -> TrainConfig:
-    """Merge defaults < a named recipe < a config file < command-line overrides (None means 'not given')."""
+    """Merge defaults < a named recipe < a config file < command-line overrides (None means 'not given').
+
+    Every value is then checked in one place, whatever it came from: its type strictly (`epochs: ten`,
+    `lr: "1e-3"` or `clip_grad: off` are refused, not coerced), then its range. A wrong one is a user error that
+    names the setting, the value and where it came from.
+    """
     from_file: dict[str, Any] = read_config_file(file_path) if file_path else {}
     given = {k: v for k, v in overrides.items() if v is not None and k in FIELD_NAMES}
     recipe = given.get("recipe") or from_file.get("recipe")
     values: dict[str, Any] = recipe_settings(recipe) if recipe else {}
+    origins = dict.fromkeys(values, f"recipe {recipe}")
     values.update(from_file)
+    origins.update(dict.fromkeys(from_file, str(file_path)))
     values.update(given)
+    origins.update(dict.fromkeys(given, "command line"))
     if isinstance(values.get("attributes"), str):
         values["attributes"] = [a for a in values["attributes"].split(",") if a]
     if isinstance(values.get("zoom"), str):
         values["zoom"] = _float_pair(values["zoom"], "zoom")
-    try:
-        config = TrainConfig(**values)
-    except TypeError as exc:
-        raise UserError(f"invalid settings: {exc}") from None
+    config = TrainConfig(**check_types(values, origins))
     validate(config)
     # Record every augmentation setting, not only the preset's name, so config.yaml says what ran.
     resolved = config.augmentation().to_dict()
     return dataclasses.replace(config, **resolved)
+
+
+def check_types(values: dict[str, Any], origins: dict[str, str]) -> dict[str, Any]:
+    """Each value checked strictly against its `TrainConfig` field type (an int is a fine float, nothing else)."""
+    from pydantic import TypeAdapter, ValidationError
+
+    hints = typing.get_type_hints(TrainConfig)
+    checked: dict[str, Any] = {}
+    problems = []
+    for key, value in values.items():
+        try:
+            checked[key] = TypeAdapter(hints[key]).validate_python(value, strict=True)
+        except ValidationError as exc:
+            wanted = _type_words(hints[key])
+            where = f" (from {origins[key]})" if key in origins else ""
+            problems.append(f"{key} must be {wanted}, got {value!r}{where}")
+            del exc
+    if problems:
+        raise UserError("invalid setting(s): " + "; ".join(problems))
+    return checked
+
+
+def _type_words(hint: Any) -> str:
+    words = {int: "a whole number", float: "a number", str: "text", bool: "true or false", type(None): "empty"}
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) is list:
+        return f"a list of {_type_words(args[0])}s"
+    if args:
+        return " or ".join(_type_words(arg) for arg in args)
+    return words.get(hint, str(hint))
 
 
 def _float_pair(text: str, what: str) -> list[float]:
@@ -155,27 +192,46 @@ def _float_pair(text: str, what: str) -> list[float]:
 
 
 def validate(config: TrainConfig) -> None:
+    """The ranges and choices of every setting; the first one wrong is a user error."""
+    c = config
     checks = [
-        (config.epochs >= 1, f"epochs must be at least 1, got {config.epochs}"),
-        (config.batch_size >= 1, f"batch size must be at least 1, got {config.batch_size}"),
-        (config.img_size is None or config.img_size >= 16, f"image size must be at least 16 px, got {config.img_size}"),
-        (config.lr > 0, f"learning rate must be positive, got {config.lr}"),
-        (0.0 <= config.maybe_weight < 1.0, f"maybe weight must be in [0, 1), got {config.maybe_weight}"),
-        (0.0 <= config.label_smoothing < 1.0, f"label smoothing must be in [0, 1), got {config.label_smoothing}"),
-        (config.optimizer in ("adamw", "sgd"), f"optimizer must be adamw or sgd, got {config.optimizer!r}"),
-        (config.amp in ("auto", "off", "bf16", "fp16"), f"amp must be auto, off, bf16 or fp16, got {config.amp!r}"),
-        (config.cache in ("auto", "build", "off"), f"cache must be auto, build or off, got {config.cache!r}"),
-        (
-            config.interpolation is None or config.interpolation in RESAMPLING,
-            f"interpolation must be one of {', '.join(RESAMPLING)}, got {config.interpolation!r}",
-        ),
-        (0.0 <= config.max_bad_fraction <= 1.0, f"max bad fraction must be in [0, 1], got {config.max_bad_fraction}"),
-        (
-            config.select_metric in ("mean_accuracy", "map", "loss"),
-            f"select metric must be mean_accuracy, map or loss, got {config.select_metric!r}",
-        ),
-        (bool(config.data), "no dataset given"),
-    ]
+        (bool(c.data), "no dataset given"),
+        (c.epochs >= 1, f"epochs must be at least 1, got {c.epochs}"),
+        (c.batch_size >= 1, f"batch size must be at least 1, got {c.batch_size}"),
+        (c.img_size is None or 16 <= c.img_size <= 4096, f"image size must be 16-4096 px, got {c.img_size}"),
+        (c.lr > 0, f"learning rate must be positive, got {c.lr}"),
+        (c.backbone_lr_scale is None or c.backbone_lr_scale > 0,
+         f"backbone lr scale must be positive, got {c.backbone_lr_scale}"),
+        (c.min_lr >= 0, f"min lr must be 0 or more, got {c.min_lr}"),
+        (c.weight_decay >= 0, f"weight decay must be 0 or more, got {c.weight_decay}"),
+        (0.0 <= c.momentum < 1.0, f"momentum must be in [0, 1), got {c.momentum}"),
+        (c.warmup_epochs >= 0, f"warm-up epochs must be 0 or more, got {c.warmup_epochs}"),
+        (0.0 <= c.maybe_weight < 1.0, f"maybe weight must be in [0, 1), got {c.maybe_weight}"),
+        (0.0 <= c.label_smoothing < 1.0, f"label smoothing must be in [0, 1), got {c.label_smoothing}"),
+        (0.0 <= c.drop_rate < 1.0, f"drop rate must be in [0, 1), got {c.drop_rate}"),
+        (c.clip_grad is None or c.clip_grad > 0, f"clip grad must be positive (or empty for none), got {c.clip_grad}"),
+        (c.ema_decay is None or 0.0 <= c.ema_decay < 1.0, f"EMA decay must be in [0, 1) (0: off), got {c.ema_decay}"),
+        (c.optimizer in ("adamw", "sgd"), f"optimizer must be adamw or sgd, got {c.optimizer!r}"),
+        (c.amp in ("auto", "off", "bf16", "fp16"), f"amp must be auto, off, bf16 or fp16, got {c.amp!r}"),
+        (c.cache in ("auto", "build", "off"), f"cache must be auto, build or off, got {c.cache!r}"),
+        (c.layout in ("per-attribute", "multitask", "grouped"),
+         f"layout must be per-attribute, multitask or grouped, got {c.layout!r}"),
+        (c.interpolation is None or c.interpolation in RESAMPLING,
+         f"interpolation must be one of {', '.join(RESAMPLING)}, got {c.interpolation!r}"),
+        (0.0 <= c.max_bad_fraction <= 1.0, f"max bad fraction must be in [0, 1], got {c.max_bad_fraction}"),
+        (0.0 < c.val_fraction < 1.0, f"val fraction must be between 0 and 1 (exclusive), got {c.val_fraction}"),
+        (c.workers >= 0, f"workers must be 0 or more, got {c.workers}"),
+        (c.seed >= 0 and c.split_seed >= 0, f"seeds must be 0 or more, got {c.seed} and {c.split_seed}"),
+        (c.early_stop is None or c.early_stop >= 1, f"early stop must be at least 1 epoch, got {c.early_stop}"),
+        (c.max_steps_per_epoch is None or c.max_steps_per_epoch >= 1,
+         f"max steps per epoch must be at least 1, got {c.max_steps_per_epoch}"),
+        (c.select_metric in ("mean_accuracy", "map", "loss"),
+         f"select metric must be mean_accuracy, map or loss, got {c.select_metric!r}"),
+        (bool(c.attributes), "attributes must name at least one attribute, or 'all'"),
+    ]  # fmt: skip
     for ok, message in checks:
         if not ok:
             raise UserError(message)
+    from fashionattr.distributed import check_device
+
+    check_device(c.device)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 import torch.distributed as dist
+
+from fashionattr.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -26,7 +29,26 @@ class DistributedContext:
         return self.rank == 0
 
 
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(?::(\d{1,3}))?")
+
+
+def check_device(requested: str) -> None:
+    """Refuse a device name torch does not know, or a GPU this machine does not have, in words."""
+    match = _DEVICE.fullmatch(requested)
+    if match is None:
+        raise UserError(f"unknown device {requested!r}; use auto, cpu, cuda or cuda:N")
+    if requested.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UserError(f"device {requested}: no CUDA GPU is available on this machine; use cpu or auto")
+        if match.group(1) is not None and int(match.group(1)) >= torch.cuda.device_count():
+            raise UserError(f"device {requested}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    if requested == "mps" and not torch.backends.mps.is_available():
+        raise UserError("device mps: Apple's Metal backend is not available here; use cpu or auto")
+
+
 def pick_device(requested: str = "auto", local_rank: int = 0) -> torch.device:
+    """The torch device for a user's choice (`auto`: this rank's GPU if there is one, else the CPU)."""
+    check_device(requested)
     if requested == "auto":
         return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
     device = torch.device(requested)

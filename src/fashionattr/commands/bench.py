@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from fashionattr.commands.options import BATCH, WORKERS, count, number
 from fashionattr.errors import UserError
 
 FIGURE_HELP = (
@@ -34,14 +35,14 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--json", metavar="FILE", help="also write the report (machine, settings, figures) as JSON")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     parser.add_argument("--arch", help="timm architecture of the model figures (default resnet18)")
-    parser.add_argument("--img-size", type=int, help="input side of the model figures (default 224)")
-    parser.add_argument("--batch-size", type=int, help="batch size of the model figures (default 32; quick 8)")
-    parser.add_argument("--per-class", type=int, help="images per class, 54 classes (default 10; quick 3)")
-    parser.add_argument("--rounds", type=int, help="alternating rounds per comparison (default 3; quick 2)")
-    parser.add_argument("--workers", type=int, help="loader worker processes (default 2)")
-    parser.add_argument("--compile-budget", type=float, dest="compile_budget_s", metavar="SECONDS",
+    parser.add_argument("--img-size", type=count(16), help="input side of the model figures (default 224)")
+    parser.add_argument("--batch-size", type=BATCH, help="batch size of the model figures (default 32; quick 8)")
+    parser.add_argument("--per-class", type=count(1), help="images per class, 54 classes (default 10; quick 3)")
+    parser.add_argument("--rounds", type=count(1), help="alternating rounds per comparison (default 3; quick 2)")
+    parser.add_argument("--workers", type=WORKERS, help="loader worker processes (default 2)")
+    parser.add_argument("--compile-budget", type=number(0.0), dest="compile_budget_s", metavar="SECONDS",
                         help="time to compile and time torch.compile; 0 skips it (default 200; quick 0)")  # fmt: skip
-    parser.add_argument("--memory-images", type=int, metavar="N",
+    parser.add_argument("--memory-images", type=count(1), metavar="N",
                         help="predict over N and 4N images in the memory figure (default 1000; quick 200)")  # fmt: skip
     parser.add_argument("--catalog-sizes", metavar="LIST",
                         help="catalogue sizes of the similar and facets figures (default 10000,100000,1000000; "

@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from fashionattr.commands.options import BATCH, PROBABILITY, WORKERS, count
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -48,8 +50,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     index.add_argument("folder", metavar="DIR", help="folder of images (searched recursively)")
     index.add_argument("--model", required=True, metavar="CKPT", help="checkpoint, run directory or .onnx file")
     index.add_argument("--db", required=True, help=f"{DB_HELP} (a new file or an empty database becomes one)")
-    index.add_argument("--batch-size", type=int, default=32)
-    index.add_argument("--workers", type=int, default=2, help="image decoding processes (default 2)")
+    index.add_argument("--batch-size", type=BATCH, default=32)
+    index.add_argument("--workers", type=WORKERS, default=2, help="image decoding processes (default 2)")
     index.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     index.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
                        help="auto: onnx for a .onnx file, torch otherwise")  # fmt: skip
@@ -65,9 +67,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     search.add_argument("--db", required=True, help=DB_HELP)
     search.add_argument("--where", action="append", default=[], metavar="ATTRIBUTE=VALUE",
                         help="a tag to match; repeat for several (all must match)")  # fmt: skip
-    search.add_argument("--min-confidence", type=float, default=0.0, metavar="P",
+    search.add_argument("--min-confidence", type=PROBABILITY, default=0.0, metavar="P",
                         help="only count a tag when its probability is at least P (default 0)")  # fmt: skip
-    search.add_argument("--limit", type=int, default=50, metavar="N", help="at most N results (default 50)")
+    search.add_argument("--limit", type=count(1), default=50, metavar="N", help="at most N results (default 50)")
     search.set_defaults(func=run_search)
 
     similar = actions.add_parser(
@@ -78,7 +80,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     similar.add_argument("image", metavar="IMAGE", help="an indexed path (relative to the root, or a file) or a file")
     similar.add_argument("--db", required=True, help=DB_HELP)
-    similar.add_argument("-k", type=int, default=10, help="how many to list (default 10)")
+    similar.add_argument("-k", type=count(1), default=10, help="how many to list (default 10)")
     similar.add_argument("--model", metavar="CKPT", help="model to embed a new image with (default: the catalogue's)")
     similar.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     similar.add_argument("--vector-index", choices=VECTOR_INDEX_CHOICES, default="auto", help=VECTOR_INDEX_HELP)
@@ -93,7 +95,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     facets.add_argument("--db", required=True, help=DB_HELP)
     facets.add_argument("--where", action="append", default=[], metavar="ATTRIBUTE=VALUE",
                         help="a tag to match; repeat for several (all must match)")  # fmt: skip
-    facets.add_argument("--min-confidence", type=float, default=0.0, metavar="P",
+    facets.add_argument("--min-confidence", type=PROBABILITY, default=0.0, metavar="P",
                         help="only count a tag when its probability is at least P (default 0)")  # fmt: skip
     facets.set_defaults(func=run_facets)
 

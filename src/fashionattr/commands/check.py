@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 
+from fashionattr.commands.options import WORKERS
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -15,7 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "Exit code 0 only when the dataset is clean.",
     )
     parser.add_argument("data", help="dataset root (holds Annotations/label.csv and Images/)")
-    parser.add_argument("--workers", type=int, default=None, help="processes decoding images (default: all cores)")
+    parser.add_argument("--workers", type=WORKERS, default=None, help="processes decoding images (default: all cores)")
     parser.add_argument("--no-images", action="store_true", help="check the label files only")
     parser.set_defaults(func=run)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from fashionattr.commands.options import BATCH, WORKERS, count
+
 DEMO_RECIPE = "cpu-demo"
 
 
@@ -17,14 +19,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "confusion matrices. Defaults come from the recipe (`fashionattr recipes cpu-demo`).",
     )
     parser.add_argument("--out", default="runs/demo", help="folder for the dataset and the run (runs/demo)")
-    parser.add_argument("--per-class", type=int, help="synthetic images per class (the recipe's)")
-    parser.add_argument("--size", type=int, help="synthetic image side in pixels (the recipe's)")
-    parser.add_argument("--img-size", type=int, help="training input side in pixels (the recipe's)")
+    parser.add_argument("--per-class", type=count(1), help="synthetic images per class (the recipe's)")
+    parser.add_argument("--size", type=count(16), help="synthetic image side in pixels (the recipe's)")
+    parser.add_argument("--img-size", type=count(16), help="training input side in pixels (the recipe's)")
     parser.add_argument("--arch", help="backbone (the recipe's, small enough for a CPU)")
-    parser.add_argument("--epochs", type=int, help="training epochs (the recipe's)")
-    parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--workers", type=int, help="loader processes (the recipe's: 0, the cache makes them unneeded)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=count(1), help="training epochs (the recipe's)")
+    parser.add_argument("--batch-size", type=BATCH)
+    parser.add_argument("--workers", type=WORKERS,
+                        help="loader processes (the recipe's: 0, the cache makes them unneeded)")  # fmt: skip
+    parser.add_argument("--seed", type=count(0), default=0)
     parser.set_defaults(func=run)
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from fashionattr.commands.options import BATCH, WORKERS
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -20,8 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--labels", help="a labelled file (label.csv format) to score on instead")
     parser.add_argument("--answers", help="score this answer file (path,attribute,p0;p1;...) against --labels")
     parser.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--batch-size", type=BATCH, default=64)
+    parser.add_argument("--workers", type=WORKERS, default=2)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", help="folder for scores.json, report.md and plots (default RUN/eval-SPLIT)")
     parser.add_argument("--save-predictions", metavar="FILE",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from fashionattr.commands.options import count
+
 MAX_DIFFERENCE = 1e-3
 """A larger probability difference between ONNX Runtime and PyTorch means the export is wrong, not rounding."""
 
@@ -20,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("checkpoint", metavar="CKPT", help="checkpoint, run directory or per-attribute folder")
     parser.add_argument("--onnx", required=True, metavar="FILE", help="ONNX file to write (must end in .onnx)")
-    parser.add_argument("--opset", type=int, help="ONNX opset version (default 17)")
+    parser.add_argument("--opset", type=count(7, 30), help="ONNX opset version (default 17)")
     parser.add_argument("--no-verify", action="store_true",
                         help="skip comparing ONNX Runtime with PyTorch on random images after export")  # fmt: skip
     parser.set_defaults(func=run)

@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
+from fashionattr.commands.options import BATCH, WORKERS, count, number
+
 if TYPE_CHECKING:
     from fashionattr.inference import Prediction, Predictor
 
@@ -43,13 +45,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="output format (default: from the --output suffix, else table)")  # fmt: skip
     parser.add_argument("--output", "-o", metavar="FILE", help="write here instead of stdout (appears when complete)")
     parser.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")
-    parser.add_argument("--top-k", type=int, metavar="K", help="list only the K most probable classes per attribute "
+    parser.add_argument("--top-k", type=count(1), metavar="K",
+                        help="list only the K most probable classes per attribute "
                         f"(default: all; the table shows {TABLE_TOP_K})")  # fmt: skip
-    parser.add_argument("--min-confidence", type=float, default=0.0, metavar="P",
+    parser.add_argument("--min-confidence", type=number(0.0), default=0.0, metavar="P",
                         help="report an attribute as uncertain below this top probability (default 0)")  # fmt: skip
     parser.add_argument("--attributes", help="comma-separated attributes to predict (default: all the model knows)")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--workers", type=int, default=2, help="image decoding processes (default 2)")
+    parser.add_argument("--batch-size", type=BATCH, default=32)
+    parser.add_argument("--workers", type=WORKERS, default=2, help="image decoding processes (default 2)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
                         help="auto: onnx for a .onnx file, torch otherwise")  # fmt: skip

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from fashionattr.commands.options import WORKERS, count
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -19,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--size",
         "--img-size",
         dest="size",
-        type=int,
+        type=count(16),
         default=None,
         help="input side in pixels, as train's --img-size (default: the architecture's)",
     )
@@ -28,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--interpolation", default=None, help="bilinear, bicubic, lanczos or nearest (default: the "
                         "architecture's, as train uses it)")  # fmt: skip
-    parser.add_argument("--workers", type=int, default=None, help="decoding processes (default: all cores)")
+    parser.add_argument("--workers", type=WORKERS, default=None, help="decoding processes (default: all cores)")
     parser.add_argument("--force", action="store_true", help="rebuild even when the cache is up to date")
     parser.set_defaults(func=run)
 

@@ -9,6 +9,8 @@ import time
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from fashionattr.commands.options import PROBABILITY, count, number
+
 if TYPE_CHECKING:
     from fashionattr.catalog import Catalog
     from fashionattr.serve import ServeSettings
@@ -28,32 +30,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("checkpoint", metavar="CKPT", help="checkpoint, run directory, per-attribute folder or .onnx")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    parser.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+    parser.add_argument("--port", type=count(0, 65535), default=8000, help="port (default 8000; 0 picks a free one)")
     parser.add_argument("--catalog", metavar="DB", help="a catalogue made by `fashionattr catalog index` to browse: "
                         "an SQLite file or postgresql://user@host/db (opened read-only)")  # fmt: skip
     parser.add_argument("--vector-index", choices=["auto", "exact", "ann"], default="auto",
                         help="similar-garment search of the catalogue: exact, ann (approximate), or auto (default: "
                         "exact below 50,000 images)")  # fmt: skip
-    parser.add_argument("--max-upload-mb", type=float, default=10.0, metavar="MB",
+    parser.add_argument("--max-upload-mb", type=number(0.0, above_minimum=True), default=10.0, metavar="MB",
                         help="largest request body accepted, answered with 413 above it (default 10)")  # fmt: skip
-    parser.add_argument("--max-batch", type=int, default=32, metavar="N",
+    parser.add_argument("--max-batch", type=count(1), default=32, metavar="N",
                         help="most images run through the model at once (default 32)")  # fmt: skip
-    parser.add_argument("--batch-wait-ms", type=float, default=5.0, metavar="MS",
+    parser.add_argument("--batch-wait-ms", type=number(0.0), default=5.0, metavar="MS",
                         help="how long a batch waits for more images before it runs (default 5)")  # fmt: skip
-    parser.add_argument("--decode-threads", type=int, default=None, metavar="N",
+    parser.add_argument("--decode-threads", type=count(1), default=None, metavar="N",
                         help="uploads decoded at once; each may briefly take ~0.4 GB for a 64-megapixel PNG "
                         "(default: the number of cores, at most 8)")  # fmt: skip
-    parser.add_argument("--min-confidence", type=float, default=0.0, metavar="P",
+    parser.add_argument("--min-confidence", type=PROBABILITY, default=0.0, metavar="P",
                         help="report an attribute as uncertain below this top probability (default 0)")  # fmt: skip
     parser.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
                         help="auto: onnx for a .onnx file, torch otherwise")  # fmt: skip
-    parser.add_argument("--header-timeout", type=float, default=10.0, metavar="S",
+    parser.add_argument("--header-timeout", type=number(0.0, above_minimum=True), default=10.0, metavar="S",
                         help="seconds a client has to send a request's headers (default 10)")  # fmt: skip
-    parser.add_argument("--body-timeout", type=float, default=30.0, metavar="S",
+    parser.add_argument("--body-timeout", type=number(0.0, above_minimum=True), default=30.0, metavar="S",
                         help="longest pause, in seconds, while a request body arrives (default 30)")  # fmt: skip
-    parser.add_argument("--max-connections", type=int, default=1000, metavar="N",
+    parser.add_argument("--max-connections", type=count(1), default=1000, metavar="N",
                         help="open connections at most; at the cap the longest idle one is closed "
                         "(default 1000)")  # fmt: skip
     parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 
+from fashionattr.commands.options import count, number
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -15,8 +17,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "comparison trains and validates on the same images.",
     )
     parser.add_argument("data", help="dataset root (holds Annotations/label.csv)")
-    parser.add_argument("--val-fraction", type=float, default=0.2, help="share of each class for validation (0.2)")
-    parser.add_argument("--seed", type=int, default=0, help="split seed; same seed, same split on any machine")
+    parser.add_argument("--val-fraction", type=number(0.0, 1.0, above_minimum=True, below_maximum=True), default=0.2,
+                        help="share of each class for validation (0.2)")  # fmt: skip
+    parser.add_argument("--seed", type=count(0), default=0, help="split seed; same seed, same split on any machine")
     parser.add_argument("--out", default=None, help="split file to write (default: DATA/Annotations/split.csv)")
     parser.set_defaults(func=run)
 

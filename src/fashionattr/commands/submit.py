@@ -13,6 +13,8 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from fashionattr.commands.options import BATCH, WORKERS
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -36,8 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, help="answer file to write (appears when complete)")
     parser.add_argument("--data", help="dataset root the question paths are relative to (default: above Tests/)")
     parser.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--workers", type=int, default=2, help="image decoding processes (default 2)")
+    parser.add_argument("--batch-size", type=BATCH, default=32)
+    parser.add_argument("--workers", type=WORKERS, default=2, help="image decoding processes (default 2)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
                         help="auto: onnx for a .onnx file, torch otherwise")  # fmt: skip

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from fashionattr.commands.options import WORKERS, count, number
 from fashionattr.errors import UserError
 
 
@@ -19,13 +20,13 @@ def register(subparsers: Any) -> None:
         ),
     )
     parser.add_argument("out", nargs="?", help="dataset root to write (created if missing)")
-    parser.add_argument("--per-class", type=int, default=40, metavar="N", help="images per class (default: 40)")
-    parser.add_argument("--size", type=int, default=512, metavar="PX", help="image width in pixels (default: 512)")
-    parser.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default: 0)")
-    parser.add_argument(
-        "--test-fraction", type=float, default=0.1, metavar="F", help="share of each class put in Tests/ (default: 0.1)"
-    )
-    parser.add_argument("--workers", type=int, default=None, metavar="W", help="processes (default: all CPUs)")
+    parser.add_argument("--per-class", type=count(1), default=40, metavar="N", help="images per class (default: 40)")
+    parser.add_argument("--size", type=count(16), default=512, metavar="PX",
+                        help="image width in pixels (default: 512)")  # fmt: skip
+    parser.add_argument("--seed", type=count(0), default=0, metavar="S", help="random seed (default: 0)")
+    parser.add_argument("--test-fraction", type=number(0.0, 1.0, below_maximum=True), default=0.1, metavar="F",
+                        help="share of each class put in Tests/ (default: 0.1)")  # fmt: skip
+    parser.add_argument("--workers", type=WORKERS, default=None, metavar="W", help="processes (default: all CPUs)")
     parser.add_argument("--preview", metavar="FILE.png", help="also (or only) write a contact sheet of every class")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)

@@ -59,6 +59,8 @@ def fit(config: TrainConfig, attributes: list[str], out: str | Path, context: Di
         resume: bool = False) -> FitResult:  # fmt: skip
     """Train one model on `attributes` into run folder `out`; the summary is also written to summary.json."""
     run = RunDir(out)
+    if run.path.exists() and not run.path.is_dir():
+        raise UserError(f"{run}: exists and is not a folder; choose another --out")
     if run.last.exists() and not resume:
         raise UserError(f"{run}: already holds a run; pass --resume to continue it, or choose another --out")
     run.path.mkdir(parents=True, exist_ok=True)
@@ -226,7 +228,10 @@ def train(config: TrainConfig, resume: bool = False) -> list[dict[str, Any]]:
     context = init_distributed(config.device)
     try:
         schema = DatasetRoot.open(config.data).schema
-        attributes = schema.resolve_names(config.attributes)
+        try:
+            attributes = schema.resolve_names(config.attributes)
+        except KeyError as exc:
+            raise UserError(f"--attributes: {exc.args[0]}") from None
         if config.layout != "per-attribute":
             return [fit(config, attributes, config.out, context, resume=resume).summary]
         summaries = []

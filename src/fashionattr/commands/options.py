@@ -1,0 +1,52 @@
+"""Typed command-line values: every number an option takes is checked as argparse parses it.
+
+A value out of range is one line and exit 2 from argparse (`argument --workers: must be 0 or more, got -1`),
+before any work starts. Training settings are checked again with the config file's in `config.resolve_config`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable
+
+
+def count(minimum: int = 1, maximum: int | None = None) -> Callable[[str], int]:
+    """A whole number in [minimum, maximum]."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum or (maximum is not None and value > maximum):
+            span = f"{minimum} or more" if maximum is None else f"between {minimum} and {maximum}"
+            raise argparse.ArgumentTypeError(f"must be {span}, got {value}")
+        return value
+
+    return parse
+
+
+def number(minimum: float = 0.0, maximum: float | None = None, above_minimum: bool = False,
+           below_maximum: bool = False) -> Callable[[str], float]:  # fmt: skip
+    """A finite number between the bounds (each inclusive unless `above_minimum` / `below_maximum`)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        too_low = value <= minimum if above_minimum else value < minimum
+        too_high = maximum is not None and (value >= maximum if below_maximum else value > maximum)
+        if not math.isfinite(value) or too_low or too_high:
+            low = f"more than {minimum:g}" if above_minimum else f"{minimum:g} or more"
+            high = "" if maximum is None else f" and {'less than' if below_maximum else 'at most'} {maximum:g}"
+            raise argparse.ArgumentTypeError(f"must be {low}{high}, got {text}")
+        return value
+
+    return parse
+
+
+WORKERS = count(0)
+BATCH = count(1)
+PROBABILITY = number(0.0, 1.0)

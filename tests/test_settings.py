@@ -1,0 +1,141 @@
+"""Typed settings: every wrong value, from the command line or a config file, is one clear line and exit 2.
+
+Table-driven: each case names a setting, how it is given and a word the message must hold. Nothing may print a
+traceback, and nothing is trained.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fashionattr.cli import main
+from fashionattr.config import resolve_config
+from fashionattr.errors import UserError
+
+CONFIG_CASES = [
+    ("epochs: ten", "epochs must be a whole number"),
+    ('lr: "1e-3"', "lr must be a number"),
+    ("lr: true", "lr must be a number"),
+    ("epochs: 3.5", "epochs must be a whole number"),
+    ("attributes: 5", "attributes must be a list"),
+    ("attributes: [coat_length, 3]", "attributes must be a list of texts"),
+    ("clip_grad: off", "clip_grad must be a number or empty"),
+    ("batch_size: []", "batch_size must be a whole number"),
+    ("pretrained: yes please", "pretrained must be true or false"),
+    ("img_size: 8", "image size must be 16-4096 px"),
+    ("val_fraction: 0", "val fraction must be between 0 and 1"),
+    ("val_fraction: 1.5", "val fraction must be between 0 and 1"),
+    ("drop_rate: 2", "drop rate must be in [0, 1)"),
+    ("workers: -1", "workers must be 0 or more"),
+    ("batch_size: 0", "batch size must be at least 1"),
+    ("max_steps_per_epoch: 0", "max steps per epoch must be at least 1"),
+    ("clip_grad: 0", "clip grad must be positive"),
+    ("ema_decay: 1.5", "EMA decay must be in [0, 1)"),
+    ("momentum: -0.1", "momentum must be in [0, 1)"),
+    ("weight_decay: -1", "weight decay must be 0 or more"),
+    ("warmup_epochs: -2", "warm-up epochs must be 0 or more"),
+    ("lr: 0", "learning rate must be positive"),
+    ("label_smoothing: 1", "label smoothing must be in [0, 1)"),
+    ("maybe_weight: 1", "maybe weight must be in [0, 1)"),
+    ("layout: two-headed", "layout must be per-attribute"),
+    ("optimizer: lion", "optimizer must be adamw or sgd"),
+    ("amp: fp8", "amp must be auto, off, bf16 or fp16"),
+    ("cache: maybe", "cache must be auto, build or off"),
+    ("select_metric: f1", "select metric must be"),
+    ("interpolation: cubic", "interpolation must be one of"),
+    ("max_bad_fraction: 2", "max bad fraction must be in [0, 1]"),
+    ("early_stop: 0", "early stop must be at least 1"),
+    ("seed: -1", "seeds must be 0 or more"),
+    ("attributes: []", "attributes must name at least one"),
+    ("device: bogus", "unknown device 'bogus'"),
+    ("device: cuda:x", "unknown device"),
+    ("augment: wild", "unknown augmentation preset"),
+    ("zoom: [0.9, 1.3]", "zoom out only"),
+    ("shift: 3", "shift must be in 0-1"),
+    ("color_jitter: 1", "colour jitter must be in [0, 1)"),
+    ("recipe: fastest", "unknown recipe"),
+    ("backbone_lr_scale: 0", "backbone lr scale must be positive"),
+    ("epochs:\n  - 1", "epochs must be a whole number"),
+    ("hat_size: 3", "unknown setting(s) hat_size"),
+]
+
+
+@pytest.mark.parametrize(("line", "words"), CONFIG_CASES, ids=[case[0] for case in CONFIG_CASES])
+def test_a_wrong_value_in_a_config_file_is_one_clear_error(tmp_path: Path, line: str, words: str) -> None:
+    config = tmp_path / "run.yaml"
+    config.write_text(f"data: {tmp_path}\n{line}\n")
+    with pytest.raises(UserError, match=None) as caught:
+        resolve_config(config, {})
+    message = str(caught.value)
+    assert words in message and "\n" not in message, message
+
+
+CLI_CASES = [
+    (["--device", "bogus"], "unknown device"),
+    (["--val-fraction", "0"], "val fraction must be between 0 and 1"),
+    (["--drop-rate", "2"], "drop rate"),
+    (["--workers", "-1"], "workers must be 0 or more"),
+    (["--batch-size", "0"], "batch size must be at least 1"),
+    (["--max-steps-per-epoch", "0"], "max steps per epoch must be at least 1"),
+    (["--attributes", "hat_labels"], "--attributes"),
+    (["--zoom", "0.9"], "MIN,MAX"),
+    (["--recipe", "fastest"], "unknown recipe"),
+]
+
+
+@pytest.mark.parametrize(("extra", "words"), CLI_CASES, ids=[" ".join(case[0]) for case in CLI_CASES])
+def test_a_wrong_option_is_one_clear_error_and_exit_2(synthetic_data, tmp_path, capsys, extra, words) -> None:
+    out = tmp_path / "run"
+    code = main(["train", str(synthetic_data), "--out", str(out), "--arch", "test_resnet", "--img-size", "32",
+                 "--epochs", "1", "--no-progress", *extra])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert words in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert not (out / "last.pt").exists()
+
+
+def test_cuda_on_a_machine_without_one_and_an_out_that_is_a_file(trained_run, tmp_path, capsys) -> None:
+    import torch
+
+    synthetic_data = trained_run.data
+    if not torch.cuda.is_available():
+        assert main(["train", str(synthetic_data), "--device", "cuda", "--out", str(tmp_path / "r")]) == 2
+        assert "no CUDA GPU is available" in capsys.readouterr().err
+        image = next((synthetic_data / "Images").rglob("*.jpg"))
+        assert main(["predict", str(trained_run.run), str(image), "--device", "cuda:1"]) == 2
+        assert "no CUDA GPU" in capsys.readouterr().err
+    taken = tmp_path / "taken.txt"
+    taken.write_text("a file the user keeps")
+    assert main(["train", str(synthetic_data), "--out", str(taken), "--arch", "test_resnet", "--img-size", "32",
+                 "--epochs", "1", "--no-progress", "--attributes", "coat_length"]) == 2  # fmt: skip
+    assert "is not a folder" in capsys.readouterr().err and taken.read_text() == "a file the user keeps"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["predict", "x", "y", "--workers", "-1"],
+        ["predict", "x", "y", "--batch-size", "0"],
+        ["predict", "x", "y", "--min-confidence", "-0.5"],
+        ["predict", "x", "y", "--top-k", "0"],
+        ["serve", "x", "--port", "70000"],
+        ["serve", "x", "--max-upload-mb", "nan"],
+        ["serve", "x", "--batch-wait-ms", "-1"],
+        ["submit", "x", "q.csv", "--out", "a.csv", "--workers", "-3"],
+        ["evaluate", "x", "--batch-size", "-1"],
+        ["catalog", "search", "--db", "c.sqlite", "--limit", "0"],
+        ["split", "d", "--val-fraction", "1"],
+        ["synth", "d", "--per-class", "0"],
+        ["synth", "d", "--size", "4"],
+        ["prepare", "d", "--size", "ten"],
+        ["bench", "--rounds", "0"],
+        ["export", "x", "--onnx", "m.onnx", "--opset", "3"],
+    ],
+    ids=lambda argv: " ".join(argv),
+)
+def test_out_of_range_numbers_are_refused_by_every_command(argv, capsys) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "error: argument" in err and "Traceback" not in err
