@@ -3,9 +3,9 @@
 `ExactIndex` scores the query against every embedding (one matrix product): exact, no build, the default for
 catalogues below `ANN_MIN_ITEMS`. `ApproximateIndex` is an HNSW graph from usearch, with vectors stored as
 16-bit floats: a few milliseconds per query at a million items, items added and removed in place. usearch was
-chosen over faiss-cpu by measurement (benchmarks/ann_choice.py, figures in benchmarks/README.md): at the same
-recall it needs half the memory and, unlike faiss's HNSW, removes and replaces vectors, which incremental
-updates need. Both take and return item ids; scores are cosine similarities.
+chosen over faiss-cpu by measurement (benchmarks/ann_choice.py, figures in benchmarks/README.md): the same
+recall and memory at 16 bits; faiss answers faster, but only usearch removes and replaces vectors in place,
+which incremental updates need. Both take and return item ids; scores are cosine similarities.
 """
 
 from __future__ import annotations
