@@ -18,8 +18,9 @@ import numpy as np
 
 VECTOR_INDEX_KINDS = ("auto", "exact", "ann")
 ANN_MIN_ITEMS = 50_000
-"""From here on `auto` uses the approximate index: exact search of 512 numbers takes about 5 ms at 50,000 items
-on two cores and grows linearly (12 ms p99 at 100,000, 120 ms at a million)."""
+"""From here on `auto` uses the approximate index. Exact search grows linearly with the items: on the project's
+2-core machine about 2 ms at 20,000 items of 512 numbers, 9-30 ms at 100,000 and 220 ms at a million (p50;
+benchmarks/README.md), while the approximate index must be built, which only pays off for larger catalogues."""
 
 CONNECTIVITY = 32
 """Neighbours per node of the HNSW graph ("M")."""
