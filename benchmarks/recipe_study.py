@@ -6,8 +6,9 @@ validation scores and its held-out test scores are printed as one Markdown table
 a default can be justified by the figure beside its alternative. Built-in variant sets:
 
     --study defaults   EMA with warm-up vs none; soft `m` weights; the checkpoint-selection metric
-    --study finetune   the backbone's learning-rate share when starting from pretrained weights (weights made
-                       by first training on a different synthetic dataset: no hub access is needed)
+    --study finetune   the backbone's learning-rate share when starting from pretrained weights: `--weights FILE`
+                       (e.g. the backbone of a demo run, see `backbone_weights`), else weights made by first
+                       training on a different synthetic dataset (no hub access is needed)
     --variant NAME=key:value,key:value   any other comparison (repeatable)
 
 Timings in the table are wall seconds on whatever else the machine is doing: compare them within one run only.
@@ -41,8 +42,8 @@ STUDIES: dict[str, dict[str, dict[str, Any]]] = {
         "select by loss": {"select_metric": "loss"},
     },
     "finetune": {
-        "backbone share 0.1 (default)": {},
-        "backbone share 1 (one rate)": {"backbone_lr_scale": 1.0},
+        "backbone share 1 (one rate, the default)": {},
+        "backbone share 0.1": {"backbone_lr_scale": 0.1},
         "backbone share 0.3": {"backbone_lr_scale": 0.3},
     },
 }
@@ -61,9 +62,6 @@ def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
 
 def pretrained_weights(workdir: Path, base: dict[str, Any], per_class: int, size: int) -> Path:
     """Backbone weights from a run on another synthetic dataset (another seed): a stand-in for ImageNet weights."""
-    import torch
-
-    from fashionattr.checkpoint import load_checkpoint
     from fashionattr.config import resolve_config
     from fashionattr.data.synth import generate_dataset
     from fashionattr.training import train
@@ -71,9 +69,17 @@ def pretrained_weights(workdir: Path, base: dict[str, Any], per_class: int, size
     data, run = workdir / "pretrain-data", workdir / "pretrain-run"
     generate_dataset(data, per_class=per_class, size=size, seed=101, progress=False)
     train(resolve_config(None, {**base, "data": str(data), "out": str(run), "seed": 101}))
+    return backbone_weights(run, workdir / "pretrained-backbone.pth")
+
+
+def backbone_weights(run: Path, path: Path) -> Path:
+    """The backbone of a multitask run's best checkpoint as a weights file `--weights` takes."""
+    import torch
+
+    from fashionattr.checkpoint import load_checkpoint
+
     state = load_checkpoint(run)["model"]
     backbone = {key.removeprefix("backbone."): value for key, value in state.items() if key.startswith("backbone.")}
-    path = workdir / "pretrained-backbone.pth"
     torch.save(backbone, path)
     return path
 
@@ -107,6 +113,8 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data", type=Path, help="reuse this synthetic dataset instead of generating one")
     parser.add_argument("--json", type=Path, help="also save the results here")
+    parser.add_argument("--weights", type=Path, help="with --study finetune: start from this backbone (.pth), or from "
+                        "the backbone of this run folder's best.pt")  # fmt: skip
     args = parser.parse_args()
 
     from fashionattr.data.synth import generate_dataset
@@ -123,7 +131,12 @@ def main() -> int:
         if args.data is None:
             generate_dataset(data, per_class=args.per_class, size=args.size, seed=args.seed, progress=False)
         if args.study == "finetune":
-            base["weights"] = str(pretrained_weights(workdir, base, args.per_class, args.size))
+            if args.weights and args.weights.is_dir():
+                base["weights"] = str(backbone_weights(args.weights, workdir / "pretrained-backbone.pth"))
+            elif args.weights:
+                base["weights"] = str(args.weights)
+            else:
+                base["weights"] = str(pretrained_weights(workdir, base, args.per_class, args.size))
         results = []
         for name, overrides in variants.items():
             results.append(run_variant(name, overrides, base, data, workdir))

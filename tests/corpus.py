@@ -292,6 +292,15 @@ ANSWER_NUMBER_CASES = [
     TextCase("leading-dot-and-plus", ANSWER_ROW.format(".1;+0.9;0.;0;0;0;0;0")),
     TextCase("dot-slash-path", "./" + ANSWER_ROW.format("0.1;0.9;0;0;0;0;0;0")),
     TextCase("two-spellings", ANSWER_ROW.format(TIE) + "./" + ANSWER_ROW.format(TIE), 2, "duplicate answer"),
+    TextCase("six-decimals-as-earlier-versions-wrote", ANSWER_ROW.format("0.000000;1.000000;0.000000;0.000000;"
+             "0.000000;0.000000;0.000000;0.000000")),
+    TextCase("shortest-round-trip", ANSWER_ROW.format("1e-05;0.99999;0.0;0.0;0.0;0.0;0.0;0.0")),
+    TextCase("seventeen-digits", ANSWER_ROW.format("0.10000000149011612;0.8999999985098839;0;0;0;0;0;0")),
+    TextCase("subnormal", ANSWER_ROW.format("5e-324;1.0;0.0;0.0;0.0;0.0;0.0;0.0")),
+    TextCase("exponent-with-plus", ANSWER_ROW.format("1E+0;0e+0;0;0;0;0;0;0")),
+    TextCase("float32-sum-off-by-1e-7", ANSWER_ROW.format(";".join(["0.125000014901161"] * 8))),
+    TextCase("exponent-overflow", ANSWER_ROW.format("1e400;0;0;0;0;0;0;0"), 1, "not a finite number in [0, 1]"),
+    TextCase("hex-float", ANSWER_ROW.format("0x1p-1;0.5;0;0;0;0;0;0"), 1, "'0x1p-1') is not a number"),
 ]  # fmt: skip
 """Answer-file numbers are plain decimals: Python's float() syntax (`_`, nan, other digits) is refused."""
 
@@ -334,3 +343,192 @@ CONFIG_CASES = [
     TextCase("yaml-scientific-is-a-number", "lr: 1e-3\nmin_lr: 2.5E-7\n"),
 ]  # fmt: skip
 """Config files go through the same strict reader: `lr: 1e-3` is a number (PyYAML made it a string)."""
+
+
+# --- names from data that become paths -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NameCase:
+    """Attribute names a schema adds beside `coat_length_labels`, and the words of their refusal (None: accepted).
+
+    `{tmp}` in a name is replaced by the test's own folder, so an escape would land where the test can look.
+    """
+
+    id: str
+    names: tuple[str, ...]
+    words: str | None = None
+
+
+NAME_CASES = [
+    NameCase("absolute-path", ("{tmp}/ESCAPED_RUN_labels",), "holds '/' (SOLIDUS)"),
+    NameCase("absolute-path-short-name", ("{tmp}/ESCAPED_RUN",), "holds '/' (SOLIDUS)"),
+    NameCase("dot-dot-slash", ("../escaped_labels",), "starts with '.'"),
+    NameCase("dot-dot", ("..",), "starts with '.'"),
+    NameCase("dot", (".",), "starts with '.'"),
+    NameCase("hidden", (".hidden_labels",), "starts with '.'"),
+    NameCase("slash-inside", ("coat/length_labels",), "holds '/' (SOLIDUS)"),
+    NameCase("backslash", ("coat\\length_labels",), "REVERSE SOLIDUS"),
+    NameCase("windows-drive", ("C:coat_labels",), "COLON"),
+    NameCase("nul", ("coat\0length_labels",), "U+0000"),
+    NameCase("newline", ("coat\nlength_labels",), "U+000A"),
+    NameCase("tab", ("coat\tlength_labels",), "U+0009"),
+    NameCase("empty", ("",), "an attribute has an empty name"),
+    NameCase("spaces-only", ("   ",), "an attribute has an empty name"),
+    NameCase("leading-space", (" coat_labels",), "white space"),
+    NameCase("trailing-dot", ("coat.",), "ends with '.'"),
+    NameCase("dot-inside", ("coat.length_labels",), "cannot name a model's head"),
+    NameCase("leading-dash", ("-rf_labels",), "starts with '-'"),
+    NameCase("only-the-ending", ("_labels",), "its short name '' cannot name a file or folder: it is empty"),
+    NameCase("very-long", ("a" * 200 + "_labels",), "longer than 128 bytes"),
+    NameCase("long-in-bytes-not-characters", ("长" * 50,), "longer than 128 bytes"),
+    NameCase("division-slash", ("coat\u2215length_labels",), "DIVISION SLASH"),
+    NameCase("fullwidth-solidus", ("coat\uff0flength_labels",), "FULLWIDTH SOLIDUS"),
+    NameCase("fraction-slash", ("\u2044etc\u2044passwd",), "FRACTION SLASH"),
+    NameCase("fullwidth-dots", ("\uff0e\uff0e",), "FULLWIDTH FULL STOP"),
+    NameCase("one-dot-leaders", ("\u2024\u2024",), "ONE DOT LEADER"),
+    NameCase("right-to-left-override", ("coat\u202egnp.labels",), "RIGHT-TO-LEFT OVERRIDE"),
+    NameCase("zero-width-space", ("coat\u200b_labels",), "ZERO WIDTH SPACE"),
+    NameCase("short-name-collision", ("coat_length",), "both go by the short name 'coat_length'"),
+    NameCase("short-name-collision-reversed", ("sleeve_length", "sleeve_length_labels"),
+             "both go by the short name 'sleeve_length'"),
+    NameCase("case-only", ("Coat_Length_labels",), "one file name where letter case"),
+    NameCase("case-only-upper", ("COAT_LENGTH",), "one file name where letter case"),
+    NameCase("composed-and-decomposed", ("caf\u00e9_labels", "cafe\u0301_labels"), "one file name where letter case"),
+    NameCase("fullwidth-letters", ("\uff43\uff4f\uff41\uff54_length_labels",), "one file name where letter case"),
+    NameCase("ligature", ("fit_labels", "\ufb01t_labels"), "one file name where letter case"),
+    NameCase("sharp-s", ("mass_labels", "ma\u00df_labels"), "one file name where letter case"),
+    NameCase("chinese", ("裙长", "衣长_labels")),
+    NameCase("spaces-and-brackets", ("coat length (cm)", "fit & cut+size")),
+    NameCase("cyrillic-look-alike-is-another-file", ("\u0441oat_length_labels",)),
+    NameCase("accents", ("ärmel_länge_labels", "caf\u00e9_labels")),
+    NameCase("at-the-byte-limit", ("b" * 128,)),
+]  # fmt: skip
+"""Names that would become paths outside the chosen folder, or two attributes' shared path, are refused by the schema.
+
+The file-system cases (case, Unicode form, ligatures) collide on macOS and Windows, where `Coat` and `coat` are
+one folder; a Cyrillic `с` is another letter everywhere, so that name is a different file and is accepted.
+"""
+
+
+# --- a full disk ---------------------------------------------------------------------------------------------------
+
+ATOMIC_WRITE_STEPS = ("mkdir", "mkstemp", "write", "fsync", "replace")
+"""Every step of an atomic write that a full disk can fail (the folder, the temporary file, the data, the flush,
+the rename)."""
+
+DISK_FULL_ERRNOS = {"ENOSPC": "No space left on device", "EDQUOT": "Disk quota exceeded"}
+
+DISK_FULL_COMMANDS = [
+    ("split", ["split", "{data}", "--out", "{tmp}/split.csv"], "split.csv"),
+    ("submit", ["submit", "{run}", "{data}/Tests/question.csv", "--out", "{tmp}/answers.csv", "--workers", "0"],
+     "answers.csv"),
+    ("predict-output", ["predict", "{run}", "{data}/Images/coat_length_labels", "-o", "{tmp}/tags.csv", "--workers",
+                        "0"], "tags.csv"),
+    ("evaluate-folder", ["evaluate", "{run}", "--out", "{tmp}/eval", "--workers", "0"], "eval/scores.json"),
+    ("evaluate-predictions", ["evaluate", "{run}", "--out", "{tmp}/eval", "--save-predictions", "{tmp}/val.csv",
+                              "--workers", "0"], "val.csv"),
+]  # fmt: skip
+"""Commands and the file of theirs the disk fills up on: each ends with exit 1 and one line naming the file, which
+keeps its old content."""
+
+
+# --- answer files keep every digit -----------------------------------------------------------------------------------
+
+EIGHT = 8
+
+
+def _vector(*head: float) -> list[float]:
+    """Eight probabilities: `head`, then the rest of 1 on the last class."""
+    return [*head, *[0.0] * (EIGHT - 1 - len(head)), 1.0 - sum(head)]
+
+
+ANSWER_PRECISION_CASES = [
+    ("float32-softmax", [0.0071324, 0.0016, 0.91, 0.05, 0.0112676, 0.01, 0.005, 0.005]),
+    ("one-in-a-hundred-thousand", _vector(1e-05)),
+    ("one-in-a-billion", _vector(1e-09)),
+    ("smallest-subnormal", [5e-324, *[0.0] * 6, 1.0]),
+    ("largest-below-one", _vector(2.0**-53)),
+    ("one-ulp-below-nine-tenths", _vector(float(np.nextafter(0.9, 0.0)))),
+    ("nine-tenths", _vector(0.9)),
+    ("thirds", [1 / 3, 1 / 3, *[0.0] * 5, 1 / 3]),
+    ("all-on-one-class", [1.0, *[0.0] * 7]),
+    ("negative-zero", [-0.0, *[0.0] * 6, 1.0]),
+    ("uniform", [0.125] * EIGHT),
+]
+"""Probability vectors of coat length that an answer file must give back bit for bit (-0.0 comes back as 0.0)."""
+
+
+# --- an attribute whose every answer lands on an `m` class ----------------------------------------------------------
+
+SLEEVE_ROW = "Images/sleeve_length_labels/{name},sleeve_length_labels,{label}\n"
+SLEEVE_ANSWER = "Images/sleeve_length_labels/{name},sleeve_length_labels,{probabilities}\n"
+ON_CLASS_2 = "0.05;0.05;0.6;0.05;0.05;0.05;0.05;0.05;0.05"
+ON_CLASS_1 = "0.05;0.6;0.05;0.05;0.05;0.05;0.05;0.05;0.05"
+
+
+@dataclass(frozen=True)
+class MaybeCase:
+    """Sleeve-length labels and answers scored beside one plainly right coat-length answer (AP 1).
+
+    `sleeve_ap` is the sleeve row's AP cell ("n/a" when no answer counts) and `map_cell` the mAP cell.
+    """
+
+    id: str
+    labels: tuple[str, ...]
+    answers: tuple[str, ...]
+    sleeve_ap: str
+    map_cell: str
+
+
+MAYBE_CASES = [
+    MaybeCase("every-answer-on-m", ("nymnnnnnn", "nymnnnnnn"), (ON_CLASS_2, ON_CLASS_2), "n/a", "100.00"),
+    MaybeCase("one-image-on-m", ("nymnnnnnn",), (ON_CLASS_2,), "n/a", "100.00"),
+    MaybeCase("m-on-different-classes", ("nymnnnnnn", "mnnynnnnn"), (ON_CLASS_2, "0.6;0.05;0.05;0.05;0.05;0.05;0.05;"
+              "0.05;0.05"), "n/a", "100.00"),
+    MaybeCase("one-on-m-one-right", ("nymnnnnnn", "nynnnnnnn"), (ON_CLASS_2, ON_CLASS_1), "100.00", "100.00"),
+    MaybeCase("one-on-m-one-wrong", ("nymnnnnnn", "nnnynnnnn"), (ON_CLASS_2, ON_CLASS_1), "0.00", "50.00"),
+    MaybeCase("m-label-but-answer-on-y", ("nymnnnnnn",), (ON_CLASS_1,), "100.00", "100.00"),
+]  # fmt: skip
+"""AP is undefined when no answer counts; the attribute shows n/a with a note and mAP is the mean of the others."""
+
+
+# --- a model and data of different schemas ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SchemaEdit:
+    """A change to FashionAI's schema for a dataset's schema.json (the model was trained on FashionAI's).
+
+    `attribute` gets `classes` (None: the attribute is removed); `submit` and `evaluate` are the words of each
+    command's refusal, None where the command must go on (the questions ask for coat length only).
+    """
+
+    id: str
+    attribute: str
+    classes: tuple[str, ...] | None
+    submit: str | None
+    evaluate: str | None
+
+
+FASHIONAI_COAT = ("Invisible", "High Waist Length", "Regular Length", "Long Length", "Micro Length", "Knee Length",
+                  "Midi Length", "Ankle&Floor Length")  # fmt: skip
+COAT_IN_MODEL = "attribute 'coat_length_labels' has 8 classes (Invisible, High Waist Length, Regular Length, Long"
+
+SCHEMA_EDITS = [
+    SchemaEdit("coat-classes-renamed", "coat_length_labels", tuple("ABCDEFGH"), f"{COAT_IN_MODEL}", COAT_IN_MODEL),
+    SchemaEdit("coat-classes-reordered", "coat_length_labels", FASHIONAI_COAT[::-1], "but 8 (Ankle&Floor Length, Midi",
+               "but 8 (Ankle&Floor Length, Midi"),
+    SchemaEdit("coat-one-class-renamed", "coat_length_labels", (*FASHIONAI_COAT[:7], "Ankle Length"), COAT_IN_MODEL,
+               COAT_IN_MODEL),
+    SchemaEdit("coat-fewer-classes", "coat_length_labels", ("Short", "Long", "Invisible"), "but 3 (Short, Long, "
+               "Invisible)", "but 3 (Short, Long, Invisible)"),
+    SchemaEdit("coat-more-classes", "coat_length_labels", (*FASHIONAI_COAT, "Cape"), "but 9 (", "but 9 ("),
+    SchemaEdit("coat-missing", "coat_length_labels", None, "has no attribute 'coat_length_labels'",
+               "has no attribute 'coat_length_labels'"),
+    SchemaEdit("sleeve-differs-only", "sleeve_length_labels", ("Short", "Long"), None,
+               "attribute 'sleeve_length_labels' has 9 classes"),
+    SchemaEdit("same-as-the-model", "coat_length_labels", FASHIONAI_COAT, None, None),
+]  # fmt: skip
+"""A dataset whose schema gives an attribute other classes than the model's: its answers would be for the wrong
+classes, so `submit` and `evaluate` refuse (by `schema.schema_mismatch`) rather than write or score them."""

@@ -9,14 +9,17 @@ Training on a dataset with 5% corrupt files: it goes on within --max-bad-fractio
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import random
 import shutil
+import signal
 import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,18 +29,32 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import fashionattr.training.run as training
 from conftest import TrainedRun
 from corpus import (
     ANSWER_LABELS,
     ANSWER_NUMBER_CASES,
+    ANSWER_PRECISION_CASES,
+    ANSWER_ROW,
+    ATOMIC_WRITE_STEPS,
     CONFIG_CASES,
+    DISK_FULL_COMMANDS,
+    DISK_FULL_ERRNOS,
+    MAYBE_CASES,
+    NAME_CASES,
     NON_UTF8_NAME,
     PARSE_CASES,
     SCHEMA_CASES,
+    SCHEMA_EDITS,
+    SLEEVE_ANSWER,
+    SLEEVE_ROW,
     SPELLING_CASES,
     A,
     B,
     Case,
+    MaybeCase,
+    NameCase,
+    SchemaEdit,
     TextCase,
     row,
     special_file,
@@ -47,6 +64,7 @@ from corpus import (
 from fashionattr.catalog import Catalog
 from fashionattr.cli import main
 from fashionattr.config import read_config_file
+from fashionattr.data.cache import CACHE_DIRNAME
 from fashionattr.data.dataset import DatasetRoot
 from fashionattr.data.images import ImageError, open_image, probe_image
 from fashionattr.data.labels import LABELS_RELPATH, QUESTIONS_RELPATH, LabelFileError, read_labels
@@ -491,7 +509,7 @@ def test_predict_and_submit_answer_the_rest_and_name_each_special_file(trained_r
     err = refused(["submit", str(trained_run.run), str(questions), "--out", str(answers), "--workers", "0"], capsys,
                   "fifo.jpg: is a named pipe (FIFO)", code=1)  # fmt: skip
     lines = answers.read_text().splitlines()
-    assert len(lines) == 2 and lines[1].endswith(";".join(["0.125000"] * 8)), (lines, err)
+    assert len(lines) == 2 and lines[1].endswith(";".join(["0.125"] * 8)), (lines, err)
 
 
 SPECIAL_TEXT_FILES = [
@@ -770,6 +788,512 @@ def test_image_modes_keep_their_colours_and_brightness(corpus):
     dark = np.asarray(open_image(folder / "gray16-dark.png"))
     assert dark.max() <= 1  # 200 of 65535 is nearly black, not brightened to white
     assert np.asarray(open_image(folder / "int32-16-bit-range.tif"))[0, -1, 0] == 255
+
+
+# --- class 2 (names): names from data never become paths outside the chosen folder ------------------------------
+
+COAT_CLASSES = ["Invisible", "High Waist", "Regular", "Long", "Micro", "Knee", "Midi", "Ankle&Floor"]
+
+
+@pytest.mark.parametrize("case", NAME_CASES, ids=[case.id for case in NAME_CASES])
+def test_attribute_names_that_cannot_be_file_names_are_refused_by_the_schema(synthetic_data, tmp_path, capsys,
+                                                                             case: NameCase):  # fmt: skip
+    root = tiny_root(tmp_path / "data", synthetic_data)
+    names = [name.format(tmp=tmp_path) for name in case.names]
+    attributes = [{"name": "coat_length_labels", "classes": COAT_CLASSES},
+                  *({"name": name, "classes": ["P", "Q"]} for name in names)]  # fmt: skip
+    schema = root / "schema.json"
+    schema.write_text(json.dumps({"name": "mine", "attributes": attributes}), encoding="utf-8")
+    out = tmp_path / "out"
+    if case.words is None:
+        assert main(["check", str(root), "--no-images"]) == 0, capsys.readouterr().err
+        loaded = DatasetRoot.open(root).schema
+        folders = [RunDir(out).attribute_run(attribute.short_name).path for attribute in loaded]
+        assert [folder.parent for folder in folders] == [out] * (len(names) + 1)
+        assert len({folder.name.casefold() for folder in folders}) == len(folders)
+        return
+    for argv in (["check", str(root), "--no-images"],
+                 ["train", str(root), "--layout", "per-attribute", "--out", str(out), *QUICK_TRAIN],
+                 ["grid", str(root), "--archs", "test_resnet", "--out", str(out), *QUICK_TRAIN[2:]]):  # fmt: skip
+        refused(argv, capsys, f"{schema}: ", case.words)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["data"]  # nothing written, inside or out
+
+
+def test_every_path_built_from_a_name_is_checked_even_past_the_schema(tmp_path):
+    """Defence in depth: a schema built around the checks still cannot steer a write out of the folder."""
+    from fashionattr.experiments import plan_cells
+    from fashionattr.names import UnsafeNameError
+    from fashionattr.report import write_run_report
+    from fashionattr.run_dir import confusion_plot_name
+    from fashionattr.schema import Attribute, Schema
+
+    escape = Attribute(f"{tmp_path}/ESCAPED_labels", ("P", "Q"))
+    for build in (lambda: RunDir(tmp_path / "run").attribute_run(escape.short_name),
+                  lambda: confusion_plot_name("../../ESCAPED"),
+                  lambda: plan_cells(tmp_path / "grid", ["test_resnet"], ["per-attribute"], [escape]),
+                  lambda: plan_cells(tmp_path / "grid", ["../x"], ["multitask"], [escape])):  # fmt: skip
+        with pytest.raises(UnsafeNameError, match="cannot name a file or folder"):
+            build()
+    unchecked = object.__new__(Schema)  # bypasses the schema's own checks
+    object.__setattr__(unchecked, "name", "x")
+    object.__setattr__(unchecked, "attributes", (escape,))
+    object.__setattr__(unchecked, "groupings", {})
+    scores = {"attributes": {escape.name: {"count": 1, "accuracy": 1.0, "average_precision": 1.0,
+                                           "confusion": [[1, 0], [0, 0]]}},
+              "count": 1, "basic_precision": 1.0, "mean_average_precision": 1.0}  # fmt: skip
+    summary = {"arch": "a", "layout": "multitask", "best_epoch": 1, "epochs_run": 1}
+    with pytest.raises(UnsafeNameError):
+        write_run_report(RunDir(tmp_path / "run"), unchecked, [{"epoch": 1, "train_loss": 1.0}], summary, scores)
+    assert not (tmp_path / "ESCAPED_labels").exists() and not Path(f"{tmp_path}/ESCAPED").exists()
+    assert not list((tmp_path / "run").rglob("confusion_*"))
+
+
+@pytest.mark.parametrize("arch", ["/abs/net", "..", "a\\b", ".hidden", "-rf", "net\u2215x"])
+def test_grid_refuses_architecture_names_that_cannot_name_a_cell_folder(synthetic_data, tmp_path, capsys, arch):
+    root = tiny_root(tmp_path / "data", synthetic_data)
+    grid = ["grid", str(root), f"--archs={arch}", "--out", str(tmp_path / "grid")]
+    refused(grid, capsys, "cannot name a cell folder")
+    assert not (tmp_path / "grid").exists()
+
+
+# --- class 7: two writers, a full disk ---------------------------------------------------------------------------
+
+HOLD_LOCK = """
+import sys, time
+from fashionattr.run_dir import lock_folder
+with lock_folder(sys.argv[1], "run folder"):
+    print("held", flush=True)
+    time.sleep(300)
+"""
+
+
+@contextlib.contextmanager
+def held_by_another_process(folder: Path) -> Iterator[subprocess.Popen]:
+    """Another process holding `folder`'s lock, as a training run writing into it does."""
+    process = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(folder)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None and process.stdout.readline().strip() == "held"
+        yield process
+    finally:
+        process.kill()
+        process.wait(timeout=30)
+
+
+TRY_LOCK = """
+import sys
+from fashionattr.run_dir import FolderBusyError, lock_folder
+try:
+    with lock_folder(sys.argv[1], "run folder"):
+        print("free")
+except FolderBusyError as exc:
+    print(exc)
+"""
+
+
+def try_lock_from_another_process(folder: Path) -> str:
+    return subprocess.run([sys.executable, "-c", TRY_LOCK, str(folder)], capture_output=True, text=True,
+                          timeout=60).stdout.strip()  # fmt: skip
+
+
+@pytest.mark.timeout(240)
+def test_a_second_train_into_a_busy_run_folder_is_refused_and_a_killed_one_leaves_it_free(
+    synthetic_data, tmp_path, monkeypatch, capsys
+):
+    out = tmp_path / "run"
+    train = ["train", str(synthetic_data), "--out", str(out), "--attributes", "coat_length", *QUICK_TRAIN]
+    with held_by_another_process(out) as first:
+        for extra in ([], ["--resume"], ["--seed", "2"]):
+            refused([*train, *extra], capsys, f"{out}: another fashionattr process is writing this run folder "
+                    f"(pid {first.pid}, started ", "choose another output folder")  # fmt: skip
+        assert sorted(p.name for p in out.iterdir()) == [".lock"]  # nothing of the second writer
+        first.send_signal(signal.SIGKILL)  # a run killed while it held the folder
+        first.wait(timeout=30)
+    seen_while_training: list[str] = []
+    real_epoch = training.train_one_epoch
+
+    def train_one_epoch(*args, **kwargs):
+        seen_while_training.append(try_lock_from_another_process(out))
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(training, "train_one_epoch", train_one_epoch)
+    assert main(train) == 0, capsys.readouterr().err  # the kernel released the dead holder's lock
+    assert len(seen_while_training) == 1
+    assert seen_while_training[0].startswith(f"{out}: another fashionattr process is writing this run folder (pid "
+                                             f"{os.getpid()}, started ")  # fmt: skip
+    assert try_lock_from_another_process(out) == "free"  # and the finished run let it go
+
+
+def test_per_attribute_runs_grid_cells_and_evaluations_take_their_folder_in_turn(synthetic_data, trained_run,
+                                                                                tmp_path, capsys):  # fmt: skip
+    out = tmp_path / "per-attribute"
+    with held_by_another_process(out / "coat_length") as holder:
+        refused(["train", str(synthetic_data), "--layout", "per-attribute", "--attributes", "coat_length,sleeve_length",
+                 "--out", str(out), *QUICK_TRAIN], capsys, f"{out / 'coat_length'}: another fashionattr process "
+                f"is writing this run folder (pid {holder.pid}")  # fmt: skip
+    assert not (out / "sleeve_length").exists()  # refused before anything was trained
+    grid = tmp_path / "grid"
+    cell = grid / "per-attribute" / "test_resnet" / "coat_length"
+    with held_by_another_process(cell):
+        assert main(["grid", str(synthetic_data), "--archs", "test_resnet", "--attributes", "coat_length", "--out",
+                     str(grid), *QUICK_TRAIN[2:]]) == 0  # fmt: skip
+    captured = capsys.readouterr()
+    assert_no_traceback(captured.err)
+    assert f"per-attribute/test_resnet/coat_length: passed over: {cell}: another fashionattr process" in captured.out
+    assert "1 cell(s) passed over, being trained by another process" in captured.out
+    assert not (grid / "failures.json").exists() and not RunDir(cell).last.exists()
+    evaluation = tmp_path / "eval"
+    codes: list[int] = []
+    with held_by_another_process(evaluation) as holder:
+        command = threading.Thread(target=lambda: codes.append(main(["evaluate", str(trained_run.run), "--out",
+                                                                      str(evaluation), "--workers", "0"])))  # fmt: skip
+        command.start()
+        command.join(timeout=1.0)
+        assert command.is_alive() and not (evaluation / "scores.json").exists()  # it waits for the other writer
+        holder.kill()
+        command.join(timeout=180)
+    assert codes == [0]
+    assert_no_traceback(capsys.readouterr().err)
+    assert (evaluation / "scores.json").is_file() and (evaluation / "report.md").is_file()
+
+
+@pytest.mark.parametrize("code", DISK_FULL_ERRNOS)
+@pytest.mark.parametrize("step", ATOMIC_WRITE_STEPS)
+def test_a_full_disk_at_any_step_of_an_atomic_write_keeps_the_old_file(tmp_path, monkeypatch, step, code):
+    import fashionattr.io as io_module
+    from fashionattr.errors import DiskFullError
+
+    folder = tmp_path / ("new-folder" if step == "mkdir" else "folder")
+    target = folder / "scores.json"
+    if step != "mkdir":
+        folder.mkdir()
+        target.write_text("OLD\n")
+    full = OSError(getattr(errno, code), os.strerror(getattr(errno, code)))
+
+    def fail(*args, **kwargs):
+        raise full
+
+    patches = {"mkdir": (Path, "mkdir"), "mkstemp": (io_module.tempfile, "mkstemp"), "fsync": (os, "fsync"),
+               "replace": (os, "replace")}  # fmt: skip
+    if step in patches:
+        monkeypatch.setattr(*patches[step], fail)
+    with pytest.raises(DiskFullError) as info, io_module.atomic_open(target) as handle:
+        handle.write("NEW\n")
+        if step == "write":
+            fail()
+    monkeypatch.undo()
+    assert str(info.value).startswith(f"disk full while writing {target} ({DISK_FULL_ERRNOS[code]}); its old content")
+    assert info.value.path == str(target)
+    if step == "mkdir":
+        assert not folder.exists()
+    else:
+        assert sorted(p.name for p in folder.iterdir()) == ["scores.json"] and target.read_text() == "OLD\n"
+
+
+def fsync_fails_for(monkeypatch: pytest.MonkeyPatch, name: str, after: int = 0) -> list[str]:
+    """Make the flush of temporary files for `name` fail with ENOSPC, after `after` of them succeeded."""
+    real = os.fsync
+    written: list[str] = []
+
+    def fsync(fd: int) -> None:
+        path = os.readlink(f"/proc/self/fd/{fd}")
+        if Path(path).name.startswith(f".{name}."):
+            written.append(path)
+            if len(written) > after:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    return written
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize(("argv", "target"), [case[1:] for case in DISK_FULL_COMMANDS],
+                         ids=[case[0] for case in DISK_FULL_COMMANDS])  # fmt: skip
+def test_a_full_disk_is_one_line_and_exit_1_and_the_old_file_stays(trained_run, tmp_path, monkeypatch, capsys,
+                                                                   argv, target):  # fmt: skip
+    path = tmp_path / target
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("OLD\n")
+    fsync_fails_for(monkeypatch, path.name)
+    command = [part.format(data=trained_run.data, run=trained_run.run, tmp=tmp_path) for part in argv]
+    refused(command, capsys, f"disk full while writing {path} (No space left on device)", code=1)
+    assert path.read_text() == "OLD\n"
+    assert not [p for p in tmp_path.rglob("*.tmp")]
+
+
+@pytest.mark.timeout(240)
+def test_a_disk_filling_up_during_training_keeps_the_last_good_checkpoint_and_resumes(synthetic_data, tmp_path,
+                                                                                      monkeypatch, capsys):  # fmt: skip
+    from fashionattr.checkpoint import load_checkpoint
+
+    out = tmp_path / "run"
+    train = ["train", str(synthetic_data), "--out", str(out), "--attributes", "coat_length", *QUICK_TRAIN,
+             "--epochs", "2", "--max-steps-per-epoch", "1"]  # fmt: skip
+    written = fsync_fails_for(monkeypatch, "last.pt", after=1)  # epoch 1's last.pt is written, epoch 2's is not
+    refused(train, capsys, f"{out}: disk full while writing {out / 'last.pt'}; the last good checkpoint is "
+            f"{out / 'last.pt'} (epoch 1); free some space, then continue with --resume", code=1)  # fmt: skip
+    assert len(written) == 2
+    assert load_checkpoint(out / "last.pt")["epoch"] == 0  # epoch 1, whole
+    assert not list(out.glob(".*.tmp")) and not RunDir(out).is_finished
+    monkeypatch.undo()
+    assert main([*train, "--resume"]) == 0, capsys.readouterr().err
+    assert load_checkpoint(out / "last.pt")["epoch"] == 1 and RunDir(out).is_finished
+
+
+def test_a_full_disk_under_tensorboard_names_its_folder_and_the_checkpoint_just_saved(synthetic_data, tmp_path,
+                                                                                      monkeypatch, capsys):  # fmt: skip
+    out = tmp_path / "run"
+
+    def log_epoch(*args, **kwargs):
+        raise OSError(errno.EDQUOT, os.strerror(errno.EDQUOT))
+
+    monkeypatch.setattr(training, "log_epoch", log_epoch)
+    refused(["train", str(synthetic_data), "--out", str(out), "--attributes", "coat_length", *QUICK_TRAIN,
+             "--max-steps-per-epoch", "1"], capsys, f"{out}: disk full while writing {out / 'tensorboard'}; the last "
+            f"good checkpoint is {out / 'last.pt'} (epoch 1)", code=1)  # fmt: skip
+
+
+REAL_FULL_DISK = """
+set -e
+mount -t tmpfs -o size=64k tmpfs "$1/bytes"
+mount -t tmpfs -o size=1m,nr_inodes=3 tmpfs "$1/inodes"
+printf 'OLD\\n' > "$1/bytes/split.csv"
+dd if=/dev/zero of="$1/bytes/filler" bs=1k count=1000 2>/dev/null || true
+touch "$1/inodes/a" "$1/inodes/b" 2>/dev/null || true
+set +e
+for where in bytes inodes; do
+    "$2" -m fashionattr split "$3" --out "$1/$where/split.csv" 2>"$1/$where.err"
+    echo "$where $?"
+    ls -A "$1/$where" | tr '\\n' ' ' > "$1/$where.files"
+    cat "$1/$where/split.csv" > "$1/$where.kept" 2>/dev/null
+done
+"""
+
+
+@pytest.mark.timeout(120)
+def test_a_really_full_file_system_gives_the_same_one_line(synthetic_data, tmp_path):
+    """On real tmpfs mounts (in a user namespace, so no privileges are needed): no bytes left, then no inodes left."""
+    for name in ("bytes", "inodes"):
+        (tmp_path / name).mkdir()
+    command = ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", REAL_FULL_DISK, "sh", str(tmp_path),
+               sys.executable, str(synthetic_data)]  # fmt: skip
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=100)
+    except FileNotFoundError:
+        pytest.skip("no unshare command here")
+    if "mount:" in result.stderr or "unshare:" in result.stderr:
+        pytest.skip(f"cannot mount a tmpfs in a user namespace here: {result.stderr.strip()[:200]}")
+    assert result.stdout.split() == ["bytes", "1", "inodes", "1"], result.stdout + result.stderr
+    for name, reason in (("bytes", "No space left on device"), ("inodes", "No space left on device")):
+        err = (tmp_path / f"{name}.err").read_text()
+        assert_no_traceback(err)
+        assert err.startswith(f"fashionattr split: error: disk full while writing {tmp_path}/{name}/split.csv "
+                              f"({reason}); its old content, if any, is kept"), err  # fmt: skip
+        assert ".tmp" not in (tmp_path / f"{name}.files").read_text()  # the temporary file was removed
+    assert (tmp_path / "bytes.kept").read_text() == "OLD\n"
+
+
+def test_a_full_disk_while_building_the_image_cache_is_refused_before_any_pixel_is_written(synthetic_data,
+                                                                                           tmp_path, monkeypatch,
+                                                                                           capsys):  # fmt: skip
+    root = tiny_root(tmp_path / "data", synthetic_data, A + B)
+
+    def no_space(fd: int, offset: int, length: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "posix_fallocate", no_space)
+    refused(
+        ["prepare", str(root), "--arch", "test_resnet", "--size", "32", "--workers", "1"],
+        capsys,
+        f"disk full while building the image cache {root / CACHE_DIRNAME}/",
+        "train with --cache off",
+        code=1,
+    )
+    assert not [p for p in (root / CACHE_DIRNAME).rglob("*") if p.is_file()]
+
+
+# --- answer files keep every digit (issue 10) ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("name", "vector"), ANSWER_PRECISION_CASES, ids=[name for name, _ in ANSWER_PRECISION_CASES])
+def test_an_answer_file_gives_back_every_probability_bit_for_bit(tmp_path, name, vector):
+    from fashionattr.submission import read_submission, write_submission
+
+    given = np.array(vector, dtype=np.float64)
+    path = tmp_path / "answers.csv"
+    write_submission(path, [("Images/coat_length_labels/a.jpg", "coat_length_labels")], [given], FASHIONAI)
+    [(_, _, read)] = read_submission(path, FASHIONAI)
+    assert read.dtype == np.float64 and (read == given).all()
+    assert (read.view(np.int64) == (given + 0.0).view(np.int64)).all()  # bit for bit; -0.0 is written as 0.0
+    written = path.read_text().strip().split(",")[2].split(";")
+    assert not any(number.startswith("-") for number in written) and len(written) == 8
+
+
+def test_ap_from_the_written_answer_file_is_ap_from_the_model(tmp_path):
+    """Confident answers that six decimals printed alike: AP from the file used to drop, now it is the model's."""
+    from fashionattr.metrics import AttributePredictions, maybe_mask, score
+    from fashionattr.submission import score_submission, write_submission
+
+    rng = np.random.default_rng(4)
+    count = 400
+    targets = rng.integers(0, 8, count)
+    confidence = rng.random(count)
+    right = rng.random(count) < 0.5 + 0.5 * confidence
+    predicted = np.where(right, targets, (targets + 1) % 8)
+    logits = rng.normal(0, 0.3, (count, 8))
+    logits[np.arange(count), predicted] += np.where(confidence > 0.2, 16 + 20 * confidence, 5 * confidence)
+    probabilities = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probabilities /= probabilities.sum(axis=1, keepdims=True)
+    rows = [(f"Images/coat_length_labels/{n:03d}.jpg", "coat_length_labels") for n in range(count)]
+    labels = "".join(row(path, label="".join("y" if c == t else "n" for c in range(8)))
+                     for (path, _), t in zip(rows, targets, strict=True))  # fmt: skip
+    (tmp_path / "labels.csv").write_text(labels)
+    write_submission(tmp_path / "answers.csv", rows, list(probabilities), FASHIONAI)
+
+    def ap_of(vectors: np.ndarray) -> float:
+        predictions = AttributePredictions(vectors, targets, maybe_mask([[]] * count, 8))
+        return score(FASHIONAI, {"coat_length_labels": predictions}).attributes["coat_length_labels"].average_precision
+
+    from_file = score_submission(tmp_path / "answers.csv", tmp_path / "labels.csv", FASHIONAI)
+    assert from_file.attributes["coat_length_labels"].average_precision == ap_of(probabilities)
+    assert np.mean(np.round(probabilities, 6).max(axis=1) == 1.0) > 0.7  # most of them print as 1.000000 ...
+    assert ap_of(np.round(probabilities, 6)) < ap_of(probabilities) - 0.01  # ... which used to cost AP
+
+
+# --- an attribute whose every answer lands on an `m` class (issue 10) -------------------------------------------
+
+
+@pytest.mark.parametrize("case", MAYBE_CASES, ids=[case.id for case in MAYBE_CASES])
+def test_an_attribute_no_answer_counts_for_is_shown_as_n_a_and_named(tmp_path, capsys, case: MaybeCase):
+    names = [f"{n}.jpg" for n in range(len(case.labels))]
+    labels = A + "".join(SLEEVE_ROW.format(name=n, label=label) for n, label in zip(names, case.labels, strict=True))
+    answers = ANSWER_ROW.format("0;1;0;0;0;0;0;0") + "".join(
+        SLEEVE_ANSWER.format(name=n, probabilities=p) for n, p in zip(names, case.answers, strict=True)
+    )
+    (tmp_path / "labels.csv").write_text(labels)
+    (tmp_path / "answers.csv").write_text(answers)
+    assert main(["evaluate", "--answers", str(tmp_path / "answers.csv"), "--labels", str(tmp_path / "labels.csv")]) == 0
+    out = capsys.readouterr().out
+    assert f"| sleeve_length | {len(names)} | " in out and out.split("| sleeve_length |")[1].split("\n")[0].endswith(
+        f"| {case.sleeve_ap} |"
+    )
+    assert out.split("| BP / mAP |")[1].split("\n")[0].endswith(f"| {case.map_cell} |")
+    note = "AP n/a for sleeve_length: every answer landed on a class labelled 'm'"
+    assert (note in out) == (case.sleeve_ap == "n/a"), out
+
+
+def test_the_run_report_scores_json_and_the_grid_name_an_undefined_ap(tmp_path):
+    from fashionattr.experiments import GridSpec, collect_results, plan_cells, results_markdown, write_spec
+    from fashionattr.metrics import AttributePredictions, score
+    from fashionattr.report import run_scores_table
+    from fashionattr.training.checkpoints import TrainState
+
+    schema = FASHIONAI.subset(["coat_length_labels", "sleeve_length_labels"])
+    on_m = np.zeros((2, 9), dtype=bool)
+    on_m[:, 2] = True
+    scores = score(schema, {
+        "coat_length_labels": AttributePredictions(np.eye(8)[[1, 2]], np.array([1, 2]), np.zeros((2, 8), bool)),
+        "sleeve_length_labels": AttributePredictions(np.eye(9)[[2, 2]], np.array([1, 1]), on_m),
+    })  # fmt: skip
+    saved = json.loads(json.dumps(scores.to_dict()))  # as scores.json holds it
+    assert saved["mean_average_precision"] == 1.0 and saved["map_leaves_out"] == ["sleeve_length_labels"]
+    assert saved["attributes"]["sleeve_length_labels"]["average_precision"] is None
+    assert "no answer counted" in saved["attributes"]["sleeve_length_labels"]["average_precision_note"]
+    assert saved["notes"] == scores.notes and "mean over the other 1 attribute(s)" in scores.notes[0]
+    table = run_scores_table(schema, saved)
+    assert "| sleeve_length | 2 | 0.0 | n/a |" in table and "Note: AP n/a for sleeve_length" in table
+
+    grid = tmp_path / "grid"
+    write_spec(grid, GridSpec("data", ["a", "b"], ["per-attribute"], schema, "fashionattr grid"))
+    for cell in plan_cells(grid, ["a", "b"], ["per-attribute"], list(schema)):
+        run = RunDir(cell.directory)
+        run.path.mkdir(parents=True)
+        run.summary.write_text("{}")
+        entry = dict(saved["attributes"][cell.attributes[0]])
+        if cell.arch == "b" and entry["average_precision"] is None:
+            entry["average_precision"] = 0.5
+        run.scores.write_text(json.dumps({"attributes": {cell.attributes[0]: entry}}))
+    results = collect_results(grid)
+    assert results.rows("–")[1] == ["sleeve_length", "0.0", "0.0"]
+    assert results.rows("–")[-1] == ["mAP", "100.0", "75.0"]  # a: coat alone; b: the mean of 1.0 and 0.5
+    assert "AP n/a for sleeve_length (a)" in results_markdown(results)
+
+    state = TrainState()
+    assert state.record({"epoch": 1}, float("nan")) and state.record({"epoch": 2}, float("nan"))
+    assert state.record({"epoch": 3}, 0.2) and not state.record({"epoch": 4}, float("nan"))
+
+
+# --- class 6: a model and data of different schemas -------------------------------------------------------------
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("edit", SCHEMA_EDITS, ids=[edit.id for edit in SCHEMA_EDITS])
+def test_submit_and_evaluate_refuse_data_whose_schema_gives_the_model_s_attributes_other_classes(
+    trained_run, synthetic_data, tmp_path, capsys, edit: SchemaEdit
+):
+    root = tiny_root(tmp_path / "data", synthetic_data)
+    schema = FASHIONAI.to_dict()
+    entries = schema["attributes"]
+    index = next(n for n, entry in enumerate(entries) if entry["name"] == edit.attribute)
+    if edit.classes is None:
+        del entries[index]
+        schema["groupings"] = {}
+    else:
+        entries[index]["classes"] = list(edit.classes)
+    (root / "schema.json").write_text(json.dumps(schema))
+    (root / "Tests").mkdir()
+    (root / QUESTIONS_RELPATH).write_text(row("Images/coat_length_labels/a.jpg", label="?"))
+    answers = tmp_path / "answers.csv"
+    submit = ["submit", str(trained_run.run), str(root / QUESTIONS_RELPATH), "--out", str(answers), "--workers", "0"]
+    evaluate = ["evaluate", str(trained_run.run), "--data", str(root), "--labels", str(root / LABELS_RELPATH),
+                "--out", str(tmp_path / "eval"), "--workers", "0"]  # fmt: skip
+    for argv, words in ((submit, edit.submit), (evaluate, edit.evaluate)):
+        if words is None:
+            assert main(argv) == 0, capsys.readouterr().err
+        else:
+            refused(argv, capsys, "trained on another schema", words)
+    assert answers.exists() == (edit.submit is None)
+    assert (tmp_path / "eval").exists() == (edit.evaluate is None)
+
+
+@pytest.fixture(scope="module")
+def mixed_schema_folder(trained_per_attribute_run, tmp_path_factory) -> Path:
+    """A per-attribute folder whose sleeve-length model was trained on a schema that gives coat length 8 other names.
+
+    Its weights fit; only the schema it was trained on differs, so its answers would be named by the wrong schema.
+    """
+    from fashionattr.checkpoint import load_checkpoint, save_checkpoint
+
+    folder = tmp_path_factory.mktemp("mixed") / "runs"
+    shutil.copytree(trained_per_attribute_run.run, folder)
+    best = RunDir(folder / "sleeve_length").best
+    payload = load_checkpoint(best)
+    for entry in payload["schema"]["attributes"]:
+        if entry["name"] == "coat_length_labels":
+            entry["classes"] = list("ABCDEFGH")
+    save_checkpoint(best, payload)
+    return folder
+
+
+MIXED_COMMANDS = [
+    ("predict", ["predict", "{runs}", "{images}", "--workers", "0"]),
+    ("predict-attributes", ["predict", "{runs}", "{images}", "--attributes", "sleeve_length", "--workers", "0"]),
+    ("submit", ["submit", "{runs}", "{data}/Tests/question.csv", "--out", "{tmp}/answers.csv", "--workers", "0"]),
+    ("serve", ["serve", "{runs}", "--port", "0"]),
+    ("catalog-index", ["catalog", "index", "{images}", "--model", "{runs}", "--db", "{tmp}/catalog.sqlite",
+                       "--workers", "0", "--device", "cpu"]),
+]  # fmt: skip
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("argv", [argv for _, argv in MIXED_COMMANDS], ids=[name for name, _ in MIXED_COMMANDS])
+def test_models_of_two_schemas_are_never_used_as_one(mixed_schema_folder, trained_run, tmp_path, capsys, argv):
+    command = [part.format(runs=mixed_schema_folder, data=trained_run.data, tmp=tmp_path,
+                           images=trained_run.data / "Images" / "sleeve_length_labels") for part in argv]  # fmt: skip
+    refused(command, capsys, f"{mixed_schema_folder / 'sleeve_length' / 'best.pt'}: trained on another schema than "
+            f"the other models under {mixed_schema_folder}: attribute 'coat_length_labels' has 8 classes (A, B, C, D, "
+            "...) in the model but 8 (Invisible, High Waist Length")  # fmt: skip
+    assert not (tmp_path / "answers.csv").exists()
 
 
 # --- class 9: AP does not depend on the order of rows ------------------------------------------------------------

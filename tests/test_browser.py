@@ -1,5 +1,5 @@
-"""The web pages in a real headless Chromium: upload a photo and see every attribute, filter the catalogue by a tag,
-and read the API docs with no internet.
+"""The web pages in a real headless Chromium: upload a photo and see every attribute and, on a click, where the
+model looks for one; filter the catalogue by a tag; read the API docs with no internet.
 
 Uses Debian's Chromium (`/usr/bin/chromium`) driven by Playwright for Python; Playwright's own browser download
 is never used. Skipped only on a developer machine without Chromium; under CI (CI=true) a missing browser fails.
@@ -100,6 +100,27 @@ def test_uploading_a_photo_shows_every_attribute_with_its_probabilities(page, se
     assert photo.name in page.locator("#status").inner_text()
     page.locator("#similar .item").first.wait_for()  # the served model is the catalogue's: similar items show
     screenshot(page, "screenshot-predict.png")
+
+
+def test_clicking_an_attribute_shows_where_the_model_looks(page, served, trained_run):
+    photo = sorted((trained_run.data / "Images" / "coat_length_labels").glob("*.jpg"))[0]
+    page.goto(served.url + "/")
+    page.set_input_files("[data-testid=file-input]", str(photo))
+    card = page.locator("[data-attribute=coat_length_labels]")
+    card.wait_for()
+    predicted = card.locator(".probs li.top .name").inner_text()
+    card.locator("h3").click()  # the card, not one of its classes
+    caption = page.locator("[data-testid=heatmap-caption]")
+    caption.wait_for(state="visible")
+    page.wait_for_function("document.getElementById('preview').src.startsWith('data:image/png')")
+    assert "coat length" in caption.inner_text() and f"sees {predicted} (" in caption.inner_text()
+    assert "explained" in (card.get_attribute("class") or "")
+    screenshot(page, "screenshot-heatmap.png")
+    card.locator(".probs li").nth(5).click()  # the evidence for another class: Knee Length
+    page.wait_for_function("document.getElementById('heatmap-text').textContent.includes('Knee Length')")
+    page.locator("#show-photo").click()
+    page.wait_for_function("document.getElementById('preview').src.startsWith('blob:')")
+    assert caption.is_hidden()
 
 
 def test_the_catalogue_filters_by_a_clicked_tag_and_finds_similar_items(page, served):

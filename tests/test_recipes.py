@@ -29,7 +29,7 @@ def test_fashionai_resolves_to_its_documented_values_and_options_still_win(tmp_p
     assert (config.arch, config.layout, config.img_size, config.pretrained) == ("inception_resnet_v2", "multitask",
                                                                               448, True)  # fmt: skip
     assert (config.maybe_weight, config.ema_decay, config.tta, config.select_metric) == (0.3, 0.9998, True, "map")
-    assert config.resolved_backbone_lr_scale() == 0.1
+    assert config.backbone_lr_scale == 0.1
     assert (config.flip, config.zoom) == (True, [0.85, 1.0])  # the augmentation preset, resolved
     given = tmp_path / "mine.yaml"
     given.write_text("epochs: 3\nrecipe: fashionai\n")
@@ -46,7 +46,7 @@ def test_grid_with_the_seed_study_recipe_is_the_study(synthetic_data):
     assert (base.layout, base.pretrained, base.img_size, base.optimizer, base.epochs) == ("per-attribute", True, 224,
                                                                                            "sgd", 50)  # fmt: skip
     assert (base.val_fraction, base.maybe_weight, base.ema_decay) == (0.2, 0.0, None)
-    assert base.resolved_backbone_lr_scale() == 1.0
+    assert base.backbone_lr_scale == 1.0
     args = build_parser().parse_args(["grid", str(synthetic_data), "--recipe", "seed-study", "--archs", "resnet50"])
     assert grid_plan(args)[1] == ["resnet50"]
 

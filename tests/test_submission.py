@@ -23,21 +23,22 @@ ROWS = [("Images/colour_labels/a.jpg", "colour_labels"), ("Images/size_labels/b.
 
 
 def test_round_trip_and_written_numbers_sum_to_one(tmp_path: Path) -> None:
-    thirds = np.full(3, 1 / 3, dtype=np.float32)  # rounds to 0.333333 x3, which would sum to 0.999999
+    thirds = np.full(3, 1 / 3, dtype=np.float32)  # six decimals made 0.333333 x3, summing to 0.999999
     size = np.array([0.1, 0.2, 0.3, 0.4])
     path = tmp_path / "answer.csv"
     write_submission(path, ROWS, [thirds, size], TOY)
 
     lines = path.read_text().splitlines()
-    assert lines[1] == "Images/size_labels/b.jpg,size_labels,0.100000;0.200000;0.300000;0.400000"
+    assert lines[0] == "Images/colour_labels/a.jpg,colour_labels," + ";".join(["0.3333333432674408"] * 3)
+    assert lines[1] == "Images/size_labels/b.jpg,size_labels,0.1;0.2;0.3;0.4"
     for line in lines:
         written = [float(value) for value in line.split(",")[2].split(";")]
-        assert sum(written) == pytest.approx(1.0, abs=1e-9)
+        assert sum(written) == pytest.approx(1.0, abs=1e-6)  # as closely as a float32 softmax sums
 
     answers = read_submission(path, TOY)
     assert [(image, attribute) for image, attribute, _ in answers] == ROWS
-    np.testing.assert_allclose(answers[0][2], thirds, atol=1e-5)
-    np.testing.assert_allclose(answers[1][2], size, atol=1e-9)
+    assert answers[0][2].tolist() == thirds.astype(np.float64).tolist()  # bit for bit
+    assert answers[1][2].tolist() == size.tolist()
     assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
 
 

@@ -11,6 +11,7 @@ from PIL import Image
 
 from fashionattr.cli import main
 from fashionattr.data.labels import read_labels, read_questions
+from fashionattr.data.parts import read_parts
 from fashionattr.data.synth import draw_preview, generate_dataset, render_sample
 from fashionattr.data.synth_scenes import LENGTH_TABLES, PARTNERS, SCENES
 from fashionattr.schema import FASHIONAI
@@ -80,6 +81,53 @@ def test_layout(dataset: tuple[Path, dict]) -> None:
     assert len(records) == summary["train"] == sum(36 * a.num_classes for a in FASHIONAI)
     assert not {r.path for r in records} & {a.path for a in answers}
     assert all((root / a.path).is_file() for a in answers)
+
+
+def test_part_boxes_mark_the_labelled_part(dataset: tuple[Path, dict]) -> None:
+    """Every visible part has a box inside its image; Invisible has none; a longer class's hem box sits lower."""
+    root, _ = dataset
+    for labels, parts in (("Annotations/label.csv", "Annotations/parts.csv"), ("Tests/answers.csv", "Tests/parts.csv")):
+        records = read_labels(root / labels, FASHIONAI)
+        boxes = read_parts(root / parts)
+        for record in records:
+            rows = boxes.get((record.path, record.attribute), [])
+            assert bool(rows) == (record.target != 0), (record, rows)  # class 0 is Invisible
+            if record.attribute == "sleeve_length_labels" and rows:
+                assert len(rows) == 2  # both sleeve ends
+        for rows in list(boxes.values())[::50]:
+            with Image.open(root / rows[0].path) as image:
+                width, height = image.size
+            assert all(0 <= r.box[0] < r.box[2] <= width and 0 <= r.box[1] < r.box[3] <= height for r in rows)
+    records = read_labels(root / "Annotations" / "label.csv", FASHIONAI)
+    boxes = read_parts(root / "Annotations" / "parts.csv")
+    skirt = FASHIONAI.attribute("skirt_length_labels")
+    order = [skirt.class_index(name) for name in ("Short Length", "Knee Length", "Midi Length", "Ankle Length")]
+    centres = []
+    for target in order:
+        rows = [boxes[(r.path, r.attribute)][0] for r in records if r.attribute == skirt.name and r.target == target]
+        assert {row.part for row in rows} == {"hem"}
+        centres.append(np.median([(row.box[1] + row.box[3]) / 2 for row in rows]))
+    assert centres == sorted(centres), centres
+
+
+def test_label_noise_switches_the_share_asked_for_and_records_the_truth(tmp_path: Path) -> None:
+    two = ["skirt_length", "neck_design"]
+    clean = generate_dataset(tmp_path / "clean", per_class=10, size=32, seed=4, workers=1, progress=False,
+                             attributes=two)  # fmt: skip
+    noisy = generate_dataset(tmp_path / "noisy", per_class=10, size=32, seed=4, workers=1, progress=False,
+                             label_noise=0.1, attributes=two)  # fmt: skip
+    truth = {(r.path, r.attribute): r for r in read_labels(clean["labels"], FASHIONAI)}
+    given = read_labels(noisy["labels"], FASHIONAI)
+    switched = {(r.path, r.attribute) for r in given if r.target != truth[(r.path, r.attribute)].target}
+    assert len(switched) == noisy["flipped"] == round(0.1 * len(given))
+    flipped = read_labels(tmp_path / "noisy" / "Annotations" / "flipped.csv", FASHIONAI)
+    assert {(r.path, r.attribute) for r in flipped} == switched
+    assert all(truth[(r.path, r.attribute)].target == r.target for r in flipped)
+    assert {r.attribute for r in given} == {"skirt_length_labels", "neck_design_labels"}
+    generate_dataset(tmp_path / "full", per_class=1, size=32, seed=4, workers=1, progress=False,
+                     test_fraction=0.0)  # fmt: skip
+    some = read_labels(tmp_path / "clean" / "Annotations" / "label.csv", FASHIONAI)[0]
+    assert (tmp_path / "full" / some.path).read_bytes() == (tmp_path / "clean" / some.path).read_bytes()
 
 
 def test_maybe_rate(dataset: tuple[Path, dict]) -> None:

@@ -1,13 +1,15 @@
 """Self-describing checkpoints: weights plus everything needed to rebuild and use the model.
 
-A checkpoint holds the model spec (architecture, layout, heads), the schema, the preprocessing and the
-training state. It is written atomically and read with `torch.load(weights_only=True)`, which refuses
-any pickled code, so a downloaded checkpoint cannot execute anything on load.
+A checkpoint holds the model spec (architecture, layout, heads), the schema, the preprocessing, the training
+state and, once calibrated, a temperature per attribute. It is written atomically and read with
+`torch.load(weights_only=True)`, which refuses any pickled code, so a downloaded checkpoint cannot execute
+anything on load.
 """
 
 from __future__ import annotations
 
 import io
+import math
 import pickle
 import re
 import zipfile
@@ -27,7 +29,14 @@ from fashionattr.schema import Schema
 
 FORMAT = "fashionattr-checkpoint"
 FORMAT_VERSION = 1
-__all__ = ["CheckpointError", "load_checkpoint", "model_from_checkpoint", "save_checkpoint"]
+__all__ = [
+    "CheckpointError",
+    "load_checkpoint",
+    "model_from_checkpoint",
+    "save_checkpoint",
+    "temperatures_of",
+    "write_temperatures",
+]
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
@@ -118,6 +127,29 @@ def model_from_checkpoint(
         raise CheckpointError(f"{path}: weights do not fit the model it describes: {str(exc)[:300]}") from None
     model.to(device).eval()
     return model, schema, preprocessing, payload
+
+
+def temperatures_of(payload: dict[str, Any], path: str | Path = "checkpoint") -> dict[str, float]:
+    """The calibration temperature of each attribute; {} for checkpoints written before calibration (T = 1)."""
+    data = payload.get("temperatures")
+    if data is None:
+        return {}
+    attributes = set(payload.get("attributes", []))
+    try:
+        temperatures = {str(name): float(value) for name, value in data.items()}
+    except (AttributeError, TypeError, ValueError):
+        raise CheckpointError(f"{path}: damaged calibration temperatures ({data!r:.100})") from None
+    for name, value in temperatures.items():
+        if name not in attributes or not math.isfinite(value) or value <= 0:
+            raise CheckpointError(f"{path}: damaged calibration temperature {name}={value}; calibrate it again")
+    return temperatures
+
+
+def write_temperatures(path: str | Path, temperatures: dict[str, float]) -> None:
+    """Store calibration temperatures in a checkpoint (rewritten atomically; the weights are untouched)."""
+    payload = load_checkpoint(path)
+    payload["temperatures"] = {name: float(value) for name, value in temperatures.items()}
+    save_checkpoint(resolve_checkpoint_path(path), payload)
 
 
 def augmentation_of(payload: dict[str, Any]) -> Augmentation | None:

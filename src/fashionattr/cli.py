@@ -28,7 +28,7 @@ from fashionattr.schema import SchemaError
 # imports (torch, timm) inside their functions so `--help` stays instant.
 COMMAND_MODULES = (
     "demo", "synth", "import_folders", "check", "split", "prepare", "recipes", "train", "evaluate", "grid", "report",
-    "predict", "submit", "export", "serve", "catalog", "bench",
+    "predict", "submit", "export", "serve", "catalog", "calibrate", "explain", "review", "bench",
 )  # fmt: skip
 
 USER_ERRORS = (UserError, LabelFileError, SplitError, SchemaError, CheckpointError)

@@ -21,9 +21,6 @@ from fashionattr.errors import UserError
 from fashionattr.io import FileReadError, atomic_write_text
 from fashionattr.parsing import DocumentError, read_document
 
-PRETRAINED_BACKBONE_LR_SCALE = 0.1
-"""A pretrained backbone learns at this share of the heads' rate (docs/defaults.md has the measurement)."""
-
 
 @dataclass
 class TrainConfig:
@@ -42,7 +39,7 @@ class TrainConfig:
     batch_size: int = 32
     optimizer: str = "adamw"
     lr: float = 1e-3
-    backbone_lr_scale: float | None = None
+    backbone_lr_scale: float = 1.0
     weight_decay: float = 0.05
     momentum: float = 0.9
     warmup_epochs: float = 1.0
@@ -77,12 +74,6 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-    def resolved_backbone_lr_scale(self) -> float:
-        """The backbone's share of the rate: as set, else 0.1 when it starts from pretrained weights, else 1."""
-        if self.backbone_lr_scale is not None:
-            return self.backbone_lr_scale
-        return PRETRAINED_BACKBONE_LR_SCALE if (self.pretrained or self.weights) else 1.0
 
     def augmentation(self) -> Augmentation:
         """The augmentation preset with this config's settings."""
@@ -200,8 +191,7 @@ def validate(config: TrainConfig) -> None:
         (c.batch_size >= 1, f"batch size must be at least 1, got {c.batch_size}"),
         (c.img_size is None or 16 <= c.img_size <= 4096, f"image size must be 16-4096 px, got {c.img_size}"),
         (c.lr > 0, f"learning rate must be positive, got {c.lr}"),
-        (c.backbone_lr_scale is None or c.backbone_lr_scale > 0,
-         f"backbone lr scale must be positive, got {c.backbone_lr_scale}"),
+        (c.backbone_lr_scale > 0, f"backbone lr scale must be positive, got {c.backbone_lr_scale}"),
         (c.min_lr >= 0, f"min lr must be 0 or more, got {c.min_lr}"),
         (c.weight_decay >= 0, f"weight decay must be 0 or more, got {c.weight_decay}"),
         (0.0 <= c.momentum < 1.0, f"momentum must be in [0, 1), got {c.momentum}"),

@@ -1,16 +1,20 @@
-"""One place for torch.distributed: set-up from torchrun's environment, and gathering results on rank 0."""
+"""One place for devices and torch.distributed: checking and picking the device a user names, set-up from
+torchrun's environment, and sharing results and errors between ranks."""
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
 
-from fashionattr.errors import UserError
+from fashionattr.errors import DiskFullError, RunError, UserError
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,34 @@ def broadcast_object(obj: Any, context: DistributedContext) -> Any:
     holder = [obj]
     dist.broadcast_object_list(holder, src=0)
     return holder[0]
+
+
+_SHARED_ERRORS: tuple[type[Exception], ...] = (DiskFullError, RunError, UserError)
+"""Errors a user must see, from the most to the least specific; a bug's exception stays rank 0's own."""
+
+
+def on_main(action: Callable[[], T], context: DistributedContext) -> T | None:
+    """`action()` on rank 0 only (None elsewhere); a user-facing error there stops every rank with its message.
+
+    Rank 0 alone writes the run folder. Had a full disk stopped it alone, the other ranks would wait for it at
+    the next collective for ever; instead each rank raises the same kind of error with the same message.
+    """
+    if not context.enabled:
+        return action()
+    result, caught, failure = None, None, None
+    if context.is_main:
+        try:
+            result = action()
+        except _SHARED_ERRORS as exc:
+            caught = exc
+            failure = (next(i for i, kind in enumerate(_SHARED_ERRORS) if isinstance(exc, kind)), str(exc))
+    failure = broadcast_object(failure, context)
+    if caught is not None:
+        raise caught
+    if failure is not None:
+        kind, message = failure
+        raise _SHARED_ERRORS[kind](message)
+    return result
 
 
 def barrier(context: DistributedContext) -> None:

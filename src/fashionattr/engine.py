@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +46,8 @@ class StepSettings:
     clip_grad: float | None = None
     max_steps: int | None = None
     check_every: int = 20
+    temperatures: Mapping[str, float] | None = None
+    """Per attribute, the calibration temperature evaluation divides the logits by (none while training)."""
 
 
 def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
@@ -156,6 +158,23 @@ def train_one_epoch(
             "train_images_per_second": seen / elapsed if elapsed > 0 else 0.0, "skipped": skipped}  # fmt: skip
 
 
+def probabilities_from_logits(
+    logits: Mapping[str, torch.Tensor], temperatures: Mapping[str, float] | None = None
+) -> dict[str, torch.Tensor]:
+    """Softmax of each attribute's logits, divided first by its calibration temperature (1 when it has none).
+
+    Evaluation, the PyTorch backend and the exported ONNX graph all turn logits into probabilities here, so a
+    calibrated checkpoint answers the same everywhere.
+    """
+    temperatures = temperatures or {}
+    out = {}
+    for name, values in logits.items():
+        temperature = float(temperatures.get(name, 1.0))
+        values = values.float()
+        out[name] = (values if temperature == 1.0 else values / temperature).softmax(dim=1)
+    return out
+
+
 @torch.no_grad()
 def predict_probabilities(
     model: nn.Module,
@@ -174,7 +193,7 @@ def predict_probabilities(
     def probabilities(inputs: torch.Tensor) -> dict[str, torch.Tensor]:
         with autocast(inputs.device, settings.amp_dtype):
             outputs = model(inputs, attribute_index)
-        return {name: logits.float().softmax(dim=1) for name, logits in outputs.items()}
+        return probabilities_from_logits(outputs, settings.temperatures)
 
     return flip_averaged(probabilities, batch, settings.attributes) if tta else probabilities(batch)
 

@@ -1,4 +1,4 @@
-"""Scoring a finished run's checkpoint on its validation split or on a labelled test set."""
+"""Scoring a finished run's checkpoint on its validation split or on a labelled test set, and writing the scoring."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from fashionattr.checkpoint import model_from_checkpoint, resolve_checkpoint_path
+from fashionattr.checkpoint import model_from_checkpoint, resolve_checkpoint_path, temperatures_of
 from fashionattr.data.cache import describe_cache_miss, open_cache
 from fashionattr.data.dataset import DatasetRoot
 from fashionattr.data.datasets import LabelledImages, collate
@@ -21,8 +21,8 @@ from fashionattr.distributed import DistributedContext
 from fashionattr.engine import StepSettings, evaluate, resolve_amp
 from fashionattr.errors import UserError
 from fashionattr.metrics import AttributePredictions, Scores, score
-from fashionattr.run_dir import RunDir
-from fashionattr.schema import Schema
+from fashionattr.run_dir import REPORT_NAME, SCORES_NAME, RunDir, confusion_plot_name
+from fashionattr.schema import Schema, schema_mismatch
 
 
 @dataclass
@@ -74,12 +74,10 @@ def evaluation_records(
 
 def check_same_schema(checkpoint: Path, schema: Schema, dataset: DatasetRoot, attributes: list[str]) -> None:
     """Refuse to score a model on a dataset whose schema gives its attributes other classes."""
-    for name in attributes:
-        if name not in dataset.schema or dataset.schema.attribute(name).classes != schema.attribute(name).classes:
-            raise UserError(
-                f"{checkpoint}: the model's attribute {name!r} does not match the schema of {dataset.path} "
-                f"({dataset.schema.name!r}); it was trained on another schema, so its scores would mean nothing"
-            )
+    problem = schema_mismatch(schema, dataset.schema, attributes, str(dataset.path))
+    if problem:
+        raise UserError(f"{checkpoint}: the model was trained on another schema, so its scores would mean nothing: "
+                        f"{problem}")  # fmt: skip
 
 
 def evaluate_checkpoint(
@@ -91,8 +89,12 @@ def evaluate_checkpoint(
     tta: bool = False,
     batch_size: int = 64,
     workers: int = 2,
+    calibrated: bool = True,
 ) -> Evaluation:
-    """Score a checkpoint (file or run directory) on the chosen images; identical results under torchrun."""
+    """Score a checkpoint (file or run directory) on the chosen images; identical results under torchrun.
+
+    `calibrated` applies the checkpoint's calibration temperatures, as predictors do; False scores raw probabilities.
+    """
     path = resolve_checkpoint_path(checkpoint)
     model, schema, preprocessing, payload = model_from_checkpoint(path, context.device)
     config = payload.get("config", {})
@@ -119,7 +121,8 @@ def evaluate_checkpoint(
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     settings = StepSettings(attributes=attributes, preprocessing=preprocessing, augmentation=None,
-                            amp_dtype=resolve_amp("auto", context.device), channels_last=channels_last)  # fmt: skip
+                            amp_dtype=resolve_amp("auto", context.device), channels_last=channels_last,
+                            temperatures=temperatures_of(payload, path) if calibrated else None)  # fmt: skip
     num_classes = {name: schema.attribute(name).num_classes for name in attributes}
     result = evaluate(model, loader, context, settings, num_classes, tta=tta)
     scored = {name: [images.records[i] for i in result.indices[name]] for name in attributes}
@@ -129,20 +132,27 @@ def evaluate_checkpoint(
 
 
 def write_evaluation(result: Evaluation, out: Path) -> None:
-    """scores.json, a confusion-matrix PNG per attribute and a Markdown report in `out`."""
+    """scores.json, a confusion-matrix PNG per attribute and report.md in `out`."""
+    from fashionattr.calibration import expected_calibration_error
     from fashionattr.io import atomic_write_text
-    from fashionattr.report import plot_confusion, run_scores_table
+    from fashionattr.report import markdown_table, plot_confusion, run_scores_table
 
-    scores = {**result.scores.to_dict(), "image_cache": result.image_cache}
-    atomic_write_text(out / "scores.json", json.dumps(scores, indent=1))
+    errors = {name: expected_calibration_error(p) for name, p in result.predictions.items() if len(p)}
+    finite_errors = {name: None if np.isnan(e) else e for name, e in errors.items()}
+    scores = {**result.scores.to_dict(), "image_cache": result.image_cache, "expected_calibration_error": finite_errors}
+    atomic_write_text(out / SCORES_NAME, json.dumps(scores, indent=1))
     lines = ["# Evaluation", "", run_scores_table(result.schema, scores)]
+    if errors:
+        rows = [[result.schema.attribute(name).short_name, f"{100 * e:.1f}"] for name, e in errors.items()]
+        lines += ["Expected calibration error (15 bins) of the probabilities scored:", "",
+                  markdown_table(rows, ["attribute", "ECE %"])]  # fmt: skip
     for attribute in result.schema:
         entry = result.scores.attributes.get(attribute.name)
         if entry is None or not entry.count:
             continue
-        name = f"confusion_{attribute.short_name}.png"
+        name = confusion_plot_name(attribute.short_name)
         plot_confusion(entry.confusion, attribute.classes, attribute.short_name, out / name)
         lines += [f"## {attribute.short_name}", "", f"![{attribute.short_name}]({name})", ""]
     if result.skipped:
         lines += ["## Skipped images", "", *[f"- {p}: {reason}" for p, reason in result.skipped], ""]
-    atomic_write_text(out / "report.md", "\n".join(lines))
+    atomic_write_text(out / REPORT_NAME, "\n".join(lines))

@@ -27,8 +27,10 @@ from typing import Any
 from fashionattr.config import TrainConfig
 from fashionattr.errors import UserError
 from fashionattr.io import atomic_write_text
+from fashionattr.names import child, name_problem
 from fashionattr.parsing import read_document
-from fashionattr.run_dir import RunDir
+from fashionattr.report import NO_ANSWER_COUNTED
+from fashionattr.run_dir import FolderBusyError, RunDir, lock_folder
 from fashionattr.schema import Attribute, Schema, SchemaError
 
 MANIFEST_NAME = "grid.json"
@@ -97,8 +99,10 @@ def check_archs(archs: Sequence[str]) -> None:
     from fashionattr.models import timm_model_name
 
     for arch in archs:
-        if "/" in arch or "\\" in arch or arch.startswith("."):
-            raise UserError(f"architecture {arch!r} cannot name a cell folder; give a plain timm or study name")
+        problem = name_problem(arch)
+        if problem:
+            raise UserError(f"architecture {arch!r} cannot name a cell folder ({problem}); give a plain timm or "
+                            "study name")  # fmt: skip
         timm_model_name(arch)
 
 
@@ -128,13 +132,15 @@ def plan_cells(
     cells: list[Cell] = []
     for layout in layouts:
         for arch in archs:
+            # Every component is checked on its way into the path, so no cell folder can lie outside the grid's.
+            folder = child(child(grid_dir, layout, "layout"), arch, "architecture")
             if layout == "per-attribute":
                 for attribute in attributes:
+                    directory = child(folder, attribute.short_name, "attribute")
                     name = f"{layout}/{arch}/{attribute.short_name}"
-                    cells.append(Cell(layout, arch, (attribute.name,), name, grid_dir / name))
+                    cells.append(Cell(layout, arch, (attribute.name,), name, directory))
             else:
-                name = f"{layout}/{arch}"
-                cells.append(Cell(layout, arch, tuple(a.name for a in attributes), name, grid_dir / name))
+                cells.append(Cell(layout, arch, tuple(a.name for a in attributes), f"{layout}/{arch}", folder))
     if shard is None:
         return cells
     index, count = shard
@@ -197,15 +203,16 @@ def run_cell(cell: Cell, base: TrainConfig, resume: bool) -> None:
 def record_failure(grid_dir: Path, cell: Cell, error: BaseException | None) -> None:
     """Keep failures.json current: add this cell's error, or drop its old entry once it succeeds."""
     path = grid_dir / FAILURES_NAME
-    failures = _read_failures(grid_dir)
-    failures.pop(cell.name, None)
-    if error is not None:
-        failures[cell.name] = {
-            "error": f"{type(error).__name__}: {error}",
-            "traceback": "".join(traceback.format_exception(error)),
-        }
-    if failures or path.exists():
-        atomic_write_text(path, json.dumps(dict(sorted(failures.items())), indent=1) + "\n")
+    with lock_folder(grid_dir, "grid folder", wait=True):  # shards sharing the folder update the file in turn
+        failures = _read_failures(grid_dir)
+        failures.pop(cell.name, None)
+        if error is not None:
+            failures[cell.name] = {
+                "error": f"{type(error).__name__}: {error}",
+                "traceback": "".join(traceback.format_exception(error)),
+            }
+        if failures or path.exists():
+            atomic_write_text(path, json.dumps(dict(sorted(failures.items())), indent=1) + "\n")
 
 
 def _read_failures(grid_dir: Path) -> dict[str, Any]:
@@ -219,9 +226,21 @@ def _read_failures(grid_dir: Path) -> dict[str, Any]:
 _STATE_WORDS = {"finished": "skipped (finished)", "partial": "resuming", "new": "training"}
 
 
-def run_grid(grid_dir: Path, cells: Sequence[Cell], base: TrainConfig) -> list[str]:
-    """Run the cells one after another; a failing cell is recorded and the rest still run. Returns failed names."""
-    failed: list[str] = []
+@dataclass
+class GridRun:
+    """What one `run_grid` call left undone: cells that failed, and cells another process was training."""
+
+    failed: list[str]
+    busy: list[str]
+
+
+def run_grid(grid_dir: Path, cells: Sequence[Cell], base: TrainConfig) -> GridRun:
+    """Run the cells one after another; a failing cell is recorded and the rest still run.
+
+    A cell another process is training (another shard, or a second grid over the same folder) is passed over: its
+    run folder is locked, and that process will finish it.
+    """
+    outcome = GridRun([], [])
     for number, cell in enumerate(cells, start=1):
         state = cell_state(cell)
         print(f"[{number}/{len(cells)}] {cell.name}: {_STATE_WORDS[state]}", flush=True)
@@ -229,13 +248,16 @@ def run_grid(grid_dir: Path, cells: Sequence[Cell], base: TrainConfig) -> list[s
             continue
         try:
             run_cell(cell, base, resume=state == "partial")
+        except FolderBusyError as exc:
+            print(f"[{number}/{len(cells)}] {cell.name}: passed over: {exc}", flush=True)
+            outcome.busy.append(cell.name)
         except Exception as exc:  # one broken cell must not cost the rest of a long grid
             print(f"[{number}/{len(cells)}] {cell.name}: FAILED: {type(exc).__name__}: {exc}", file=sys.stderr)
-            failed.append(cell.name)
+            outcome.failed.append(cell.name)
             record_failure(grid_dir, cell, exc)
         else:
             record_failure(grid_dir, cell, None)
-    return failed
+    return outcome
 
 
 @dataclass
@@ -249,16 +271,25 @@ class GridResults:
     notes: list[str]
 
     def summary(self, values: dict[str, dict[str, float]]) -> dict[str, float]:
-        """Mean over attributes per column, only where every attribute has a value (a partial mean misleads)."""
+        """Mean over attributes per column, only where every attribute's cell has finished (a partial mean misleads).
+
+        A finished cell whose AP is undefined (nan: every answer on an `m` class) is left out of the mean, as
+        `Scores.mean_average_precision` does; `notes` names it.
+        """
         means = {}
         for column in self.columns:
             found = [values[a][column] for a in self.attributes if column in values[a]]
-            if found and len(found) == len(self.attributes) and not any(math.isnan(v) for v in found):
-                means[column] = sum(found) / len(found)
+            defined = [value for value in found if not math.isnan(value)]
+            if defined and len(found) == len(self.attributes):
+                means[column] = sum(defined) / len(defined)
         return means
 
+    def undefined(self, values: dict[str, dict[str, float]]) -> list[tuple[str, str]]:
+        """(attribute, column) of every finished cell whose value is undefined."""
+        return [(a, c) for a in self.attributes for c, value in values[a].items() if math.isnan(value)]
+
     def rows(self, missing: str) -> list[list[str]]:
-        """Formatted rows in %, one decimal: the attributes, then BP and mAP."""
+        """Formatted rows in %, one decimal: the attributes, then BP and mAP; n/a for an undefined value."""
         rows = [[a, *(_percent(self.accuracy[a].get(c), missing) for c in self.columns)] for a in self.attributes]
         for label, values in (("BP", self.accuracy), ("mAP", self.average_precision)):
             means = self.summary(values)
@@ -273,7 +304,9 @@ class GridResults:
 
 
 def _percent(value: float | None, missing: str) -> str:
-    return missing if value is None or math.isnan(value) else f"{100 * value:.1f}"
+    if value is None:
+        return missing
+    return "n/a" if math.isnan(value) else f"{100 * value:.1f}"
 
 
 def collect_results(grid_dir: str | Path) -> GridResults:
@@ -295,7 +328,13 @@ def collect_results(grid_dir: str | Path) -> GridResults:
                 accuracy[short][cell.column] = _fraction(entry.get("accuracy"))
                 average_precision[short][cell.column] = _fraction(entry.get("average_precision"))
     notes = grid_notes(grid_dir, spec, cells, finished)
-    return GridResults(rows, columns, accuracy, average_precision, notes)
+    results = GridResults(rows, columns, accuracy, average_precision, notes)
+    undefined = results.undefined(average_precision)
+    if undefined:
+        cells_named = ", ".join(f"{attribute} ({column})" for attribute, column in undefined)
+        notes.append(f"AP n/a for {cells_named}: {NO_ANSWER_COUNTED}; that column's mAP is the mean over its other "
+                     "attributes (accuracy and BP still count it)")  # fmt: skip
+    return results
 
 
 def _fraction(value: Any) -> float:
@@ -346,7 +385,8 @@ def results_markdown(results: GridResults) -> str:
         "# Network comparison: validation accuracy (%)",
         "",
         "Best-epoch validation accuracy of each cell in %; BP is the mean accuracy over the attributes and mAP the "
-        f"mean of the per-attribute average precision, both in %. {MISSING_MD} marks a cell that has not finished.",
+        f"mean of the per-attribute average precision, both in %. {MISSING_MD} marks a cell that has not finished, "
+        "n/a an AP no answer counted toward (see the notes).",
         "",
         markdown_table(results.rows(MISSING_MD), ["attribute", *results.columns]),
         f"![validation accuracy per attribute and network]({RESULTS_PNG})",

@@ -68,7 +68,7 @@ class ServingGraph(nn.Module):
         features = []
         for loaded, network in zip(self.loaded, self.networks, strict=True):
             batch = images[self.keys.index(loaded.preprocessing.pixel_key)]
-            pooled, model_probs = model_outputs(network, loaded.preprocessing, batch)
+            pooled, model_probs = model_outputs(network, loaded.preprocessing, batch, loaded.temperatures)
             features.append(pooled)
             probs.update(model_probs)
         return (*(probs[name] for name in self.attributes), joint_embedding(features))
@@ -85,14 +85,20 @@ class ExportResult:
     size_bytes: int
 
 
-def export_onnx(source: str | Path, out: str | Path, opset: int = DEFAULT_OPSET) -> ExportResult:
-    """Export a checkpoint, run directory or per-attribute folder to one `.onnx` file with a dynamic batch axis."""
+def export_onnx(
+    source: str | Path, out: str | Path, opset: int = DEFAULT_OPSET, calibrated: bool = True
+) -> ExportResult:
+    """Export a checkpoint, run directory or per-attribute folder to one `.onnx` file with a dynamic batch axis.
+
+    With `calibrated` the graph divides each attribute's logits by its calibration temperature before the softmax,
+    as the PyTorch backend does; without, it gives the network's raw probabilities.
+    """
     import onnx
 
     out = Path(out)
     if out.suffix.lower() != ".onnx":
         raise UserError(f"{out}: the ONNX file name must end in .onnx")
-    models, schema = load_models(source, "cpu")
+    models, schema = load_models(source, "cpu", calibrated=calibrated)
     attributes = [a for a in schema.names if any(a in m.attributes for m in models)]
     graph = ServingGraph(models, attributes).eval()
     _check_size(graph, source)
@@ -174,6 +180,7 @@ def _spec_metadata(graph: ServingGraph, embedding_size: int) -> dict[str, Any]:
                 "attributes": m.attributes,
                 "preprocessing": m.preprocessing.to_dict(),
                 "trained_with_flip": m.trained_with_flip,
+                "temperatures": m.temperatures,
                 "input": names[graph.keys.index(m.preprocessing.pixel_key)],
             }
             for m in graph.loaded

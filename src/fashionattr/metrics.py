@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from fashionattr.report import markdown_table
+from fashionattr.report import NO_ANSWER_COUNTED, map_notes, markdown_table
 from fashionattr.schema import Schema
 
 
@@ -103,8 +103,9 @@ def average_precision(probs: np.ndarray, targets: np.ndarray, maybe: np.ndarray)
     Ties: images with exactly the same p are one group, and every counted image of the group gets the precision
     after the whole group, as if the list were cut at the threshold p (sklearn's precision-recall curve treats
     equal scores the same way). Walking tied images one by one would make AP depend on the order of the label
-    rows: answer files round to six decimals, so a confident model has many tied 1.000000 rows, and reversing a
-    file once moved one attribute's AP from 91% to 35%. Without ties this is exactly the walk above.
+    rows: answer files rounded to six decimals (as they once were, and as other tools may) tie a confident model's
+    answers at 1.000000, and reversing such a file once moved one attribute's AP from 91% to 35%; a float32
+    softmax itself ties answers within 6e-8 of 1. Without ties this is exactly the walk above.
     """
     probs = np.asarray(probs, dtype=np.float64)
     targets = np.asarray(targets)
@@ -166,11 +167,17 @@ class AttributeScores:
     precision: np.ndarray
     recall: np.ndarray
 
+    @property
+    def no_answer_counted(self) -> bool:
+        """Images were scored but every answer landed on a class labelled `m`, so AP is undefined (nan)."""
+        return self.count > 0 and math.isnan(self.average_precision)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "accuracy": _json_float(self.accuracy),
             "average_precision": _json_float(self.average_precision),
+            **({"average_precision_note": NO_ANSWER_COUNTED} if self.no_answer_counted else {}),
             "count": self.count,
             "confusion": self.confusion.tolist(),
             "precision": [_json_float(value) for value in self.precision],
@@ -206,8 +213,26 @@ class Scores:
 
     @property
     def mean_average_precision(self) -> float:
-        """The challenge's ranking score: mean AP over the attributes whose AP is defined (nan if none is)."""
+        """The challenge's ranking score: mean AP over the attributes whose AP is defined (nan if none is).
+
+        An attribute with images but no counted answer (every answer on an `m` class) has no AP and is left out of
+        the mean, not counted as 0 or 1. The challenge defines AP as a mean over counted answers, and a mean of
+        nothing is undefined; 0 would punish answers the labels call acceptable (that is what `m` marks), 1 would
+        reward a ranking nobody checked, and either would move an 8-attribute mAP by 1/8 on no evidence. Its
+        accuracy still counts in BP. It is never dropped silently: `map_leaves_out` names it, and every table
+        prints n/a and a note (`notes`).
+        """
         return _mean_of_defined(scores.average_precision for scores in self.attributes.values() if scores.count)
+
+    @property
+    def map_leaves_out(self) -> list[str]:
+        """Attributes with images whose AP is undefined, so mAP is the mean over the others."""
+        return [name for name, scores in self.attributes.items() if scores.no_answer_counted]
+
+    @property
+    def notes(self) -> list[str]:
+        """Sentences a table of these scores must carry (an attribute left out of mAP, and why)."""
+        return map_notes(self.map_leaves_out, sum(1 for scores in self.attributes.values() if scores.count))
 
     @property
     def mean_accuracy(self) -> float:
@@ -225,6 +250,8 @@ class Scores:
             "mean_average_precision": _json_float(self.mean_average_precision),
             "mean_accuracy": _json_float(self.mean_accuracy),
             "count": self.count,
+            "map_leaves_out": self.map_leaves_out,
+            "notes": self.notes,
             "attributes": {name: scores.to_dict() for name, scores in self.attributes.items()},
         }
 
@@ -271,7 +298,8 @@ def format_scores_table(scores: Scores, schema: Schema) -> str:
     rows.append(
         ["BP / mAP", str(scores.count), _percent(scores.basic_precision), _percent(scores.mean_average_precision)]
     )
-    return markdown_table(rows, header=["attribute", "images", "accuracy %", "AP %"])
+    table = markdown_table(rows, header=["attribute", "images", "accuracy %", "AP %"])
+    return table + "".join(f"\nNote: {note}\n" for note in scores.notes)
 
 
 def _mean_of_defined(values: Iterable[float]) -> float:

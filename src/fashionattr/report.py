@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fashionattr.io import atomic_open
-from fashionattr.run_dir import RunDir
+from fashionattr.run_dir import RunDir, confusion_plot_name
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -31,6 +31,19 @@ def markdown_table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
         return "| " + " | ".join(str(cell).replace("|", "\\|") for cell in cells) + " |"
 
     return "\n".join([line(header), "|" + "|".join("---" for _ in header) + "|", *(line(row) for row in rows)]) + "\n"
+
+
+NO_ANSWER_COUNTED = "every answer landed on a class labelled 'm', so no answer counted and AP is undefined"
+
+
+def map_notes(left_out: Sequence[str], with_images: int) -> list[str]:
+    """The note under a score table when attributes are left out of mAP (why: `Scores.mean_average_precision`)."""
+    if not left_out:
+        return []
+    names = ", ".join(name.removesuffix("_labels") for name in left_out)
+    others = with_images - len(left_out)
+    return [f"AP n/a for {names}: {NO_ANSWER_COUNTED}; mAP is the mean over the other {others} attribute(s) "
+            "(accuracy and BP still count it)."]  # fmt: skip
 
 
 def plot_confusion(confusion: np.ndarray, class_names: Sequence[str], title: str, path: str | Path) -> None:
@@ -130,6 +143,42 @@ def plot_grid_bars(table: dict[str, dict[str, float]], path: str | Path, title: 
     _save(figure, path)
 
 
+def plot_reliability(attributes: dict[str, dict[str, Any]], path: str | Path) -> None:
+    """Reliability diagram, a panel per attribute: hit rate per confidence bin before and after calibration.
+
+    `attributes` maps an attribute to its `calibration.json` entry (`reliability_before`/`_after` with `edges`,
+    `counts`, `confidence`, `accuracy`; `ece_before`/`_after`). A perfectly calibrated model's bars touch the
+    diagonal.
+    """
+    from matplotlib.figure import Figure
+
+    names = list(attributes)
+    columns = min(4, max(1, len(names)))
+    rows = math.ceil(len(names) / columns) if names else 1
+    figure = Figure(figsize=(3.2 * columns, 3.2 * rows), layout="constrained")
+    axes_grid = np.atleast_1d(figure.subplots(rows, columns, squeeze=False)).ravel()
+    for axes, name in zip(axes_grid, names, strict=False):
+        entry = attributes[name]
+        for key, label, colour, offset in (("before", "raw", "#94a3b8", -0.25), ("after", "calibrated", "#c2410c",
+                                                                                   0.25)):  # fmt: skip
+            bins = entry[f"reliability_{key}"]
+            edges, counts = np.asarray(bins["edges"]), np.asarray(bins["counts"])
+            width = float(edges[1] - edges[0])
+            centres = (edges[:-1] + edges[1:]) / 2 + offset * width
+            shown = counts > 0
+            ece = entry.get(f"ece_{key}")
+            axes.bar(centres[shown], np.asarray(bins["accuracy"])[shown], width=width / 2, color=colour,
+                     label=f"{label} (ECE {100 * ece:.1f}%)" if ece is not None else label)  # fmt: skip
+        axes.plot([0, 1], [0, 1], color="black", linewidth=0.8, linestyle="--")
+        axes.set(xlim=(0, 1), ylim=(0, 1), title=f"{name.removesuffix('_labels')} (T={entry['temperature']:.2f})",
+                 xlabel="confidence", ylabel="hit rate")  # fmt: skip
+        axes.title.set_fontsize(9)
+        axes.legend(fontsize=7, loc="upper left")
+    for axes in axes_grid[len(names) :]:
+        axes.set_visible(False)
+    _save(figure, path)
+
+
 def _plot_series(axes: Any, epochs: Sequence[Any], values: Sequence[Any], label: str, **style: Any) -> None:
     """Plot the points that exist; a series with none (e.g. no validation set) is left out of the legend."""
     points = [(epoch, float(value)) for epoch, value in zip(epochs, values, strict=True) if value is not None]
@@ -161,20 +210,91 @@ def _percent_cell(value: Any) -> str:
 def run_scores_table(schema: Any, scores: dict[str, Any]) -> str:
     """Markdown table of one run's best scores (a `Scores.to_dict()`): accuracy and AP per attribute, BP, mAP."""
     rows = []
+    left_out = []
     for attribute in schema:
         entry = scores["attributes"].get(attribute.name)
         if entry and entry["count"]:
             rows.append([attribute.short_name, str(entry["count"]), _percent_cell(entry["accuracy"]),
                          _percent_cell(entry["average_precision"])])  # fmt: skip
+            if entry["average_precision"] is None:
+                left_out.append(attribute.name)
     rows.append(["**BP / mAP**", str(scores["count"]), _percent_cell(scores["basic_precision"]),
                  _percent_cell(scores["mean_average_precision"])])  # fmt: skip
-    return markdown_table(rows, ["attribute", "val images", "accuracy %", "AP %"])
+    table = markdown_table(rows, ["attribute", "val images", "accuracy %", "AP %"])
+    return table + "".join(f"\nNote: {note}\n" for note in map_notes(left_out, len(rows) - 1))
+
+
+def calibration_section(run: RunDir, schema: Any, calibration: dict[str, Any]) -> list[str]:
+    """Report lines: temperature, ECE and AP before and after calibration per attribute, and the diagram."""
+    entries = calibration["attributes"]
+    before, after = calibration["before"], calibration["after"]
+    rows = []
+    for attribute in schema:
+        entry = entries.get(attribute.name)
+        if entry is None:
+            continue
+        rows.append([attribute.short_name, str(entry["count"]), f"{entry['temperature']:.2f}",
+                     _percent_cell(entry["ece_before"]), _percent_cell(entry["ece_after"]),
+                     _percent_cell(before["average_precision"].get(attribute.name)),
+                     _percent_cell(after["average_precision"].get(attribute.name))])  # fmt: skip
+    rows.append(["**BP / mAP**", "", "", "", "", f"{_percent_cell(before['basic_precision'])} / "
+                 f"{_percent_cell(before['mean_average_precision'])}", f"{_percent_cell(after['basic_precision'])} / "
+                 f"{_percent_cell(after['mean_average_precision'])}"])  # fmt: skip
+    header = ["attribute", "val images", "temperature", "ECE % raw", "ECE % calibrated", "AP % raw", "AP % calibrated"]
+    relative = run.reliability_plot.relative_to(run.path).as_posix()
+    figure = [f"![reliability diagram]({relative})", ""] if run.reliability_plot.is_file() else []
+    return [
+        "## Calibration",
+        "",
+        "One temperature per attribute, fitted on the validation split (lowest negative log-likelihood) and stored "
+        "in the checkpoint; `predict`, `submit`, `serve`, `catalog` and the ONNX export use the calibrated "
+        "probabilities (`--no-calibration` for raw ones). The argmax never changes, so accuracy and BP stay; AP can "
+        "move because the order of confidences across images changes. ECE: expected calibration error, "
+        "15 bins. The figures are on the images the temperatures were fitted on; `fashionattr evaluate --split "
+        "test` measures them on held-out ones.",
+        "",
+        markdown_table(rows, header),
+        *figure,
+    ]
+
+
+def pointing_section(run: RunDir, schema: Any, pointing: dict[str, Any]) -> list[str]:
+    """Report lines: the pointing-game score per attribute, with what a random point would score."""
+    rows = []
+    for attribute in schema:
+        entry = pointing["attributes"].get(attribute.name)
+        if entry is None:
+            continue
+        rows.append([attribute.short_name, entry["part"], str(entry["images"]), str(entry["correct"]),
+                     str(entry["hits"]), _percent_cell(entry["score"]), _percent_cell(entry["chance"])])  # fmt: skip
+    header = ["attribute", "part", "images with a part", "correctly predicted", "heatmap peak in the part",
+              "pointing game %", "random point %"]  # fmt: skip
+    lines = [
+        "## Where the model looks",
+        "",
+        f"Pointing game on the {pointing['split']} split ({pointing['method']}"
+        f"{', smoothed' if pointing.get('smooth') else ''} at layer {', '.join(pointing['layers'])}): of the "
+        "correctly predicted images whose labelled part is visible, the share whose heatmap peaks inside the part's "
+        "box (the hem, the sleeve ends, the neckline region), mapped into the letterboxed input, or within "
+        f"{100 * pointing.get('tolerance', 0):.1f}% of the input's side of it (15 px at 224). `random point` is the "
+        f"share a uniformly random peak would hit. Measured with `{pointing['command']}`.",
+        "",
+        markdown_table(rows, header),
+    ]
+    if run.pointing_examples.is_file():
+        lines += [f"![heatmaps of the pointing game]({run.pointing_examples.relative_to(run.path).as_posix()})", ""]
+    return lines
 
 
 def write_run_report(
     run: RunDir, schema: Any, history: Sequence[dict[str, Any]], summary: dict[str, Any], scores: dict[str, Any]
 ) -> Path:
-    """`report.md` for one run: the score table, learning curves and a confusion matrix per attribute."""
+    """`report.md` for one run: the score table, learning curves and a confusion matrix per attribute.
+
+    Sections measured after training (calibration, the pointing game) are included when their files exist.
+    """
+    import json
+
     from fashionattr.io import atomic_write_text
 
     plots = run.plots
@@ -192,8 +312,26 @@ def write_run_report(
         entry = scores["attributes"].get(attribute.name)
         if not entry or not entry["count"]:
             continue
-        name = f"confusion_{attribute.short_name}.png"
+        name = confusion_plot_name(attribute.short_name)
         plot_confusion(np.asarray(entry["confusion"]), attribute.classes, attribute.short_name, plots / name)
         lines += [f"## {attribute.short_name}", "", f"![{attribute.short_name} confusion matrix](plots/{name})", ""]
+    if run.calibration.is_file():
+        lines += calibration_section(run, schema, json.loads(run.calibration.read_text(encoding="utf-8")))
+    if run.pointing_game.is_file():
+        lines += pointing_section(run, schema, json.loads(run.pointing_game.read_text(encoding="utf-8")))
     atomic_write_text(run.report, "\n".join(lines))
     return run.report
+
+
+def rewrite_run_report(run: RunDir) -> Path:
+    """Write a finished run's report again from its files, e.g. after a section was measured."""
+    import json
+
+    from fashionattr.schema import load_schema
+
+    def read(path: Path) -> Any:
+        return json.loads(path.read_text(encoding="utf-8"))
+
+    summary = read(run.summary)
+    schema = load_schema(run.schema).subset(list(summary["attributes"]))
+    return write_run_report(run, schema, read(run.metrics_json), summary, read(run.scores))

@@ -8,12 +8,13 @@ as a JSON or YAML file.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from fashionattr.io import FileReadError
+from fashionattr.names import collision_key, name_problem
 from fashionattr.parsing import DocumentError, read_document
 
 SCHEMA_FILE_NAMES = ("schema.json", "schema.yaml", "schema.yml")
@@ -161,6 +162,7 @@ class Schema:
 
 def _validate(schema: Schema, source: str) -> None:
     seen: set[str] = set()
+    short_names: dict[str, str] = {}
     for attr in schema.attributes:
         if not attr.name or not attr.name.strip():
             raise SchemaError(f"{source}: an attribute has an empty name")
@@ -169,6 +171,7 @@ def _validate(schema: Schema, source: str) -> None:
         if attr.name in seen:
             raise SchemaError(f"{source}: attribute {attr.name!r} is defined twice; names must be unique")
         seen.add(attr.name)
+        _check_file_name(attr, short_names, source)
         if attr.num_classes < 2:
             raise SchemaError(
                 f"{source}: attribute {attr.name!r} has {attr.num_classes} class(es); it needs at least 2"
@@ -188,6 +191,55 @@ def _validate(schema: Schema, source: str) -> None:
                 if member in placed:
                     raise SchemaError(f"{source}: grouping {gname!r} puts attribute {member!r} in two groups")
                 placed.add(member)
+
+
+def _check_file_name(attr: Attribute, short_names: dict[str, str], source: str) -> None:
+    """Refuse a name that cannot become a file name, or whose short name another attribute's would share.
+
+    The short name names the attribute's per-attribute run folder, grid cell and confusion plot, so `/x/RUN` would
+    write outside the output folder and `coat_length` beside `coat_length_labels` would train into one folder.
+    Names that differ only in case or Unicode normalisation collide too: on macOS and Windows they are one file.
+    """
+    for name in dict.fromkeys((attr.name, attr.short_name)):
+        problem = name_problem(name)
+        if problem:
+            which = "attribute" if name == attr.name else f"attribute {attr.name!r}: its short name"
+            raise SchemaError(f"{source}: {which} {name!r} cannot name a file or folder: {problem}; attribute "
+                              "names become run folders and plot files")  # fmt: skip
+    if "." in attr.name:
+        raise SchemaError(f"{source}: attribute {attr.name!r} holds '.', which cannot name a model's head")
+    key = collision_key(attr.short_name)
+    if key in short_names:
+        other = short_names[key]
+        other_short = other.removesuffix("_labels")
+        clash = (f"both go by the short name {attr.short_name!r}" if other_short == attr.short_name else
+                 f"go by the short names {other_short!r} and {attr.short_name!r}, one file name where letter case "
+                 "or Unicode form does not count (macOS, Windows)")  # fmt: skip
+        raise SchemaError(f"{source}: attributes {other!r} and {attr.name!r} {clash}; the short name names tables, "
+                          "run folders and plot files, so rename one")  # fmt: skip
+    short_names[key] = attr.name
+
+
+def schema_mismatch(model: Schema, data: Schema, names: Iterable[str], data_source: str = "the data") -> str | None:
+    """Why a model's answers for `names` would not mean what `data` means by those attributes, or None if they do.
+
+    A model's output for an attribute is a probability per class in its own schema's order; scored against, or
+    written for, a dataset whose schema gives that attribute other classes (or another order), every number would
+    land on the wrong class. Every command that puts a model and data together asks here: `evaluate`, `submit`,
+    and loading several models as one (a per-attribute folder).
+    """
+    for name in names:
+        if name not in data:
+            return f"{data_source} ({data.name!r} schema) has no attribute {name!r}"
+        ours, theirs = model.attribute(name).classes, data.attribute(name).classes
+        if ours != theirs:
+            return (f"attribute {name!r} has {len(ours)} classes ({_shown(ours)}) in the model but {len(theirs)} "
+                    f"({_shown(theirs)}) in {data_source} ({data.name!r} schema)")  # fmt: skip
+    return None
+
+
+def _shown(classes: tuple[str, ...], limit: int = 4) -> str:
+    return ", ".join(classes[:limit]) + (", ..." if len(classes) > limit else "")
 
 
 def load_schema(path: str | Path) -> Schema:

@@ -20,6 +20,7 @@ from fashionattr.bench.core import Figure
 from fashionattr.bench.isolation import run_probe
 from fashionattr.checkpoint import save_checkpoint
 from fashionattr.models import create_model, model_preprocessing
+from fashionattr.run_dir import RunDir
 
 FLAT_LIMIT = 1.10
 """Peak over 4N images at most this many times the peak over N: memory does not grow with the input."""
@@ -34,7 +35,7 @@ def tiny_checkpoint(context: BenchContext) -> Path:
     torch.manual_seed(0)
     model = create_model(TINY_ARCH, schema)
     preprocessing = model_preprocessing(TINY_ARCH, TINY_SIZE)
-    path = context.workdir / "tiny" / "best.pt"
+    path = RunDir(context.workdir / "tiny").best
     path.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(path, {"model": model.state_dict(), "spec": model.spec, "schema": schema.to_dict(),
                            "preprocessing": preprocessing.to_dict(), "attributes": schema.names})  # fmt: skip
@@ -81,7 +82,7 @@ def memory_figures(context: BenchContext) -> list[Figure]:
         figures.append(_peak_figure("mem.train", "peak memory of a short training run (2 steps + validation)",
                                     results["train"], {**common, "images": len(context.data.records)},
                                     floor))  # fmt: skip
-        predict = _predict_peak(context, run_dir / "best.pt", 2 * settings.batch_size)
+        predict = _predict_peak(context, RunDir(run_dir).best, 2 * settings.batch_size)
         figures.append(_peak_figure("mem.predict", "peak memory of predict with that checkpoint", predict,
                                     {**common, "images": predict["images"]}, floor))  # fmt: skip
     else:

@@ -26,6 +26,7 @@ from fashionattr.bench.core import Figure, Variant, compared, measure
 from fashionattr.bench.inputs import bench_preprocessing
 from fashionattr.checkpoint import save_checkpoint
 from fashionattr.models import create_model
+from fashionattr.run_dir import RunDir
 
 CLIENTS = 8
 THROUGHPUT_GOAL = 3.0
@@ -37,7 +38,7 @@ def service_checkpoint(context: BenchContext) -> Path:
     settings, schema = context.settings, context.data.schema
     torch.manual_seed(0)
     model = create_model(settings.arch, schema)
-    path = context.workdir / "service" / "best.pt"
+    path = RunDir(context.workdir / "service").best
     path.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(path, {"model": model.state_dict(), "spec": model.spec, "schema": schema.to_dict(),
                            "preprocessing": bench_preprocessing(context).to_dict(),

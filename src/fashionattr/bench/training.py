@@ -4,6 +4,8 @@ Both train the same backbone on the same batch. The engine adds what a real run 
 the device, normalisation, the masked multi-head loss with label smoothing, gradient clipping and the LR
 schedule. The bare loop feeds ready normalised tensors to a timm classifier with one 54-way output and
 `F.cross_entropy`. A breakdown of the engine's extras, each timed alone, says where any overhead goes.
+
+Figure g: the same engine step with the grouped layout (a backbone per group) against the multitask one.
 """
 
 from __future__ import annotations
@@ -160,7 +162,7 @@ def engine_figure(context: BenchContext) -> list[Figure]:
 
 
 def grouped_figure(context: BenchContext) -> list[Figure]:
-    """Figure g: a grouped (design vs length backbones) training step against a multitask one on the same batch.
+    """Figure g: a grouped (upper vs lower body backbones) training step against a multitask one on the same batch.
 
     Each image goes through its own group's backbone only, so two backbones cost about what one does.
     """

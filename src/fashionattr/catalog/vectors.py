@@ -143,9 +143,7 @@ class ApproximateIndex(VectorIndex):
         if len(keys) == 0:
             return
         with self._lock:
-            present = np.asarray(self.index.contains(keys), dtype=bool).reshape(-1)
-            if present.any():
-                self.index.remove(keys[present])
+            self._drop_present(keys)
             self.index.add(keys, unit(vectors).reshape(len(keys), self.dim), threads=self.threads)
 
     def remove(self, ids: np.ndarray) -> None:
@@ -153,9 +151,13 @@ class ApproximateIndex(VectorIndex):
         if len(keys) == 0:
             return
         with self._lock:
-            present = np.asarray(self.index.contains(keys), dtype=bool).reshape(-1)
-            if present.any():
-                self.index.remove(keys[present])
+            self._drop_present(keys)
+
+    def _drop_present(self, keys: np.ndarray) -> None:
+        """Remove those of `keys` the graph holds; the caller holds the lock."""
+        present = np.asarray(self.index.contains(keys), dtype=bool).reshape(-1)
+        if present.any():
+            self.index.remove(keys[present])
 
     def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         k = min(k, len(self))

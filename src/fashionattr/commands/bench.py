@@ -11,7 +11,8 @@ from fashionattr.errors import UserError
 FIGURE_HELP = (
     "a: loader with the prepare cache vs JPEG decoding; b: one multitask model vs eight per-attribute models; "
     "c: the training engine vs a bare timm loop; d: predict end to end vs the forward pass alone; "
-    "e: channels_last, bf16 and torch.compile on CPU; mem: peak memory of training and predict; "
+    "e: channels_last, bf16 and torch.compile on CPU; g: a grouped-layout training step vs a multitask one; "
+    "mem: peak memory of training and predict; "
     "gpu: AMP, channels_last, compile and resnet50 images/s on a GPU (skipped without one); "
     "similar: similar-garment search, approximate vs exact index; facets: facet queries, PostgreSQL vs SQLite; "
     "service: service throughput at 8 clients vs 1; catalog: similar,facets,service"

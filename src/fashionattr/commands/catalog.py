@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fashionattr.commands.options import BATCH, PROBABILITY, WORKERS, count
+from fashionattr.commands.options import PROBABILITY, VECTOR_INDEX_CHOICES, VECTOR_INDEX_HELP, add_model_options, count
 
 if TYPE_CHECKING:
     import numpy as np
@@ -22,9 +22,6 @@ if TYPE_CHECKING:
 
 
 DB_HELP = "the catalogue: an SQLite file, or a PostgreSQL database as postgresql://user@host/db"
-VECTOR_INDEX_CHOICES = ("auto", "exact", "ann")
-VECTOR_INDEX_HELP = ("similar-garment search: exact (every embedding scored), ann (approximate HNSW index), or auto "
-                     "(default: exact below 50,000 images, ann from there on)")  # fmt: skip
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -50,11 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     index.add_argument("folder", metavar="DIR", help="folder of images (searched recursively)")
     index.add_argument("--model", required=True, metavar="CKPT", help="checkpoint, run directory or .onnx file")
     index.add_argument("--db", required=True, help=f"{DB_HELP} (a new file or an empty database becomes one)")
-    index.add_argument("--batch-size", type=BATCH, default=32)
-    index.add_argument("--workers", type=WORKERS, default=2, help="image decoding processes (default 2)")
-    index.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    index.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
-                       help="auto: onnx for a .onnx file, torch otherwise")  # fmt: skip
+    add_model_options(index)
     index.add_argument("--vector-index", choices=VECTOR_INDEX_CHOICES, default="auto", help=VECTOR_INDEX_HELP)
     index.set_defaults(func=run_index)
 
@@ -82,7 +75,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     similar.add_argument("--db", required=True, help=DB_HELP)
     similar.add_argument("-k", type=count(1), default=10, help="how many to list (default 10)")
     similar.add_argument("--model", metavar="CKPT", help="model to embed a new image with (default: the catalogue's)")
-    similar.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    add_model_options(similar, batching=False, backend=False)
     similar.add_argument("--vector-index", choices=VECTOR_INDEX_CHOICES, default="auto", help=VECTOR_INDEX_HELP)
     similar.set_defaults(func=run_similar)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from fashionattr.commands.options import BATCH, WORKERS, count
+from fashionattr.commands.options import BATCH, WORKERS, count, number
 
 DEMO_RECIPE = "cpu-demo"
 
@@ -28,11 +28,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--workers", type=WORKERS,
                         help="loader processes (the recipe's: 0, the cache makes them unneeded)")  # fmt: skip
     parser.add_argument("--seed", type=count(0), default=0)
+    parser.add_argument("--label-noise", type=number(0.0, 1.0, below_maximum=True), default=0.0, metavar="F",
+                        help="switch this share of the training labels to another class (true ones in "
+                        "data/Annotations/flipped.csv), to try `fashionattr review` on (default 0)")  # fmt: skip
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     import json
+
+    from fashionattr.errors import UserError
+
+    if not 0.0 <= args.label_noise < 1.0:
+        raise UserError(f"--label-noise must be at least 0 and below 1, got {args.label_noise}")
     import time
     from pathlib import Path
 
@@ -63,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         step(f"using the synthetic dataset in {data}")
     else:
         step(f"generating {per_class} synthetic images per class at {size}px into {data}")
-        generate_dataset(data, per_class=per_class, size=size, seed=args.seed)
+        generate_dataset(data, per_class=per_class, size=size, seed=args.seed, label_noise=args.label_noise)
     data_root = DatasetRoot.open(data)
     records = data_root.read_labels()
     questions = data_root.read_questions()
@@ -88,7 +96,8 @@ def run(args: argparse.Namespace) -> int:
     best = summary["best_metrics"]
     step(f"best epoch {summary['best_epoch']}: validation accuracy {100 * best['val_mean_accuracy']:.1f}%")
 
-    result = evaluate_checkpoint(run.path, DistributedContext(), subset="test", workers=config.workers)
+    result = evaluate_checkpoint(run.path, DistributedContext(), subset="test", workers=config.workers,
+                                 tta=config.tta)  # fmt: skip
     write_evaluation(result, run.evaluation("test"))
     step("scored the held-out test set")
     print(f"\nValidation (best epoch) — report: {run.report}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fashionattr.commands.options import BATCH, WORKERS
+from fashionattr.commands.options import BATCH, DEVICE_HELP, WORKERS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,10 +22,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--labels", help="a labelled file (label.csv format) to score on instead")
     parser.add_argument("--answers", help="score this answer file (path,attribute,p0;p1;...) against --labels")
     parser.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")
-    parser.add_argument("--batch-size", type=BATCH, default=64)
-    parser.add_argument("--workers", type=WORKERS, default=2)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--out", help="folder for scores.json, report.md and plots (default RUN/eval-SPLIT)")
+    parser.add_argument("--no-calibration", action="store_true",
+                        help="score the raw network probabilities, without the calibration temperatures (accuracy "
+                        "and BP are the same; AP and the calibration error may differ)")  # fmt: skip
+    parser.add_argument("--batch-size", type=BATCH, default=64, help="images per forward pass (default 64)")
+    parser.add_argument("--workers", type=WORKERS, default=2, help="image decoding processes (default 2)")
+    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
+    parser.add_argument("--out", help="folder for scores.json, report.md and confusion PNGs (default RUN/eval-SPLIT)")
     parser.add_argument("--save-predictions", metavar="FILE",
                         help="also write every scored image's class probabilities in the answer-file format "
                         "(path,attribute,p0;p1;...), for error analysis and parity checks")  # fmt: skip
@@ -53,26 +56,29 @@ def run(args: argparse.Namespace) -> int:
     from fashionattr.checkpoint import resolve_checkpoint_path
     from fashionattr.distributed import init_distributed, shutdown
     from fashionattr.evaluation import evaluate_checkpoint, write_evaluation
-    from fashionattr.run_dir import RunDir
+    from fashionattr.run_dir import REPORT_NAME, SCORES_NAME, RunDir, lock_folder
     from fashionattr.submission import write_submission
 
     context = init_distributed(args.device)
     try:
         result = evaluate_checkpoint(args.run, context, data=args.data, subset=args.split, labels=args.labels,
-                                     tta=args.tta, batch_size=args.batch_size, workers=args.workers)  # fmt: skip
+                                     tta=args.tta, batch_size=args.batch_size, workers=args.workers,
+                                     calibrated=not args.no_calibration)  # fmt: skip
         if context.is_main:
             checkpoint = resolve_checkpoint_path(args.run)
             name = "labels" if args.labels else args.split
             out = Path(args.out) if args.out else RunDir(checkpoint.parent).evaluation(name)
-            write_evaluation(result, out)
+            # Two evaluations into one folder take turns, so the folder ends up holding one of them whole.
+            with lock_folder(out, "evaluation folder", wait=True):
+                write_evaluation(result, out)
             if args.save_predictions:
                 rows, vectors = result.answer_rows()
                 write_submission(args.save_predictions, rows, vectors, result.schema)
                 print(f"wrote the probabilities of {len(rows)} image(s) to {args.save_predictions}")
             print(format_scores_table(result.scores, result.schema))
             if result.skipped:
-                print(f"{len(result.skipped)} unreadable image(s) skipped; listed in {out / 'report.md'}")
-            print(f"wrote {out / 'scores.json'} and {out / 'report.md'}")
+                print(f"{len(result.skipped)} unreadable image(s) skipped; listed in {out / REPORT_NAME}")
+            print(f"wrote {out / SCORES_NAME} and {out / REPORT_NAME}")
     finally:
         shutdown(context)
     return 0

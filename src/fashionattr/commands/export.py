@@ -23,6 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("checkpoint", metavar="CKPT", help="checkpoint, run directory or per-attribute folder")
     parser.add_argument("--onnx", required=True, metavar="FILE", help="ONNX file to write (must end in .onnx)")
     parser.add_argument("--opset", type=count(7, 30), help="ONNX opset version (default 17)")
+    parser.add_argument("--no-calibration", action="store_true",
+                        help="export the raw network probabilities, without the calibration temperatures")  # fmt: skip
     parser.add_argument("--no-verify", action="store_true",
                         help="skip comparing ONNX Runtime with PyTorch on random images after export")  # fmt: skip
     parser.set_defaults(func=run)
@@ -35,8 +37,9 @@ def run(args: argparse.Namespace) -> int:
     from fashionattr.inference.parity import onnx_parity
 
     opset = args.opset or DEFAULT_OPSET
-    result = export_onnx(args.checkpoint, args.onnx, opset=opset)
-    difference = None if args.no_verify else onnx_parity(args.checkpoint, result.path)
+    calibrated = not args.no_calibration
+    result = export_onnx(args.checkpoint, args.onnx, opset=opset, calibrated=calibrated)
+    difference = None if args.no_verify else onnx_parity(args.checkpoint, result.path, calibrated=calibrated)
     inputs = ", ".join(f"{item['name']} uint8 (N,3,{item['img_size']},{item['img_size']})" for item in result.inputs)
     print(f"wrote {result.path} ({result.size_bytes / 1e6:.1f} MB, opset {opset})")
     print(f"  inputs:  {inputs}")

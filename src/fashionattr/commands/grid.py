@@ -99,14 +99,18 @@ def run(args: argparse.Namespace) -> int:
     experiments.write_spec(grid_dir, experiments.GridSpec(base.data, archs, layouts, schema, command_line(args)))
     cells = experiments.plan_cells(grid_dir, archs, layouts, list(schema), shard)
     print(f"grid {grid_dir}: {len(cells)} cell(s){f' (shard {args.shard})' if shard else ''}, split {base.split_file}")
-    failed = experiments.run_grid(grid_dir, cells, base)
+    outcome = experiments.run_grid(grid_dir, cells, base)
 
     results = experiments.collect_results(grid_dir)
     path = experiments.write_results(grid_dir, results)
     print()
     print(markdown_table(results.rows(experiments.MISSING_MD), ["attribute", *results.columns]))
     print(f"wrote {path}, {grid_dir / experiments.RESULTS_CSV} and {grid_dir / experiments.RESULTS_PNG}")
-    if failed:
-        print(f"{len(failed)} cell(s) failed: {', '.join(failed)}; see {grid_dir / experiments.FAILURES_NAME}")
+    if outcome.busy:
+        print(f"{len(outcome.busy)} cell(s) passed over, being trained by another process: {', '.join(outcome.busy)}; "
+              "`fashionattr report` tabulates them once they finish")  # fmt: skip
+    if outcome.failed:
+        print(f"{len(outcome.failed)} cell(s) failed: {', '.join(outcome.failed)}; see "
+              f"{grid_dir / experiments.FAILURES_NAME}")  # fmt: skip
         return 1
     return 0

@@ -1,7 +1,8 @@
-"""Typed command-line values: every number an option takes is checked as argparse parses it.
+"""Typed command-line values, and the options every command that runs a model shares.
 
-A value out of range is one line and exit 2 from argparse (`argument --workers: must be 0 or more, got -1`),
-before any work starts. Training settings are checked again with the config file's in `config.resolve_config`.
+Every number an option takes is checked as argparse parses it: a value out of range is one line and exit 2 from
+argparse (`argument --workers: must be 0 or more, got -1`), before any work starts. Training settings are checked
+again with the config file's in `config.resolve_config`.
 """
 
 from __future__ import annotations
@@ -50,3 +51,20 @@ def number(minimum: float = 0.0, maximum: float | None = None, above_minimum: bo
 WORKERS = count(0)
 BATCH = count(1)
 PROBABILITY = number(0.0, 1.0)
+
+DEVICE_HELP = "auto, cpu, cuda or cuda:N (default auto)"
+BACKEND_CHOICES = ("auto", "torch", "onnx")
+VECTOR_INDEX_CHOICES = ("auto", "exact", "ann")
+VECTOR_INDEX_HELP = ("similar-garment search: exact (every embedding scored), ann (approximate HNSW index), or auto "
+                     "(default: exact below 50,000 images, ann from there on)")  # fmt: skip
+
+
+def add_model_options(parser: argparse.ArgumentParser, batching: bool = True, backend: bool = True) -> None:
+    """The options of every command that runs a trained model: batch size and loader workers, device, backend."""
+    if batching:
+        parser.add_argument("--batch-size", type=BATCH, default=32, help="images per forward pass (default 32)")
+        parser.add_argument("--workers", type=WORKERS, default=2, help="image decoding processes (default 2)")
+    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
+    if backend:
+        parser.add_argument("--backend", choices=BACKEND_CHOICES, default="auto",
+                            help="auto: onnx for a .onnx file, torch otherwise")  # fmt: skip

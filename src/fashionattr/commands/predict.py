@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
-from fashionattr.commands.options import BATCH, WORKERS, count, number
+from fashionattr.commands.options import add_model_options, count, number
 
 if TYPE_CHECKING:
     from fashionattr.inference import Prediction, Predictor
@@ -51,11 +51,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--min-confidence", type=number(0.0), default=0.0, metavar="P",
                         help="report an attribute as uncertain below this top probability (default 0)")  # fmt: skip
     parser.add_argument("--attributes", help="comma-separated attributes to predict (default: all the model knows)")
-    parser.add_argument("--batch-size", type=BATCH, default=32)
-    parser.add_argument("--workers", type=WORKERS, default=2, help="image decoding processes (default 2)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
-                        help="auto: onnx for a .onnx file, torch otherwise")  # fmt: skip
+    add_model_options(parser)
+    parser.add_argument("--no-calibration", action="store_true",
+                        help="raw network probabilities instead of the calibrated ones (the checkpoint's "
+                        "temperatures are not applied)")  # fmt: skip
     parser.set_defaults(func=run)
 
 
@@ -66,13 +65,13 @@ def run(args: argparse.Namespace) -> int:
     from fashionattr.errors import UserError
     from fashionattr.inference import expand_inputs, load_predictor
 
-    _check_numbers(args)
     output_format = args.format or SUFFIX_FORMATS.get(Path(args.output or "").suffix.lower(), "table")
     files = expand_inputs(args.inputs)
     if not files:
         raise UserError(f"no image files found in {', '.join(args.inputs)}")
     predictor = load_predictor(args.checkpoint, backend=args.backend, device=args.device, tta=args.tta,
-                               min_confidence=args.min_confidence, attributes=args.attributes)  # fmt: skip
+                               min_confidence=args.min_confidence, attributes=args.attributes,
+                               calibrated=not args.no_calibration)  # fmt: skip
     show_progress = args.output is not None or output_format != "table"
     failed = 0
     with _open_output(args.output) as stream, tqdm(total=len(files), unit="img", file=sys.stderr,
@@ -91,19 +90,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {len(files)} prediction(s) to {args.output}"
               + (f"; {failed} unreadable image(s)" if failed else ""), file=sys.stderr)  # fmt: skip
     return 1 if failed else 0
-
-
-def _check_numbers(args: argparse.Namespace) -> None:
-    from fashionattr.errors import UserError
-
-    if args.top_k is not None and args.top_k < 1:
-        raise UserError(f"--top-k must be at least 1, got {args.top_k}")
-    if args.min_confidence < 0:
-        raise UserError(f"--min-confidence must be 0 or more, got {args.min_confidence}")
-    if args.batch_size < 1:
-        raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
-    if args.workers < 0:
-        raise UserError(f"--workers must be 0 or more, got {args.workers}")
 
 
 @contextlib.contextmanager

@@ -9,7 +9,14 @@ import time
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from fashionattr.commands.options import PROBABILITY, count, number
+from fashionattr.commands.options import (
+    PROBABILITY,
+    VECTOR_INDEX_CHOICES,
+    VECTOR_INDEX_HELP,
+    add_model_options,
+    count,
+    number,
+)
 
 if TYPE_CHECKING:
     from fashionattr.catalog import Catalog
@@ -33,9 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--port", type=count(0, 65535), default=8000, help="port (default 8000; 0 picks a free one)")
     parser.add_argument("--catalog", metavar="DB", help="a catalogue made by `fashionattr catalog index` to browse: "
                         "an SQLite file or postgresql://user@host/db (opened read-only)")  # fmt: skip
-    parser.add_argument("--vector-index", choices=["auto", "exact", "ann"], default="auto",
-                        help="similar-garment search of the catalogue: exact, ann (approximate), or auto (default: "
-                        "exact below 50,000 images)")  # fmt: skip
+    parser.add_argument("--vector-index", choices=VECTOR_INDEX_CHOICES, default="auto",
+                        help=f"{VECTOR_INDEX_HELP}, for the catalogue")  # fmt: skip
     parser.add_argument("--max-upload-mb", type=number(0.0, above_minimum=True), default=10.0, metavar="MB",
                         help="largest request body accepted, answered with 413 above it (default 10)")  # fmt: skip
     parser.add_argument("--max-batch", type=count(1), default=32, metavar="N",
@@ -48,9 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--min-confidence", type=PROBABILITY, default=0.0, metavar="P",
                         help="report an attribute as uncertain below this top probability (default 0)")  # fmt: skip
     parser.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
-                        help="auto: onnx for a .onnx file, torch otherwise")  # fmt: skip
+    add_model_options(parser, batching=False)
     parser.add_argument("--header-timeout", type=number(0.0, above_minimum=True), default=10.0, metavar="S",
                         help="seconds a client has to send a request's headers (default 10)")  # fmt: skip
     parser.add_argument("--body-timeout", type=number(0.0, above_minimum=True), default=30.0, metavar="S",
@@ -58,6 +62,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-connections", type=count(1), default=1000, metavar="N",
                         help="open connections at most; at the cap the longest idle one is closed "
                         "(default 1000)")  # fmt: skip
+    parser.add_argument("--no-calibration", action="store_true",
+                        help="raw network probabilities instead of the calibrated ones (the checkpoint's "
+                        "temperatures are not applied)")  # fmt: skip
     parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     parser.set_defaults(func=run)
 
@@ -73,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     limits = _limits(args)
     catalog = _open_catalog(args.catalog, args.vector_index)
     predictor = load_predictor(args.checkpoint, backend=args.backend, device=args.device, tta=args.tta,
-                               min_confidence=args.min_confidence)  # fmt: skip
+                               min_confidence=args.min_confidence, calibrated=not args.no_calibration)  # fmt: skip
     if not _is_loopback(args.host):
         print(f"fashionattr serve: warning: listening on {args.host}, reachable from other machines; the service "
               "has no authentication", file=sys.stderr)  # fmt: skip

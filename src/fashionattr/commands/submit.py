@@ -13,13 +13,14 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fashionattr.commands.options import BATCH, WORKERS
+from fashionattr.commands.options import add_model_options
 
 if TYPE_CHECKING:
     import numpy as np
 
     from fashionattr.data.labels import LabelRecord
     from fashionattr.inference import Predictor
+    from fashionattr.schema import Schema
 
 MAX_REPORTED_FAILURES = 20
 
@@ -38,11 +39,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, help="answer file to write (appears when complete)")
     parser.add_argument("--data", help="dataset root the question paths are relative to (default: above Tests/)")
     parser.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")
-    parser.add_argument("--batch-size", type=BATCH, default=32)
-    parser.add_argument("--workers", type=WORKERS, default=2, help="image decoding processes (default 2)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
-                        help="auto: onnx for a .onnx file, torch otherwise")  # fmt: skip
+    add_model_options(parser)
+    parser.add_argument("--no-calibration", action="store_true",
+                        help="write the raw network probabilities instead of the calibrated ones; the argmax is the "
+                        "same, the order of confidences (and so mAP) may differ: see the run report")  # fmt: skip
     parser.set_defaults(func=run)
 
 
@@ -58,12 +58,14 @@ def run(args: argparse.Namespace) -> int:
     questions_path = Path(args.questions)
     root = dataset_root(questions_path, args.data)
     asked = attributes_asked(questions_path)
-    predictor = load_predictor(args.checkpoint, backend=args.backend, device=args.device, tta=args.tta)
+    predictor = load_predictor(args.checkpoint, backend=args.backend, device=args.device, tta=args.tta,
+                               calibrated=not args.no_calibration)  # fmt: skip
     unknown = {name: count for name, count in asked.items() if name not in predictor.attributes}
     if unknown:
         listed = ", ".join(f"{name} ({count} rows)" for name, count in unknown.items())
         raise UserError(f"{questions_path}: asks for attributes the model does not predict: {listed}; "
                         f"the model predicts: {', '.join(predictor.attributes)}")  # fmt: skip
+    check_schema(predictor.schema, list(asked), root, questions_path)
     questions = read_questions(questions_path, predictor.schema)
     check_image_paths(root, questions, questions_path)
     if not any((root / q.path).is_file() for q in questions):
@@ -95,6 +97,23 @@ def dataset_root(questions_path: Path, data: str | None) -> Path:
         return root
     folder = questions_path.absolute().parent
     return folder.parent if folder.name == "Tests" else folder
+
+
+def check_schema(model: Schema, asked: list[str], root: Path, questions_path: Path) -> None:
+    """Refuse when the dataset's schema (its schema.json, else FashionAI's) gives an asked attribute other classes.
+
+    The answer file lists probabilities in class order, and the challenge scores them in the dataset's order: a
+    model trained on another schema would answer every question with numbers for the wrong classes.
+    """
+    from fashionattr.errors import UserError
+    from fashionattr.schema import schema_for_dataset, schema_mismatch
+
+    data = schema_for_dataset(root)
+    problem = schema_mismatch(model, data, asked, f"the dataset {root}")
+    if problem:
+        raise UserError(f"{questions_path}: the model was trained on another schema than this dataset's: {problem}; "
+                        "answer them with a model trained on this dataset, or pass --data with the dataset root "
+                        "that holds the model's schema.json")  # fmt: skip
 
 
 def attributes_asked(questions_path: Path) -> Counter[str]:

@@ -16,7 +16,9 @@ def register(subparsers: Any) -> None:
         description=(
             "Draw garment images in which each attribute's class is visible and write them as FashionAI lays "
             "out its data: Annotations/label.csv, Images/<attribute>/<hash>.jpg, Tests/question.csv and "
-            "Tests/answers.csv. The same seed gives the same files."
+            "Tests/answers.csv, and where each image's labelled part lies (Annotations/parts.csv, Tests/parts.csv: "
+            "the hem, the sleeve ends, the neckline region), for measuring where heatmaps point. The same seed gives "
+            "the same files."
         ),
     )
     parser.add_argument("out", nargs="?", help="dataset root to write (created if missing)")
@@ -27,6 +29,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--test-fraction", type=number(0.0, 1.0, below_maximum=True), default=0.1, metavar="F",
                         help="share of each class put in Tests/ (default: 0.1)")  # fmt: skip
     parser.add_argument("--workers", type=WORKERS, default=None, metavar="W", help="processes (default: all CPUs)")
+    parser.add_argument("--attributes", metavar="LIST",
+                        help="comma-separated attributes to draw (default: all eight; short names work)")  # fmt: skip
+    parser.add_argument("--label-noise", type=number(0.0, 1.0, below_maximum=True), default=0.0, metavar="F",
+                        help="switch this share of the training labels to a random other class, recording the true "
+                        "ones in Annotations/flipped.csv (to measure `fashionattr review`; default 0)")  # fmt: skip
     parser.add_argument("--preview", metavar="FILE.png", help="also (or only) write a contact sheet of every class")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
@@ -41,6 +48,8 @@ def _check(args: argparse.Namespace) -> None:
         raise UserError(f"--size must be at least 32 pixels, got {args.size}")
     if not 0.0 <= args.test_fraction < 1.0:
         raise UserError(f"--test-fraction must be at least 0 and below 1, got {args.test_fraction}")
+    if not 0.0 <= args.label_noise < 1.0:
+        raise UserError(f"--label-noise must be at least 0 and below 1, got {args.label_noise}")
     if args.workers is not None and args.workers < 1:
         raise UserError(f"--workers must be at least 1, got {args.workers}")
     if args.preview is not None and not str(args.preview).lower().endswith(".png"):
@@ -61,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
                 test_fraction=args.test_fraction,
                 workers=args.workers,
                 progress=not args.quiet,
+                label_noise=args.label_noise,
+                attributes=args.attributes.split(",") if args.attributes else None,
             )
         except ValueError as exc:  # settings that make no dataset, e.g. a test fraction that takes every image
             raise UserError(str(exc)) from None
@@ -69,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
             f"({summary['train']} labelled, {summary['test']} test) in {summary['seconds']:.1f} s; "
             f"'m' rate {summary['m_rate']:.1%}"
         )
+        if summary["flipped"]:
+            print(f"  {summary['flipped']} labels switched to another class; true ones in Annotations/flipped.csv")
         for name, counts in summary["per_attribute"].items():
             print(f"  {name:24s} {counts['train']:6d} labelled {counts['test']:5d} test")
     if args.preview is not None:

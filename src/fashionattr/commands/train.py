@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from fashionattr.commands.options import DEVICE_HELP
+
 
 def _bool(text: str) -> bool:
     if text.lower() in ("1", "true", "yes", "on"):
@@ -40,8 +42,8 @@ def add_training_options(parser: argparse.ArgumentParser, model_choice: bool = T
     optim.add_argument("--optimizer", choices=["adamw", "sgd"], help="default adamw")
     optim.add_argument("--lr", type=float, help="peak learning rate of the heads (default 1e-3)")
     optim.add_argument("--backbone-lr-scale", type=float,
-                       help="the backbone's share of the rate (default 0.1 with --pretrained/--weights, "
-                       "else 1)")  # fmt: skip
+                       help="the backbone's share of the heads' rate, e.g. 0.1 to fine-tune pretrained weights "
+                       "gently (default 1)")  # fmt: skip
     optim.add_argument("--weight-decay", type=float, help="default 0.05")
     optim.add_argument("--warmup-epochs", type=float, help="linear warm-up before the cosine decay (default 1)")
     optim.add_argument("--label-smoothing", type=float, help="default 0.1")
@@ -82,7 +84,7 @@ def add_training_options(parser: argparse.ArgumentParser, model_choice: bool = T
                      help="preprocessed image cache: use if present (auto), build if missing, or off")  # fmt: skip
     run.add_argument("--max-bad-fraction", type=float, help="refuse to train above this share of bad images (0.01)")
     run.add_argument("--tta", action="store_const", const=True, help="validate with horizontal-flip averaging")
-    run.add_argument("--device", help="auto (default), cpu, cuda, cuda:1 ...")
+    run.add_argument("--device", help=DEVICE_HELP)
     run.add_argument("--max-steps-per-epoch", type=int, help="cut epochs short (quick trials)")
     run.add_argument("--no-progress", dest="progress", action="store_const", const=False, help="no progress bars")
 

@@ -1,1 +1,2 @@
-"""Data: label and question readers, the split, datasets and transforms, caches, and the synthetic generator."""
+"""Data: label and question readers, the split, input preprocessing and augmentation, datasets, the image cache,
+image decoding, folder import, and the synthetic generator."""

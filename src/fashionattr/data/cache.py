@@ -22,7 +22,8 @@ from tqdm import tqdm
 
 from fashionattr.data.images import ImageError
 from fashionattr.data.preprocessing import Preprocessing, load_letterboxed
-from fashionattr.io import atomic_write_text
+from fashionattr.errors import DiskFullError
+from fashionattr.io import atomic_write_text, is_disk_full
 
 CACHE_DIRNAME = ".fashionattr-cache"
 CACHE_VERSION = 1
@@ -102,10 +103,16 @@ def build_cache(
     target = cache_dir(root, preprocessing)
     img_size = preprocessing.img_size
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise DiskFullError.writing(target, exc) from None
+        raise
     try:
         array = np.lib.format.open_memmap(staging / "images.npy", mode="w+", dtype=np.uint8,
                                           shape=(len(paths), img_size, img_size, 3))  # fmt: skip
+        reserve_space(staging / "images.npy")
         slots: dict[str, int] = {}
         bad: dict[str, str] = {}
         jobs = [(str(root / p), preprocessing) for p in paths]
@@ -137,10 +144,31 @@ def build_cache(
         if target.exists():
             shutil.rmtree(target)
         os.replace(staging, target)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)
+        if is_disk_full(exc) or isinstance(exc, DiskFullError):
+            raise DiskFullError(
+                f"disk full while building the image cache {target}; nothing of it was kept; free "
+                "some space, or train with --cache off",
+                path=str(target),
+            ) from None
         raise
     return ImageCache(target)
+
+
+def reserve_space(path: Path) -> None:
+    """Allocate the whole cache file now, so a full disk is an error here rather than a crash later.
+
+    The pixels are written through a memory map; on a full disk a write into a page the file system cannot back
+    does not fail, it kills the process with SIGBUS.
+    """
+    with open(path, "r+b") as handle:
+        try:
+            os.posix_fallocate(handle.fileno(), 0, os.fstat(handle.fileno()).st_size)
+        except OSError as exc:
+            if is_disk_full(exc):
+                raise
+            # A file system that cannot reserve space: the pixels are written as before, without the early check.
 
 
 def open_cache(root: str | Path, paths: list[str], preprocessing: Preprocessing) -> ImageCache | None:

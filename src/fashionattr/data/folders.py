@@ -20,6 +20,7 @@ from fashionattr.data.images import IMAGE_SUFFIXES, ImageError, probe_image
 from fashionattr.data.labels import LABELS_RELPATH, label_string
 from fashionattr.errors import UserError
 from fashionattr.io import atomic_write_text
+from fashionattr.names import path_component
 from fashionattr.schema import Schema, SchemaError
 
 SOURCES_RELPATH = Path("Annotations") / "sources.csv"
@@ -121,7 +122,7 @@ def import_folders(source: str | Path, out: str | Path, attribute: str | None = 
     label_rows, source_rows = csv.writer(labels, lineterminator="\n"), csv.writer(sources, lineterminator="\n")
     per_class: dict[str, dict[str, int]] = {a: dict.fromkeys(c, 0) for a, c in classes.items()}
     for number, image in enumerate(i for i in images if i.source not in refused):
-        relative = f"Images/{image.attribute}/{number:06d}{image.source.suffix.lower()}"
+        relative = f"Images/{path_component(image.attribute, 'attribute')}/{number:06d}{image.source.suffix.lower()}"
         _place(image.source, out / relative, mode)
         num_classes = len(classes[image.attribute])
         label_rows.writerow([relative, image.attribute, label_string(image.target, num_classes)])

@@ -105,20 +105,42 @@ def resolve_preprocessing(
     )
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where an image of a given size lands in its letterbox: resized to `width` x `height`, at (`left`, `top`)."""
+
+    width: int
+    height: int
+    left: int
+    top: int
+    scale: float
+
+    def map_box(self, box: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+        """A box (x0, y0, x1, y1) in pixels of the original image, in pixels of the letterboxed input."""
+        x0, y0, x1, y1 = box
+        return (self.left + x0 * self.scale, self.top + y0 * self.scale,
+                self.left + x1 * self.scale, self.top + y1 * self.scale)  # fmt: skip
+
+
+def letterbox_placement(width: int, height: int, preprocessing: Preprocessing) -> Placement:
+    """The one rule for where an image goes in its letterbox: longer side to the input size, centred."""
+    size = preprocessing.img_size
+    scale = size / max(width, height)
+    new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
+    return Placement(new_w, new_h, (size - new_w) // 2, (size - new_h) // 2, new_w / width)
+
+
 def letterbox(image: Image.Image, preprocessing: Preprocessing) -> np.ndarray:
     """Resize the longer side to the input size, centre on a square canvas of the pad value; returns HWC uint8.
 
     Prefer :func:`load_letterboxed`, which decodes a file for exactly this; this one is for images already decoded.
     """
     size = preprocessing.img_size
-    width, height = image.size
-    scale = size / max(width, height)
-    new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
+    place = letterbox_placement(*image.size, preprocessing)
     rgb = image if image.mode == "RGB" else image.convert("RGB")  # convert() copies even an RGB image
-    resized = rgb.resize((new_w, new_h), RESAMPLING[preprocessing.interpolation])
+    resized = rgb.resize((place.width, place.height), RESAMPLING[preprocessing.interpolation])
     canvas = np.full((size, size, 3), preprocessing.pad_value, dtype=np.uint8)
-    top, left = (size - new_h) // 2, (size - new_w) // 2
-    canvas[top : top + new_h, left : left + new_w] = np.asarray(resized)
+    canvas[place.top : place.top + place.height, place.left : place.left + place.width] = np.asarray(resized)
     return canvas
 
 

@@ -12,6 +12,7 @@ import hashlib
 import io
 import os
 import time
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,11 +21,15 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from fashionattr.data.labels import ANSWERS_RELPATH, LABELS_RELPATH, QUESTIONS_RELPATH, LabelRecord, format_rows
-from fashionattr.data.synth_scenes import render
+from fashionattr.data.parts import PARTS_RELPATH, TEST_PARTS_RELPATH, PartRow, format_parts
+from fashionattr.data.synth_scenes import PartBox, render, render_scene
 from fashionattr.io import atomic_write_text
 from fashionattr.schema import FASHIONAI
 
-__all__ = ["draw_preview", "generate_dataset", "render_sample"]
+__all__ = ["FLIPPED_RELPATH", "draw_preview", "flip_labels", "generate_dataset", "render_sample"]
+
+FLIPPED_RELPATH = Path("Annotations") / "flipped.csv"
+"""With label noise: the flipped rows of label.csv, with their true labels (label.csv format)."""
 
 
 def render_sample(
@@ -61,12 +66,31 @@ def _image_rng(seed: int, job: _Job) -> np.random.Generator:
     return np.random.default_rng([seed, job.attr_index, job.target, job.index])
 
 
-def _make_image(args: tuple[str, int, int, _Job]) -> tuple[_Job, str, tuple[int, ...]]:
+@dataclass(frozen=True)
+class _Made:
+    """What drawing one image produced: the job, the image's path, its `m` classes and its part boxes."""
+
+    job: _Job
+    path: str
+    maybe: tuple[int, ...]
+    parts: tuple[PartBox, ...]
+
+    @property
+    def record(self) -> LabelRecord:
+        return LabelRecord(self.path, FASHIONAI.attributes[self.job.attr_index].name, self.job.target, self.maybe)
+
+    def part_rows(self) -> list[PartRow]:
+        attribute = FASHIONAI.attributes[self.job.attr_index].name
+        return [PartRow(self.path, attribute, part.name, part.box) for part in self.parts]
+
+
+def _make_image(args: tuple[str, int, int, _Job]) -> _Made:
     """Draw, encode and atomically write one image; runs in a worker process."""
     root, size, seed, job = args
     attr = FASHIONAI.attributes[job.attr_index]
     rng = _image_rng(seed, job)
-    image, maybe = render_sample(attr.name, job.target, rng, size)
+    rendered = render_scene(attr, job.target, rng, size)
+    image = rendered.image
     rel = f"Images/{attr.name}/{_image_name(seed, attr.name, job.target, job.index)}.jpg"
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=int(rng.integers(70, 96)))
@@ -74,14 +98,16 @@ def _make_image(args: tuple[str, int, int, _Job]) -> tuple[_Job, str, tuple[int,
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_bytes(buffer.getvalue())
     os.replace(tmp, path)
-    return job, rel, maybe
+    return _Made(job, rel, rendered.maybe, rendered.parts)
 
 
-def _jobs(per_class: int, test_fraction: float) -> list[_Job]:
+def _jobs(per_class: int, test_fraction: float, attributes: Sequence[str] | None = None) -> list[_Job]:
     n_test = int(per_class * test_fraction + 0.5)
+    wanted = set(attributes) if attributes else set(FASHIONAI.names)
     return [
         _Job(a, c, k, test=k >= per_class - n_test)
         for a, attr in enumerate(FASHIONAI.attributes)
+        if attr.name in wanted
         for c in range(attr.num_classes)
         for k in range(per_class)
     ]
@@ -95,8 +121,22 @@ def generate_dataset(
     test_fraction: float = 0.1,
     workers: int | None = None,
     progress: bool = True,
+    label_noise: float = 0.0,
+    attributes: Sequence[str] | None = None,
 ) -> dict:
-    """Write a FashionAI-layout dataset; returns a summary dict (counts per attribute, m rate, paths)."""
+    """Write a FashionAI-layout dataset; returns a summary dict (counts per attribute, m rate, paths).
+
+    `label_noise` is the share of training rows whose label is switched to a random other class, as crowd labels
+    sometimes are; the true labels of those rows go to `Annotations/flipped.csv`, so a label review can be scored.
+    `attributes` (full or short names) limits the dataset to some attributes; their images are the ones a full
+    dataset of the same seed holds.
+    """
+    try:
+        attributes = FASHIONAI.resolve_names(list(attributes)) if attributes else None
+    except KeyError as exc:
+        raise ValueError(exc.args[0]) from None
+    if not 0.0 <= label_noise < 1.0:
+        raise ValueError(f"label noise must be in [0, 1), got {label_noise}")
     if per_class < 1:
         raise ValueError(f"per_class must be at least 1, got {per_class}")
     if not 0.0 <= test_fraction < 1.0:
@@ -110,11 +150,12 @@ def generate_dataset(
     start = time.perf_counter()
     root = Path(out)
     for attr in FASHIONAI:
-        (root / "Images" / attr.name).mkdir(parents=True, exist_ok=True)
-    jobs = _jobs(per_class, test_fraction)
+        if attributes is None or attr.name in attributes:
+            (root / "Images" / attr.name).mkdir(parents=True, exist_ok=True)
+    jobs = _jobs(per_class, test_fraction, attributes)
     tasks = [(str(root), size, seed, job) for job in jobs]
     workers = max(1, workers if workers is not None else (os.cpu_count() or 1))
-    results: list[tuple[_Job, str, tuple[int, ...]]] = []
+    results: list[_Made] = []
     with tqdm(total=len(tasks), desc="synth", unit="img", disable=not progress) as bar:
         if workers == 1:
             for task in tasks:
@@ -125,12 +166,17 @@ def generate_dataset(
                 for result in pool.map(_make_image, tasks, chunksize=16):
                     results.append(result)
                     bar.update()
-    train = [
-        LabelRecord(rel, FASHIONAI.attributes[j.attr_index].name, j.target, m) for j, rel, m in results if not j.test
-    ]
-    test = [LabelRecord(rel, FASHIONAI.attributes[j.attr_index].name, j.target, m) for j, rel, m in results if j.test]
-    atomic_write_text(root / LABELS_RELPATH, format_rows(train, FASHIONAI))
+    train = [made.record for made in results if not made.job.test]
+    test = [made.record for made in results if made.job.test]
+    given, flipped = flip_labels(train, label_noise, seed)
+    atomic_write_text(root / LABELS_RELPATH, format_rows(given, FASHIONAI))
+    if flipped:
+        atomic_write_text(root / FLIPPED_RELPATH, format_rows(flipped, FASHIONAI))
+    elif (root / FLIPPED_RELPATH).exists():
+        (root / FLIPPED_RELPATH).unlink()  # a rerun without noise must not leave the last run's record behind
     atomic_write_text(root / ANSWERS_RELPATH, format_rows(test, FASHIONAI))
+    atomic_write_text(root / PARTS_RELPATH, format_parts(r for m in results if not m.job.test for r in m.part_rows()))
+    atomic_write_text(root / TEST_PARTS_RELPATH, format_parts(r for m in results if m.job.test for r in m.part_rows()))
     questions = [LabelRecord(r.path, r.attribute, -1) for r in test]
     atomic_write_text(root / QUESTIONS_RELPATH, format_rows(questions, FASHIONAI))
     per_attribute = {
@@ -139,6 +185,7 @@ def generate_dataset(
             "test": sum(r.attribute == attr.name for r in test),
         }
         for attr in FASHIONAI
+        if attributes is None or attr.name in attributes
     }
     return {
         "root": str(root),
@@ -147,13 +194,34 @@ def generate_dataset(
         "test": len(test),
         "per_attribute": per_attribute,
         "m_rate": sum(bool(r.maybe) for r in train) / max(1, len(train)),
+        "flipped": len(flipped),
         "labels": str(root / LABELS_RELPATH),
         "questions": str(root / QUESTIONS_RELPATH),
         "answers": str(root / ANSWERS_RELPATH),
+        "parts": str(root / PARTS_RELPATH),
         "size": size,
         "seed": seed,
         "seconds": time.perf_counter() - start,
     }
+
+
+def flip_labels(records: list[LabelRecord], share: float, seed: int) -> tuple[list[LabelRecord], list[LabelRecord]]:
+    """Records with `share` of them (chosen by `seed`) switched to a random other class; and the originals switched.
+
+    A switched row loses its `m` marks: whoever mislabelled it did not hedge.
+    """
+    count = round(share * len(records))
+    if count == 0:
+        return list(records), []
+    rng = np.random.default_rng([seed, 7919])
+    chosen = sorted(int(i) for i in rng.choice(len(records), size=count, replace=False))
+    given = list(records)
+    for i in chosen:
+        record = records[i]
+        num_classes = FASHIONAI.attribute(record.attribute).num_classes
+        other = int(rng.integers(num_classes - 1))
+        given[i] = LabelRecord(record.path, record.attribute, other + (other >= record.target))
+    return given, [records[i] for i in chosen]
 
 
 def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:

@@ -220,6 +220,17 @@ class Canvas:
             for x, y in points
         ]
 
+    def pixel_box(self, points: Sequence[Point]) -> tuple[float, float, float, float] | None:
+        """The axis-aligned box (x0, y0, x1, y1) around points, in pixels of the output image, clipped to it.
+
+        None when the points lie wholly outside the picture. Rotation is applied, so the box is the bounding box
+        of the rotated shape.
+        """
+        xs, ys = zip(*((x / self.ss, y / self.ss) for x, y in self.px(points)), strict=True)
+        x0, y0 = max(0.0, min(xs)), max(0.0, min(ys))
+        x1, y1 = min(float(self.width), max(xs)), min(float(self.height), max(ys))
+        return (float(x0), float(y0), float(x1), float(y1)) if x1 > x0 and y1 > y0 else None
+
     def line_width(self, units: float) -> int:
         return max(1, round(units * self.scale * self.ss))
 

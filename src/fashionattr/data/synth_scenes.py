@@ -48,7 +48,7 @@ SKIRT_HEM = {
 }
 PANT_HEM = {"Short Pant": 0.585, "Mid Length": 0.69, "3/4 Length": 0.795, "Cropped Pant": 0.885, "Full Length": 0.985}
 COAT_HEM = {
-    "Micro Length": 0.29,
+    "Micro Length": 0.265,
     "High Waist Length": 0.37,
     "Regular Length": 0.48,
     "Long Length": 0.605,
@@ -87,6 +87,21 @@ PARTNERS = {
 }
 INVISIBLE = "Invisible"
 
+# Where the labelled part lies (body units), for the part boxes the generator writes beside the labels.
+HEM_MARGIN = 0.05
+"""Half the height of a hem's box: about half the step between neighbouring length classes' landmarks."""
+SIDE_MARGIN = 0.03
+"""How far a hem's box reaches beyond the garment's sides."""
+SLEEVE_END_MARGIN = 0.045
+"""Half the side of the square around each sleeve end."""
+DESIGN_REGIONS: dict[str, tuple[str, float, float, float]] = {
+    "neckline_design_labels": ("neckline", 0.14, 0.15, 0.36),
+    "collar_design_labels": ("collar", 0.075, 0.15, 0.27),
+    "neck_design_labels": ("neck", 0.06, 0.12, 0.22),
+    "lapel_design_labels": ("lapel", 0.09, 0.17, 0.37),
+}
+"""attribute -> (part name, half-width, top, bottom): the region that holds every class's drawing of the part."""
+
 
 @dataclass
 class Scene:
@@ -99,6 +114,29 @@ class Scene:
     closeup: bool
     hair_style: int
     used: list[RGB] = field(default_factory=list)
+    parts: list[tuple[str, Poly]] = field(default_factory=list)
+    """The labelled part's region(s), by name, as outlines in body units; the pointing game scores heatmaps on them."""
+
+    def mark(self, name: str, outline: Poly) -> None:
+        self.parts.append((name, outline))
+
+    def mark_hem(self, polys: list[Poly], hem: float) -> None:
+        """The band around a garment's hem at body-y `hem`, as wide as the garment there."""
+        xs = [x for poly in polys for x, y in poly if y >= hem - HEM_MARGIN]
+        x0, x1 = min(xs) - SIDE_MARGIN, max(xs) + SIDE_MARGIN
+        y0, y1 = hem - HEM_MARGIN, hem + HEM_MARGIN
+        self.mark("hem", [(x0, y0), (x1, y0), (x1, y1), (x0, y1)])
+
+    def mark_sleeve_ends(self, end: float) -> None:
+        """A square around the end of each sleeve (for a sleeveless top, the armhole)."""
+        for side in (-1, 1):
+            x, y = self.body.arm_point(side, end)
+            m = SLEEVE_END_MARGIN
+            self.mark("sleeve_end", [(x - m, y - m), (x + m, y - m), (x + m, y + m), (x - m, y + m)])
+
+    def mark_design(self, attribute: str) -> None:
+        name, half, top, bottom = DESIGN_REGIONS[attribute]
+        self.mark(name, [(-half, top), (half, top), (half, bottom), (-half, bottom)])
 
     def paint(self) -> Paint:
         p = random_paint(self.rng, self.used)
@@ -195,13 +233,15 @@ def draw_top(sc: Scene, paint: Paint, sleeve_end: float, hem: float, kind: str |
     sc.canvas.fill(polys, paint)
 
 
-def draw_lower(sc: Scene, kind: str, hem: float, paint: Paint) -> None:
-    """A skirt or trousers with the hem at body-y `hem`; trousers vary from skinny to wide."""
+def draw_lower(sc: Scene, kind: str, hem: float, paint: Paint) -> list[Poly]:
+    """A skirt or trousers with the hem at body-y `hem`; trousers vary from skinny to wide. Returns its outlines."""
     if kind == "skirt":
-        sc.canvas.fill([fig.skirt_polygon(sc.body, hem, flare=float(sc.rng.uniform(0.0, 0.25)))], paint)
+        polys = [fig.skirt_polygon(sc.body, hem, flare=float(sc.rng.uniform(0.0, 0.25)))]
     else:
         ease, flare = float(sc.rng.uniform(0.004, 0.012)), float(sc.rng.choice([0.0, 0.0, 0.05, 0.1]))
-        sc.canvas.fill(fig.pants_polygons(sc.body, hem, ease, flare), paint)
+        polys = fig.pants_polygons(sc.body, hem, ease, flare)
+    sc.canvas.fill(polys, paint)
+    return polys
 
 
 def draw_legwear(sc: Scene) -> None:
@@ -217,18 +257,21 @@ def random_lower(sc: Scene) -> tuple[str, float]:
     return "pants", list(PANT_HEM.values())[int(sc.rng.integers(len(PANT_HEM)))]
 
 
-def draw_outfit(sc: Scene, sleeve_end: float, lower: tuple[str, float], dress: bool = False) -> None:
-    """Top and bottom on a full figure; the top is tucked in or worn over, and a dress shares one paint."""
+def draw_outfit(sc: Scene, sleeve_end: float, lower: tuple[str, float], dress: bool = False) -> list[Poly]:
+    """Top and bottom on a full figure; the top is tucked in or worn over, and a dress shares one paint.
+
+    Returns the outlines of the skirt or trousers.
+    """
     top_paint = sc.paint()
     lower_paint = top_paint if dress else sc.paint()
     top_hem = float(sc.rng.uniform(0.43, 0.5))
     draw_legwear(sc)
     if sc.rng.random() < 0.5 or dress:
         draw_top(sc, top_paint, sleeve_end, top_hem)
-        draw_lower(sc, *lower, lower_paint)
-    else:
-        draw_lower(sc, *lower, lower_paint)
-        draw_top(sc, top_paint, sleeve_end, top_hem)
+        return draw_lower(sc, *lower, lower_paint)
+    polys = draw_lower(sc, *lower, lower_paint)
+    draw_top(sc, top_paint, sleeve_end, top_hem)
+    return polys
 
 
 # ---------------------------------------------------------------------------------------------- props
@@ -284,7 +327,8 @@ def skirt_scene(sc: Scene, attr: Attribute, target: int) -> tuple[int, ...]:
         return ()
     hem, maybe = pick_length(sc.rng, attr, target, SKIRT_HEM)
     draw_figure(sc)
-    draw_outfit(sc, random_sleeve_end(sc.rng), ("skirt", hem), dress=sc.rng.random() < 0.4)
+    skirt = draw_outfit(sc, random_sleeve_end(sc.rng), ("skirt", hem), dress=sc.rng.random() < 0.4)
+    sc.mark_hem(skirt, hem)
     draw_prop(sc)
     return maybe
 
@@ -299,7 +343,8 @@ def pant_scene(sc: Scene, attr: Attribute, target: int) -> tuple[int, ...]:
         return ()
     hem, maybe = pick_length(sc.rng, attr, target, PANT_HEM)
     draw_figure(sc)
-    draw_outfit(sc, random_sleeve_end(sc.rng), ("pants", hem))
+    pants = draw_outfit(sc, random_sleeve_end(sc.rng), ("pants", hem))
+    sc.mark_hem(pants, hem)
     draw_prop(sc)
     return maybe
 
@@ -317,6 +362,7 @@ def sleeve_scene(sc: Scene, attr: Attribute, target: int) -> tuple[int, ...]:
     end, maybe = pick_length(sc.rng, attr, target, SLEEVE_END)
     draw_figure(sc)
     draw_outfit(sc, max(end, 0.0), random_lower(sc), dress=sc.rng.random() < 0.3)
+    sc.mark_sleeve_ends(max(end, 0.0))
     draw_prop(sc)
     return maybe
 
@@ -331,7 +377,7 @@ def coat_scene(sc: Scene, attr: Attribute, target: int) -> tuple[int, ...]:
     draw_outfit(sc, inner_sleeve, lower)
     paint = sc.paint()
     flare = float(sc.rng.uniform(0.0, 0.15))
-    edge = fig.neckline_edge(sc.body, "v", depth=min(float(sc.rng.uniform(0.0, 0.03)), hem - 0.29))
+    edge = fig.neckline_edge(sc.body, "v", depth=max(0.0, min(float(sc.rng.uniform(0.0, 0.03)), hem - 0.265)))
     body = clip_below(fig.top_polygon(sc.body, edge, hem, ease=0.016, flare=flare), hem)
     end = float(sc.rng.choice([SLEEVE_END["3/4 Sleeves"], SLEEVE_END["Wrist Length"], SLEEVE_END["Wrist Length"]]))
     sc.canvas.fill([body, *fig.sleeves(sc.body, end, ease=0.01)], paint)
@@ -343,6 +389,7 @@ def coat_scene(sc: Scene, attr: Attribute, target: int) -> tuple[int, ...]:
         y0, y1, hw = sc.rng.uniform(0.25, 0.28), sc.rng.uniform(0.95, 1.05), sc.rng.uniform(0.2, 0.3)
         draw_cover(sc, [(-hw, y0), (hw, y0), (hw, y1), (-hw, y1)])
         return ()
+    sc.mark_hem([body], hem)
     draw_prop(sc)
     return maybe
 
@@ -377,6 +424,7 @@ def sleeves_for_closeup(sc: Scene) -> float:
 def neckline_scene(sc: Scene, attr: Attribute, target: int) -> tuple[int, ...]:
     if closeup_base(sc, attr, target):
         return ()
+    sc.mark_design(attr.name)
     t, maybe = pick_design(sc.rng, attr, target)
     name, body, paint = attr.classes[target], sc.body, sc.paint()
     end = sleeves_for_closeup(sc)
@@ -438,6 +486,7 @@ def draw_neck_top(sc: Scene, paint: Paint, edge: Poly, sleeve_end: float, hem: f
 def collar_scene(sc: Scene, attr: Attribute, target: int) -> tuple[int, ...]:
     if closeup_base(sc, attr, target):
         return ()
+    sc.mark_design(attr.name)
     t, maybe = pick_design(sc.rng, attr, target)
     name, body, paint = attr.classes[target], sc.body, sc.paint()
     collar_paint = paint if sc.rng.random() < 0.4 else sc.paint()
@@ -482,10 +531,13 @@ def draw_placket(sc: Scene, paint: Paint, y0: float) -> None:
 def lapel_scene(sc: Scene, attr: Attribute, target: int) -> tuple[int, ...]:
     if closeup_base(sc, attr, target):
         return ()
+    sc.mark_design(attr.name)
     t, maybe = pick_design(sc.rng, attr, target)
     name, body = attr.classes[target], sc.body
     inner, jacket = sc.paint(), sc.paint()
-    lapel_paint = jacket if sc.rng.random() < 0.7 else sc.paint()
+    # Lapels mostly show a facing of their own (a contrast or a sheen), and always a firm edge: in the jacket's own
+    # paint with a hairline edge, a 96 px image kept too little of the lapel's shape for a person to judge it.
+    lapel_paint = jacket if sc.rng.random() < 0.25 else sc.paint()
     draw_neck_top(sc, inner, fig.neckline_edge(body, "scoop"), 0.0, 0.7)
     brk = float(sc.rng.uniform(0.31, 0.35))
     opening = "v" if name != "Collarless" or sc.rng.random() < 0.5 else "scoop"
@@ -507,7 +559,7 @@ def lapel_scene(sc: Scene, attr: Attribute, target: int) -> tuple[int, ...]:
     else:
         raise AssertionError(f"no drawing for lapel class {name!r}")
     if lapel:
-        sc.canvas.fill([lapel, mirror(lapel)], lapel_paint)
+        sc.canvas.fill([lapel, mirror(lapel)], lapel_paint, edge_units=0.009)
     else:
         sc.canvas.lines(edge, jacket.edge, 0.006)
     sc.canvas.fill([ellipse(0.0, brk + 0.025, 0.008, 0.008, n=10)], jacket.edge, outline=False)
@@ -524,6 +576,7 @@ def bezier(p0: tuple[float, float], p1: tuple[float, float], p2: tuple[float, fl
 def neck_scene(sc: Scene, attr: Attribute, target: int) -> tuple[int, ...]:
     if closeup_base(sc, attr, target):
         return ()
+    sc.mark_design(attr.name)
     t, maybe = pick_design(sc.rng, attr, target)
     name, body, paint = attr.classes[target], sc.body, sc.paint()
     end = sleeves_for_closeup(sc)
@@ -583,11 +636,35 @@ LENGTH_TABLES = {
 }
 
 
-def render(attr: Attribute, target: int, rng: np.random.Generator, size: int) -> tuple[Image.Image, tuple[int, ...]]:
+@dataclass(frozen=True)
+class PartBox:
+    """Where the labelled part lies in a drawn image: a named box in pixels (x0, y0, x1, y1) of that image."""
+
+    name: str
+    box: tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """One drawn image, the classes marked `m`, and the boxes of its labelled part (none for Invisible)."""
+
+    image: Image.Image
+    maybe: tuple[int, ...]
+    parts: tuple[PartBox, ...]
+
+
+def render_scene(attr: Attribute, target: int, rng: np.random.Generator, size: int) -> Rendered:
     framing, drawer = SCENES[attr.name]
     sc = new_scene(rng, size, framing)
     maybe = drawer(sc, attr, target)
-    return sc.canvas.finish(rng), maybe
+    boxes = [(name, sc.canvas.pixel_box(outline)) for name, outline in sc.parts]
+    parts = tuple(PartBox(name, box) for name, box in boxes if box is not None)
+    return Rendered(sc.canvas.finish(rng), maybe, parts)
 
 
-__all__ = ["LENGTH_TABLES", "PARTNERS", "SCENES", "render"]
+def render(attr: Attribute, target: int, rng: np.random.Generator, size: int) -> tuple[Image.Image, tuple[int, ...]]:
+    rendered = render_scene(attr, target, rng, size)
+    return rendered.image, rendered.maybe
+
+
+__all__ = ["LENGTH_TABLES", "PARTNERS", "SCENES", "PartBox", "Rendered", "render", "render_scene"]

@@ -2,7 +2,6 @@
 
 from fashionattr.inference.predictor import (
     BACKENDS,
-    IMAGE_SUFFIXES,
     AttributeResult,
     Backend,
     Prediction,
@@ -14,7 +13,6 @@ from fashionattr.inference.torch_backend import find_checkpoints
 
 __all__ = [
     "BACKENDS",
-    "IMAGE_SUFFIXES",
     "AttributeResult",
     "Backend",
     "Prediction",

@@ -16,6 +16,7 @@ import torch
 
 from fashionattr.data.augmentation import flip_averaged
 from fashionattr.data.preprocessing import Preprocessing
+from fashionattr.distributed import check_device
 from fashionattr.errors import UserError
 from fashionattr.inference.onnx_format import (
     EMBEDDING_OUTPUT,
@@ -30,9 +31,13 @@ from fashionattr.schema import Schema
 
 
 def onnx_session(path: str | Path, device: str) -> Any:
-    """An ONNX Runtime session for `path` on the CPU, or CUDA where asked for (or `auto`) and available."""
+    """An ONNX Runtime session for `path` on the CPU, or CUDA where asked for (or `auto`) and available.
+
+    The device name is checked as every other command checks it (`distributed.check_device`).
+    """
     import onnxruntime as ort
 
+    check_device(device)
     available = ort.get_available_providers()
     if device.startswith("cuda") and "CUDAExecutionProvider" not in available:
         raise UserError(f"--device {device}: this onnxruntime has no CUDA support (providers: {', '.join(available)})")
@@ -72,7 +77,7 @@ def _input_preprocessing(item: dict[str, Any]) -> Preprocessing:
 class OnnxBackend:
     """Runs an exported graph in ONNX Runtime."""
 
-    def __init__(self, path: str | Path, device: str = "auto") -> None:
+    def __init__(self, path: str | Path, device: str = "auto", calibrated: bool = True) -> None:
         self.path = Path(path)
         self.session = onnx_session(self.path, device)
         metadata = _metadata(self.path, self.session)
@@ -86,6 +91,13 @@ class OnnxBackend:
         except (KeyError, TypeError, ValueError) as exc:
             raise UserError(f"{self.path}: damaged fashionattr metadata ({exc}); export the model again") from None
         self.flip_safe = all(model.get("trained_with_flip", True) for model in self.spec.get("models", []))
+        self.temperatures = {name: float(t) for model in self.spec.get("models", [])
+                             for name, t in (model.get("temperatures") or {}).items()}  # fmt: skip
+        if not calibrated and any(t != 1.0 for t in self.temperatures.values()):
+            raise UserError(
+                f"{self.path}: this graph gives calibrated probabilities (its temperatures are built in); for raw "
+                "ones export the model again with `fashionattr export --no-calibration`"
+            )
         self.device = torch.device("cpu")  # inputs and outputs are host arrays whatever the provider
 
     def run(
@@ -115,6 +127,7 @@ class OnnxBackend:
                 "arch": model["spec"].get("arch"),
                 "attributes": model["attributes"],
                 "preprocessing": model["preprocessing"],
+                "temperatures": model.get("temperatures", {}),
             }
             for model in self.spec["models"]
         ]

@@ -13,14 +13,14 @@ from fashionattr.inference.predictor import Predictor
 
 
 def onnx_parity(source: str | Path, onnx_path: str | Path, images: Sequence[str | Path] = (),
-                random_images: int = 2) -> float:  # fmt: skip
+                random_images: int = 2, calibrated: bool = True) -> float:  # fmt: skip
     """Largest probability difference between the PyTorch model and its ONNX export.
 
     On `images` (files, loaded by the one preprocessing function) plus `random_images` random uint8 inputs, so a
     check needs no dataset at hand.
     """
-    torch_predictor = Predictor.from_path(source, device="cpu")
-    onnx_backend = OnnxBackend(onnx_path, device="cpu")
+    torch_predictor = Predictor.from_path(source, device="cpu", calibrated=calibrated)
+    onnx_backend = OnnxBackend(onnx_path, device="cpu", calibrated=calibrated)
     onnx_predictor = Predictor(onnx_backend, onnx_backend.schema)
     inputs = [torch_predictor.load(path) for path in images]
     generator = torch.Generator().manual_seed(0)

@@ -150,10 +150,13 @@ class Predictor:
         return wanted
 
     @classmethod
-    def from_path(cls, path: str | Path, device: str = "auto", **kwargs: Any) -> Predictor:
-        """Load a checkpoint, run directory, or folder of per-attribute runs (one model per attribute)."""
+    def from_path(cls, path: str | Path, device: str = "auto", calibrated: bool = True, **kwargs: Any) -> Predictor:
+        """Load a checkpoint, run directory, or folder of per-attribute runs (one model per attribute).
+
+        `calibrated` (the default) applies the checkpoints' calibration temperatures; False gives raw probabilities.
+        """
         torch_device = pick_device(device)
-        loaded, schema = load_models(path, torch_device)
+        loaded, schema = load_models(path, torch_device, calibrated=calibrated)
         return cls(TorchBackend(loaded, torch_device), schema, **kwargs)
 
     def with_attributes(self, attributes: Sequence[str] | str | None) -> Predictor:
@@ -257,11 +260,13 @@ class Predictor:
 BACKENDS = ("auto", "torch", "onnx")
 
 
-def load_predictor(path: str | Path, backend: str = "auto", device: str = "auto", **kwargs: Any) -> Predictor:
+def load_predictor(path: str | Path, backend: str = "auto", device: str = "auto", calibrated: bool = True,
+                   **kwargs: Any) -> Predictor:  # fmt: skip
     """A predictor for a checkpoint, run directory, per-attribute folder (PyTorch) or exported `.onnx` file.
 
-    `auto` picks ONNX Runtime for a `.onnx` file and PyTorch for everything else; keyword arguments go to
-    `Predictor` (tta, min_confidence, attributes).
+    `auto` picks ONNX Runtime for a `.onnx` file and PyTorch for everything else; `calibrated` applies the
+    calibration temperatures (False: the network's raw probabilities); keyword arguments go to `Predictor` (tta,
+    min_confidence, attributes).
     """
     if backend not in BACKENDS:
         raise UserError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
@@ -276,11 +281,11 @@ def load_predictor(path: str | Path, backend: str = "auto", device: str = "auto"
             )
         from fashionattr.inference.onnx_backend import OnnxBackend
 
-        onnx = OnnxBackend(path, device)
+        onnx = OnnxBackend(path, device, calibrated=calibrated)
         return Predictor(onnx, onnx.schema, **kwargs)
     if is_onnx:
         raise UserError(f"{path}: an ONNX file runs on the onnx backend; use --backend onnx (or auto)")
-    return Predictor.from_path(path, device=device, **kwargs)
+    return Predictor.from_path(path, device=device, calibrated=calibrated, **kwargs)
 
 
 def expand_inputs(inputs: Sequence[str | Path]) -> list[Path]:

@@ -6,8 +6,8 @@ so normalisation and softmax are the same in both.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,13 +15,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from fashionattr.checkpoint import augmentation_of, model_from_checkpoint
+from fashionattr.checkpoint import augmentation_of, model_from_checkpoint, temperatures_of
 from fashionattr.data.augmentation import flip_averaged
 from fashionattr.data.preprocessing import Preprocessing, normalize_batch
-from fashionattr.engine import autocast, resolve_amp
+from fashionattr.engine import autocast, probabilities_from_logits, resolve_amp
 from fashionattr.errors import UserError
 from fashionattr.run_dir import find_runs
-from fashionattr.schema import Schema
+from fashionattr.schema import Schema, schema_mismatch
 
 
 @dataclass
@@ -34,6 +34,8 @@ class LoadedModel:
     source: Path
     trained_with_flip: bool = True
     """Whether mirror images were part of its training; flip test-time averaging is refused otherwise."""
+    temperatures: dict[str, float] = field(default_factory=dict)
+    """Calibration temperature per attribute; an attribute without one keeps its raw probabilities (T = 1)."""
 
 
 def distinct_inputs(preprocessings: Sequence[Preprocessing]) -> list[Preprocessing]:
@@ -57,18 +59,31 @@ def find_checkpoints(path: str | Path) -> list[Path]:
     return [run.checkpoint for run in runs]
 
 
-def load_models(path: str | Path, device: torch.device | str = "cpu") -> tuple[list[LoadedModel], Schema]:
-    """Every model under `path` (see `find_checkpoints`), checked to share a schema and not to overlap."""
+def load_models(
+    path: str | Path, device: torch.device | str = "cpu", calibrated: bool = True
+) -> tuple[list[LoadedModel], Schema]:
+    """Every model under `path` (see `find_checkpoints`), checked to share a schema and not to overlap.
+
+    `calibrated` applies each checkpoint's calibration temperatures (older checkpoints have none: T = 1);
+    False gives the raw probabilities of the network.
+    """
     loaded: list[LoadedModel] = []
     schema: Schema | None = None
     for checkpoint in find_checkpoints(path):
         model, model_schema, preprocessing, payload = model_from_checkpoint(checkpoint, device)
-        if schema is not None and model_schema.names != schema.names:
-            raise UserError(f"{checkpoint}: trained on another schema than the other models under {path}")
+        if schema is not None:
+            # Answers are named by one schema, so the models must agree on every attribute and its classes.
+            problem = (schema_mismatch(model_schema, schema, model_schema.names, f"{loaded[0].source}")
+                       or schema_mismatch(schema, model_schema, schema.names, str(checkpoint)))  # fmt: skip
+            if problem:
+                raise UserError(f"{checkpoint}: trained on another schema than the other models under {path}: "
+                                f"{problem}; point at one run, or retrain them on one dataset")  # fmt: skip
         schema = model_schema
         augmentation = augmentation_of(payload)
+        temperatures = temperatures_of(payload, checkpoint) if calibrated else {}
         loaded.append(LoadedModel(model, preprocessing, list(payload["attributes"]), checkpoint,
-                                  trained_with_flip=augmentation is None or augmentation.flip))  # fmt: skip
+                                  trained_with_flip=augmentation is None or augmentation.flip,
+                                  temperatures=temperatures))  # fmt: skip
     if schema is None:  # find_checkpoints raises first; this keeps type checkers and readers sure
         raise UserError(f"{path}: no checkpoint found")
     seen: set[str] = set()
@@ -100,11 +115,18 @@ def features_and_logits(model: nn.Module, images: torch.Tensor) -> tuple[torch.T
 
 
 def model_outputs(
-    model: nn.Module, preprocessing: Preprocessing, images: torch.Tensor
+    model: nn.Module,
+    preprocessing: Preprocessing,
+    images: torch.Tensor,
+    temperatures: Mapping[str, float] | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Features and class probabilities of one model for a uint8 letterboxed batch (N,3,S,S)."""
+    """Features and class probabilities of one model for a uint8 letterboxed batch (N,3,S,S).
+
+    Logits are divided by each attribute's calibration temperature before the softmax; ONNX export traces this
+    function, so the exported graph carries the same division.
+    """
     features, logits = features_and_logits(model, normalize_batch(images, preprocessing))
-    return features, {name: value.float().softmax(dim=1) for name, value in logits.items()}
+    return features, probabilities_from_logits(logits, temperatures)
 
 
 def joint_embedding(features: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -149,10 +171,10 @@ class TorchBackend:
 
             def probabilities(batch: torch.Tensor, model: LoadedModel = loaded) -> dict[str, torch.Tensor]:
                 with autocast(self.device, self._amp):
-                    return model_outputs(model.model, model.preprocessing, batch)[1]
+                    return model_outputs(model.model, model.preprocessing, batch, model.temperatures)[1]
 
             with autocast(self.device, self._amp):
-                pooled, probs = model_outputs(loaded.model, loaded.preprocessing, images)
+                pooled, probs = model_outputs(loaded.model, loaded.preprocessing, images, loaded.temperatures)
             if tta and wanted:
                 probs = flip_averaged(probabilities, images, wanted, plain=probs)
             out.update({name: probs[name].float().cpu().numpy() for name in wanted})
@@ -168,6 +190,7 @@ class TorchBackend:
                 "arch": getattr(m.model, "spec", {}).get("arch"),
                 "attributes": m.attributes,
                 "preprocessing": m.preprocessing.to_dict(),
+                "temperatures": m.temperatures,
             }
             for m in self.models
         ]

@@ -37,6 +37,7 @@ from fashionattr.data.images import ImageError
 from fashionattr.errors import UserError
 from fashionattr.parsing import json_nesting_depth
 from fashionattr.serve.batching import DynamicBatcher
+from fashionattr.serve.explain import add_explain_route
 from fashionattr.serve.limits import MAX_JSON_NESTING
 
 if TYPE_CHECKING:
@@ -312,6 +313,8 @@ def create_app(predictor: Predictor, catalog: Catalog | None = None, settings: S
         predictions = await predict_uploads(request)
         return {"predictions": [p.to_dict() for p in predictions],
                 "elapsed_ms": round((time.perf_counter() - begin) * 1000, 1)}  # fmt: skip
+
+    add_explain_route(app, predictor, functools.partial(read_uploads, max_images=1))
 
     @app.get("/v1/schema", tags=["predict"])
     def schema() -> dict[str, Any]:

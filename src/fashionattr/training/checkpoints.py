@@ -32,10 +32,15 @@ class TrainState:
     skipped: set[tuple[str, str]] = field(default_factory=set)
 
     def record(self, row: dict[str, Any], score: float) -> bool:
-        """Add an epoch's metrics; whether its score beat every earlier epoch's."""
+        """Add an epoch's metrics; whether its score beat every earlier epoch's.
+
+        An undefined score (mAP when no answer counted) beats nothing, but until some epoch has a score each epoch
+        counts as the best so far, so a run always has a best.pt.
+        """
         self.history.append(row)
         self.next_epoch = row["epoch"]
-        improved = score > self.best_score
+        score = -math.inf if math.isnan(score) else score
+        improved = score > self.best_score or self.best_score == -math.inf
         if improved:
             self.best_score, self.epochs_since_best = score, 0
         else:
@@ -65,6 +70,8 @@ class RunCheckpoints:
     def __init__(self, run: RunDir, description: dict[str, Any]) -> None:
         self.run = run
         self.description = description
+        self.saved_epochs = 0
+        """How many epochs the last.pt on disk holds: what a run stopped now (a full disk) would resume from."""
 
     def restore(self, trainables: Trainables) -> TrainState:
         """Load last.pt's training state into `trainables`; the state to continue from."""
@@ -76,6 +83,7 @@ class RunCheckpoints:
             trainables.scaler.load_state_dict(state["scaler"])
         if trainables.ema is not None and state.get("ema_model") is not None:
             trainables.ema.module.load_state_dict(state["ema_model"])  # type: ignore[operator, union-attr]
+        self.saved_epochs = state["epoch"] + 1
         return TrainState(next_epoch=state["epoch"] + 1, history=list(state["history"]),
                           best_score=state["best_score"], epochs_since_best=state["epochs_since_best"],
                           skipped={(path, reason) for path, reason in state.get("skipped", [])})  # fmt: skip
@@ -97,3 +105,4 @@ class RunCheckpoints:
             "history": state.history, "best_score": state.best_score, "epochs_since_best": state.epochs_since_best,
             "metrics": row, "skipped": sorted(state.skipped),
         })  # fmt: skip
+        self.saved_epochs = epoch + 1

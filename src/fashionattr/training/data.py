@@ -18,7 +18,7 @@ from fashionattr.data.labels import LabelRecord
 from fashionattr.data.preprocessing import Preprocessing
 from fashionattr.data.scan import scan_headers
 from fashionattr.data.split import apply_split, choose_split, write_split
-from fashionattr.distributed import DistributedContext, barrier, broadcast_object
+from fashionattr.distributed import DistributedContext, barrier, broadcast_object, on_main
 from fashionattr.errors import UserError
 from fashionattr.run_dir import RunDir
 
@@ -51,10 +51,14 @@ def load_run_data(config: TrainConfig, attributes: list[str], run: RunDir, conte
     train, val = apply_split(records, choice.assignment, choice.source)
     wanted = set(attributes)
     train, val = [r for r in train if r.attribute in wanted], [r for r in val if r.attribute in wanted]
-    if context.is_main and (choice.is_new or choice.source != run.split):
+
+    def record_split() -> None:
         # The run's own record of its split, so evaluation reads what training used whatever changes later.
-        write_split(run.split, {(r.path, r.attribute): subset for subset, rows in (("train", train), ("val", val))
-                                for r in rows})  # fmt: skip
+        if choice.is_new or choice.source != run.split:
+            rows = (("train", train), ("val", val))
+            write_split(run.split, {(r.path, r.attribute): subset for subset, records in rows for r in records})
+
+    on_main(record_split, context)  # every rank calls it: rank 1 may already see the split rank 0 just wrote
     if not train or not val:
         raise UserError(
             f"{dataset.labels_path}: no {'training' if not train else 'validation'} images for {', '.join(attributes)}"
@@ -72,9 +76,9 @@ def open_or_build_cache(config: TrainConfig, data: RunData, preprocessing: Prepr
         return None
     root, paths = data.dataset.path, data.all_paths
     cache = open_cache(root, paths, preprocessing)
-    if cache is None and config.cache == "build":
-        if context.is_main:
-            build_cache(root, paths, preprocessing, progress=config.progress)
+    # Rank 0 decides for every rank: another rank may already see the cache rank 0 is building.
+    if config.cache == "build" and broadcast_object(cache is None, context):
+        on_main(lambda: build_cache(root, paths, preprocessing, progress=config.progress), context)
         barrier(context)
         cache = open_cache(root, paths, preprocessing)
     if cache is None and context.is_main:

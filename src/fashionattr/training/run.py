@@ -6,11 +6,14 @@ For the `per-attribute` layout `train` fits one model per attribute, each in a r
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -18,7 +21,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from fashionattr.checkpoint import load_checkpoint
+from fashionattr.checkpoint import load_checkpoint, model_from_checkpoint
 from fashionattr.config import TrainConfig
 from fashionattr.data.dataset import DatasetRoot
 from fashionattr.distributed import (
@@ -27,17 +30,20 @@ from fashionattr.distributed import (
     broadcast_object,
     gather_objects,
     init_distributed,
+    on_main,
     shutdown,
 )
 from fashionattr.engine import StepSettings, TrainingDiverged, evaluate, resolve_amp, train_one_epoch
-from fashionattr.errors import UserError
-from fashionattr.io import atomic_write_text
+from fashionattr.errors import DiskFullError, UserError
+from fashionattr.io import atomic_write_text, is_disk_full
 from fashionattr.metrics import Scores, score
 from fashionattr.models import create_model, model_preprocessing
 from fashionattr.run_dir import RunDir
 from fashionattr.schema import Schema
+from fashionattr.training.calibrate import calibrate_run
 from fashionattr.training.checkpoints import RunCheckpoints, Trainables, TrainState
 from fashionattr.training.data import (
+    Loaders,
     check_bad_fraction,
     known_bad_images,
     load_run_data,
@@ -46,6 +52,8 @@ from fashionattr.training.data import (
 )
 from fashionattr.training.history import history_row, log_epoch, open_tensorboard, record_skipped, write_history
 from fashionattr.training.optim import build_ema, build_optimizer, build_scheduler
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -57,13 +65,22 @@ class FitResult:
 
 def fit(config: TrainConfig, attributes: list[str], out: str | Path, context: DistributedContext,
         resume: bool = False) -> FitResult:  # fmt: skip
-    """Train one model on `attributes` into run folder `out`; the summary is also written to summary.json."""
+    """Train one model on `attributes` into run folder `out`; the summary is also written to summary.json.
+
+    The run folder is locked for the whole run (rank 0 holds it), so a second writer is refused, not mixed in.
+    """
     run = RunDir(out)
     if run.path.exists() and not run.path.is_dir():
         raise UserError(f"{run}: exists and is not a folder; choose another --out")
+    with contextlib.ExitStack() as hold:
+        on_main(lambda: hold.enter_context(run.lock()), context)
+        return _fit(config, attributes, run, context, resume)
+
+
+def _fit(config: TrainConfig, attributes: list[str], run: RunDir, context: DistributedContext,
+         resume: bool) -> FitResult:  # fmt: skip
     if run.last.exists() and not resume:
         raise UserError(f"{run}: already holds a run; pass --resume to continue it, or choose another --out")
-    run.path.mkdir(parents=True, exist_ok=True)
     seed_everything(config.seed, config.deterministic)
     device = context.device
 
@@ -114,10 +131,13 @@ def fit(config: TrainConfig, attributes: list[str], out: str | Path, context: Di
         clip_grad=config.clip_grad, max_steps=config.max_steps_per_epoch,
     )  # fmt: skip
     num_classes = {name: schema.attribute(name).num_classes for name in attributes}
-    if context.is_main:
+
+    def write_settings() -> Any:
         config.save(run.config)
         schema.save(run.schema)
-    writer = open_tensorboard(run) if context.is_main else None
+        return tensorboard_writes(run, lambda: open_tensorboard(run))
+
+    writer = write_on_main(write_settings, checkpoints, context)
 
     for epoch in range(state.next_epoch, config.epochs):
         # Everything random in an epoch derives from (seed, epoch, rank): a resumed run repeats it exactly.
@@ -149,11 +169,8 @@ def fit(config: TrainConfig, attributes: list[str], out: str | Path, context: Di
         lr = float(trainables.scheduler.get_last_lr()[0])
         row = history_row(epoch + 1, lr, stats, validation.loss, scores)
         improved = state.record(row, selection_score(config, scores, validation.loss))
-        if context.is_main:
-            checkpoints.save(trainables, state, improved, scores)
-            write_history(run, state.history)
-            record_skipped(run, state.skipped)
-            log_epoch(writer, row, config)
+        write_on_main(functools.partial(record_epoch, checkpoints, trainables, state, improved, scores, writer, config),
+                      checkpoints, context)  # fmt: skip
         bad = {path: reason for path, reason in state.skipped if path in data.train_paths}
         check_bad_fraction(config, bad, len(data.train_paths), "(found while training)")
         if config.early_stop and state.epochs_since_best >= config.early_stop:
@@ -163,9 +180,21 @@ def fit(config: TrainConfig, attributes: list[str], out: str | Path, context: Di
     if writer is not None:
         writer.close()
     barrier(context)
+    calibrate_best(run, schema.subset(attributes), loaders, settings, num_classes, context, config.tta)
     image_cache = str(cache.directory) if cache is not None else None
-    summary = finish_run(run, schema, attributes, config, image_cache) if context.is_main else {}
-    return FitResult(broadcast_object(summary, context), model)
+    summary = write_on_main(lambda: finish_run(run, schema, attributes, config, image_cache), checkpoints, context)
+    return FitResult(broadcast_object(summary or {}, context), model)
+
+
+def calibrate_best(run: RunDir, schema: Schema, loaders: Loaders, settings: StepSettings, num_classes: dict[str, int],
+                   context: DistributedContext, tta: bool) -> None:  # fmt: skip
+    """Fit the best checkpoint's temperatures on the validation split (every rank evaluates its shard)."""
+    best, *_ = model_from_checkpoint(run.best, context.device)
+    if settings.channels_last:
+        best.to(memory_format=torch.channels_last)
+    validation = evaluate(best, loaders.val, context, settings, num_classes, tta=tta)
+    if context.is_main:
+        calibrate_run(run, run.best, schema, validation.predictions)
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -199,6 +228,49 @@ def diverged(run: RunDir, epoch: int, exc: TrainingDiverged) -> TrainingDiverged
         f"{run}: training diverged in epoch {epoch + 1}: {exc}. The run stopped; {kept}. Lower --lr, keep "
         "--clip-grad on, or try --amp bf16 or off, then train again"
     )
+
+
+def record_epoch(checkpoints: RunCheckpoints, trainables: Trainables, state: TrainState, improved: bool,
+                 scores: Scores, writer: Any, config: TrainConfig) -> None:  # fmt: skip
+    """After an epoch: best.pt (if it improved) and last.pt, the metrics, the skipped images, TensorBoard."""
+    run = checkpoints.run
+    checkpoints.save(trainables, state, improved, scores)
+    write_history(run, state.history)
+    record_skipped(run, state.skipped)
+    tensorboard_writes(run, lambda: log_epoch(writer, state.history[-1], config))
+
+
+def tensorboard_writes(run: RunDir, write: Callable[[], T]) -> T:
+    """TensorBoard writes its event files itself, past `atomic_open`: a full disk there is named the same way."""
+    try:
+        return write()
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise DiskFullError.writing(run.tensorboard, exc) from None
+        raise
+
+
+def write_on_main(write: Callable[[], T], checkpoints: RunCheckpoints, context: DistributedContext) -> T | None:
+    """Rank 0 writes into the run folder; a full disk stops every rank, saying what is kept to resume from."""
+
+    def explained() -> T:
+        try:
+            return write()
+        except DiskFullError as exc:
+            raise disk_full(checkpoints.run, checkpoints.saved_epochs, exc) from None
+
+    return on_main(explained, context)
+
+
+def disk_full(run: RunDir, saved: int, exc: DiskFullError) -> DiskFullError:
+    """The full disk in words a user can act on: which file, and the checkpoint that survived (atomic writes)."""
+    where = f"disk full while writing {exc.path}" if exc.path else str(exc)
+    kept = (
+        f"the last good checkpoint is {run.last} (epoch {saved}); free some space, then continue with --resume"
+        if saved
+        else "no epoch had been saved yet, so there is no checkpoint; free some space, then train again"
+    )
+    return DiskFullError(f"{run}: {where}; {kept}", path=exc.path)
 
 
 def finish_run(run: RunDir, schema: Schema, attributes: list[str], config: TrainConfig,
@@ -248,4 +320,4 @@ def train(config: TrainConfig, resume: bool = False) -> list[dict[str, Any]]:
 
 def attribute_run(out: str | Path, schema: Schema, attribute: str) -> RunDir:
     """The run folder of one attribute of a per-attribute run: OUT/<short name>."""
-    return RunDir(Path(out) / schema.attribute(attribute).short_name)
+    return RunDir(out).attribute_run(schema.attribute(attribute).short_name)

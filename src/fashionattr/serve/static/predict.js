@@ -1,4 +1,6 @@
 // Predict page: drop or choose a photo, send it to /v1/predict, draw a card per attribute with a bar per class.
+// Clicking a card (or one of its classes) asks /v1/explain for the heatmap of that attribute and shows it in place
+// of the photo.
 "use strict";
 
 const dropZone = document.getElementById("drop-zone");
@@ -7,7 +9,12 @@ const preview = document.getElementById("preview");
 const hint = document.getElementById("drop-hint");
 const statusLine = document.getElementById("status");
 const results = document.getElementById("results");
+const heatmapCaption = document.getElementById("heatmap-caption");
+const heatmapText = document.getElementById("heatmap-text");
+const explainHint = document.getElementById("explain-hint");
 let schema = null;
+let currentFile = null;
+let photoUrl = null;
 
 function setStatus(text, isError) {
   statusLine.textContent = text;
@@ -19,25 +26,60 @@ function attributeCard(name, answer) {
   const top = classes[answer.index];
   const rows = classes.map((cls) => {
     const p = answer.probabilities[cls] || 0;
-    return el("li", { class: cls === top ? "top" : "" },
+    const onclick = (event) => { event.stopPropagation(); explain(name, cls); };
+    return el("li", { class: cls === top ? "top" : "", title: `where the model sees ${cls}`, onclick },
       el("span", { class: "name", text: cls, title: cls }),
       el("span", { class: "track" }, el("span", { class: "fill", style: `width: ${(p * 100).toFixed(1)}%` })),
       el("span", { class: "pct", text: percent(p) }));
   });
   const value = el("div", { class: "value", "data-testid": "value" }, answer.value || top,
     el("small", { text: percent(answer.confidence) }));
-  return el("article", { class: "attribute", "data-attribute": name, "data-testid": "attribute" },
+  return el("article", { class: "attribute", "data-attribute": name, "data-testid": "attribute",
+                         title: "show where the model looks for this", onclick: () => explain(name) },
     el("header", {}, el("h3", { text: shortName(name) }),
       answer.uncertain ? el("span", { class: "badge", text: "uncertain" }) : null),
     value,
     el("ul", { class: "probs" }, ...rows));
 }
 
+function showPhoto() {
+  if (photoUrl) preview.src = photoUrl;
+  preview.dataset.view = "photo";
+  heatmapCaption.hidden = true;
+  for (const card of results.querySelectorAll(".attribute.explained")) card.classList.remove("explained");
+}
+
+async function explain(name, cls) {
+  if (!currentFile) return;
+  const form = new FormData();
+  form.append("files", currentFile, currentFile.name);
+  const query = new URLSearchParams({ attribute: name });
+  if (cls) query.set("class", cls);
+  setStatus(`Looking for ${shortName(name)}${cls ? ` (${cls})` : ""}…`);
+  try {
+    const body = await api(`/v1/explain?${query}`, { method: "POST", body: form });
+    preview.src = body.overlay;
+    preview.dataset.view = "heatmap";
+    heatmapText.textContent = `${shortName(body.attribute)}: where the model sees ${body.class} (${percent(body.probability)})`;
+    heatmapCaption.hidden = false;
+    for (const card of results.querySelectorAll(".attribute")) {
+      card.classList.toggle("explained", card.dataset.attribute === body.attribute);
+    }
+    setStatus(`${currentFile.name}: heatmap in ${Math.round(body.elapsed_ms)} ms (${body.method})`);
+  } catch (error) {
+    setStatus(error.message, true);
+  }
+}
+
 async function predict(file) {
   if (!file) return;
-  preview.src = URL.createObjectURL(file);
+  currentFile = file;
+  if (photoUrl) URL.revokeObjectURL(photoUrl);
+  photoUrl = URL.createObjectURL(file);
+  showPhoto();
   preview.hidden = false;
   hint.hidden = true;
+  explainHint.hidden = true;
   results.replaceChildren();
   setStatus(`Predicting ${file.name}…`);
   const form = new FormData();
@@ -47,6 +89,7 @@ async function predict(file) {
     const body = await api("/v1/predict", { method: "POST", body: form });
     const prediction = body.predictions[0];
     for (const [name, answer] of Object.entries(prediction.attributes)) results.append(attributeCard(name, answer));
+    explainHint.hidden = false;
     setStatus(`${file.name}: ${Object.keys(prediction.attributes).length} attributes in ${Math.round(performance.now() - started)} ms`);
     if (schema && schema.similar_uploads) showSimilar(file);
   } catch (error) {
@@ -69,6 +112,7 @@ async function showSimilar(file) {
 }
 
 fileInput.addEventListener("change", () => predict(fileInput.files[0]));
+document.getElementById("show-photo").addEventListener("click", showPhoto);
 for (const type of ["dragenter", "dragover"]) {
   dropZone.addEventListener(type, (event) => { event.preventDefault(); dropZone.classList.add("dragging"); });
 }

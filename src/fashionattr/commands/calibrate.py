@@ -1,0 +1,52 @@
+"""`fashionattr calibrate RUN`: fit a run's calibration temperatures on its validation split (training does it too).
+
+For runs trained before calibration existed, or to fit again after changing the validation split.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "calibrate",
+        help="fit one temperature per attribute on the validation split so confidences match hit rates",
+        description="Fit one temperature per attribute on the run's validation split (lowest negative "
+        "log-likelihood), store it in the checkpoint, write calibration.json and the reliability diagram, and add "
+        "the before/after table to report.md. Training does this by itself; this command is for runs trained "
+        "before calibration existed. RUN is a run directory or a folder of per-attribute runs.",
+    )
+    parser.add_argument("run", metavar="RUN", help="run directory, or a folder of per-attribute run directories")
+    parser.add_argument("--data", help="dataset root (default: the one the run trained on)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--device", default="auto")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from fashionattr.distributed import DistributedContext, pick_device
+    from fashionattr.errors import UserError
+    from fashionattr.evaluation import evaluate_checkpoint
+    from fashionattr.report import markdown_table, rewrite_run_report
+    from fashionattr.run_dir import find_runs
+    from fashionattr.training.calibrate import calibrate_run
+
+    runs = find_runs(args.run)
+    if not runs:
+        raise UserError(f"{args.run}: holds no best.pt or last.pt, here or in its sub-folders; is it a finished run?")
+    context = DistributedContext(device=pick_device(args.device))
+    for run_dir in runs:
+        checkpoint = run_dir.checkpoint
+        result = evaluate_checkpoint(checkpoint, context, data=args.data, subset="val", batch_size=args.batch_size,
+                                     workers=args.workers, calibrated=False)  # fmt: skip
+        calibration = calibrate_run(run_dir, checkpoint, result.schema, result.predictions)
+        if run_dir.is_finished:
+            rewrite_run_report(run_dir)
+        rows = [[result.schema.attribute(name).short_name, str(entry.count), f"{entry.temperature:.3f}",
+                 f"{100 * entry.ece_before:.1f}", f"{100 * entry.ece_after:.1f}"]
+                for name, entry in calibration.attributes.items()]  # fmt: skip
+        print(f"{checkpoint}: calibrated on {sum(e.count for e in calibration.attributes.values())} validation images")
+        print(markdown_table(rows, ["attribute", "val images", "temperature", "ECE % raw", "ECE % calibrated"]))
+    return 0

@@ -1,0 +1,147 @@
+"""Label review: switched labels are found from out-of-sample probabilities, `m` labels are respected, the label file
+is never touched (a corrected copy is written beside it), cross-validation reviews every training row once, and
+mistakes in the options are one-line errors."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import TrainedRun
+from fashionattr.cli import main
+from fashionattr.data.dataset import DatasetRoot
+from fashionattr.data.labels import LabelRecord, label_string, read_labels
+from fashionattr.metrics import AttributePredictions
+from fashionattr.review import OutOfSample, find_issues
+from fashionattr.schema import FASHIONAI
+from test_training import draw_pattern
+
+NOISE = 0.05
+QUICK = ["--workers", "0", "--device", "cpu"]
+
+
+def stripes_dataset(root: Path, per_class: int = 120, seed: int = 0) -> Path:
+    """Stripe direction in random colours (learnt in a few epochs), 5% of the labels switched to another class.
+
+    The true labels of the switched rows go to `flipped.csv`, as `synth --label-noise` records them.
+    """
+    rng = np.random.default_rng(seed)
+    (root / "Annotations").mkdir(parents=True)
+    (root / "schema.json").write_text(json.dumps({"name": "stripes", "attributes": [
+        {"name": "direction", "classes": ["horizontal", "vertical", "diagonal"]}]}))  # fmt: skip
+    rows, truth = [], []
+    for target in range(3):
+        for i in range(per_class):
+            image = Image.new("RGB", (40, 40), tuple(int(v) for v in rng.integers(0, 256, 3)))
+            draw_pattern(image, target, int(rng.integers(3, 6)), tuple(int(v) for v in rng.integers(0, 256, 3)))
+            path = f"Images/direction/{target}_{i}.jpg"
+            (root / path).parent.mkdir(parents=True, exist_ok=True)
+            image.save(root / path, quality=90)
+            given = target
+            if rng.random() < NOISE:
+                given = (target + 1 + int(rng.integers(2))) % 3
+                truth.append(f"{path},direction,{label_string(target, 3)}\n")
+            rows.append(f"{path},direction,{label_string(given, 3)}\n")
+    (root / "Annotations" / "label.csv").write_text("".join(rows))
+    (root / "flipped.csv").write_text("".join(truth))
+    return root
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.slow
+def test_switched_labels_are_found_and_a_corrected_copy_is_written(tmp_path: Path, capsys) -> None:
+    data = stripes_dataset(tmp_path / "stripes")
+    labels = data / "Annotations" / "label.csv"
+    before = digest(labels)
+    run = tmp_path / "run"
+    assert main(["train", str(data), "--arch", "test_resnet", "--img-size", "32", "--epochs", "6", "--batch-size",
+                 "16", "--workers", "0", "--lr", "3e-3", "--val-fraction", "0.5", "--label-smoothing", "0",
+                 "--cache", "build", "--out", str(run), "--no-progress"]) == 0  # fmt: skip
+    out, corrected = tmp_path / "review", tmp_path / "corrected.csv"
+    assert main(["review", str(run), "--out", str(out), "--known-errors", str(data / "flipped.csv"),
+                 "--write-corrected", str(corrected), *QUICK]) == 0  # fmt: skip
+    score = json.loads((out / "review.json").read_text())["known_errors"]
+    assert score["known_errors"] >= 8  # the switched rows that fell in the validation half
+    assert score["precision_at_known"] >= 0.6, score
+    assert score["precision"] >= 0.6 and score["recall"] >= 0.4, score
+    assert "precision" in capsys.readouterr().out
+
+    with open(out / "label_issues.csv", newline="") as handle:
+        issues = list(csv.DictReader(handle))
+    assert [float(row["score"]) for row in issues] == sorted((float(row["score"]) for row in issues), reverse=True)
+    assert all(row["given"] != row["suggested"] for row in issues)
+    page = (out / "review.html").read_text()
+    assert page.count("data:image/jpeg;base64,") == len(issues) and issues[0]["path"] in page
+
+    assert digest(labels) == before  # the label file under review is never modified
+    schema = DatasetRoot.open(data).schema
+    original = {(r.path, r.attribute): r.target for r in read_labels(labels, schema)}
+    fixed = {(r.path, r.attribute): r.target for r in read_labels(corrected, schema)}
+    changed = {key for key in original if original[key] != fixed[key]}
+    assert changed == {(row["path"], row["attribute"]) for row in issues}
+    truth = {(r.path, r.attribute): r.target for r in read_labels(data / "flipped.csv", schema)}
+    wrong_before = sum(original[key] != target for key, target in truth.items())
+    wrong_after = sum(fixed[key] != target for key, target in truth.items())
+    assert wrong_after < wrong_before
+
+
+def reviewed(records: list[LabelRecord], probs: list[list[float]]) -> OutOfSample:
+    schema = FASHIONAI.subset(["neck_design_labels"])
+    k = schema.attribute("neck_design_labels").num_classes
+    targets = np.array([r.target for r in records])
+    predictions = AttributePredictions(np.array(probs), targets, np.zeros((len(records), k)))
+    return OutOfSample(DatasetRoot(Path("."), FASHIONAI), schema, {"neck_design_labels": records},
+                       {"neck_design_labels": predictions}, "made by hand")  # fmt: skip
+
+
+def test_a_suggestion_the_label_marks_maybe_is_not_an_issue() -> None:
+    confident = [[0.94, 0.03, 0.01, 0.01, 0.01], [0.01, 0.94, 0.03, 0.01, 0.01], [0.01, 0.03, 0.94, 0.01, 0.01]]
+    records = [LabelRecord(f"clean{i}.jpg", "neck_design_labels", i % 3) for i in range(30)]
+    probs = [confident[i % 3] for i in range(30)]
+    doubtful = [0.03, 0.94, 0.01, 0.01, 0.01]  # the model sees class 1 where the label says 0
+    plain = LabelRecord("plain.jpg", "neck_design_labels", 0)
+    hedged = LabelRecord("hedged.jpg", "neck_design_labels", 0, maybe=(1,))
+    issues = find_issues(reviewed([*records, plain, hedged], [*probs, doubtful, doubtful]))
+    assert [issue.record.path for issue in issues] == ["plain.jpg"]
+    classes = FASHIONAI.attribute("neck_design_labels").classes
+    assert issues[0].given == classes[0] and issues[0].suggested == classes[1]
+
+
+def test_cross_validation_reviews_every_training_row_once(trained_per_attribute_run: TrainedRun, tmp_path: Path):
+    run = trained_per_attribute_run.run / "coat_length"  # one attribute's run: two short trainings
+    out = tmp_path / "review"
+    assert main(["review", str(run), "--split", "train", "--folds", "2", "--epochs", "1", "--out", str(out),
+                 *QUICK]) == 0  # fmt: skip
+    summary = json.loads((out / "review.json").read_text())
+    training = [row for row in (run / "split.csv").read_text().splitlines() if row.endswith(",train")]
+    assert summary["reviewed"] == len(training)
+    assert "2-fold cross-validation" in summary["source"]
+    for k in range(2):
+        assert (out / "folds" / f"fold-{k}" / "best.pt").is_file()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--split", "train"], "--folds"),
+        (["--folds", "3"], "--split train"),
+        (["--known-errors", "missing.csv"], "missing.csv"),
+        (["--write-corrected", "LABELS"], "label file under review"),
+    ],
+)
+def test_option_mistakes_are_one_line_and_exit_2(trained_run: TrainedRun, tmp_path: Path, capsys, extra, message):
+    extra = [str(trained_run.data / "Annotations" / "label.csv") if e == "LABELS" else e for e in extra]
+    before = digest(trained_run.data / "Annotations" / "label.csv")
+    assert main(["review", str(trained_run.run), "--out", str(tmp_path / "r"), *extra, *QUICK]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and message in err, err
+    assert digest(trained_run.data / "Annotations" / "label.csv") == before
