@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run every benchmark figure and keep the printout and the JSON report beside this script.
-#   benchmarks/run_all.sh            full run (about ten minutes on two CPU cores)
+#   benchmarks/run_all.sh            full run (about ten minutes on two CPU cores, plus the catalogue figures:
+#                                    over an hour at 1M items; --catalog-sizes 10000,100000 keeps it short)
 #   benchmarks/run_all.sh --quick    smaller sizes, no torch.compile (about two minutes)
 # Extra arguments go to `fashionattr bench` (see `fashionattr bench --help`).
 set -euo pipefail

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from conftest import TrainedRun
+from conftest import CATALOG_BACKENDS, TrainedRun
 from fashionattr.catalog import Catalog, index_catalog, open_store
 from fashionattr.cli import main
 from fashionattr.errors import UserError
@@ -49,10 +49,16 @@ def photos(trained_run: TrainedRun, tmp_path: Path) -> Path:
     return make_photo_folder(trained_run.data, tmp_path / "photos")
 
 
-@pytest.fixture
-def indexed(photos: Path, trained_run: TrainedRun, predictor: Predictor, catalog_db: str) -> Iterator[Catalog]:
-    index_quietly(catalog_db, photos, trained_run.run, predictor)
-    catalog = Catalog(catalog_db)
+@pytest.fixture(scope="module", params=CATALOG_BACKENDS)
+def indexed(request: pytest.FixtureRequest, trained_run: TrainedRun, predictor: Predictor,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Catalog]:  # fmt: skip
+    """One indexed catalogue per backend, shared by the tests that only read it."""
+    folder = tmp_path_factory.mktemp("indexed")
+    photos = make_photo_folder(trained_run.data, folder / "photos")
+    postgres = request.getfixturevalue("postgres") if request.param == "postgresql" else None
+    db = postgres.new_database() if postgres else str(folder / "catalog.sqlite")
+    index_quietly(db, photos, trained_run.run, predictor)
+    catalog = Catalog(db)
     yield catalog
     catalog.close()
 

@@ -184,6 +184,7 @@ def test_the_service_browses_a_postgresql_catalogue(trained_run, postgres, tmp_p
     index_catalog(url, photos, trained_run.run, predictor=predictor, batch_size=4, workers=0, progress=False)
     with start_server(trained_run.run, tmp_path / "server.log", "--catalog", url) as server:
         client = httpx.Client(base_url=server.url, timeout=60)
+        assert "9 images, exact similarity index built" in server.log.read_text()
         info = client.get("/v1/catalog").json()
         assert info["items"] == 9 and info["errors"] == 1 and info["similar_uploads"] is True
         facets = client.get("/v1/catalog/facets").json()

@@ -106,6 +106,8 @@ async def _load(url: str, image: bytes, clients: int, requests: int, latencies: 
 
 
 def service_figures(context: BenchContext) -> list[Figure]:
+    import httpx
+
     settings = context.settings
     checkpoint = service_checkpoint(context)
     image = context.data.images[0].read_bytes()
@@ -117,15 +119,44 @@ def service_figures(context: BenchContext) -> list[Figure]:
         many = Variant(many_name, lambda: asyncio.run(_load(url, image, CLIENTS, per_round, latencies[many_name])))
         asyncio.run(_load(url, image, CLIENTS, CLIENTS * 2, []))  # warm-up, its latencies not counted
         measurement = measure([many, one], rounds=settings.rounds, warmup=0, budget_s=180)
+        batching = httpx.get(f"{url}/healthz", timeout=30).json()["batching"]
     p99 = {name: float(np.percentile(np.asarray(values) * 1000, 99)) for name, values in latencies.items()}
     figure = compared(
         "service", f"service throughput, {CLIENTS} concurrent clients vs 1 (dynamic batching)", measurement,
         f"{CLIENTS} clients", "1 client", goal=THROUGHPUT_GOAL,
         settings={"arch": settings.arch, "size": settings.img_size, "device": str(context.device),
                   "image_kib": round(len(image) / 1024, 1), "requests_per_round": {"1 client": per_round // 4,
-                  f"{CLIENTS} clients": per_round}, "p99_ms": {k: round(v, 1) for k, v in p99.items()}},
+                  f"{CLIENTS} clients": per_round}, "p99_ms": {k: round(v, 1) for k, v in p99.items()},
+                  "server_batches": {k: batching[k] for k in ("mean_batch", "largest_batch", "multi_image_batches")}},
         notes=["requests/s; each request one 512 px JPEG, decoded and letterboxed by the server, all eight "
                "attributes and the embedding; client and server share the machine's cores"],
     )  # fmt: skip
     figure.unit = "req/s"
-    return [figure]
+    return [figure, batching_ceiling(context)]
+
+
+def batching_ceiling(context: BenchContext) -> Figure:
+    """What batching can give at best on this device: the model's images/s at a batch of 8 against a batch of 1.
+
+    The service's throughput under 8 clients cannot rise by more than this (decoding and HTTP only add to it).
+    """
+    from fashionattr.bench.inference import multitask_predictor
+    from fashionattr.bench.inputs import image_batch
+
+    predictor = multitask_predictor(context)
+    batch = image_batch(context)
+    single, eight = batch[:1], batch.repeat(-(-CLIENTS // batch.shape[0]), 1, 1, 1)[:CLIENTS]
+
+    def run(images: torch.Tensor) -> int:
+        predictor.probabilities([images], embed=True)
+        return int(images.shape[0])
+
+    measurement = measure([Variant(f"batch of {CLIENTS}", lambda: run(eight) + run(eight)),
+                           Variant("batch of 1", lambda: sum(run(single) for _ in range(2 * CLIENTS)))],
+                          rounds=context.settings.rounds, warmup=1, budget_s=60)  # fmt: skip
+    return compared(
+        "service.ceiling", f"the model alone: images/s at a batch of {CLIENTS} vs 1 (the most batching can give)",
+        measurement, f"batch of {CLIENTS}", "batch of 1", goal=None,
+        settings={"arch": context.settings.arch, "size": context.settings.img_size, "device": str(context.device)},
+        notes=["Predictor.probabilities with the embedding, as the service runs each batch"],
+    )  # fmt: skip

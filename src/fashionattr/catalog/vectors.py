@@ -3,9 +3,9 @@
 `ExactIndex` scores the query against every embedding (one matrix product): exact, no build, the default for
 catalogues below `ANN_MIN_ITEMS`. `ApproximateIndex` is an HNSW graph from usearch, with vectors stored as
 16-bit floats: a few milliseconds per query at a million items, items added and removed in place. usearch was
-chosen over faiss-cpu by measurement (benchmarks/ann_choice.py, figures in benchmarks/README.md): at the same
-recall it needs half the memory and, unlike faiss's HNSW, removes and replaces vectors, which incremental
-updates need. Both take and return item ids; scores are cosine similarities.
+chosen over faiss-cpu by measurement (benchmarks/ann_choice.py, figures in benchmarks/README.md): the same
+recall and memory at 16 bits; faiss answers faster, but only usearch removes and replaces vectors in place,
+which incremental updates need. Both take and return item ids; scores are cosine similarities.
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ import numpy as np
 
 VECTOR_INDEX_KINDS = ("auto", "exact", "ann")
 ANN_MIN_ITEMS = 50_000
-"""From here on `auto` uses the approximate index: exact search of 512 numbers takes about 5 ms at 50,000 items
-on two cores and grows linearly (12 ms p99 at 100,000, 120 ms at a million)."""
+"""From here on `auto` uses the approximate index. Exact search grows linearly with the items: on the project's
+2-core machine about 2 ms at 20,000 items of 512 numbers, 9-30 ms at 100,000 and 220 ms at a million (p50;
+benchmarks/README.md), while the approximate index must be built, which only pays off for larger catalogues."""
 
 CONNECTIVITY = 32
 """Neighbours per node of the HNSW graph ("M")."""

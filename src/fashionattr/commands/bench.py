@@ -48,7 +48,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--catalog-sizes", metavar="LIST",
                         help="catalogue sizes of the similar and facets figures (default 10000,100000,1000000; "
                         "quick 10000)")  # fmt: skip
-    parser.add_argument("--embedding-dim", type=int, metavar="N",
+    parser.add_argument("--embedding-dim", type=count(1), metavar="N",
                         help="embedding size of the similar figure (default 512, resnet18's; resnet50 gives "
                         "2048)")  # fmt: skip
     parser.add_argument("--postgres", metavar="URL", help="PostgreSQL database for the facets figure "

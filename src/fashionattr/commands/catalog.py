@@ -147,10 +147,7 @@ def run_search(args: argparse.Namespace) -> int:
 
 def run_facets(args: argparse.Namespace) -> int:
     from fashionattr.catalog import Catalog
-    from fashionattr.errors import UserError
 
-    if not 0 <= args.min_confidence <= 1:
-        raise UserError(f"--min-confidence must be between 0 and 1, got {args.min_confidence}")
     catalog = Catalog(args.db)
     filters = catalog.parse_filters(args.where)
     total = catalog.search(filters, min_confidence=args.min_confidence, limit=0).total

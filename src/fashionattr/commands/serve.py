@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import sys
+import time
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -136,7 +137,12 @@ def _open_catalog(db: str | None, vector_index: str) -> Catalog | None:
     from fashionattr.catalog import Catalog
 
     catalog = Catalog(db, vector_index=vector_index)
-    catalog.similarity.refresh()
+    began = time.perf_counter()
+    index = catalog.similarity.refresh()
+    if index is not None:
+        how = "loaded from the catalogue" if catalog.similarity.origin == "saved" else "built"
+        print(f"fashionattr serve: catalogue {catalog.name}: {len(index):,} images, {index.kind} similarity index "
+              f"{how} in {time.perf_counter() - began:.1f} s", file=sys.stderr)  # fmt: skip
     return catalog
 
 
