@@ -1,9 +1,9 @@
 """Retake the README's screenshots from a trained run: `python docs/screenshots.py RUN DATA [--out docs]`.
 
 Indexes DATA's held-out test images (DATA/Tests/Images, else DATA/Images) into a throwaway catalogue, serves RUN
-with it on a free loopback port, uploads one test photo on the predict page and filters the catalogue page by a
-tag, in Debian's headless Chromium driven by Playwright, and saves `screenshot-predict.png` and
-`screenshot-catalog.png`. The README shows the ones made from the model `make demo` trains:
+with it on a free loopback port, uploads one test photo on the predict page (then clicks its skirt-length card
+for the heatmap) and filters the catalogue page by a tag, in Debian's headless Chromium driven by Playwright,
+and saves `screenshot-predict.png`, `screenshot-heatmap.png` and `screenshot-catalog.png`. The README shows the ones made from the model `make demo` trains:
 
     python docs/screenshots.py runs/demo/run runs/demo/data
 """
@@ -103,6 +103,10 @@ def main() -> int:
                 page.wait_for_function(LOADED, arg="#similar img")
                 args.out.mkdir(parents=True, exist_ok=True)
                 page.screenshot(path=str(args.out / "screenshot-predict.png"), full_page=True)
+                page.locator("[data-attribute=skirt_length_labels] h3").click()  # where the model looks
+                page.locator("[data-testid=heatmap-caption]").wait_for(state="visible")
+                page.wait_for_function("document.getElementById('preview').src.startsWith('data:image/png')")
+                page.screenshot(path=str(args.out / "screenshot-heatmap.png"), full_page=True)
                 page.goto(url + "/catalog")
                 page.locator("[data-testid=grid] [data-testid=item]").first.wait_for()
                 button = page.locator("[data-testid=facet-value][data-attribute=skirt_length_labels]"
@@ -115,7 +119,7 @@ def main() -> int:
         finally:
             server.terminate()
             server.wait(timeout=30)
-    print(f"wrote {args.out / 'screenshot-predict.png'} and {args.out / 'screenshot-catalog.png'} ({photo.name})")
+    print(f"wrote the predict, heatmap and catalogue screenshots to {args.out} ({photo.name})")
     return 0
 
 
