@@ -2,25 +2,31 @@
 
 For the catalogue benchmark when no `--postgres URL` is given, and for the test suite. No TCP port is opened,
 so several runs on one machine cannot collide, and nothing outside the folder is touched. PostgreSQL refuses
-to run as root, so under root the cluster belongs to `nobody` and its commands run as that user.
+to run as root, so under root the cluster belongs to `nobody` and its commands run as that user. The server
+dies with the process that started it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import glob
 import itertools
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 SUPERUSER = "fashionattr"
 UNPRIVILEGED = "nobody"
+PR_SET_PDEATHSIG = 1
+"""Linux prctl option: a signal the kernel sends a process when its parent dies."""
 
 
 def find_bindir() -> Path | None:
@@ -67,25 +73,61 @@ class PostgresServer:
         return self.url(name)
 
 
+def _die_with_parent() -> None:
+    """In the server's process, before it starts: ask Linux to end it (SIGQUIT, PostgreSQL's immediate shutdown)
+    when the process that started it dies, so a killed test run or benchmark leaves no server behind."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGQUIT)
+
+
 @contextlib.contextmanager
 def throwaway_postgres(bindir: Path) -> Iterator[PostgresServer]:
-    """Start a cluster with the server binaries in `bindir` for the duration of the block, then delete it."""
+    """Start a cluster with the server binaries in `bindir` for the duration of the block, then delete it.
+
+    The server runs as a child of this process (not daemonised by pg_ctl) and is stopped with it, even when this
+    process is killed.
+    """
     user = UNPRIVILEGED if os.geteuid() == 0 else None
+    account = pwd.getpwnam(user) if user else None
     folder = Path(tempfile.mkdtemp(prefix="fashionattr-pg-"))
     server = PostgresServer(folder, bindir, user)
     data = str(folder / "data")
     try:
         server.socket_dir.mkdir()
-        if user is not None:
-            account = pwd.getpwnam(user)
+        if account is not None:
             for path in (folder, server.socket_dir):
                 os.chown(path, account.pw_uid, account.pw_gid)
         server.run("initdb", "-D", data, "-U", SUPERUSER, "--auth=trust", "--encoding=UTF8", "--no-sync")
-        options = f"-k {server.socket_dir} -c listen_addresses='' -c fsync=off -c full_page_writes=off"
-        server.run("pg_ctl", "-D", data, "-o", options, "-l", str(folder / "server.log"), "-w", "-t", "60", "start")
+        command = [str(bindir / "postgres"), "-D", data, "-k", str(server.socket_dir), "-c", "listen_addresses=",
+                   "-c", "fsync=off", "-c", "full_page_writes=off"]  # fmt: skip
+        with (folder / "server.log").open("wb") as log:
+            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd="/",
+                                       user=account.pw_uid if account else None,
+                                       group=account.pw_gid if account else None,
+                                       extra_groups=[] if account else None, preexec_fn=_die_with_parent)  # fmt: skip
         try:
+            _wait_until_ready(server, process)
             yield server
         finally:
-            server.run("pg_ctl", "-D", data, "-m", "immediate", "-w", "stop")
+            process.send_signal(signal.SIGQUIT)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=30)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _wait_until_ready(server: PostgresServer, process: subprocess.Popen[bytes], timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if process.poll() is not None:
+            log = (server.folder / "server.log").read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"postgres exited with {process.returncode}:\n{log}")
+        if subprocess.run([str(server.bindir / "pg_isready"), "-q", "-h", str(server.socket_dir)],
+                          check=False).returncode == 0:  # fmt: skip
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"postgres did not accept connections within {timeout_s:.0f} s")
+        time.sleep(0.1)
