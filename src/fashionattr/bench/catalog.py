@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import statistics
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -64,23 +64,35 @@ def similar_figures(context: BenchContext) -> Iterator[Figure]:
             key=f"similar.{size_label(count)}", title=f"similar search at {count:,} items: p99 exact / p99 approximate",
             ratio=result["exact_p99"] / result["ann_p99"], unit="ms",
             values={"exact p50": result["exact_p50"], "exact p99": result["exact_p99"],
-                    "approximate p50": result["ann_p50"], "approximate p99": result["ann_p99"]},
+                    "approximate p50": result["ann_p50"], "approximate p99": result["ann_p99"],
+                    "approximate p50, back to back": result["ann_alone_p50"],
+                    "approximate p99, back to back": result["ann_alone_p99"]},
             settings={"items": count, "dim": settings.embedding_dim, "queries": settings.similar_queries, "k": K,
                       "recall@10": round(result["recall"], 4), "build_s": round(result["build_s"], 1),
                       "approximate_cpu_p99_ms": round(result["ann_cpu_p99"], 2),
+                      "back_to_back_cpu_p99_ms": round(result["ann_alone_cpu_p99"], 2),
                       "index_mib": round(result["index_mib"]), "hnsw": f"usearch {STORAGE} M={CONNECTIVITY} "
                       f"efConstruction={EXPANSION_ADD} ef={EXPANSION_SEARCH}"},
             notes=["one query at a time on one thread, as one service request runs it; the approximate side "
-                   "includes re-scoring its 2k candidates exactly", "latencies are wall-clock; "
-                   "approximate_cpu_p99_ms is the search thread's own CPU time, which other jobs on the machine "
-                   "do not inflate"],
+                   "includes re-scoring its 2k candidates exactly", "the ratio alternates exact and approximate "
+                   "query by query; 'back to back' runs the approximate queries again without the exact scans "
+                   "between them, as a catalogue using the index runs them (the goal figure)", "latencies are "
+                   "wall-clock; the *_cpu_p99_ms settings are the search thread's own CPU time, which other jobs on "
+                   "the machine do not inflate"],
         )  # fmt: skip
         largest = {"count": count, **result}
     if largest:
         count = largest["count"]
-        yield Figure(key="similar.p99", title=f"approximate similar search p99 at {count:,} items",
-                     ratio=largest["ann_p99"], goal=ANN_P99_GOAL_MS, at_most=True, ratio_unit=" ms", unit="ms",
-                     settings={"items": count})  # fmt: skip
+        yield Figure(
+            key="similar.p99",
+            title=f"approximate similar search p99 at {count:,} items, back to back",
+            ratio=largest["ann_alone_p99"],
+            goal=ANN_P99_GOAL_MS,
+            at_most=True,
+            ratio_unit=" ms",
+            unit="ms",
+            settings={"items": count, "cpu_p99_ms": round(largest["ann_alone_cpu_p99"], 2)},
+        )
         yield Figure(
             key="similar.recall",
             title=f"approximate similar search recall@10 at {count:,} items",
@@ -122,11 +134,29 @@ def _measure_similar(count: int, dim: int, queries: int) -> dict[str, float]:
                 ann_s.append(time.perf_counter() - began)
                 ann_cpu_s.append(time.thread_time() - cpu)
         hits += len(set(truth.tolist()) & set(found.tolist()))
+    alone_s, alone_cpu_s = _time_alone(approximate_top, probes)
     index_mib = len(approximate.to_bytes()) / 2**20
     return {"exact_p50": percentile_ms(exact_s, 50), "exact_p99": percentile_ms(exact_s, 99),
             "ann_p50": percentile_ms(ann_s, 50), "ann_p99": percentile_ms(ann_s, 99),
-            "ann_cpu_p99": percentile_ms(ann_cpu_s, 99), "recall": hits / (K * len(probes)), "build_s": build_s,
-            "index_mib": index_mib}  # fmt: skip
+            "ann_cpu_p99": percentile_ms(ann_cpu_s, 99), "ann_alone_p50": percentile_ms(alone_s, 50),
+            "ann_alone_p99": percentile_ms(alone_s, 99), "ann_alone_cpu_p99": percentile_ms(alone_cpu_s, 99),
+            "recall": hits / (K * len(probes)), "build_s": build_s, "index_mib": index_mib}  # fmt: skip
+
+
+def _time_alone(search: Callable[[np.ndarray], np.ndarray], probes: np.ndarray) -> tuple[list[float], list[float]]:
+    """Wall and thread-CPU seconds of each query, the queries back to back as a catalogue using the index runs them.
+
+    In the side-by-side pass every approximate query follows an exact one, whose scan of the whole float32 matrix
+    (2 GB at a million items) evicts the graph from the CPU caches; a service using the approximate index never
+    runs that scan, so its latency is this pass's.
+    """
+    wall_s, cpu_s = [], []
+    for query in probes:
+        began, cpu = time.perf_counter(), time.thread_time()
+        search(query)
+        wall_s.append(time.perf_counter() - began)
+        cpu_s.append(time.thread_time() - cpu)
+    return wall_s, cpu_s
 
 
 # ---------------------------------------------------------------------------------------------------------------
