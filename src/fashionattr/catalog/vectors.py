@@ -19,8 +19,9 @@ import numpy as np
 VECTOR_INDEX_KINDS = ("auto", "exact", "ann")
 ANN_MIN_ITEMS = 50_000
 """From here on `auto` uses the approximate index. Exact search grows linearly with the items: on the project's
-2-core machine about 2 ms at 20,000 items of 512 numbers, 9-30 ms at 100,000 and 220 ms at a million (p50;
-benchmarks/README.md), while the approximate index must be built, which only pays off for larger catalogues."""
+2-core machine 0.6 ms at 10,000 items of 512 numbers (the approximate index: 0.5 ms), 9 ms at 100,000 (3.3 ms)
+and 100 ms at a million (4 ms; p50, benchmarks/README.md), while the approximate index must be built, which
+only pays off for larger catalogues."""
 
 CONNECTIVITY = 32
 """Neighbours per node of the HNSW graph ("M")."""
