@@ -139,3 +139,57 @@ def test_out_of_range_numbers_are_refused_by_every_command(argv, capsys) -> None
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "error: argument" in err and "Traceback" not in err
+
+
+# Every option that names something to write, as (argv with OUT where the path goes, "file" or "folder").
+OUTPUT_OPTIONS = [
+    (["train", "DATA", "--out", "OUT"], "folder"),
+    (["demo", "--out", "OUT"], "folder"),
+    (["synth", "OUT"], "folder"),
+    (["synth", "DATA", "--preview", "OUT"], "file"),
+    (["import-folders", "DATA/Images", "OUT"], "folder"),
+    (["split", "DATA", "--out", "OUT"], "file"),
+    (["grid", "DATA", "--out", "OUT"], "folder"),
+    (["evaluate", "RUN", "--out", "OUT"], "folder"),
+    (["evaluate", "RUN", "--save-predictions", "OUT"], "file"),
+    (["predict", "RUN", "DATA/Images", "--output", "OUT"], "file"),
+    (["submit", "RUN", "DATA/Tests/question.csv", "--out", "OUT"], "file"),
+    (["export", "RUN", "--onnx", "OUT"], "file"),
+    (["explain", "RUN", "DATA/Images", "--out", "OUT"], "folder"),
+    (["review", "RUN", "--out", "OUT"], "folder"),
+    (["review", "RUN", "--out", "REVIEW", "--write-corrected", "OUT"], "file"),
+]
+
+
+@pytest.mark.parametrize("blocked", ["by a file above it", "by what stands at it"])
+@pytest.mark.parametrize(("argv", "kind"), OUTPUT_OPTIONS, ids=[" ".join(case[0]) for case in OUTPUT_OPTIONS])
+def test_an_output_path_that_cannot_be_written_is_refused_before_any_work(
+    trained_run, tmp_path, capsys, argv: list[str], kind: str, blocked: str
+) -> None:
+    kept = tmp_path / "kept.txt"
+    kept.write_text("a file the user keeps")
+    if blocked == "by a file above it":
+        out = kept / "sub" / ("out.csv" if kind == "file" else "folder")
+    elif kind == "folder":
+        out = kept  # a file where a folder should be
+    else:
+        out = tmp_path / "a-folder.csv"  # a folder where a file should be
+        out.mkdir()
+    places = {"DATA": str(trained_run.data), "RUN": str(trained_run.run), "REVIEW": str(tmp_path / "review"),
+              "OUT": str(out)}  # fmt: skip
+    resolved = [places.get(arg, arg.replace("DATA", str(trained_run.data))) for arg in argv]
+    assert main(resolved) == 2
+    err = capsys.readouterr().err
+    assert "error: argument" in err.strip().splitlines()[-1] and "Traceback" not in err, err  # after argparse's usage
+    assert kept.read_text() == "a file the user keeps"
+
+
+def test_a_file_system_refusal_deep_inside_a_command_is_one_line_naming_the_path(tmp_path, capsys) -> None:
+    """What no option check can see (here a file named Images inside the dataset folder) still ends as one line."""
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / "Images").write_text("not a folder")
+    assert main(["synth", str(root), "--per-class", "1", "--size", "32", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert str(root / "Images") in err and "a file stands where a folder is needed" in err

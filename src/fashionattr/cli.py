@@ -20,7 +20,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from fashionattr import __version__
 from fashionattr.data.labels import LabelFileError
 from fashionattr.data.split import SplitError
-from fashionattr.errors import CheckpointError, RunError, UserError
+from fashionattr.errors import CheckpointError, RunError, UserError, file_system_error
 from fashionattr.schema import SchemaError
 
 # Each module in fashionattr.commands defines `register(subparsers)`, which adds its parser and sets
@@ -74,12 +74,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"fashionattr {args.command}: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:
+        refusal = file_system_error(exc)
+        if refusal is None:
+            return _internal_error(args.command)
+        print(f"fashionattr {args.command}: error: {refusal}", file=sys.stderr)
+        return 2 if isinstance(refusal, UserError) else 1
     except Exception:
-        # Not the user's mistake: show where it broke, and say so, so nobody hunts for a fault in their input.
-        traceback.print_exc()
-        print(f"fashionattr {args.command}: internal error: this is a bug in fashionattr, not a problem with the "
-              "input; please report it with the traceback above", file=sys.stderr)  # fmt: skip
-        return 70
+        return _internal_error(args.command)
+
+
+def _internal_error(command: str) -> int:
+    """Not the user's mistake: show where it broke, and say so, so nobody hunts for a fault in their input."""
+    traceback.print_exc()
+    print(f"fashionattr {command}: internal error: this is a bug in fashionattr, not a problem with the input; "
+          "please report it with the traceback above", file=sys.stderr)  # fmt: skip
+    return 70
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import errno
+
 
 class UserError(Exception):
     """Bad usage or bad input: the message says what was wrong, where, and what to do."""
@@ -28,3 +30,33 @@ class DiskFullError(RunError):
         reason = exc.strerror or str(exc)
         return cls(f"disk full while writing {path} ({reason}); its old content, if any, is kept; free some space "
                    "and run the command again", path=str(path))  # fmt: skip
+
+
+_REFUSAL_HINTS = {
+    errno.EEXIST: "a file stands where a folder is needed; choose another output path",
+    errno.ENOTDIR: "a file stands where a folder is needed; choose another path",
+    errno.EISDIR: "a folder stands where a file is needed; choose another path",
+    errno.EACCES: "no permission; choose a path you can write to, or change its permissions",
+    errno.EPERM: "not permitted; choose a path you can write to, or change its permissions",
+    errno.EROFS: "the file system is read-only; choose a writable path",
+    errno.ENAMETOOLONG: "the name is too long for the file system",
+    errno.ELOOP: "too many levels of symbolic links",
+    errno.ENOENT: "it does not exist (was it moved or deleted while the command ran?)",
+}
+_RUN_FAILURES = {errno.ENOSPC, errno.EDQUOT, errno.EIO}
+
+
+def file_system_error(exc: OSError) -> UserError | RunError | None:
+    """The error to show for a file-system refusal naming a path, or None for anything else (a bug: traceback).
+
+    Output and input paths reach the file system through many commands; whatever one of them forgot to check in
+    advance (a file where `--out` needs a folder, a read-only folder) still ends as one line naming the path.
+    """
+    if exc.filename is None or exc.errno is None:
+        return None
+    path = exc.filename if isinstance(exc.filename, str) else repr(exc.filename)
+    reason = exc.strerror or str(exc)
+    if exc.errno in _RUN_FAILURES:
+        return RunError(f"{path}: {reason}; free some space (or fix the disk) and run the command again")
+    hint = _REFUSAL_HINTS.get(exc.errno)
+    return UserError(f"{path}: {reason} ({hint})") if hint else None

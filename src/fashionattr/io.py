@@ -31,6 +31,8 @@ def atomic_open(path: str | Path, mode: str = "w", **kwargs: Any) -> Iterator[IO
     :class:`DiskFullError` naming `path`, which still holds its old content; the temporary file is removed.
     """
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path} is a folder; a file is to be written there")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from fashionattr.commands.options import BATCH, WORKERS, count, number
+from fashionattr.commands.options import BATCH, WORKERS, count, number, output_folder
 
 DEMO_RECIPE = "cpu-demo"
 
@@ -18,7 +18,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "held-out test set and write a Markdown report with the per-attribute table, learning curves and "
         "confusion matrices. Defaults come from the recipe (`fashionattr recipes cpu-demo`).",
     )
-    parser.add_argument("--out", default="runs/demo", help="folder for the dataset and the run (runs/demo)")
+    parser.add_argument(
+        "--out", default="runs/demo", type=output_folder, help="folder for the dataset and the run (runs/demo)"
+    )
     parser.add_argument("--per-class", type=count(1), help="synthetic images per class (the recipe's)")
     parser.add_argument("--size", type=count(16), help="synthetic image side in pixels (the recipe's)")
     parser.add_argument("--img-size", type=count(16), help="training input side in pixels (the recipe's)")

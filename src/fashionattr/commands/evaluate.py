@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fashionattr.commands.options import BATCH, DEVICE_HELP, WORKERS
+from fashionattr.commands.options import BATCH, DEVICE_HELP, WORKERS, output_file, output_folder
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -28,8 +28,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=BATCH, default=64, help="images per forward pass (default 64)")
     parser.add_argument("--workers", type=WORKERS, default=2, help="image decoding processes (default 2)")
     parser.add_argument("--device", default="auto", help=DEVICE_HELP)
-    parser.add_argument("--out", help="folder for scores.json, report.md and confusion PNGs (default RUN/eval-SPLIT)")
-    parser.add_argument("--save-predictions", metavar="FILE",
+    parser.add_argument(
+        "--out",
+        type=output_folder,
+        help="folder for scores.json, report.md and confusion PNGs (default RUN/eval-SPLIT)",
+    )
+    parser.add_argument("--save-predictions", metavar="FILE", type=output_file,
                         help="also write every scored image's class probabilities in the answer-file format "
                         "(path,attribute,p0;p1;...), for error analysis and parity checks")  # fmt: skip
     parser.set_defaults(func=run)

@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from fashionattr.commands.options import output_folder
+
 if TYPE_CHECKING:
     from fashionattr.explain.cam import Explainer
 
@@ -34,7 +36,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("run", metavar="RUN", help="checkpoint, run directory or folder of per-attribute runs")
     parser.add_argument("images", metavar="IMAGES", nargs="*", help="image files and folders (searched recursively)")
-    parser.add_argument("--out", metavar="DIR", help="folder for the heatmap PNGs, contact_sheet.png, heatmaps.csv")
+    parser.add_argument(
+        "--out", metavar="DIR", type=output_folder, help="folder for the heatmap PNGs, contact_sheet.png, heatmaps.csv"
+    )
     parser.add_argument("--attribute", help="only this attribute (short names such as sleeve_length work)")
     parser.add_argument("--class", dest="class_name", metavar="CLASS",
                         help="show the evidence for this class of --attribute, not the predicted one")  # fmt: skip

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from fashionattr.commands.options import count
+from fashionattr.commands.options import count, output_file
 
 MAX_DIFFERENCE = 1e-3
 """A larger probability difference between ONNX Runtime and PyTorch means the export is wrong, not rounding."""
@@ -21,7 +21,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "stored in the file's metadata, so `fashionattr predict model.onnx ...` needs nothing else.",
     )
     parser.add_argument("checkpoint", metavar="CKPT", help="checkpoint, run directory or per-attribute folder")
-    parser.add_argument("--onnx", required=True, metavar="FILE", help="ONNX file to write (must end in .onnx)")
+    parser.add_argument(
+        "--onnx", required=True, metavar="FILE", type=output_file, help="ONNX file to write (must end in .onnx)"
+    )
     parser.add_argument("--opset", type=count(7, 30), help="ONNX opset version (default 17)")
     parser.add_argument("--no-calibration", action="store_true",
                         help="export the raw network probabilities, without the calibration temperatures")  # fmt: skip

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from fashionattr.commands.options import output_folder
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -16,7 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "else copied. Then: fashionattr check OUT; fashionattr split OUT; fashionattr train OUT ...",
     )
     parser.add_argument("source", metavar="SRC", help="folder of class folders (or of attribute folders)")
-    parser.add_argument("out", metavar="OUT", help="new dataset folder (must be empty or missing)")
+    parser.add_argument("out", metavar="OUT", type=output_folder, help="new dataset folder (must be empty or missing)")
     parser.add_argument("--attribute", help="the attribute name when SRC holds class folders directly")
     parser.add_argument("--copy", action="store_true", help="copy the images instead of hard-linking them")
     parser.add_argument("--skip-bad", action="store_true",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable
+from pathlib import Path
 
 
 def count(minimum: int = 1, maximum: int | None = None) -> Callable[[str], int]:
@@ -46,6 +47,34 @@ def number(minimum: float = 0.0, maximum: float | None = None, above_minimum: bo
         return value
 
     return parse
+
+
+def _first_file_above(path: Path) -> Path | None:
+    """The nearest existing ancestor of `path` when it is not a folder: nothing can be created under it."""
+    for parent in path.parents:
+        if parent.exists():
+            return None if parent.is_dir() else parent
+    return None
+
+
+def output_folder(text: str) -> str:
+    """A folder to write into: missing (it will be created) or a folder, with no file in the way above it."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} exists and is not a folder; give a folder to write into")
+    if (blocker := _first_file_above(path)) is not None:
+        raise argparse.ArgumentTypeError(f"{blocker} is a file, so the folder {text} cannot be made under it")
+    return text
+
+
+def output_file(text: str) -> str:
+    """A file to write: not a folder, with no file in the way of its parent folders (its old content is replaced)."""
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a folder; give the name of a file to write")
+    if (blocker := _first_file_above(path)) is not None:
+        raise argparse.ArgumentTypeError(f"{blocker} is a file, so {text} cannot be created under it")
+    return text
 
 
 WORKERS = count(0)

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
-from fashionattr.commands.options import add_model_options, count, number
+from fashionattr.commands.options import add_model_options, count, number, output_file
 
 if TYPE_CHECKING:
     from fashionattr.inference import Prediction, Predictor
@@ -43,7 +43,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("inputs", metavar="IMAGES_OR_DIRS", nargs="+", help="image files and folders")
     parser.add_argument("--format", choices=FORMATS,
                         help="output format (default: from the --output suffix, else table)")  # fmt: skip
-    parser.add_argument("--output", "-o", metavar="FILE", help="write here instead of stdout (appears when complete)")
+    parser.add_argument(
+        "--output", "-o", metavar="FILE", type=output_file, help="write here instead of stdout (appears when complete)"
+    )
     parser.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")
     parser.add_argument("--top-k", type=count(1), metavar="K",
                         help="list only the K most probable classes per attribute "

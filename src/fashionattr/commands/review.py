@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from fashionattr.commands.options import output_file, output_folder
+
 if TYPE_CHECKING:
     from fashionattr.review import OutOfSample
 
@@ -30,13 +32,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "wrong first. The label file is never modified.",
     )
     parser.add_argument("run", metavar="RUN", help="run directory, or a folder of per-attribute run directories")
-    parser.add_argument("--out", required=True, metavar="DIR", help="folder for label_issues.csv and review.html")
+    parser.add_argument(
+        "--out", required=True, metavar="DIR", type=output_folder, help="folder for label_issues.csv and review.html"
+    )
     parser.add_argument("--split", choices=["val", "train"], default="val", help="labels to review (val)")
     parser.add_argument("--folds", type=int, metavar="K",
                         help="with --split train: train K models by cross-validation (kept in DIR/folds)")  # fmt: skip
     parser.add_argument("--epochs", type=int, metavar="N", help="epochs of each fold's model (default: the run's)")
     parser.add_argument("--data", help="dataset root (default: the one the run trained on)")
-    parser.add_argument("--write-corrected", metavar="FILE",
+    parser.add_argument("--write-corrected", metavar="FILE", type=output_file,
                         help="also write a copy of the label file, flagged rows given the suggested class")  # fmt: skip
     parser.add_argument("--known-errors", metavar="FILE",
                         help="a label file of rows known to be wrong, with their true labels (as `synth "

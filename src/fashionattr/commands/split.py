@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 
-from fashionattr.commands.options import count, number
+from fashionattr.commands.options import count, number, output_file
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -20,7 +20,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--val-fraction", type=number(0.0, 1.0, above_minimum=True, below_maximum=True), default=0.2,
                         help="share of each class for validation (0.2)")  # fmt: skip
     parser.add_argument("--seed", type=count(0), default=0, help="split seed; same seed, same split on any machine")
-    parser.add_argument("--out", default=None, help="split file to write (default: DATA/Annotations/split.csv)")
+    parser.add_argument(
+        "--out", default=None, type=output_file, help="split file to write (default: DATA/Annotations/split.csv)"
+    )
     parser.set_defaults(func=run)
 
 

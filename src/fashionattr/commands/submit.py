@@ -13,7 +13,7 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fashionattr.commands.options import add_model_options
+from fashionattr.commands.options import add_model_options, output_file
 
 if TYPE_CHECKING:
     import numpy as np
@@ -36,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("checkpoint", metavar="CKPT", help="checkpoint, run directory, per-attribute folder or .onnx")
     parser.add_argument("questions", metavar="QUESTIONS", help="question file, e.g. DATA/Tests/question.csv")
-    parser.add_argument("--out", required=True, help="answer file to write (appears when complete)")
+    parser.add_argument("--out", required=True, type=output_file, help="answer file to write (appears when complete)")
     parser.add_argument("--data", help="dataset root the question paths are relative to (default: above Tests/)")
     parser.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")
     add_model_options(parser)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from fashionattr.commands.options import WORKERS, count, number
+from fashionattr.commands.options import WORKERS, count, number, output_file, output_folder
 from fashionattr.errors import UserError
 
 
@@ -21,7 +21,7 @@ def register(subparsers: Any) -> None:
             "the same files."
         ),
     )
-    parser.add_argument("out", nargs="?", help="dataset root to write (created if missing)")
+    parser.add_argument("out", nargs="?", type=output_folder, help="dataset root to write (created if missing)")
     parser.add_argument("--per-class", type=count(1), default=40, metavar="N", help="images per class (default: 40)")
     parser.add_argument("--size", type=count(16), default=512, metavar="PX",
                         help="image width in pixels (default: 512)")  # fmt: skip
@@ -34,7 +34,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--label-noise", type=number(0.0, 1.0, below_maximum=True), default=0.0, metavar="F",
                         help="switch this share of the training labels to a random other class, recording the true "
                         "ones in Annotations/flipped.csv (to measure `fashionattr review`; default 0)")  # fmt: skip
-    parser.add_argument("--preview", metavar="FILE.png", help="also (or only) write a contact sheet of every class")
+    parser.add_argument(
+        "--preview", metavar="FILE.png", type=output_file, help="also (or only) write a contact sheet of every class"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from fashionattr.commands.options import DEVICE_HELP
+from fashionattr.commands.options import DEVICE_HELP, output_folder
 
 
 def _bool(text: str) -> bool:
@@ -98,7 +98,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "torchrun --nproc_per_node N -m fashionattr train ...",
     )
     parser.add_argument("data", nargs="?", help="dataset root (or give `data:` in --config)")
-    parser.add_argument("--out", help="run directory (default runs/train)")
+    parser.add_argument("--out", type=output_folder, help="run directory (default runs/train)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     add_training_options(parser)
     parser.set_defaults(func=run)
