@@ -14,14 +14,11 @@ import asyncio
 import contextlib
 import io
 import json
-import os
 import socket
 import statistics
-import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -29,7 +26,7 @@ import httpx
 import numpy as np
 from PIL import Image
 
-STARTUP_TIMEOUT_S = 120.0
+from fashionattr.serve.child import serve_in_child
 
 
 @dataclass
@@ -113,12 +110,6 @@ async def run_load(url: str, images: list[bytes], requests: int, concurrency: in
 # --- the server process -----------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def memory_mib(pid: int) -> dict[str, float]:
     """Resident (VmRSS) and peak resident (VmHWM) memory of a process, from /proc (Linux; empty elsewhere)."""
     try:
@@ -147,37 +138,6 @@ def listening_address(port: int) -> str | None:
                     words = b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4))
                     return socket.inet_ntop(socket.AF_INET6, words)
     return None
-
-
-@contextlib.contextmanager
-def serve(checkpoint: str, log: Path, extra: list[str]) -> Iterator[tuple[str, subprocess.Popen]]:
-    """`fashionattr serve CKPT` on a free port with the default host; yields its URL and process."""
-    port = free_port()
-    command = [sys.executable, "-m", "fashionattr", "serve", checkpoint, "--port", str(port), "--device", "cpu",
-               "--log-level", "warning", *extra]  # fmt: skip
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
-    with log.open("wb") as output:
-        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while True:
-            if process.poll() is not None:
-                raise SystemExit(f"fashionattr serve exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise SystemExit(f"fashionattr serve did not answer within {STARTUP_TIMEOUT_S:.0f} s")
-            time.sleep(0.25)
-        yield url, process
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=15)
 
 
 def report(result: LoadResult) -> str:
@@ -223,8 +183,9 @@ def main(argv: list[str] | None = None) -> int:
         result = asyncio.run(run_load(args.url, images, args.requests, args.concurrency, args.timeout))
     else:
         options = ["--max-batch", str(args.max_batch), "--batch-wait-ms", str(args.batch_wait_ms)]
-        with serve(args.checkpoint, Path(args.log), options) as (url, process):
-            port = int(url.rsplit(":", 1)[1])
+        # host=None: the service's default address, which `listening_on` then reports
+        with serve_in_child(args.checkpoint, Path(args.log), *options, host=None) as service:
+            url, process, port = service.url, service.process, service.port
             before = memory_mib(process.pid)
             result = asyncio.run(run_load(url, images, args.requests, args.concurrency, args.timeout))
             after = memory_mib(process.pid)

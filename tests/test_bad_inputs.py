@@ -72,7 +72,7 @@ from fashionattr.data.split import read_split
 from fashionattr.data.synth import generate_dataset
 from fashionattr.run_dir import RunDir
 from fashionattr.schema import FASHIONAI
-from test_serve import Server, _wait_until_healthy, build_catalog, free_port, start_server
+from test_serve import Server, build_catalog, start_server
 
 CORPUS_DIR = "Images/coat_length_labels/corpus"
 QUICK_TRAIN = ["--arch", "test_resnet", "--img-size", "32", "--epochs", "1", "--batch-size", "16", "--workers", "0",
@@ -1469,23 +1469,7 @@ def start_server_with_few_files(checkpoint: Path, log: Path, open_files: int) ->
     limit = f"import resource; resource.setrlimit(resource.RLIMIT_NOFILE, ({open_files}, {open_files}))"
     launcher = (f"{limit}; import runpy, sys; sys.argv = ['fashionattr', *sys.argv[1:]]; "
                 "runpy.run_module('fashionattr', run_name='__main__')")  # fmt: skip
-
-    @contextlib.contextmanager
-    def running() -> Iterator[Server]:
-        port = free_port()
-        command = [sys.executable, "-c", launcher, "serve", str(checkpoint), "--port", str(port), "--device", "cpu",
-                   "--log-level", "warning"]  # fmt: skip
-        with log.open("wb") as output:
-            process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
-        server = Server(process, f"http://127.0.0.1:{port}", log)
-        try:
-            _wait_until_healthy(server)
-            yield server
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
-
-    return running()
+    return start_server(checkpoint, log, launcher=[sys.executable, "-c", launcher])
 
 
 @pytest.mark.timeout(180)

@@ -8,20 +8,13 @@ encoded `../`, the catalogue API, and dynamic batching of concurrent requests.
 from __future__ import annotations
 
 import base64
-import contextlib
 import http.client
 import io
 import math
-import os
-import socket
 import struct
-import subprocess
-import sys
-import time
 import zlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -33,78 +26,25 @@ from corpus import png_declaring, write_image_corpus
 from fashionattr.catalog import index_catalog
 from fashionattr.inference import Predictor
 from fashionattr.schema import FASHIONAI
+from fashionattr.serve.child import ServiceProcess as Server
+from fashionattr.serve.child import serve_in_child as start_server
 from test_catalog import make_photo_folder
 
-STARTUP_TIMEOUT_S = 120.0
-"""Importing torch and loading the model can take a while on a busy two-core CI machine."""
 UPLOAD_LIMIT_MB = 1
 CONCURRENT_REQUESTS = 16
 DECODE_THREADS = 2
 
 
-@dataclass
-class Server:
-    """A running `fashionattr serve` process and where to reach it."""
-
-    process: subprocess.Popen
-    url: str
-    log: Path
-
-    @property
-    def port(self) -> int:
-        return int(self.url.rsplit(":", 1)[1])
-
-    def raw_get(self, path: str) -> tuple[int, bytes]:
-        """GET a path exactly as written: HTTP clients would normalise `..` and re-encode `%` escapes."""
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        try:
-            connection.putrequest("GET", path, skip_accept_encoding=True)
-            connection.endheaders()
-            response = connection.getresponse()
-            return response.status, response.read()
-        finally:
-            connection.close()
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@contextlib.contextmanager
-def start_server(checkpoint: Path, log: Path, *extra: str) -> Iterator[Server]:
-    """Run `fashionattr serve` on a free loopback port until /healthz answers; stop it afterwards."""
-    port = free_port()
-    command = [sys.executable, "-m", "fashionattr", "serve", str(checkpoint), "--host", "127.0.0.1", "--port",
-               str(port), "--device", "cpu", "--log-level", "warning", *extra]  # fmt: skip
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    with log.open("wb") as output:
-        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=env)
-    server = Server(process, f"http://127.0.0.1:{port}", log)
+def raw_get(server: Server, path: str) -> tuple[int, bytes]:
+    """GET a path exactly as written: HTTP clients would normalise `..` and re-encode `%` escapes."""
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
     try:
-        _wait_until_healthy(server)
-        yield server
+        connection.putrequest("GET", path, skip_accept_encoding=True)
+        connection.endheaders()
+        response = connection.getresponse()
+        return response.status, response.read()
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=15)
-
-
-def _wait_until_healthy(server: Server) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            pytest.fail(f"fashionattr serve exited with {server.process.returncode}:\n{server.log.read_text()}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{server.url}/healthz", timeout=2).status_code == 200:
-                return
-        time.sleep(0.25)
-    log = server.log.read_text()
-    pytest.fail(f"fashionattr serve did not answer /healthz within {STARTUP_TIMEOUT_S:.0f} s:\n{log}")
+        connection.close()
 
 
 def build_catalog(trained_run: TrainedRun, folder: Path, db: Path) -> Path:
@@ -319,7 +259,7 @@ TRAVERSALS = [
 
 @pytest.mark.parametrize("path", TRAVERSALS)
 def test_no_file_outside_the_static_folder_or_the_catalogue_is_reachable(server, path):
-    status, body = server.raw_get(path)
+    status, body = raw_get(server, path)
     assert status == 404, (path, body[:200])
     assert b"[project]" not in body and b"root:" not in body and b"SQLite" not in body
     assert b'"error"' in body

@@ -9,13 +9,7 @@ requests per second, with each side's p99 latency beside it. Clients and server 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import socket
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -27,10 +21,10 @@ from fashionattr.bench.inputs import bench_preprocessing
 from fashionattr.checkpoint import save_checkpoint
 from fashionattr.models import create_model
 from fashionattr.run_dir import RunDir
+from fashionattr.serve.child import serve_in_child
 
 CLIENTS = 8
 THROUGHPUT_GOAL = 3.0
-STARTUP_TIMEOUT_S = 180.0
 
 
 def service_checkpoint(context: BenchContext) -> Path:
@@ -44,44 +38,6 @@ def service_checkpoint(context: BenchContext) -> Path:
                            "preprocessing": bench_preprocessing(context).to_dict(),
                            "attributes": schema.names})  # fmt: skip
     return path
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextlib.contextmanager
-def running_service(checkpoint: Path, device: str, log: Path) -> Iterator[str]:
-    import httpx
-
-    port = _free_port()
-    command = [sys.executable, "-m", "fashionattr", "serve", str(checkpoint), "--port", str(port), "--device", device,
-               "--log-level", "warning"]  # fmt: skip
-    env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
-    with log.open("wb") as output:
-        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"fashionattr serve exited with {process.returncode}: {log.read_text()[-2000:]}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"fashionattr serve did not answer within {STARTUP_TIMEOUT_S:.0f} s")
-            time.sleep(0.25)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=15)
 
 
 async def _load(url: str, image: bytes, clients: int, requests: int, latencies: list[float]) -> int:
@@ -113,7 +69,8 @@ def service_figures(context: BenchContext) -> list[Figure]:
     image = context.data.images[0].read_bytes()
     latencies: dict[str, list[float]] = {"1 client": [], f"{CLIENTS} clients": []}
     per_round = settings.service_requests
-    with running_service(checkpoint, str(context.device), context.workdir / "service.log") as url:
+    with serve_in_child(checkpoint, context.workdir / "service.log", device=str(context.device)) as service:
+        url = service.url
         many_name = f"{CLIENTS} clients"
         one = Variant("1 client", lambda: asyncio.run(_load(url, image, 1, per_round // 4, latencies["1 client"])))
         many = Variant(many_name, lambda: asyncio.run(_load(url, image, CLIENTS, per_round, latencies[many_name])))
