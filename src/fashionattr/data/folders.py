@@ -17,14 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fashionattr.data.images import IMAGE_SUFFIXES, ImageError, probe_image
-from fashionattr.data.labels import LABELS_RELPATH, label_string
+from fashionattr.data.labels import LABELS_RELPATH, MAX_REPORTED_PROBLEMS, label_string
 from fashionattr.errors import UserError
 from fashionattr.io import atomic_write_text
 from fashionattr.names import path_component
 from fashionattr.schema import Schema, SchemaError
 
 SOURCES_RELPATH = Path("Annotations") / "sources.csv"
-MAX_REPORTED = 20
 
 
 @dataclass(frozen=True)
@@ -114,8 +113,8 @@ def import_folders(source: str | Path, out: str | Path, attribute: str | None = 
         except ImageError as exc:
             bad.append((image.source, exc.reason))
     if bad and not skip_bad:
-        listed = "; ".join(f"{path}: {reason}" for path, reason in bad[:MAX_REPORTED])
-        more = f" (and {len(bad) - MAX_REPORTED} more)" if len(bad) > MAX_REPORTED else ""
+        listed = "; ".join(f"{path}: {reason}" for path, reason in bad[:MAX_REPORTED_PROBLEMS])
+        more = f" (and {len(bad) - MAX_REPORTED_PROBLEMS} more)" if len(bad) > MAX_REPORTED_PROBLEMS else ""
         raise UserError(f"{len(bad)} unreadable image(s): {listed}{more}; fix or remove them, or pass --skip-bad")
     refused = {path for path, _ in bad}
     labels, sources = io.StringIO(), io.StringIO()
