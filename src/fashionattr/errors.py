@@ -33,7 +33,7 @@ class DiskFullError(RunError):
 
 
 _REFUSAL_HINTS = {
-    errno.EEXIST: "a file stands where a folder is needed; choose another output path",
+    errno.EEXIST: "something else is already there, such as a file where a folder is needed; choose another path",
     errno.ENOTDIR: "a file stands where a folder is needed; choose another path",
     errno.EISDIR: "a folder stands where a file is needed; choose another path",
     errno.EACCES: "no permission; choose a path you can write to, or change its permissions",
