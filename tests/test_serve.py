@@ -11,6 +11,7 @@ import base64
 import http.client
 import io
 import math
+import socket
 import struct
 import zlib
 from collections.abc import Iterator
@@ -426,3 +427,20 @@ def test_the_default_address_is_loopback():
     from fashionattr.cli import build_parser
 
     assert build_parser().parse_args(["serve", "run"]).host == "127.0.0.1"
+
+
+@pytest.mark.parametrize(
+    ("where", "words"),
+    [("in use", "another process listens there"), ("foreign address", "this machine has no such address")],
+)
+def test_an_address_it_cannot_listen_on_is_one_line_before_the_model_loads(tmp_path, capsys, where, words) -> None:
+    """The checkpoint does not even exist: the address is refused first, not after minutes of loading."""
+    from fashionattr.cli import main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        host, port = ("127.0.0.1", taken.getsockname()[1]) if where == "in use" else ("192.0.2.1", 8000)
+        assert main(["serve", str(tmp_path / "no-run"), "--host", host, "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert words in err and f"{host} port {port}" in err and "Traceback" not in err, err

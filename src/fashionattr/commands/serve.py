@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import ipaddress
+import socket
 import sys
 import time
 from dataclasses import replace
@@ -78,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     limits = _limits(args)
+    listening = _listen(args.host, args.port)  # before the slow part: a port in use fails at once
     catalog = _open_catalog(args.catalog, args.vector_index)
     predictor = load_predictor(args.checkpoint, backend=args.backend, device=args.device, tta=args.tta,
                                min_confidence=args.min_confidence, calibrated=not args.no_calibration)  # fmt: skip
@@ -88,8 +91,34 @@ def run(args: argparse.Namespace) -> int:
     if catalog is not None and not app.state.similar_uploads:
         print(f"fashionattr serve: note: the catalogue was tagged by {catalog.model}, not by {args.checkpoint}; "
               "browsing works, searching the catalogue by an uploaded photo does not", file=sys.stderr)  # fmt: skip
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, http=guarded_protocol(limits))
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level,
+                            http=guarded_protocol(limits))  # fmt: skip
+    bound = listening.getsockname()[1]
+    shown = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"fashionattr serve: listening on http://{shown}:{bound} (Ctrl+C to stop)", file=sys.stderr)
+    uvicorn.Server(config).run(sockets=[listening])
     return 0
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The service's socket, bound as uvicorn would bind it, with a failure as one line naming the address."""
+    from fashionattr.errors import UserError
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family=family, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        hints = {errno.EADDRINUSE: "another process listens there; stop it or choose another --port",
+                 errno.EACCES: "ports below 1024 need privileges; choose a port of 1024 or more",
+                 errno.EADDRNOTAVAIL: "this machine has no such address; give one of its own with --host"}  # fmt: skip
+        reason = exc.strerror or str(exc)
+        hint = hints.get(exc.errno or 0, "check --host and --port")
+        raise UserError(f"cannot listen on {host} port {port}: {reason} ({hint})") from None
+    sock.set_inheritable(True)
+    return sock
 
 
 def _limits(args: argparse.Namespace) -> ConnectionLimits:
