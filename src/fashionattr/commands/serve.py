@@ -122,14 +122,9 @@ def _listen(host: str, port: int) -> socket.socket:
 
 
 def _limits(args: argparse.Namespace) -> ConnectionLimits:
-    from fashionattr.errors import UserError
+    """The connection limits; argparse has typed and range-checked every value."""
     from fashionattr.serve.limits import ConnectionLimits, connection_budget
 
-    for option, value in (("--header-timeout", args.header_timeout), ("--body-timeout", args.body_timeout)):
-        if not 0 < value < float("inf"):
-            raise UserError(f"{option} must be a positive number of seconds, got {value}")
-    if args.max_connections < 1:
-        raise UserError(f"--max-connections must be at least 1, got {args.max_connections}")
     budget = connection_budget(args.max_connections)
     if budget < args.max_connections:
         print(f"fashionattr serve: note: at most {budget} connections, as the process may open only so many files",
@@ -139,21 +134,9 @@ def _limits(args: argparse.Namespace) -> ConnectionLimits:
 
 
 def _settings(args: argparse.Namespace) -> ServeSettings:
-    from fashionattr.errors import UserError
+    """The service's settings; argparse has typed and range-checked every value."""
     from fashionattr.serve import ServeSettings
 
-    if args.max_upload_mb <= 0:
-        raise UserError(f"--max-upload-mb must be more than 0, got {args.max_upload_mb}")
-    if args.max_batch < 1:
-        raise UserError(f"--max-batch must be at least 1, got {args.max_batch}")
-    if args.batch_wait_ms < 0:
-        raise UserError(f"--batch-wait-ms must be 0 or more, got {args.batch_wait_ms}")
-    if not 0 <= args.min_confidence <= 1:
-        raise UserError(f"--min-confidence must be between 0 and 1, got {args.min_confidence}")
-    if not 0 <= args.port <= 65535:
-        raise UserError(f"--port must be between 0 and 65535, got {args.port}")
-    if args.decode_threads is not None and args.decode_threads < 1:
-        raise UserError(f"--decode-threads must be at least 1, got {args.decode_threads}")
     settings = ServeSettings(max_upload_mb=args.max_upload_mb, max_batch=args.max_batch,
                              batch_wait_ms=args.batch_wait_ms)  # fmt: skip
     return replace(settings, decode_threads=args.decode_threads) if args.decode_threads else settings
