@@ -32,24 +32,34 @@ from fashionattr.schema import Schema
 
 @dataclass
 class AttributeResult:
-    """One attribute's answer for one image; `value` is None when the top probability is below the threshold."""
+    """One attribute's answer for one image.
+
+    `value` is None when the photo does not show the attribute's part (`applies` is False: a neckline close-up has
+    no skirt length) or when the top probability is below the confidence threshold (`uncertain`). `index` and
+    `probabilities` are the head's answer either way, as the challenge's scoring wants them.
+    """
 
     attribute: str
     value: str | None
     index: int
     confidence: float
     probabilities: dict[str, float]
+    applies: bool = True
+    """Whether the photo shows this attribute's part; a tag is shown only where it does."""
+    applicability: float = 1.0
+    """How likely the photo shows the part, in [0, 1]; `applies` is this score against the model's threshold."""
 
     @property
     def uncertain(self) -> bool:
-        return self.value is None
+        return self.applies and self.value is None
 
     def top(self, k: int) -> list[tuple[str, float]]:
         return sorted(self.probabilities.items(), key=lambda item: -item[1])[:k]
 
     def to_dict(self, top_k: int | None = None) -> dict[str, Any]:
         probabilities = dict(self.top(top_k)) if top_k else self.probabilities
-        return {"value": self.value, "index": self.index, "confidence": self.confidence, "uncertain": self.uncertain,
+        return {"value": self.value, "applies": self.applies, "applicability": self.applicability,
+                "index": self.index, "confidence": self.confidence, "uncertain": self.uncertain,
                 "probabilities": probabilities}  # fmt: skip
 
 
