@@ -19,10 +19,12 @@ from fashionattr.checkpoint import save_checkpoint
 from fashionattr.cli import main
 from fashionattr.data.parts import PartRow
 from fashionattr.data.preprocessing import Preprocessing
-from fashionattr.explain.cam import Explainer, backbone_of, default_layer, feature_stages
+from fashionattr.explain.cam import Explainer, default_layer, feature_stages
 from fashionattr.explain.pointing import covered_share, letterboxed_boxes, peak_inside
 from fashionattr.inference.torch_backend import LoadedModel
-from fashionattr.models import STUDY_ARCHS, MultiTaskNet, create_model, model_preprocessing
+from fashionattr.models.backbones import model_preprocessing
+from fashionattr.models.layouts import STUDY_ARCHS
+from fashionattr.models.networks import MultiTaskNet, create_model
 from fashionattr.run_dir import RunDir
 from fashionattr.schema import FASHIONAI
 
@@ -86,7 +88,7 @@ def test_every_study_network_gives_a_map_per_attribute(arch: str) -> None:
         assert heatmap.class_index == 2 and heatmap.cam.shape == (64, 64)
         assert heatmap.cam.min() >= 0.0 and heatmap.cam.max() <= 1.0 + 1e-6
     [layer] = explainer.layers_for("coat_length_labels")
-    assert layer in feature_stages(backbone_of(model)), layer
+    assert layer in feature_stages(model.attribute_backbone(model.attributes[0])), layer
 
 
 def test_default_layer_is_the_deepest_stage_fine_enough_to_point_at_a_part() -> None:

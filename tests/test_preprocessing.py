@@ -25,7 +25,7 @@ from fashionattr.errors import UserError
 from fashionattr.inference import Predictor
 from fashionattr.inference.predictor import _ImageFiles
 from fashionattr.inference.torch_backend import LoadedModel, TorchBackend
-from fashionattr.models import create_model
+from fashionattr.models.networks import create_model
 from fashionattr.schema import FASHIONAI
 from fashionattr.serve.app import letterboxed_upload
 from fashionattr.submission import read_submission

@@ -15,10 +15,9 @@ import re
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-from torch import nn
 
 from fashionattr.data.augmentation import Augmentation
 from fashionattr.data.preprocessing import Preprocessing
@@ -26,6 +25,9 @@ from fashionattr.errors import CheckpointError, UserError
 from fashionattr.io import atomic_write_bytes
 from fashionattr.run_dir import RunDir
 from fashionattr.schema import Schema
+
+if TYPE_CHECKING:
+    from fashionattr.models.networks import AttributeNet
 
 FORMAT = "fashionattr-checkpoint"
 FORMAT_VERSION = 1
@@ -110,9 +112,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 def model_from_checkpoint(
     path: str | Path, device: str | torch.device = "cpu"
-) -> tuple[nn.Module, Schema, Preprocessing, dict[str, Any]]:
+) -> tuple[AttributeNet, Schema, Preprocessing, dict[str, Any]]:
     """Rebuild the model a checkpoint describes and load its weights; also returns schema, preprocessing, payload."""
-    from fashionattr.models import model_from_spec
+    from fashionattr.models.networks import model_from_spec
 
     payload = load_checkpoint(path)
     try:

@@ -19,6 +19,7 @@ from fashionattr.data.augmentation import Augmentation, resolve_augmentation
 from fashionattr.data.preprocessing import RESAMPLING
 from fashionattr.errors import UserError
 from fashionattr.io import FileReadError, atomic_write_text
+from fashionattr.models.layouts import LAYOUTS
 from fashionattr.parsing import DocumentError, read_document
 
 
@@ -204,8 +205,7 @@ def validate(config: TrainConfig) -> None:
         (c.optimizer in ("adamw", "sgd"), f"optimizer must be adamw or sgd, got {c.optimizer!r}"),
         (c.amp in ("auto", "off", "bf16", "fp16"), f"amp must be auto, off, bf16 or fp16, got {c.amp!r}"),
         (c.cache in ("auto", "build", "off"), f"cache must be auto, build or off, got {c.cache!r}"),
-        (c.layout in ("per-attribute", "multitask", "grouped"),
-         f"layout must be per-attribute, multitask or grouped, got {c.layout!r}"),
+        (c.layout in LAYOUTS, f"layout must be one of {', '.join(LAYOUTS)}, got {c.layout!r}"),
         (c.interpolation is None or c.interpolation in RESAMPLING,
          f"interpolation must be one of {', '.join(RESAMPLING)}, got {c.interpolation!r}"),
         (0.0 <= c.max_bad_fraction <= 1.0, f"max bad fraction must be in [0, 1], got {c.max_bad_fraction}"),

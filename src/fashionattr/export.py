@@ -66,9 +66,9 @@ class ServingGraph(nn.Module):
     def forward(self, *images: torch.Tensor) -> tuple[torch.Tensor, ...]:
         probs: dict[str, torch.Tensor] = {}
         features = []
-        for loaded, network in zip(self.loaded, self.networks, strict=True):
+        for loaded in self.loaded:  # `self.networks` registers the same modules, for tracing
             batch = images[self.keys.index(loaded.preprocessing.pixel_key)]
-            pooled, model_probs = model_outputs(network, loaded.preprocessing, batch, loaded.temperatures)
+            pooled, model_probs = model_outputs(loaded.model, loaded.preprocessing, batch, loaded.temperatures)
             features.append(pooled)
             probs.update(model_probs)
         return (*(probs[name] for name in self.attributes), joint_embedding(features))

@@ -98,7 +98,7 @@ def _check(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     _check(args)
     from fashionattr.bench import BenchSettings, run_bench, write_report
-    from fashionattr.models import timm_model_name
+    from fashionattr.models.backbones import timm_model_name
 
     if args.arch:
         timm_model_name(args.arch)  # an unknown name fails here, not after minutes of other figures

@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from fashionattr.distributed import DistributedContext
     from fashionattr.evaluation import evaluate_checkpoint, write_evaluation
     from fashionattr.metrics import format_scores_table
-    from fashionattr.models import model_preprocessing
+    from fashionattr.models.backbones import model_preprocessing
     from fashionattr.recipes import load_recipe
     from fashionattr.report import run_scores_table
     from fashionattr.run_dir import RunDir

@@ -65,7 +65,7 @@ def grid_plan(args: argparse.Namespace) -> tuple[TrainConfig, list[str], list[st
     """The grid's base settings, networks and layouts: options, else the config file, else the recipe's."""
     from fashionattr import experiments
     from fashionattr.config import resolve_config
-    from fashionattr.models import STUDY_ARCHS
+    from fashionattr.models.layouts import STUDY_ARCHS
     from fashionattr.recipes import load_recipe
 
     base = resolve_config(args.config, {key: value for key, value in vars(args).items() if key != "out"})

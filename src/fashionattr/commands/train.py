@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from fashionattr.commands.options import DEVICE_HELP, output_folder
+from fashionattr.models.layouts import LAYOUTS
 
 
 def _bool(text: str) -> bool:
@@ -24,9 +25,9 @@ def add_training_options(parser: argparse.ArgumentParser, model_choice: bool = T
     if model_choice:
         model.add_argument("--arch", help="resnet50, resnet152, se-resnet50, se-resnet152, vgg19_bn, dpn131, or any "
                            "timm model name (default resnet50)")  # fmt: skip
-        model.add_argument("--layout", choices=["per-attribute", "multitask", "grouped"],
-                           help="one model per attribute, one backbone with a head per attribute, or one backbone "
-                           "per group (default multitask)")  # fmt: skip
+        model.add_argument("--layout", choices=list(LAYOUTS),
+                           help="; ".join(f"{layout.name}: {layout.summary}" for layout in LAYOUTS.values())
+                           + " (default multitask)")  # fmt: skip
     model.add_argument("--attributes", help="comma-separated attribute names, or 'all' (default)")
     model.add_argument("--grouping", help="grouping for --layout grouped: upper-lower (default) or design-length")
     model.add_argument("--pretrained", action="store_const", const=True, help="ImageNet weights from the timm hub")

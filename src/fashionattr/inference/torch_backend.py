@@ -13,13 +13,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from fashionattr.checkpoint import augmentation_of, model_from_checkpoint, temperatures_of
 from fashionattr.data.augmentation import flip_averaged
 from fashionattr.data.preprocessing import Preprocessing, normalize_batch
 from fashionattr.engine import autocast, probabilities_from_logits, resolve_amp
 from fashionattr.errors import UserError
+from fashionattr.models.networks import AttributeNet
 from fashionattr.run_dir import find_runs
 from fashionattr.schema import Schema, schema_mismatch
 
@@ -28,7 +28,7 @@ from fashionattr.schema import Schema, schema_mismatch
 class LoadedModel:
     """One network with the attributes it answers, the preprocessing it expects, and how it was trained."""
 
-    model: nn.Module
+    model: AttributeNet
     preprocessing: Preprocessing
     attributes: list[str]
     source: Path
@@ -95,27 +95,8 @@ def load_models(
     return loaded, schema
 
 
-def features_and_logits(model: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Pooled features and per-attribute logits from one backbone pass.
-
-    Calling `model(x)` and then `model.forward_features(x)` would run the backbone twice whenever an embedding
-    is wanted; the catalogue wants one for every image. Works on `MultiTaskNet` and `GroupedNet` (a net with
-    `heads`, or `nets` of them; dropout before the heads is off in eval mode) and falls back to two calls.
-    """
-    network: Any = model  # nn.Module's __getattr__ types every attribute as Tensor | Module
-    nets: list[Any] = list(getattr(network, "nets", None) or [network])
-    if not all(hasattr(net, "heads") and hasattr(net, "forward_features") for net in nets):
-        return network.forward_features(images), dict(network(images))
-    features, logits = [], {}
-    for net in nets:
-        pooled = net.forward_features(images)
-        features.append(pooled)
-        logits.update({name: head(pooled) for name, head in net.heads.items()})
-    return torch.cat(features, dim=1), logits
-
-
 def model_outputs(
-    model: nn.Module,
+    model: AttributeNet,
     preprocessing: Preprocessing,
     images: torch.Tensor,
     temperatures: Mapping[str, float] | None = None,
@@ -125,7 +106,7 @@ def model_outputs(
     Logits are divided by each attribute's calibration temperature before the softmax; ONNX export traces this
     function, so the exported graph carries the same division.
     """
-    features, logits = features_and_logits(model, normalize_batch(images, preprocessing))
+    features, logits = model.features_and_logits(normalize_batch(images, preprocessing))
     return features, probabilities_from_logits(logits, temperatures)
 
 
@@ -187,7 +168,7 @@ class TorchBackend:
             {
                 "source": str(m.source),
                 "backend": "torch",
-                "arch": getattr(m.model, "spec", {}).get("arch"),
+                "arch": m.model.spec.get("arch"),
                 "attributes": m.attributes,
                 "preprocessing": m.preprocessing.to_dict(),
                 "temperatures": m.temperatures,

@@ -37,7 +37,9 @@ from fashionattr.engine import StepSettings, TrainingDiverged, evaluate, resolve
 from fashionattr.errors import DiskFullError, UserError
 from fashionattr.io import atomic_write_text, is_disk_full
 from fashionattr.metrics import Scores, score
-from fashionattr.models import create_model, model_preprocessing
+from fashionattr.models.backbones import model_preprocessing
+from fashionattr.models.layouts import layout_of
+from fashionattr.models.networks import create_model
 from fashionattr.run_dir import RunDir
 from fashionattr.schema import Schema
 from fashionattr.training.calibrate import calibrate_run
@@ -304,7 +306,7 @@ def train(config: TrainConfig, resume: bool = False) -> list[dict[str, Any]]:
             attributes = schema.resolve_names(config.attributes)
         except KeyError as exc:
             raise UserError(f"--attributes: {exc.args[0]}") from None
-        if config.layout != "per-attribute":
+        if not layout_of(config.layout).one_model_per_attribute:
             return [fit(config, attributes, config.out, context, resume=resume).summary]
         summaries = []
         for name in attributes:

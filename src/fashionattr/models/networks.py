@@ -1,159 +1,23 @@
-"""Networks: timm backbones under the seed study's names, one linear head per attribute, and the three layouts.
+"""Networks: one linear head per attribute on timm backbones, built in one of the layouts.
 
-A layout says how attributes share backbones: `per-attribute` (one network per attribute, the seed study),
-`multitask` (one backbone, a head per attribute) or `grouped` (one backbone per group of attributes, such as
-design vs. length). Every model carries a JSON-friendly `spec` so a checkpoint can rebuild it without code.
+Every network is an `AttributeNet`: training, inference, export, heatmaps and the optimiser ask it for its logits,
+its features, the part that answers one attribute and its parameters by role, and never look inside it. Every model
+carries a JSON-friendly `spec` so a checkpoint can rebuild it without code.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
-import safetensors.torch
-import timm
-import timm.data
 import torch
 from torch import Tensor, nn
 
-from fashionattr.data.preprocessing import Preprocessing, resolve_preprocessing
 from fashionattr.errors import UserError
+from fashionattr.models.backbones import create_backbone, data_config, feature_size, timm_model_name
+from fashionattr.models.layouts import LAYOUTS, layout_of
 from fashionattr.schema import Schema
-
-log = logging.getLogger(__name__)
-
-STUDY_ARCHS: tuple[str, ...] = ("resnet50", "resnet152", "se-resnet50", "se-resnet152", "vgg19_bn", "dpn131")
-"""The six networks of the seed study, in the order of its result table."""
-
-LAYOUTS = ("per-attribute", "multitask", "grouped")
-
-# Study spellings that are not timm names. SE-ResNet152 maps to the legacy port because plain `seresnet152`
-# has no ImageNet weights in timm.
-_TIMM_ALIASES = {
-    "se-resnet50": "seresnet50",
-    "se-resnet152": "legacy_seresnet152",
-    "seresnet152": "legacy_seresnet152",
-}
-
-WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
-
-# A weights file that fills less than this share of the backbone is the wrong file, not a partial fit.
-MIN_LOADED_FRACTION = 0.9
-
-
-def timm_model_name(arch: str) -> str:
-    """The timm name for a study name (`se-resnet152` -> `legacy_seresnet152`) or any timm model name."""
-    key = arch.strip().lower()
-    name = _TIMM_ALIASES.get(key, key)
-    if not timm.is_model(name):
-        raise UserError(
-            f"unknown architecture {arch!r}: use one of the study networks ({', '.join(STUDY_ARCHS)}) "
-            "or any name that timm.list_models() prints"
-        )
-    return name
-
-
-def create_backbone(
-    arch: str, pretrained: bool = False, weights: str | Path | None = None, drop_rate: float = 0.0
-) -> nn.Module:
-    """A timm network without its classifier, returning pooled features of size `feature_size(backbone)`.
-
-    `weights` (a local file of the backbone's ImageNet weights) takes precedence over `pretrained` (the timm
-    hub), so the same command works offline once the file is at hand.
-    """
-    name = timm_model_name(arch)
-    use_hub = pretrained and weights is None
-    try:
-        backbone = timm.create_model(name, pretrained=use_hub, num_classes=0, drop_rate=drop_rate)
-    except (OSError, RuntimeError) as exc:
-        if not use_hub:
-            raise
-        raise UserError(
-            f"cannot fetch pretrained weights for {arch!r} ({name}) from the timm hub: {exc}. "
-            "Offline, download the weights elsewhere and pass them with --weights FILE"
-        ) from None
-    if weights is not None:
-        load_backbone_weights(backbone, weights)
-    return backbone
-
-
-def feature_size(backbone: nn.Module) -> int:
-    """Width of the pooled embedding; VGG's is its 4096-wide pre-logits layer, not `num_features`."""
-    return int(getattr(backbone, "head_hidden_size", None) or cast(int, backbone.num_features))
-
-
-def read_state_dict(path: str | Path) -> dict[str, Tensor]:
-    """Tensors of a `.pth`/`.pt`/`.bin` or `.safetensors` file, without running code from it."""
-    path = Path(path)
-    if path.suffix.lower() not in WEIGHT_SUFFIXES:
-        raise UserError(f"{path}: weights must be a {', '.join(WEIGHT_SUFFIXES)} file; rename or convert it")
-    if not path.is_file():
-        raise UserError(f"{path}: weights file not found; check the --weights path")
-    try:
-        if path.suffix.lower() == ".safetensors":
-            data: Any = safetensors.torch.load_file(str(path), device="cpu")
-        else:
-            data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch and safetensors raise many types for a corrupt or foreign file
-        raise UserError(
-            f"{path}: cannot read weights ({type(exc).__name__}: {exc}); is it a PyTorch weights file?"
-        ) from None
-    for wrapper in ("state_dict", "model"):
-        if isinstance(data, dict) and isinstance(data.get(wrapper), dict):
-            data = data[wrapper]
-    if not isinstance(data, dict) or not all(isinstance(v, Tensor) for v in data.values()):
-        raise UserError(f"{path}: expected a state dict of tensors (optionally under 'state_dict' or 'model')")
-    # Weights saved from a DistributedDataParallel wrapper carry a `module.` prefix.
-    return {k.removeprefix("module."): v for k, v in data.items()}
-
-
-def load_backbone_weights(backbone: nn.Module, path: str | Path) -> None:
-    """Load a file of ImageNet weights in timm's key naming, refusing one that does not fit the backbone.
-
-    Classifier tensors and any other shape misfits are skipped, so a full ImageNet checkpoint loads into the
-    headless backbone; but a file that covers under 90% of the parameters raises, because silently training
-    from scratch would waste a run.
-    """
-    state = read_state_dict(path)
-    own = backbone.state_dict()
-    fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    param_sizes = {name: p.numel() for name, p in backbone.named_parameters()}
-    loaded = sum(size for name, size in param_sizes.items() if name in fitting)
-    total = sum(param_sizes.values())
-    if total == 0 or loaded / total < MIN_LOADED_FRACTION:
-        missing = [name for name in param_sizes if name not in fitting]
-        raise UserError(
-            f"{path}: these weights fit only {loaded / max(total, 1):.0%} of the backbone's parameters "
-            f"(missing or mis-shaped: {', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}); "
-            "pass a weights file for this same architecture, in timm's key naming"
-        )
-    backbone.load_state_dict(fitting, strict=False)
-    log.info(
-        "loaded %d of %d tensors from %s (%.1f%% of parameters)", len(fitting), len(own), path, 100 * loaded / total
-    )
-
-
-def data_config(arch: str) -> dict[str, Any]:
-    """Input size, interpolation and normalisation that an architecture's pretrained weights expect.
-
-    Read from timm's pretrained config without building the network (dpn131 has its own mean and std).
-    """
-    name = timm_model_name(arch)
-    pretrained_cfg = timm.models.get_pretrained_cfg(name)
-    config = timm.data.resolve_data_config(pretrained_cfg=pretrained_cfg.to_dict() if pretrained_cfg else {})
-    return {
-        "input_size": [int(v) for v in config["input_size"]],
-        "interpolation": str(config["interpolation"]),
-        "mean": [float(v) for v in config["mean"]],
-        "std": [float(v) for v in config["std"]],
-    }
-
-
-def model_preprocessing(arch: str, img_size: int | None = None, interpolation: str | None = None) -> Preprocessing:
-    """The preprocessing a model of `arch` gets: every command that trains, caches or benchmarks asks here."""
-    return resolve_preprocessing(data_config(arch), img_size=img_size, interpolation=interpolation)
 
 
 def _module_dict(modules: Mapping[str, nn.Module], what: str) -> nn.ModuleDict:
@@ -169,11 +33,57 @@ def _module_dict(modules: Mapping[str, nn.Module], what: str) -> nn.ModuleDict:
         raise UserError(f"a {what} name clashes with a PyTorch attribute ({exc}); rename it in the schema") from None
 
 
-class MultiTaskNet(nn.Module):
-    """One backbone shared by one linear head per attribute: one forward pass scores all its attributes."""
+class AttributeNet(nn.Module):
+    """What every network of the project offers; code outside this module uses only these members.
+
+    `forward(x, attribute_index)` gives logits per attribute; with `attribute_index` (each image's own attribute,
+    a position in `attributes`) a network may answer only each image's own attribute, as training needs.
+    """
 
     spec: dict[str, Any]
     """How `create_model` built it (JSON-friendly); empty for a net built by hand."""
+
+    @property
+    def attributes(self) -> list[str]:
+        """The attributes it answers, in schema order."""
+        raise NotImplementedError
+
+    @property
+    def num_features(self) -> int:
+        """Width of the embedding `features_and_logits` returns."""
+        raise NotImplementedError
+
+    def features_and_logits(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """The pooled embedding (N, num_features) and every attribute's logits, from one pass of each backbone."""
+        raise NotImplementedError
+
+    def attribute_network(self, attribute: str) -> nn.Module:
+        """A module from normalised images to `attribute`'s logits (N, K) that runs only the backbone answering it."""
+        raise NotImplementedError
+
+    def attribute_backbone(self, attribute: str) -> nn.Module:
+        """The backbone whose layers hold `attribute`'s evidence (heatmaps read their maps from it)."""
+        raise NotImplementedError
+
+    def named_parameter_roles(self) -> Iterator[tuple[str, nn.Parameter, str]]:
+        """(name, parameter, role) for every parameter, role `backbone` or `head` (the optimiser scales by role)."""
+        raise NotImplementedError
+
+
+class _HeadOnBackbone(nn.Module):
+    """One attribute's head on its backbone: the single-output network a heatmap method needs."""
+
+    def __init__(self, backbone: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.backbone(x))
+
+
+class MultiTaskNet(AttributeNet):
+    """One backbone shared by one linear head per attribute: one forward pass scores all its attributes."""
 
     def __init__(self, backbone: nn.Module, head_sizes: Mapping[str, int], drop_rate: float = 0.0) -> None:
         super().__init__()
@@ -193,20 +103,30 @@ class MultiTaskNet(nn.Module):
     def num_features(self) -> int:
         return feature_size(self.backbone)
 
-    def forward_features(self, x: Tensor) -> Tensor:
-        """The pooled embedding (N, num_features), used for similar-garment search."""
-        return self.backbone(x)
-
     def forward(self, x: Tensor, attribute_index: Tensor | None = None) -> dict[str, Tensor]:
         """Logits of every head for every image; `attribute_index` is accepted for the same call as `GroupedNet`."""
-        features = self.dropout(self.forward_features(x))
+        features = self.dropout(self.backbone(x))
         return {name: head(features) for name, head in self.heads.items()}
 
+    def features_and_logits(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        features = self.backbone(x)
+        dropped = self.dropout(features)
+        return features, {name: head(dropped) for name, head in self.heads.items()}
 
-class GroupedNet(nn.Module):
+    def attribute_network(self, attribute: str) -> nn.Module:
+        return _HeadOnBackbone(self.backbone, self.heads[attribute])
+
+    def attribute_backbone(self, attribute: str) -> nn.Module:
+        self.heads[attribute]
+        return self.backbone
+
+    def named_parameter_roles(self) -> Iterator[tuple[str, nn.Parameter, str]]:
+        for name, parameter in self.named_parameters():
+            yield name, parameter, "backbone" if name.startswith("backbone.") else "head"
+
+
+class GroupedNet(AttributeNet):
     """One MultiTaskNet per group of attributes, so unrelated attributes (design vs. length) do not share features."""
-
-    spec: dict[str, Any]
 
     def __init__(self, groups: Mapping[str, MultiTaskNet], attribute_order: Sequence[str]) -> None:
         super().__init__()
@@ -231,8 +151,27 @@ class GroupedNet(nn.Module):
     def num_features(self) -> int:
         return sum(net.num_features for net in self.nets)
 
-    def forward_features(self, x: Tensor) -> Tensor:
-        return torch.cat([net.forward_features(x) for net in self.nets], dim=1)
+    def features_and_logits(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        features, logits = [], {}
+        for net in self.nets:
+            pooled, net_logits = net.features_and_logits(x)
+            features.append(pooled)
+            logits.update(net_logits)
+        return torch.cat(features, dim=1), {name: logits[name] for name in self._order}
+
+    def _net_for(self, attribute: str) -> MultiTaskNet:
+        return self.nets[self._group_position[attribute]]
+
+    def attribute_network(self, attribute: str) -> nn.Module:
+        return self._net_for(attribute).attribute_network(attribute)
+
+    def attribute_backbone(self, attribute: str) -> nn.Module:
+        return self._net_for(attribute).attribute_backbone(attribute)
+
+    def named_parameter_roles(self) -> Iterator[tuple[str, nn.Parameter, str]]:
+        for group, net in self.groups.items():
+            for name, parameter, role in cast(MultiTaskNet, net).named_parameter_roles():
+                yield f"groups.{group}.{name}", parameter, role
 
     def forward(self, x: Tensor, attribute_index: Tensor | None = None) -> dict[str, Tensor]:
         """Logits per attribute. With `attribute_index` (each image's attribute, a position in `attributes`), every
@@ -272,16 +211,14 @@ def _select_attributes(schema: Schema, attributes: Sequence[str] | None) -> list
 
 def _plan_groups(schema: Schema, layout: str, selected: list[str], grouping: str) -> dict[str, list[str]]:
     """Which attributes each backbone serves: the model's `spec["groups"]`, one entry per backbone."""
-    if layout == "per-attribute":
+    if layout_of(layout).one_model_per_attribute:
         if len(selected) != 1:
             raise UserError(
                 f"layout 'per-attribute' builds a network for exactly one attribute, got {len(selected)}; "
                 "pass a single attribute (training runs one such model per attribute)"
             )
         return {selected[0]: selected}
-    if layout == "multitask":
-        return {"all": selected}
-    if layout == "grouped":
+    if layout_of(layout).uses_grouping:
         try:
             partition = schema.grouping(grouping)
         except KeyError as exc:
@@ -296,7 +233,7 @@ def _plan_groups(schema: Schema, layout: str, selected: list[str], grouping: str
                 "add them to a group in the schema file or leave them out of the selection"
             )
         return {group: [a for a in selected if a in members] for group, members in groups.items()}
-    raise UserError(f"unknown layout {layout!r}; choose one of: {', '.join(LAYOUTS)}")
+    return {"all": selected}
 
 
 def _build(
@@ -307,7 +244,7 @@ def _build(
     pretrained: bool,
     weights: str | Path | None,
     drop_rate: float,
-) -> MultiTaskNet | GroupedNet:
+) -> AttributeNet:
     nets = {
         group: MultiTaskNet(
             create_backbone(timm_name, pretrained=pretrained, weights=weights),
@@ -316,7 +253,7 @@ def _build(
         )
         for group, members in groups.items()
     }
-    if layout == "grouped":
+    if layout_of(layout).uses_grouping:
         return GroupedNet(nets, attribute_order=list(head_sizes))
     (net,) = nets.values()
     return net
@@ -331,7 +268,7 @@ def create_model(
     pretrained: bool = False,
     weights: str | Path | None = None,
     drop_rate: float = 0.0,
-) -> MultiTaskNet | GroupedNet:
+) -> AttributeNet:
     """A network for `schema`'s attributes (all, or the selected ones) in one of `LAYOUTS`.
 
     `drop_rate` is applied once, just before the heads, so it means the same for every architecture.
@@ -346,7 +283,7 @@ def create_model(
         "arch": arch,
         "timm_name": timm_name,
         "layout": layout,
-        "grouping": grouping if layout == "grouped" else None,
+        "grouping": grouping if layout_of(layout).uses_grouping else None,
         "groups": {group: list(members) for group, members in groups.items()},
         "attributes": list(selected),
         "head_sizes": head_sizes,
@@ -356,7 +293,7 @@ def create_model(
     return model
 
 
-def model_from_spec(spec: Mapping[str, Any], schema: Schema) -> MultiTaskNet | GroupedNet:
+def model_from_spec(spec: Mapping[str, Any], schema: Schema) -> AttributeNet:
     """Rebuild a model's architecture (random weights) from its `spec`, checking it agrees with `schema`."""
     try:
         arch, layout, groups, head_sizes = spec["arch"], spec["layout"], spec["groups"], spec["head_sizes"]
