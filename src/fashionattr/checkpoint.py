@@ -33,10 +33,12 @@ FORMAT = "fashionattr-checkpoint"
 FORMAT_VERSION = 1
 __all__ = [
     "CheckpointError",
+    "applicability_of",
     "load_checkpoint",
     "model_from_checkpoint",
     "save_checkpoint",
     "temperatures_of",
+    "write_applicability",
     "write_temperatures",
 ]
 
@@ -152,6 +154,29 @@ def write_temperatures(path: str | Path, temperatures: dict[str, float]) -> None
     payload = load_checkpoint(path)
     payload["temperatures"] = {name: float(value) for name, value in temperatures.items()}
     save_checkpoint(resolve_checkpoint_path(path), payload)
+
+
+def write_applicability(path: str | Path, description: dict[str, Any], state: dict[str, torch.Tensor]) -> None:
+    """Store a fitted applicability module (`applicability.Applicability`) in a checkpoint, weights untouched."""
+    payload = load_checkpoint(path)
+    payload["applicability"] = {"description": description, "state": {k: v.detach().cpu() for k, v in state.items()}}
+    save_checkpoint(resolve_checkpoint_path(path), payload)
+
+
+def applicability_of(
+    payload: dict[str, Any], path: str | Path = "checkpoint"
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """The stored applicability module's description and tensors; None for checkpoints fitted without one."""
+    data = payload.get("applicability")
+    if data is None:
+        return None
+    try:
+        description, state = dict(data["description"]), dict(data["state"])
+    except (KeyError, TypeError, ValueError):
+        raise CheckpointError(f"{path}: damaged applicability record ({data!r:.100})") from None
+    if not all(isinstance(v, torch.Tensor) and bool(torch.isfinite(v).all()) for v in state.values()):
+        raise CheckpointError(f"{path}: damaged applicability record (tensors missing or not finite)")
+    return description, state
 
 
 def augmentation_of(payload: dict[str, Any]) -> Augmentation | None:

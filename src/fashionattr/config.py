@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from fashionattr.applicability import DEFAULT_METHOD, METHODS
 from fashionattr.data.augmentation import Augmentation, resolve_augmentation
 from fashionattr.data.preprocessing import RESAMPLING
 from fashionattr.errors import UserError
@@ -63,6 +64,7 @@ class TrainConfig:
     early_stop: int | None = None
     max_bad_fraction: float = 0.01
     tta: bool = False
+    applicability: str = DEFAULT_METHOD
     augment: str = "standard"
     flip: bool | None = None
     zoom: list[float] | None = None
@@ -206,6 +208,8 @@ def validate(config: TrainConfig) -> None:
         (c.amp in ("auto", "off", "bf16", "fp16"), f"amp must be auto, off, bf16 or fp16, got {c.amp!r}"),
         (c.cache in ("auto", "build", "off"), f"cache must be auto, build or off, got {c.cache!r}"),
         (c.layout in LAYOUTS, f"layout must be one of {', '.join(LAYOUTS)}, got {c.layout!r}"),
+        (c.applicability in (*METHODS, "none"),
+         f"applicability must be one of {', '.join(METHODS)} or none, got {c.applicability!r}"),
         (c.interpolation is None or c.interpolation in RESAMPLING,
          f"interpolation must be one of {', '.join(RESAMPLING)}, got {c.interpolation!r}"),
         (0.0 <= c.max_bad_fraction <= 1.0, f"max bad fraction must be in [0, 1], got {c.max_bad_fraction}"),

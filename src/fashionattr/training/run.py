@@ -42,6 +42,7 @@ from fashionattr.models.layouts import layout_of
 from fashionattr.models.networks import create_model
 from fashionattr.run_dir import RunDir
 from fashionattr.schema import Schema
+from fashionattr.training.applicability import fit_run_applicability
 from fashionattr.training.calibrate import calibrate_run
 from fashionattr.training.checkpoints import RunCheckpoints, Trainables, TrainState
 from fashionattr.training.data import (
@@ -183,6 +184,12 @@ def _fit(config: TrainConfig, attributes: list[str], run: RunDir, context: Distr
         writer.close()
     barrier(context)
     calibrate_best(run, schema.subset(attributes), loaders, settings, num_classes, context, config.tta)
+    if config.applicability != "none" and context.is_main:
+        # Images of attributes the model does not answer are evidence too (a per-attribute model sees only its own).
+        others = [r for r in data.dataset.read_labels() if r.attribute not in attributes]
+        fit_run_applicability(run.best, config.applicability, data.dataset.path, data.train + others, data.val,
+                              device, workers=min(config.workers, 2))  # fmt: skip
+    barrier(context)
     image_cache = str(cache.directory) if cache is not None else None
     summary = write_on_main(lambda: finish_run(run, schema, attributes, config, image_cache), checkpoints, context)
     return FitResult(broadcast_object(summary or {}, context), model)
