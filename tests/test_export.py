@@ -42,6 +42,9 @@ def max_difference(a: Predictor, b: Predictor, images: list[Path]) -> tuple[floa
         for name in x.attributes
         for c in x.attributes[name].probabilities
     )
+    # The decision which attributes apply travels in the graph too.
+    probability = max(probability, *(abs(x.attributes[name].applicability - y.attributes[name].applicability)
+                                     for x, y in zip(first, second, strict=True) for name in x.attributes))  # fmt: skip
     embedding = max(float(np.abs(x.embedding - y.embedding).max()) for x, y in zip(first, second, strict=True))
     return probability, embedding
 
@@ -56,7 +59,8 @@ def test_file_carries_schema_preprocessing_and_spec(exported, capsys):
     [graph_input] = model.graph.input
     assert graph_input.type.tensor_type.elem_type == onnx.TensorProto.UINT8
     assert graph_input.type.tensor_type.shape.dim[0].dim_param  # a named, dynamic batch axis
-    assert [o.name for o in model.graph.output] == [*FASHIONAI.names, "embedding"]
+    applicability = [f"{name}.applicability" for name in FASHIONAI.names]
+    assert [o.name for o in model.graph.output] == [*FASHIONAI.names, "embedding", *applicability]
 
 
 def test_onnx_runtime_matches_pytorch_at_batch_1_and_3(trained_run, exported):

@@ -52,7 +52,8 @@ def test_json_predicts_every_image_and_reports_the_corrupt_one(trained_run, imag
         assert list(entry["attributes"]) == FASHIONAI.names
         for name, answer in entry["attributes"].items():
             classes = FASHIONAI.attribute(name).classes
-            assert answer["value"] == classes[answer["index"]]
+            assert answer["value"] == (classes[answer["index"]] if answer["applies"] else None)
+            assert 0.0 <= answer["applicability"] <= 1.0
             assert list(answer["probabilities"]) == list(classes)
             assert math.isclose(sum(answer["probabilities"].values()), 1.0, abs_tol=1e-5)
             assert answer["confidence"] == max(answer["probabilities"].values())
@@ -65,13 +66,15 @@ def test_csv_to_a_file_with_top_k_and_selected_attributes(trained_run, image_fol
     assert code == 1
     assert f"wrote {GOOD_IMAGES + 1} prediction(s)" in capsys.readouterr().err
     rows = list(csv.DictReader(out_file.open(newline="")))
-    assert list(rows[0]) == ["path", "attribute", "value", "confidence", "probabilities", "error"]
+    assert list(rows[0]) == ["path", "attribute", "value", "applies", "applicability", "confidence", "probabilities",
+                             "error"]  # fmt: skip
     good = [r for r in rows if not r["error"]]
     assert len(good) == GOOD_IMAGES * 2
     assert {r["attribute"] for r in good} == {"coat_length_labels", "sleeve_length_labels"}
     for row in good:
         probabilities = json.loads(row["probabilities"])
-        assert len(probabilities) == 2 and row["value"] == max(probabilities, key=probabilities.get)
+        top = max(probabilities, key=probabilities.get)
+        assert len(probabilities) == 2 and row["value"] == (top if row["applies"] == "true" else "n/a")
         assert float(row["confidence"]) == pytest.approx(max(probabilities.values()), abs=1e-6)
     [bad] = [r for r in rows if r["error"]]
     assert bad["path"].endswith("broken.jpg") and bad["error"]
@@ -90,17 +93,19 @@ def test_table_is_aligned_and_shows_errors(trained_run, image_folder, capsys):
     assert "tqdm" not in err and "img/s" not in err  # no progress bar for a table on stdout
 
 
-def test_min_confidence_above_one_makes_everything_uncertain(trained_run, image_folder, capsys):
+def test_min_confidence_above_one_makes_every_applying_answer_uncertain(trained_run, image_folder, capsys):
     code = main(["predict", str(trained_run.run), str(image_folder / "more"), "--format", "jsonl",
                  "--min-confidence", "1.01", *QUICK])  # fmt: skip
     out, _ = capsys.readouterr()
     assert code == 0
     [entry] = [json.loads(line) for line in out.splitlines()]
-    assert all(a["value"] is None and a["uncertain"] for a in entry["attributes"].values())
+    answers = entry["attributes"].values()
+    assert all(a["value"] is None and a["uncertain"] == a["applies"] for a in answers)
 
     main(["predict", str(trained_run.run), str(image_folder / "more"), "--min-confidence", "1.01", *QUICK])
     table = capsys.readouterr().out
-    assert table.count("uncertain") == len(FASHIONAI)
+    assert table.count("uncertain") == sum(a["applies"] for a in answers)
+    assert table.count("n/a") == sum(not a["applies"] for a in answers)
 
 
 def test_tta_averages_the_image_and_its_mirror(trained_run, image_folder, capsys):

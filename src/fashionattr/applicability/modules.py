@@ -119,7 +119,7 @@ def build_applicability(description: Mapping[str, Any], state: Mapping[str, Tens
     return module
 
 
-def applies(scores: np.ndarray, predicted: np.ndarray, invisible: int | None,
+def applies(scores: np.ndarray | float, predicted: np.ndarray | int, invisible: int | None,
             threshold: float = THRESHOLD) -> np.ndarray:  # fmt: skip
     """Whether each tag is shown: the score reaches the threshold and the head's top class is not `Invisible`."""
     shown = np.asarray(scores) >= threshold

@@ -19,14 +19,21 @@ from typing import IO, TYPE_CHECKING, Any, Protocol
 from fashionattr.commands.options import add_model_options, count, number, output_file
 
 if TYPE_CHECKING:
-    from fashionattr.inference import Prediction, Predictor
+    from fashionattr.inference import AttributeResult, Prediction, Predictor
 
 FORMATS = ("json", "jsonl", "csv", "table")
 SUFFIX_FORMATS = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
 TABLE_TOP_K = 3
 """Classes a table lists per attribute when --top-k is not given (all of them would not fit a line)."""
-CSV_HEADER = ("path", "attribute", "value", "confidence", "probabilities", "error")
+CSV_HEADER = ("path", "attribute", "value", "applies", "applicability", "confidence", "probabilities", "error")
 UNCERTAIN = "uncertain"
+NOT_APPLICABLE = "n/a"
+"""Shown for an attribute the photo does not show (no skirt length on trousers)."""
+
+
+def shown_value(result: AttributeResult) -> str:
+    """What a table or CSV row shows: the value, `n/a` where the attribute does not apply, else `uncertain`."""
+    return result.value or (UNCERTAIN if result.applies else NOT_APPLICABLE)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -182,12 +189,13 @@ class CsvWriter:
     def write(self, prediction: Prediction) -> None:
         for name, result in prediction.attributes.items():
             probabilities = dict(result.top(self.top_k)) if self.top_k else result.probabilities
-            self.writer.writerow([prediction.source, name, result.value or UNCERTAIN, f"{result.confidence:.6f}",
+            self.writer.writerow([prediction.source, name, shown_value(result), str(result.applies).lower(),
+                                  f"{result.applicability:.6f}", f"{result.confidence:.6f}",
                                   json.dumps(probabilities, separators=(",", ":")), ""])  # fmt: skip
         self.stream.flush()
 
     def write_error(self, path: str, reason: str) -> None:
-        self.writer.writerow([path, "", "", "", "", reason])
+        self.writer.writerow([path, "", "", "", "", "", "", reason])
         self.stream.flush()
 
     def close(self) -> None:
@@ -209,7 +217,9 @@ class TableWriter:
             # A confident answer lists the runners-up; an uncertain one lists its best guesses.
             listed = result.top(self.top_k) if result.uncertain else result.top(self.top_k)[1:]
             others = ", ".join(f"{c} {p:.1%}" for c, p in listed)
-            value = result.value or UNCERTAIN
+            value = shown_value(result)
+            if not result.applies:
+                others = f"not shown: the photo shows no {name} (applicability {result.applicability:.0%})"
             lines.append(
                 f"  {name:<{self.name_width}}  {value:<{self.value_width}}  {result.confidence:>6.1%}  {others}"
             )

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from fashionattr.applicability.modules import Applicability, invisible_indices
 from fashionattr.data.augmentation import flip_averaged
 from fashionattr.data.preprocessing import Preprocessing
 from fashionattr.distributed import check_device
@@ -27,6 +28,7 @@ from fashionattr.inference.onnx_format import (
     META_SPEC,
     METADATA_KEYS,
 )
+from fashionattr.inference.torch_backend import BackendOutput
 from fashionattr.schema import Schema
 
 
@@ -99,14 +101,17 @@ class OnnxBackend:
                 "ones export the model again with `fashionattr export --no-calibration`"
             )
         self.device = torch.device("cpu")  # inputs and outputs are host arrays whatever the provider
+        # Graphs exported before applicability existed decide by the `Invisible` probability alone, as their
+        # checkpoints do.
+        self.applicability_outputs: dict[str, str] = dict(self.spec.get("applicability_outputs") or {})
+        self._fallback = Applicability(self.attributes, invisible_indices(self.schema, self.attributes))
 
-    def run(
-        self, batches: Sequence[torch.Tensor], attributes: Sequence[str], tta: bool, embed: bool
-    ) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    def run(self, batches: Sequence[torch.Tensor], attributes: Sequence[str], tta: bool, embed: bool) -> BackendOutput:
         wanted = [a for a in self.attributes if a in attributes]
-        names = wanted + ([EMBEDDING_OUTPUT] if embed else [])
+        deciding = [self.applicability_outputs[a] for a in wanted if a in self.applicability_outputs]
+        names = wanted + deciding + ([EMBEDDING_OUTPUT] if embed else [])
         if not names:
-            return {}, None
+            return BackendOutput({}, {}, None)
 
         def outputs_of(images: list[torch.Tensor], outputs: Sequence[str]) -> dict[str, np.ndarray]:
             feed = {name: batch.cpu().numpy() for name, batch in zip(self.input_names, images, strict=True)}
@@ -114,9 +119,13 @@ class OnnxBackend:
 
         images = list(batches)
         outputs = outputs_of(images, names)
+        plain = {name: torch.from_numpy(outputs[name]) for name in wanted}
         if tta and wanted:
             outputs.update(flip_averaged(lambda flipped: outputs_of(flipped, wanted), images, wanted, plain=outputs))
-        return {name: outputs[name] for name in wanted}, outputs.get(EMBEDDING_OUTPUT)
+        fallback = self._fallback(torch.zeros(len(images[0]), 1), plain) if len(deciding) < len(wanted) else {}
+        applicability = {name: outputs[self.applicability_outputs[name]] if name in self.applicability_outputs
+                         else fallback[name].numpy() for name in wanted}  # fmt: skip
+        return BackendOutput({name: outputs[name] for name in wanted}, applicability, outputs.get(EMBEDDING_OUTPUT))
 
     def describe(self) -> list[dict[str, Any]]:
         return [
@@ -128,6 +137,7 @@ class OnnxBackend:
                 "attributes": model["attributes"],
                 "preprocessing": model["preprocessing"],
                 "temperatures": model.get("temperatures", {}),
+                "applicability": (model.get("applicability") or {}).get("method"),
             }
             for model in self.spec["models"]
         ]

@@ -6,7 +6,7 @@ so normalisation and softmax are the same in both.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from fashionattr.checkpoint import augmentation_of, model_from_checkpoint, temperatures_of
+from fashionattr.applicability.modules import Applicability, build_applicability, invisible_indices
+from fashionattr.checkpoint import applicability_of, augmentation_of, model_from_checkpoint, temperatures_of
 from fashionattr.data.augmentation import flip_averaged
 from fashionattr.data.preprocessing import Preprocessing, normalize_batch
 from fashionattr.engine import autocast, probabilities_from_logits, resolve_amp
@@ -36,6 +37,21 @@ class LoadedModel:
     """Whether mirror images were part of its training; flip test-time averaging is refused otherwise."""
     temperatures: dict[str, float] = field(default_factory=dict)
     """Calibration temperature per attribute; an attribute without one keeps its raw probabilities (T = 1)."""
+    applicability: Applicability | None = None
+    """Which of its attributes a photo shows (`load_models` always sets one); None: every attribute applies."""
+
+    def __post_init__(self) -> None:
+        if self.applicability is None:
+            self.applicability = Applicability(self.attributes, {})
+
+
+@dataclass(frozen=True)
+class BackendOutput:
+    """What a backend answers for a batch: class probabilities and applicability scores per attribute, embedding."""
+
+    probabilities: dict[str, np.ndarray]
+    applicability: dict[str, np.ndarray]
+    embedding: np.ndarray | None = None
 
 
 def distinct_inputs(preprocessings: Sequence[Preprocessing]) -> list[Preprocessing]:
@@ -81,9 +97,14 @@ def load_models(
         schema = model_schema
         augmentation = augmentation_of(payload)
         temperatures = temperatures_of(payload, checkpoint) if calibrated else {}
-        loaded.append(LoadedModel(model, preprocessing, list(payload["attributes"]), checkpoint,
+        attributes = list(payload["attributes"])
+        stored = applicability_of(payload, checkpoint)
+        # Checkpoints fitted before applicability existed decide by the `Invisible` probability alone.
+        applicability = (build_applicability(*stored) if stored is not None
+                         else Applicability(attributes, invisible_indices(model_schema, attributes)))  # fmt: skip
+        loaded.append(LoadedModel(model, preprocessing, attributes, checkpoint,
                                   trained_with_flip=augmentation is None or augmentation.flip,
-                                  temperatures=temperatures))  # fmt: skip
+                                  temperatures=temperatures, applicability=applicability.to(device)))  # fmt: skip
     if schema is None:  # find_checkpoints raises first; this keeps type checkers and readers sure
         raise UserError(f"{path}: no checkpoint found")
     seen: set[str] = set()
@@ -96,18 +117,17 @@ def load_models(
 
 
 def model_outputs(
-    model: AttributeNet,
-    preprocessing: Preprocessing,
-    images: torch.Tensor,
-    temperatures: Mapping[str, float] | None = None,
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Features and class probabilities of one model for a uint8 letterboxed batch (N,3,S,S).
+    loaded: LoadedModel, images: torch.Tensor
+) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Features, class probabilities and applicability scores of one model for a uint8 letterboxed batch (N,3,S,S).
 
     Logits are divided by each attribute's calibration temperature before the softmax; ONNX export traces this
-    function, so the exported graph carries the same division.
+    function, so the exported graph carries the same division and the same applicability decision.
     """
-    features, logits = model.features_and_logits(normalize_batch(images, preprocessing))
-    return features, probabilities_from_logits(logits, temperatures)
+    features, logits = loaded.model.features_and_logits(normalize_batch(images, loaded.preprocessing))
+    probabilities = probabilities_from_logits(logits, loaded.temperatures)
+    applicability = loaded.applicability if loaded.applicability is not None else Applicability([], {})
+    return features, probabilities, applicability(features, probabilities)
 
 
 def joint_embedding(features: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -137,12 +157,11 @@ class TorchBackend:
             loaded.model.to(memory_format=self.memory_format)
 
     @torch.no_grad()
-    def run(
-        self, batches: Sequence[torch.Tensor], attributes: Sequence[str], tta: bool, embed: bool
-    ) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    def run(self, batches: Sequence[torch.Tensor], attributes: Sequence[str], tta: bool, embed: bool) -> BackendOutput:
         by_key = {p.pixel_key: batches[i].to(self.device).contiguous(memory_format=self.memory_format)
                   for i, p in enumerate(self.inputs)}  # fmt: skip
         out: dict[str, np.ndarray] = {}
+        applies: dict[str, np.ndarray] = {}
         features = []
         for loaded in self.models:
             wanted = [a for a in loaded.attributes if a in attributes]
@@ -152,16 +171,18 @@ class TorchBackend:
 
             def probabilities(batch: torch.Tensor, model: LoadedModel = loaded) -> dict[str, torch.Tensor]:
                 with autocast(self.device, self._amp):
-                    return model_outputs(model.model, model.preprocessing, batch, model.temperatures)[1]
+                    return model_outputs(model, batch)[1]
 
             with autocast(self.device, self._amp):
-                pooled, probs = model_outputs(loaded.model, loaded.preprocessing, images, loaded.temperatures)
+                pooled, probs, scores = model_outputs(loaded, images)
             if tta and wanted:
+                # Only the class probabilities are averaged: applicability is the plain image's, as in ONNX graphs.
                 probs = flip_averaged(probabilities, images, wanted, plain=probs)
             out.update({name: probs[name].float().cpu().numpy() for name in wanted})
+            applies.update({name: scores[name].float().cpu().numpy() for name in wanted})
             features.append(pooled)
         embedding = joint_embedding(features).cpu().numpy() if embed and features else None
-        return out, embedding
+        return BackendOutput(out, applies, embedding)
 
     def describe(self) -> list[dict[str, Any]]:
         return [
@@ -172,6 +193,7 @@ class TorchBackend:
                 "attributes": m.attributes,
                 "preprocessing": m.preprocessing.to_dict(),
                 "temperatures": m.temperatures,
+                "applicability": m.applicability.method if m.applicability is not None else None,
             }
             for m in self.models
         ]
