@@ -179,6 +179,62 @@ def plot_reliability(attributes: dict[str, dict[str, Any]], path: str | Path) ->
     _save(figure, path)
 
 
+def plot_tag_curves(curves: dict[str, dict[str, list[Any]]], path: str | Path,
+                    marked: float | None = None) -> None:  # fmt: skip
+    """Tag precision against tag recall as the applicability threshold moves: all attributes pooled, and each one.
+
+    `marked` is the threshold the model uses, drawn as a dot on every curve.
+    """
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(6.4, 4.8), layout="constrained")
+    axes = figure.subplots()
+    for name, curve in curves.items():
+        recall, precision = np.array(curve["recall"], dtype=float), np.array(curve["precision"], dtype=float)
+        pooled = name == "all"
+        axes.plot(recall, precision, label="all attributes" if pooled else name.removesuffix("_labels"),
+                  color="black" if pooled else None, linewidth=2.2 if pooled else 1.0)  # fmt: skip
+        if marked is not None:
+            at = int(np.argmin(np.abs(np.array(curve["threshold"]) - marked)))
+            axes.plot([recall[at]], [precision[at]], "o", color="black" if pooled else axes.lines[-1].get_color())
+    axes.set(xlim=(0, 1.01), ylim=(0, 1.01), xlabel="tag recall (share of what the photos show, tagged right)",
+             ylabel="tag precision (share of tags shown, right)",
+             title="Tags as a catalogue shows them, over the applicability threshold")  # fmt: skip
+    axes.title.set_fontsize(10)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=7, loc="lower left", ncols=2)
+    _save(figure, path)
+
+
+TAG_HEADER = ("attribute", "tags shown", "precision %", "values shown in photos", "recall %")
+
+
+def tag_scores_section(scores: dict[str, Any], plot_name: str | None = None) -> list[str]:
+    """Markdown: tag precision and recall per attribute and overall, how often each attribute is tagged per labelled
+    set, and the precision-recall plot (`TagScores.to_dict()`)."""
+    rows = [[name.removesuffix("_labels"), str(entry["shown"]), _percent_cell(entry["precision"]),
+             str(entry["visible"]), _percent_cell(entry["recall"])]
+            for name, entry in scores["attributes"].items()]  # fmt: skip
+    overall = scores["overall"]
+    rows.append(["**all**", str(overall["shown"]), _percent_cell(overall["precision"]), str(overall["visible"]),
+                 _percent_cell(overall["recall"])])  # fmt: skip
+    lines = ["## Tags as a catalogue shows them", "",
+             f"Every attribute asked of each of {scores['images']} images, scored against complete labels: a tag is "
+             "shown only where the model decides the attribute applies. Precision: of the tags shown (where the truth "
+             "is known), the share right; recall: of the values the photos truly show, the share tagged right.", "",
+             markdown_table(rows, TAG_HEADER)]  # fmt: skip
+    rates = scores.get("tag_rates") or {}
+    if rates:
+        names = list(scores["attributes"])
+        table = [[group.removesuffix("_labels"), *(_percent_cell(rates[group].get(name)) for name in names)]
+                 for group, _ in rates.items()]  # fmt: skip
+        lines += ["", "How often each attribute is tagged (%), by the attribute each image is labelled for:", "",
+                  markdown_table(table, ["labelled \\ tagged", *(n.removesuffix("_labels") for n in names)])]  # fmt: skip
+    if plot_name:
+        lines += ["", f"![tag precision and recall]({plot_name})"]
+    return [*lines, ""]
+
+
 def _plot_series(axes: Any, epochs: Sequence[Any], values: Sequence[Any], label: str, **style: Any) -> None:
     """Plot the points that exist; a series with none (e.g. no validation set) is left out of the legend."""
     points = [(epoch, float(value)) for epoch, value in zip(epochs, values, strict=True) if value is not None]
