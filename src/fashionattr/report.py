@@ -229,7 +229,7 @@ def tag_scores_section(scores: dict[str, Any], plot_name: str | None = None) -> 
         table = [[group.removesuffix("_labels"), *(_percent_cell(rates[group].get(name)) for name in names)]
                  for group, _ in rates.items()]  # fmt: skip
         lines += ["", "How often each attribute is tagged (%), by the attribute each image is labelled for:", "",
-                  markdown_table(table, ["labelled \\ tagged", *(n.removesuffix("_labels") for n in names)])]  # fmt: skip
+                  markdown_table(table, ["labelled", *(n.removesuffix("_labels") for n in names)])]  # fmt: skip
     if plot_name:
         lines += ["", f"![tag precision and recall]({plot_name})"]
     return [*lines, ""]
