@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -140,11 +140,13 @@ def evaluate_checkpoint(
 
 
 def score_catalogue_tags(predictor: Predictor, root: Path, truth: Truth, labelled: Mapping[str, str],
-                         batch_size: int = 64, workers: int = 2) -> TagScores:  # fmt: skip
+                         batch_size: int = 64, workers: int = 2,
+                         allowed: Mapping[str, Collection[str]] | None = None) -> TagScores:  # fmt: skip
     """Every attribute the predictor answers, asked of every image in `truth`, scored as a catalogue shows tags.
 
     `labelled` gives each image's labelled attribute (for the table of how often each attribute is tagged on each
-    labelled set); unreadable images are left out.
+    labelled set); `allowed`, where given for an image, the only attributes it may be tagged with (its product
+    category's, `Schema.categories`); unreadable images are left out.
     """
     paths = sorted(truth)
     columns: dict[str, list[tuple[int, int, float, bool]]] = {name: [] for name in predictor.attributes}
@@ -157,7 +159,8 @@ def score_catalogue_tags(predictor: Predictor, root: Path, truth: Truth, labelle
         for name, answer in prediction.attributes.items():
             known = truth[path].get(name, None)
             value = UNDECIDED_TRUTH if known is None else known
-            columns[name].append((value, answer.index, answer.applicability, answer.applies))
+            shown = answer.applies and (allowed is None or path not in allowed or name in allowed[path])
+            columns[name].append((value, answer.index, answer.applicability, shown))
     answers = {}
     for name, rows in columns.items():
         table = np.array(rows, dtype=float).reshape(-1, 4)
