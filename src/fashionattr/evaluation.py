@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, Subset
 from fashionattr.applicability import THRESHOLD
 from fashionattr.checkpoint import model_from_checkpoint, resolve_checkpoint_path, temperatures_of
 from fashionattr.data.cache import describe_cache_miss, open_cache
-from fashionattr.data.complete_labels import Truth
+from fashionattr.data.complete_labels import Truth, read_complete
 from fashionattr.data.dataset import DatasetRoot
 from fashionattr.data.datasets import LabelledImages, collate
 from fashionattr.data.images import ImageError
@@ -38,6 +38,7 @@ class Evaluation:
     scores: Scores
     predictions: dict[str, AttributePredictions]
     schema: Schema
+    dataset: Path
     records: dict[str, list[LabelRecord]]
     """Per attribute, the scored images in the row order of `predictions` (unreadable ones left out)."""
     skipped: list[tuple[str, str]]
@@ -135,7 +136,7 @@ def evaluate_checkpoint(
     result = evaluate(model, loader, context, settings, num_classes, tta=tta)
     scored = {name: [images.records[i] for i in result.indices[name]] for name in attributes}
     return Evaluation(score(schema.subset(attributes), result.predictions), result.predictions,
-                      schema.subset(attributes), scored, result.skipped,
+                      schema.subset(attributes), dataset.path, scored, result.skipped,
                       str(cache.directory) if cache is not None else None)  # fmt: skip
 
 
@@ -168,6 +169,20 @@ def score_catalogue_tags(predictor: Predictor, root: Path, truth: Truth, labelle
                                    applicability=table[:, 2], applies=table[:, 3].astype(bool),
                                    invisible_index=predictor.invisible.get(name))  # fmt: skip
     return score_tags(answers, groups)
+
+
+def evaluate_tags(checkpoint: str | Path, complete: str | Path, result: Evaluation, root: Path, tta: bool = False,
+                  workers: int = 2, device: str = "auto", calibrated: bool = True) -> TagScores:  # fmt: skip
+    """The tags a catalogue shows for the images `result` scored, against the complete labels in `complete`."""
+    from fashionattr.inference.predictor import Predictor
+
+    predictor = Predictor.from_path(checkpoint, device=device, tta=tta, calibrated=calibrated)
+    records = [record for rows in result.records.values() for record in rows]
+    wanted = {record.path for record in records}
+    truth = {path: answers for path, answers in read_complete(complete, predictor.schema).items() if path in wanted}
+    if not truth:
+        raise UserError(f"{complete}: holds none of the {len(wanted)} images evaluated; is it this dataset's file?")
+    return score_catalogue_tags(predictor, root, truth, {r.path: r.attribute for r in records}, workers=workers)
 
 
 def write_evaluation(result: Evaluation, out: Path, tags: TagScores | None = None) -> None:

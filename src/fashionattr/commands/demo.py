@@ -48,16 +48,18 @@ def run(args: argparse.Namespace) -> int:
 
     from fashionattr.config import resolve_config
     from fashionattr.data.cache import build_cache, open_cache
+    from fashionattr.data.complete_labels import TEST_COMPLETE_RELPATH
     from fashionattr.data.dataset import DatasetRoot
     from fashionattr.data.split import make_split, write_split
     from fashionattr.data.synth import generate_dataset
     from fashionattr.distributed import DistributedContext
-    from fashionattr.evaluation import evaluate_checkpoint, write_evaluation
+    from fashionattr.evaluation import evaluate_checkpoint, evaluate_tags, write_evaluation
     from fashionattr.metrics import format_scores_table
     from fashionattr.models.backbones import model_preprocessing
     from fashionattr.recipes import load_recipe
     from fashionattr.report import run_scores_table
     from fashionattr.run_dir import RunDir
+    from fashionattr.tag_scores import format_tag_scores
     from fashionattr.training import train
 
     start = time.perf_counter()
@@ -100,11 +102,14 @@ def run(args: argparse.Namespace) -> int:
 
     result = evaluate_checkpoint(run.path, DistributedContext(), subset="test", workers=config.workers,
                                  tta=config.tta)  # fmt: skip
-    write_evaluation(result, run.evaluation("test"))
-    step("scored the held-out test set")
+    tags = evaluate_tags(run.path, data / TEST_COMPLETE_RELPATH, result, data, tta=config.tta, workers=config.workers)
+    write_evaluation(result, run.evaluation("test"), tags)
+    step("scored the held-out test set, and the tags a catalogue shows for it")
     print(f"\nValidation (best epoch) — report: {run.report}")
     print(run_scores_table(data_root.schema, json.loads(run.scores.read_text(encoding="utf-8"))))
     print(f"\nTest set — report: {run.evaluation('test') / 'report.md'}")
     print(format_scores_table(result.scores, result.schema))
+    print()
+    print(format_tag_scores(tags))
     step("done")
     return 0

@@ -33,6 +33,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=output_folder,
         help="folder for scores.json, report.md and confusion PNGs (default RUN/eval-SPLIT)",
     )
+    parser.add_argument("--complete-labels", metavar="FILE",
+                        help="also score the tags a catalogue would show for these images (every attribute asked of "
+                        "every photo, shown only where it applies) against complete labels (path,attribute,value "
+                        "rows; `fashionattr synth` writes DATA/Tests/complete.csv and "
+                        "DATA/Annotations/complete.csv)")  # fmt: skip
     parser.add_argument("--save-predictions", metavar="FILE", type=output_file,
                         help="also write every scored image's class probabilities in the answer-file format "
                         "(path,attribute,p0;p1;...), for error analysis and parity checks")  # fmt: skip
@@ -59,9 +64,10 @@ def run(args: argparse.Namespace) -> int:
 
     from fashionattr.checkpoint import resolve_checkpoint_path
     from fashionattr.distributed import init_distributed, shutdown
-    from fashionattr.evaluation import evaluate_checkpoint, write_evaluation
+    from fashionattr.evaluation import evaluate_checkpoint, evaluate_tags, write_evaluation
     from fashionattr.run_dir import REPORT_NAME, SCORES_NAME, RunDir, lock_folder
     from fashionattr.submission import write_submission
+    from fashionattr.tag_scores import format_tag_scores
 
     context = init_distributed(args.device)
     try:
@@ -73,13 +79,20 @@ def run(args: argparse.Namespace) -> int:
             name = "labels" if args.labels else args.split
             out = Path(args.out) if args.out else RunDir(checkpoint.parent).evaluation(name)
             # Two evaluations into one folder take turns, so the folder ends up holding one of them whole.
+            tags = None
+            if args.complete_labels:
+                tags = evaluate_tags(checkpoint, args.complete_labels, result, result.dataset, tta=args.tta,
+                                     workers=args.workers, device=args.device,
+                                     calibrated=not args.no_calibration)  # fmt: skip
             with lock_folder(out, "evaluation folder", wait=True):
-                write_evaluation(result, out)
+                write_evaluation(result, out, tags)
             if args.save_predictions:
                 rows, vectors = result.answer_rows()
                 write_submission(args.save_predictions, rows, vectors, result.schema)
                 print(f"wrote the probabilities of {len(rows)} image(s) to {args.save_predictions}")
             print(format_scores_table(result.scores, result.schema))
+            if tags is not None:
+                print(format_tag_scores(tags))
             if result.skipped:
                 print(f"{len(result.skipped)} unreadable image(s) skipped; listed in {out / REPORT_NAME}")
             print(f"wrote {out / SCORES_NAME} and {out / REPORT_NAME}")
