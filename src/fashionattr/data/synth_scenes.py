@@ -718,7 +718,30 @@ SCENES: dict[str, tuple[str, Drawer]] = {
     "pant_length_labels": ("full", pant_scene),
     "sleeve_length_labels": ("three-quarter", sleeve_scene),
 }
-"""attribute name -> (framing, drawer)."""
+"""attribute name -> (framing, drawer): the framing of its Invisible class and the one its other classes mostly get."""
+FRAMINGS: dict[str, tuple[tuple[str, float, frozenset[str]], ...]] = {
+    SLEEVE: (("full", 0.35, frozenset(SLEEVE_END)),
+             ("closeup", 0.15, frozenset({"Sleeveless", "Cup Sleeves", "Short Sleeves"}))),
+    SKIRT: (("three-quarter", 0.2, frozenset({"Short Length", "Knee Length"})),),
+    PANT: (("three-quarter", 0.2, frozenset({"Short Pant", "Mid Length"})),),
+}  # fmt: skip
+"""Other framings a length attribute's images get (framing, share, the classes whose part it keeps in the picture), so
+each head learns its part as photos show it: sleeves on whole figures and close-ups, short hems on three-quarter
+shots. A catalogue asks every attribute of every photo, whatever its framing."""
+
+
+def choose_framing(attr: Attribute, target: int, rng: np.random.Generator) -> str:
+    default, _ = SCENES[attr.name]
+    name, draw = attr.classes[target], float(rng.random())
+    if name == INVISIBLE:
+        return default
+    for framing, share, classes in FRAMINGS.get(attr.name, ()):
+        if draw < share and name in classes:
+            return framing
+        draw -= share
+    return default
+
+
 LENGTH_TABLES = {
     "skirt_length_labels": SKIRT_HEM,
     "coat_length_labels": COAT_HEM,
@@ -748,8 +771,8 @@ class Rendered:
 
 
 def render_scene(attr: Attribute, target: int, rng: np.random.Generator, size: int) -> Rendered:
-    framing, drawer = SCENES[attr.name]
-    sc = new_scene(rng, size, framing)
+    _, drawer = SCENES[attr.name]
+    sc = new_scene(rng, size, choose_framing(attr, target, rng))
     maybe = drawer(sc, attr, target)
     boxes = [(name, sc.canvas.pixel_box(outline)) for name, outline in sc.parts]
     parts = tuple(PartBox(name, box) for name, box in boxes if box is not None)
