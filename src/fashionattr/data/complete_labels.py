@@ -54,11 +54,10 @@ def format_categories(rows: Iterable[tuple[str, str]]) -> str:
     return out.getvalue()
 
 
-def _rows(path: Path, header: tuple[str, ...], what: str) -> Iterable[tuple[int, list[str]]]:
-    """The data rows of a small CSV file with `header`, each with its line number; problems collected and raised."""
+def _rows(path: Path, header: tuple[str, ...], what: str, problems: list[str]) -> Iterable[tuple[int, list[str]]]:
+    """The data rows of a small CSV file with `header`, each with its line number; bad lines go to `problems`."""
     if not path.is_file():
         raise UserError(f"{path}: no {what} file here")
-    problems: list[str] = []
     for line_no, line in enumerate(read_lines(path), start=1):
         cells = parse_csv_line(line)
         if isinstance(cells, str):
@@ -70,6 +69,10 @@ def _rows(path: Path, header: tuple[str, ...], what: str) -> Iterable[tuple[int,
             problems.append(f"{path}:{line_no}: expected the columns {','.join(header)}, found {len(cells)} cells")
             continue
         yield line_no, [c.strip() for c in cells]
+
+
+def _refuse(problems: list[str]) -> None:
+    """Every problem found, the first `MAX_PROBLEMS` in full, as one error."""
     if problems:
         more = f"\n... and {len(problems) - MAX_PROBLEMS} more" if len(problems) > MAX_PROBLEMS else ""
         raise UserError("\n".join(problems[:MAX_PROBLEMS]) + more)
@@ -80,7 +83,7 @@ def read_complete(path: str | Path, schema: Schema) -> Truth:
     path = Path(path)
     truth: Truth = {}
     problems: list[str] = []
-    for line_no, (image, attribute, value) in _rows(path, HEADER, "complete-label"):
+    for line_no, (image, attribute, value) in _rows(path, HEADER, "complete-label", problems):
         try:
             [name] = schema.resolve_names([attribute])
         except KeyError as exc:
@@ -100,9 +103,7 @@ def read_complete(path: str | Path, schema: Schema) -> Truth:
             problems.append(f"{path}:{line_no}: a second row for {image} and {name}")
             continue
         truth[image][name] = index
-    if problems:
-        more = f"\n... and {len(problems) - MAX_PROBLEMS} more" if len(problems) > MAX_PROBLEMS else ""
-        raise UserError("\n".join(problems[:MAX_PROBLEMS]) + more)
+    _refuse(problems)
     return truth
 
 
@@ -111,12 +112,10 @@ def read_categories(path: str | Path, known: Mapping[str, object] | None = None)
     path = Path(path)
     categories: dict[str, str] = {}
     problems: list[str] = []
-    for line_no, (image, category) in _rows(path, CATEGORY_HEADER, "category"):
+    for line_no, (image, category) in _rows(path, CATEGORY_HEADER, "category", problems):
         if known is not None and category not in known:
             problems.append(f"{path}:{line_no}: unknown category {category!r}; the schema maps: {', '.join(known)}")
             continue
         categories[image] = category
-    if problems:
-        more = f"\n... and {len(problems) - MAX_PROBLEMS} more" if len(problems) > MAX_PROBLEMS else ""
-        raise UserError("\n".join(problems[:MAX_PROBLEMS]) + more)
+    _refuse(problems)
     return categories
