@@ -25,18 +25,18 @@ LENGTHS = ("skirt_length_labels", "pant_length_labels", "coat_length_labels")
 DESIGNS = ("collar_design_labels", "lapel_design_labels", "neck_design_labels", "neckline_design_labels")
 
 
-def train_seed(workdir: Path, seed: int, per_class: int, epochs: int | None) -> tuple[Path, Path]:
+def train_seed(workdir: Path, seed: int, per_class: int, epochs: int | None, weight: float) -> tuple[Path, Path]:
     from fashionattr.config import resolve_config
     from fashionattr.data.synth import generate_dataset
     from fashionattr.run_dir import RunDir
     from fashionattr.training import train
 
-    data, run = workdir / f"data-{seed}", workdir / f"run-{seed}"
+    data, run = workdir / f"data-{seed}", workdir / f"run-{seed}-w{weight:g}"
     if not (data / "Tests" / "complete.csv").is_file():
         generate_dataset(data, per_class=per_class, size=128, seed=seed, progress=False)
     if not RunDir(run).summary.is_file():
         overrides: dict[str, Any] = {"recipe": "cpu-demo", "data": str(data), "out": str(run), "seed": seed,
-                                     "split_seed": seed, "progress": False}  # fmt: skip
+                                     "split_seed": seed, "progress": False, "applicability_weight": weight}  # fmt: skip
         if epochs:
             overrides["epochs"] = epochs
         train(resolve_config(None, overrides), resume=(run / "last.pt").is_file())
@@ -76,25 +76,36 @@ def score_methods(data: Path, run: Path, methods: list[str]) -> dict[str, dict[s
     truth = read_complete(data / TEST_COMPLETE_RELPATH, dataset.schema)
     labelled = {r.path: r.attribute for r in dataset.read_labels(dataset.answers_path)}
     categories = read_categories(data / TEST_CATEGORIES_RELPATH)
-    results: dict[str, dict[str, Any]] = {}
+    results: dict[str, dict[str, Any]] = {"challenge": challenge_scores(run)}
+    head = loaded.model.applicability_head()
     for method in methods:
         if method == "every tag":
             loaded.applicability = Applicability(loaded.attributes, {})
-        elif method == "categories":
+        elif method == "categories" or (method == "head" and head is None):
             continue
         else:
-            loaded.applicability = fit_applicability(method, fit, held_out, dataset.schema, loaded.attributes)
+            loaded.applicability = fit_applicability(method, fit, held_out, dataset.schema, loaded.attributes, head)
         scores = score_catalogue_tags(predictor, dataset.path, truth, labelled, workers=0)
         results[method] = summarise(scores.to_dict())
     if "categories" in methods:
         from fashionattr.applicability import DEFAULT_METHOD
 
-        loaded.applicability = fit_applicability(DEFAULT_METHOD, fit, held_out, dataset.schema, loaded.attributes)
+        loaded.applicability = fit_applicability(DEFAULT_METHOD, fit, held_out, dataset.schema, loaded.attributes,
+                                                 head)  # fmt: skip
         allowed = dataset.schema.categories
         scores = score_catalogue_tags(predictor, dataset.path, truth, labelled, workers=0,
                                       allowed={p: allowed.get(c, ()) for p, c in categories.items()})  # fmt: skip
         results["categories"] = summarise(scores.to_dict())
     return results
+
+
+def challenge_scores(run: Path) -> dict[str, Any]:
+    """BP and mAP on the test questions, as the challenge asks them (the attribute given): what must not drop."""
+    from fashionattr.distributed import DistributedContext
+    from fashionattr.evaluation import evaluate_checkpoint
+
+    result = evaluate_checkpoint(run, DistributedContext(), subset="test", workers=0, tta=True)
+    return {"bp": result.scores.mean_accuracy, "map": result.scores.mean_average_precision}
 
 
 def summarise(tags: dict[str, Any]) -> dict[str, Any]:
@@ -127,34 +138,49 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (data and training)")
     parser.add_argument("--per-class", type=int, default=150, help="synthetic images per class (the demo's 150)")
     parser.add_argument("--epochs", type=int, help="epochs (default: the cpu-demo recipe's)")
-    parser.add_argument("--methods", default="every tag,invisible,mahalanobis,probe,categories")
+    parser.add_argument("--methods", default="every tag,invisible,mahalanobis,probe,head,categories")
+    parser.add_argument(
+        "--applicability-weights", default="0,0.5", help="applicability-head loss weights to train with (0: no head)"
+    )
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
     methods = [m.strip() for m in args.methods.split(",")]
-    per_seed = {}
-    for seed in seeds:
-        data, run = train_seed(args.workdir, seed, args.per_class, args.epochs)
-        per_seed[seed] = score_methods(data, run, methods)
-        print(f"seed {seed}: scored {', '.join(per_seed[seed])}", file=sys.stderr)
-    (args.workdir / "study.json").write_text(json.dumps(per_seed, indent=1))
-    print(f"Tags as a catalogue shows them, held-out synthetic test images, mean ± sd over seeds {args.seeds} (%)")
-    print(f"{'method':<14} {'precision':>12} {'recall':>12} {'worst attr.':>12} {'lengths on close-ups':>21}")
-    for method in methods:
-        rows = [per_seed[s][method] for s in seeds if method in per_seed[s]]
-        print(f"{method:<14} {spread([r['precision'] for r in rows]):>12} {spread([r['recall'] for r in rows]):>12} "
-              f"{spread([r['worst_precision'] for r in rows]):>12} "
-              f"{spread([r['lengths_on_closeups'] for r in rows]):>21}")  # fmt: skip
+    weights = [float(w) for w in args.applicability_weights.split(",")]
+    results: dict[str, dict[int, dict[str, Any]]] = {}
+    for weight in weights:
+        for seed in seeds:
+            data, run = train_seed(args.workdir, seed, args.per_class, args.epochs, weight)
+            results.setdefault(f"{weight:g}", {})[seed] = score_methods(data, run, methods)
+            print(f"weight {weight:g}, seed {seed}: scored", file=sys.stderr)
+    (args.workdir / "study.json").write_text(json.dumps(results, indent=1))
+    print(f"Held-out synthetic test images, mean ± sd over seeds {args.seeds} (%)")
+    print(f"{'head weight':<12} {'test BP':>12} {'test mAP':>12}")
+    for weight, per_seed in results.items():
+        challenge = [per_seed[s]["challenge"] for s in seeds]
+        print(f"{weight:<12} {spread([c['bp'] for c in challenge]):>12} {spread([c['map'] for c in challenge]):>12}")
+    print("\nTags as a catalogue shows them (every attribute asked of every photo)")
+    print(f"{'head weight':<12} {'method':<12} {'precision':>12} {'recall':>12} {'worst attr.':>12} "
+          f"{'lengths on close-ups':>21}")  # fmt: skip
+    for weight, per_seed in results.items():
+        for method in methods:
+            rows = [per_seed[s][method] for s in seeds if method in per_seed[s]]
+            if not rows:
+                continue
+            print(f"{weight:<12} {method:<12} {spread([r['precision'] for r in rows]):>12} "
+                  f"{spread([r['recall'] for r in rows]):>12} {spread([r['worst_precision'] for r in rows]):>12} "
+                  f"{spread([r['lengths_on_closeups'] for r in rows]):>21}")  # fmt: skip
     print("\nper attribute, precision / recall:")
-    for method in methods:
-        rows = [per_seed[s][method] for s in seeds if method in per_seed[s]]
-        if not rows:
-            continue
-        cells = []
-        for name in rows[0]["attributes"]:
-            precision = spread([r["attributes"][name]["precision"] for r in rows])
-            recall = spread([r["attributes"][name]["recall"] for r in rows])
-            cells.append(f"{name.removesuffix('_labels')} {precision} / {recall}")
-        print(f"  {method}: " + "; ".join(cells))
+    for weight, per_seed in results.items():
+        for method in methods:
+            rows = [per_seed[s][method] for s in seeds if method in per_seed[s]]
+            if not rows:
+                continue
+            cells = []
+            for name in rows[0]["attributes"]:
+                precision = spread([r["attributes"][name]["precision"] for r in rows])
+                recall = spread([r["attributes"][name]["recall"] for r in rows])
+                cells.append(f"{name.removesuffix('_labels')} {precision} / {recall}")
+            print(f"  {weight} {method}: " + "; ".join(cells))
     return 0
 
 

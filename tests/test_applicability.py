@@ -15,6 +15,7 @@ from fashionattr.checkpoint import applicability_of, load_checkpoint
 from fashionattr.cli import main
 from fashionattr.data.complete_labels import TEST_COMPLETE_RELPATH
 from fashionattr.inference import Predictor
+from fashionattr.losses import applicability_loss
 from fashionattr.schema import Schema
 from fashionattr.tag_scores import UNDECIDED_TRUTH, TagAnswers, count_tags, precision_recall_curve, score_tags
 
@@ -90,7 +91,7 @@ def test_the_invisible_probability_scales_every_score_and_a_stored_module_rebuil
 
 def test_training_fits_the_decision_and_every_answer_carries_it(trained_run, capsys) -> None:
     stored = applicability_of(load_checkpoint(trained_run.checkpoint))
-    assert stored is not None and stored[0]["method"] == "probe"
+    assert stored is not None and stored[0]["method"] == "head"  # a multitask network learns it while training
     predictor = Predictor.from_path(trained_run.run, device="cpu")
     image = sorted((trained_run.data / "Images").rglob("*.jpg"))[0]
     [loaded] = predictor.models
@@ -107,6 +108,24 @@ def test_training_fits_the_decision_and_every_answer_carries_it(trained_run, cap
     assert answer.to_dict()["applies"] is False and answer.to_dict()["value"] is None
     others = [a for name, a in prediction.attributes.items() if name != attribute]
     assert all(a.applies == (a.index != 0) for a in others)  # where the top class is Invisible, nothing is shown
+
+
+def test_a_per_attribute_model_fits_the_probe_on_every_attribute_s_images(trained_per_attribute_run) -> None:
+    for run in sorted(p for p in trained_per_attribute_run.run.iterdir() if p.is_dir()):
+        stored = applicability_of(load_checkpoint(run / "best.pt"))
+        assert stored is not None and stored[0]["method"] == "probe"  # it has no head: it saw only its own images
+
+
+def test_the_applicability_loss_weighs_what_nobody_said_lightly() -> None:
+    scores = torch.zeros(3, 2, requires_grad=True)
+    attribute_index, targets, invisible = torch.tensor([0, 0, 1]), torch.tensor([1, 0, 2]), torch.tensor([0, 0])
+    loss = applicability_loss(scores, attribute_index, targets, invisible, unlabelled_weight=0.1)
+    loss.backward()
+    grad = scores.grad
+    assert grad is not None
+    assert grad[0, 0] < 0 and grad[1, 0] > 0  # shows its own part; labelled Invisible: does not
+    assert grad[2, 1] < 0  # the collar image shows a collar
+    assert 0 < grad[0, 1] == pytest.approx(0.1 * grad[1, 0].item())  # others: a light negative
 
 
 def test_evaluate_scores_the_catalogue_tags_against_complete_labels(trained_run, tmp_path, capsys) -> None:

@@ -65,6 +65,7 @@ class TrainConfig:
     max_bad_fraction: float = 0.01
     tta: bool = False
     applicability: str = DEFAULT_METHOD
+    applicability_weight: float = 0.5
     augment: str = "standard"
     flip: bool | None = None
     zoom: list[float] | None = None
@@ -208,6 +209,8 @@ def validate(config: TrainConfig) -> None:
         (c.amp in ("auto", "off", "bf16", "fp16"), f"amp must be auto, off, bf16 or fp16, got {c.amp!r}"),
         (c.cache in ("auto", "build", "off"), f"cache must be auto, build or off, got {c.cache!r}"),
         (c.layout in LAYOUTS, f"layout must be one of {', '.join(LAYOUTS)}, got {c.layout!r}"),
+        (0.0 <= c.applicability_weight <= 10.0,
+         f"applicability weight must be in [0, 10] (0: no applicability head), got {c.applicability_weight}"),
         (c.applicability in (*METHODS, "none"),
          f"applicability must be one of {', '.join(METHODS)} or none, got {c.applicability!r}"),
         (c.interpolation is None or c.interpolation in RESAMPLING,

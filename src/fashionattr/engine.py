@@ -24,7 +24,7 @@ from fashionattr.data.augmentation import Augmentation, augment_batch, flip_aver
 from fashionattr.data.preprocessing import Preprocessing, normalize_batch
 from fashionattr.distributed import DistributedContext, gather_objects
 from fashionattr.errors import RunError
-from fashionattr.losses import masked_cross_entropy
+from fashionattr.losses import applicability_loss, masked_cross_entropy
 from fashionattr.metrics import AttributePredictions
 
 
@@ -48,6 +48,12 @@ class StepSettings:
     check_every: int = 20
     temperatures: Mapping[str, float] | None = None
     """Per attribute, the calibration temperature evaluation divides the logits by (none while training)."""
+    applicability_weight: float = 0.0
+    """Share of the applicability head's loss in the total (networks with the head; `losses.applicability_loss`)."""
+    unlabelled_weight: float = 0.0
+    """Weight of an image as a negative for the attributes it is not labelled for (`losses.applicability_loss`)."""
+    invisible: tuple[int, ...] = ()
+    """Per attribute (in `attributes` order), its `Invisible` class, or -1 where it has none."""
 
 
 def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
@@ -121,6 +127,12 @@ def train_one_epoch(
             logits, settings.attributes, attribute_index, targets, maybe,
             maybe_weight=settings.maybe_weight, label_smoothing=settings.label_smoothing,
         )  # fmt: skip
+        applicability = getattr(logits, "applicability", None)
+        if applicability is not None:
+            invisible = torch.tensor(settings.invisible, device=device)
+            loss = loss + settings.applicability_weight * applicability_loss(
+                applicability, attribute_index, targets, invisible, settings.unlabelled_weight
+            )
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()

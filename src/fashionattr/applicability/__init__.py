@@ -27,8 +27,8 @@ methods, so the command line lists them without importing torch.
 
 from __future__ import annotations
 
-METHODS = ("probe", "mahalanobis", "invisible")
-DEFAULT_METHOD = "probe"
+METHODS = ("head", "probe", "mahalanobis", "invisible")
+DEFAULT_METHOD = "head"
 THRESHOLD = 0.5
 """A tag is shown where its attribute's score reaches this (every method's score is scaled so)."""
 UNLABELLED_SHARE = 0.5

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch import nn
 
 from fashionattr.applicability import KEPT_SHARE, METHODS, UNLABELLED_SHARE
 from fashionattr.applicability.modules import (
@@ -102,11 +103,26 @@ def fit_mahalanobis(train: Embedded, val: Embedded, attributes: Sequence[str],
     return module
 
 
-def fit_applicability(method: str, train: Embedded, val: Embedded, schema: Schema,
-                      attributes: Sequence[str]) -> Applicability:  # fmt: skip
-    """The fitted module of `method` for a model answering `attributes`."""
+def from_head(head: nn.Linear, attributes: Sequence[str], invisible: Mapping[str, int]) -> ProbeApplicability:
+    """The network's own applicability head, trained with it, as a module (it reads the same pooled features)."""
+    module = ProbeApplicability(attributes, invisible, head.in_features)
+    module.method = "head"
+    module.weight.copy_(head.weight.detach().float().cpu())
+    module.bias.copy_(head.bias.detach().float().cpu())
+    return module
+
+
+def fit_applicability(method: str, train: Embedded, val: Embedded, schema: Schema, attributes: Sequence[str],
+                      head: nn.Linear | None = None) -> Applicability:  # fmt: skip
+    """The fitted module of `method` for a model answering `attributes`; `head` is the network's applicability head.
+
+    `head` falls back to `probe` for a network without one (a per-attribute or grouped layout, whose backbones do not
+    see every attribute's images while training).
+    """
     invisible = invisible_indices(schema, attributes)
-    if method == "probe":
+    if method == "head" and head is not None:
+        return from_head(head, attributes, invisible)
+    if method in ("head", "probe"):
         return fit_probe(train, attributes, invisible)
     if method == "mahalanobis":
         return fit_mahalanobis(train, val, attributes, invisible)

@@ -50,6 +50,8 @@ class Applicability(nn.Module):
 
 
 class ProbeApplicability(Applicability):
+    """A linear classifier on the (standardised) features: the fitted `probe`, or the network's trained `head`."""
+
     method = "probe"
     mean: Tensor
     scale: Tensor
@@ -106,8 +108,9 @@ def build_applicability(description: Mapping[str, Any], state: Mapping[str, Tens
         {str(k): int(v) for k, v in description["invisible"].items()},
     )
     module: Applicability
-    if method == "probe":
+    if method in ("probe", "head"):
         module = ProbeApplicability(attributes, invisible, int(state["mean"].shape[0]))
+        module.method = method
     elif method == "mahalanobis":
         module = MahalanobisApplicability(attributes, invisible, int(state["means"].shape[1]),
                                           description["num_means"])  # fmt: skip

@@ -23,13 +23,20 @@ class Layout:
     """Training fits one network per attribute, each in a run folder of its own (the seed study's method)."""
     uses_grouping: bool = False
     """The schema's `--grouping` decides which attributes share a backbone."""
+    learns_applicability: bool = False
+    """One backbone sees every attribute's images, so an applicability head on it can learn from all of them which
+    attributes an image shows (`fashionattr.applicability`)."""
 
 
 LAYOUTS: dict[str, Layout] = {
     layout.name: layout
     for layout in (
         Layout("per-attribute", "one network per attribute (the seed study)", one_model_per_attribute=True),
-        Layout("multitask", "one backbone with a linear head per attribute: one forward pass for all"),
+        Layout(
+            "multitask",
+            "one backbone with a linear head per attribute: one forward pass for all",
+            learns_applicability=True,
+        ),
         Layout("grouped", "one backbone per group of attributes (the schema's --grouping)", uses_grouping=True),
     )
 }

@@ -33,12 +33,28 @@ def _module_dict(modules: Mapping[str, nn.Module], what: str) -> nn.ModuleDict:
         raise UserError(f"a {what} name clashes with a PyTorch attribute ({exc}); rename it in the schema") from None
 
 
+class Logits(dict[str, Tensor]):
+    """Each attribute's logits, by attribute name; `applicability` holds the applicability head's logits (N, A), one
+    column per attribute in `AttributeNet.attributes` order, for networks that have that head (else None)."""
+
+    applicability: Tensor | None = None
+
+
+def _logits(values: Mapping[str, Tensor], applicability: Tensor | None) -> Logits:
+    logits = Logits(values)
+    logits.applicability = applicability
+    return logits
+
+
 class AttributeNet(nn.Module):
     """What every network of the project offers; code outside this module uses only these members.
 
-    `forward(x, attribute_index)` gives logits per attribute; with `attribute_index` (each image's own attribute,
+    `forward(x, attribute_index)` gives `Logits` per attribute; with `attribute_index` (each image's own attribute,
     a position in `attributes`) a network may answer only each image's own attribute, as training needs.
     """
+
+    def forward(self, x: Tensor, attribute_index: Tensor | None = None) -> Logits:
+        raise NotImplementedError
 
     spec: dict[str, Any]
     """How `create_model` built it (JSON-friendly); empty for a net built by hand."""
@@ -69,6 +85,11 @@ class AttributeNet(nn.Module):
         """(name, parameter, role) for every parameter, role `backbone` or `head` (the optimiser scales by role)."""
         raise NotImplementedError
 
+    def applicability_head(self) -> nn.Linear | None:
+        """The linear layer on the pooled features that training teaches which attributes an image shows (one output
+        per attribute), or None for a network without one."""
+        return None
+
 
 class _HeadOnBackbone(nn.Module):
     """One attribute's head on its backbone: the single-output network a heatmap method needs."""
@@ -85,7 +106,8 @@ class _HeadOnBackbone(nn.Module):
 class MultiTaskNet(AttributeNet):
     """One backbone shared by one linear head per attribute: one forward pass scores all its attributes."""
 
-    def __init__(self, backbone: nn.Module, head_sizes: Mapping[str, int], drop_rate: float = 0.0) -> None:
+    def __init__(self, backbone: nn.Module, head_sizes: Mapping[str, int], drop_rate: float = 0.0,
+                 applicability: bool = False) -> None:  # fmt: skip
         super().__init__()
         self.spec = {}
         if not head_sizes:
@@ -94,6 +116,7 @@ class MultiTaskNet(AttributeNet):
         self.dropout = nn.Dropout(drop_rate) if drop_rate > 0 else nn.Identity()
         width = feature_size(backbone)
         self.heads = _module_dict({name: nn.Linear(width, k) for name, k in head_sizes.items()}, "attribute")
+        self.applicability = nn.Linear(width, len(head_sizes)) if applicability else None
 
     @property
     def attributes(self) -> list[str]:
@@ -103,15 +126,18 @@ class MultiTaskNet(AttributeNet):
     def num_features(self) -> int:
         return feature_size(self.backbone)
 
-    def forward(self, x: Tensor, attribute_index: Tensor | None = None) -> dict[str, Tensor]:
+    def forward(self, x: Tensor, attribute_index: Tensor | None = None) -> Logits:
         """Logits of every head for every image; `attribute_index` is accepted for the same call as `GroupedNet`."""
-        features = self.dropout(self.backbone(x))
-        return {name: head(features) for name, head in self.heads.items()}
+        return self.features_and_logits(x)[1]
 
-    def features_and_logits(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+    def features_and_logits(self, x: Tensor) -> tuple[Tensor, Logits]:
         features = self.backbone(x)
         dropped = self.dropout(features)
-        return features, {name: head(dropped) for name, head in self.heads.items()}
+        applicability = self.applicability(features) if self.applicability is not None else None
+        return features, _logits({name: head(dropped) for name, head in self.heads.items()}, applicability)
+
+    def applicability_head(self) -> nn.Linear | None:
+        return self.applicability
 
     def attribute_network(self, attribute: str) -> nn.Module:
         return _HeadOnBackbone(self.backbone, self.heads[attribute])
@@ -151,13 +177,14 @@ class GroupedNet(AttributeNet):
     def num_features(self) -> int:
         return sum(net.num_features for net in self.nets)
 
-    def features_and_logits(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        features, logits = [], {}
+    def features_and_logits(self, x: Tensor) -> tuple[Tensor, Logits]:
+        features: list[Tensor] = []
+        logits: dict[str, Tensor] = {}
         for net in self.nets:
             pooled, net_logits = net.features_and_logits(x)
             features.append(pooled)
             logits.update(net_logits)
-        return torch.cat(features, dim=1), {name: logits[name] for name in self._order}
+        return torch.cat(features, dim=1), _logits({name: logits[name] for name in self._order}, None)
 
     def _net_for(self, attribute: str) -> MultiTaskNet:
         return self.nets[self._group_position[attribute]]
@@ -173,7 +200,7 @@ class GroupedNet(AttributeNet):
             for name, parameter, role in cast(MultiTaskNet, net).named_parameter_roles():
                 yield f"groups.{group}.{name}", parameter, role
 
-    def forward(self, x: Tensor, attribute_index: Tensor | None = None) -> dict[str, Tensor]:
+    def forward(self, x: Tensor, attribute_index: Tensor | None = None) -> Logits:  # type: ignore[override]
         """Logits per attribute. With `attribute_index` (each image's attribute, a position in `attributes`), every
         image goes through its own group's backbone only, as in training, where each image is labelled for one
         attribute: a step then costs about what a multitask step costs, and each backbone's batch-norm statistics
@@ -184,7 +211,7 @@ class GroupedNet(AttributeNet):
             logits: dict[str, Tensor] = {}
             for net in self.nets:
                 logits.update(net(x))
-            return {name: logits[name] for name in self._order}
+            return _logits({name: logits[name] for name in self._order}, None)
         group_of_attribute = torch.tensor([self._group_position[name] for name in self._order], device=x.device)
         group_of_row = group_of_attribute[attribute_index]
         routed: dict[str, Tensor] = {}
@@ -198,7 +225,7 @@ class GroupedNet(AttributeNet):
                 continue
             for name, value in net(x[rows]).items():
                 routed[name] = value.new_zeros(x.shape[0], value.shape[1]).index_copy(0, rows, value)
-        return {name: routed[name] for name in self._order}
+        return _logits({name: routed[name] for name in self._order}, None)
 
 
 def _select_attributes(schema: Schema, attributes: Sequence[str] | None) -> list[str]:
@@ -244,12 +271,14 @@ def _build(
     pretrained: bool,
     weights: str | Path | None,
     drop_rate: float,
+    applicability: bool = False,
 ) -> AttributeNet:
     nets = {
         group: MultiTaskNet(
             create_backbone(timm_name, pretrained=pretrained, weights=weights),
             {a: head_sizes[a] for a in members},
             drop_rate=drop_rate,
+            applicability=applicability,
         )
         for group, members in groups.items()
     }
@@ -268,17 +297,21 @@ def create_model(
     pretrained: bool = False,
     weights: str | Path | None = None,
     drop_rate: float = 0.0,
+    applicability_head: bool = True,
 ) -> AttributeNet:
     """A network for `schema`'s attributes (all, or the selected ones) in one of `LAYOUTS`.
 
     `drop_rate` is applied once, just before the heads, so it means the same for every architecture.
-    The returned model's `spec` attribute records all `model_from_spec` needs to rebuild it.
+    `applicability_head` adds the head training teaches which attributes an image shows, in layouts whose backbone
+    sees every attribute's images (`Layout.learns_applicability`). The returned model's `spec` attribute records all
+    `model_from_spec` needs to rebuild it.
     """
     timm_name = timm_model_name(arch)
     selected = _select_attributes(schema, attributes)
     groups = _plan_groups(schema, layout, selected, grouping)
     head_sizes = {a: schema.attribute(a).num_classes for a in selected}
-    model = _build(timm_name, layout, groups, head_sizes, pretrained, weights, drop_rate)
+    with_head = applicability_head and layout_of(layout).learns_applicability and len(selected) > 1
+    model = _build(timm_name, layout, groups, head_sizes, pretrained, weights, drop_rate, with_head)
     model.spec = {
         "arch": arch,
         "timm_name": timm_name,
@@ -289,6 +322,7 @@ def create_model(
         "head_sizes": head_sizes,
         "drop_rate": float(drop_rate),
         "data_config": data_config(timm_name),
+        "applicability_head": with_head,
     }
     return model
 
@@ -316,6 +350,7 @@ def model_from_spec(spec: Mapping[str, Any], schema: Schema) -> AttributeNet:
         pretrained=False,
         weights=None,
         drop_rate=float(spec.get("drop_rate", 0.0)),
+        applicability=bool(spec.get("applicability_head", False)),  # checkpoints from before the head have none
     )
     model.spec = dict(spec)
     return model

@@ -79,6 +79,6 @@ def fit_run_applicability(checkpoint: Path, method: str, root: Path, train: Sequ
     device = torch.device(device)
     fitted_on = embed_records(model, preprocessing, root, schema, sample_records(train), device, workers=workers)
     held_out = embed_records(model, preprocessing, root, schema, sample_records(val), device, workers=workers)
-    module = fit_applicability(method, fitted_on, held_out, schema, model.attributes)
+    module = fit_applicability(method, fitted_on, held_out, schema, model.attributes, model.applicability_head())
     write_applicability(checkpoint, module.describe(), module.state_dict())
     return module

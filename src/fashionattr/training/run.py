@@ -21,6 +21,8 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from fashionattr.applicability import UNLABELLED_SHARE
+from fashionattr.applicability.modules import invisible_indices
 from fashionattr.checkpoint import load_checkpoint, model_from_checkpoint
 from fashionattr.config import TrainConfig
 from fashionattr.data.dataset import DatasetRoot
@@ -99,7 +101,8 @@ def _fit(config: TrainConfig, attributes: list[str], run: RunDir, context: Distr
 
     # Model, optimiser, schedule, precision, weight average.
     model = create_model(config.arch, schema, layout=config.layout, attributes=attributes, grouping=config.grouping,
-                         pretrained=config.pretrained, weights=config.weights, drop_rate=config.drop_rate)  # fmt: skip
+                         pretrained=config.pretrained, weights=config.weights, drop_rate=config.drop_rate,
+                         applicability_head=config.applicability_weight > 0)  # fmt: skip
     channels_last = config.channels_last if config.channels_last is not None else device.type == "cuda"
     model.to(device)
     if channels_last:
@@ -132,6 +135,9 @@ def _fit(config: TrainConfig, attributes: list[str], run: RunDir, context: Distr
         augmentation=None if augmentation.is_identity else augmentation, amp_dtype=amp_dtype,
         channels_last=channels_last, maybe_weight=config.maybe_weight, label_smoothing=config.label_smoothing,
         clip_grad=config.clip_grad, max_steps=config.max_steps_per_epoch,
+        applicability_weight=config.applicability_weight,
+        unlabelled_weight=UNLABELLED_SHARE / max(1, len(attributes) - 1),
+        invisible=tuple(invisible_indices(schema, attributes).get(name, -1) for name in attributes),
     )  # fmt: skip
     num_classes = {name: schema.attribute(name).num_classes for name in attributes}
 
