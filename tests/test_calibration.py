@@ -167,3 +167,24 @@ def test_evaluation_scores_raw_or_calibrated_with_the_same_accuracy(overconfiden
         return float(np.mean([expected_calibration_error(p) for p in result.predictions.values()]))
 
     assert mean_error(calibrated) < mean_error(raw) / 2
+
+
+def test_each_mode_is_calibrated_in_its_own_mode_and_keeps_its_argmax(trained_run) -> None:
+    """Single passes use the single-pass temperatures, flip averaging averages raw answers and applies its own."""
+    from fashionattr.checkpoint import load_checkpoint
+    from fashionattr.engine import tempered
+
+    payload = load_checkpoint(trained_run.checkpoint)
+    assert set(payload["temperatures"]) == set(payload["temperatures_tta"]) == set(payload["attributes"])
+    images = sorted((trained_run.data / "Images").rglob("*.jpg"))[::9][:6]
+    for tta in (False, True):
+        calibrated = Predictor.from_path(trained_run.run, device="cpu", tta=tta)
+        raw = Predictor.from_path(trained_run.run, device="cpu", tta=tta, calibrated=False)
+        batch = [torch.stack([calibrated.load(path)[0] for path in images])]
+        with_t, _ = calibrated.probabilities(batch)
+        without_t, _ = raw.probabilities(batch)
+        key = "temperatures_tta" if tta else "temperatures"
+        expected = tempered({n: torch.from_numpy(v) for n, v in without_t.items()}, payload[key])
+        for name in with_t:
+            np.testing.assert_array_equal(with_t[name].argmax(axis=1), without_t[name].argmax(axis=1))
+            np.testing.assert_allclose(with_t[name], expected[name].numpy(), atol=1e-5)

@@ -110,9 +110,9 @@ def test_min_confidence_above_one_makes_every_applying_answer_uncertain(trained_
 
 def test_tta_averages_the_image_and_its_mirror(trained_run, image_folder, capsys):
     image = Image.open(next(image_folder.glob("*.jpg"))).convert("RGB")
-    plain = Predictor.from_path(trained_run.run, device="cpu")
+    plain = Predictor.from_path(trained_run.run, device="cpu", calibrated=False)
     both = plain.predict_images([image, ImageOps.mirror(image)])
-    [averaged] = Predictor.from_path(trained_run.run, device="cpu", tta=True).predict_images([image])
+    [averaged] = Predictor.from_path(trained_run.run, device="cpu", tta=True, calibrated=False).predict_images([image])
     for name, result in averaged.attributes.items():
         expected = (np.array(list(both[0].attributes[name].probabilities.values()))
                     + np.array(list(both[1].attributes[name].probabilities.values()))) / 2  # fmt: skip

@@ -133,9 +133,14 @@ def model_from_checkpoint(
     return model, schema, preprocessing, payload
 
 
-def temperatures_of(payload: dict[str, Any], path: str | Path = "checkpoint") -> dict[str, float]:
-    """The calibration temperature of each attribute; {} for checkpoints written before calibration (T = 1)."""
-    data = payload.get("temperatures")
+def temperatures_of(payload: dict[str, Any], path: str | Path = "checkpoint", tta: bool = False) -> dict[str, float]:
+    """The calibration temperature of each attribute, for single-pass answers or (`tta`) flip-averaged ones.
+
+    {} for checkpoints written before calibration (T = 1); checkpoints calibrated before the flip-averaged mode had a
+    temperature of its own give their one set for both.
+    """
+    data = payload.get("temperatures_tta") if tta else None
+    data = data if data is not None else payload.get("temperatures")
     if data is None:
         return {}
     attributes = set(payload.get("attributes", []))
@@ -149,10 +154,15 @@ def temperatures_of(payload: dict[str, Any], path: str | Path = "checkpoint") ->
     return temperatures
 
 
-def write_temperatures(path: str | Path, temperatures: dict[str, float]) -> None:
-    """Store calibration temperatures in a checkpoint (rewritten atomically; the weights are untouched)."""
+def write_temperatures(path: str | Path, temperatures: dict[str, float],
+                       tta_temperatures: dict[str, float] | None = None) -> None:  # fmt: skip
+    """Store calibration temperatures in a checkpoint (rewritten atomically; the weights are untouched): one set for
+    single-pass answers and, for a model that may be asked with flip averaging, one for the averaged answers."""
     payload = load_checkpoint(path)
     payload["temperatures"] = {name: float(value) for name, value in temperatures.items()}
+    payload.pop("temperatures_tta", None)
+    if tta_temperatures is not None:
+        payload["temperatures_tta"] = {name: float(value) for name, value in tta_temperatures.items()}
     save_checkpoint(resolve_checkpoint_path(path), payload)
 
 

@@ -131,7 +131,9 @@ def evaluate_checkpoint(
         model = model.to(memory_format=torch.channels_last)
     settings = StepSettings(attributes=attributes, preprocessing=preprocessing, augmentation=None,
                             amp_dtype=resolve_amp("auto", context.device), channels_last=channels_last,
-                            temperatures=temperatures_of(payload, path) if calibrated else None)  # fmt: skip
+                            temperatures=temperatures_of(payload, path) if calibrated else None,
+                            tta_temperatures=temperatures_of(payload, path, tta=True) if calibrated else None,
+                            )  # fmt: skip
     num_classes = {name: schema.attribute(name).num_classes for name in attributes}
     result = evaluate(model, loader, context, settings, num_classes, tta=tta)
     scored = {name: [images.records[i] for i in result.indices[name]] for name in attributes}

@@ -188,6 +188,8 @@ def _spec_metadata(graph: ServingGraph, embedding_size: int) -> dict[str, Any]:
                 "preprocessing": m.preprocessing.to_dict(),
                 "trained_with_flip": m.trained_with_flip,
                 "temperatures": m.temperatures,
+                "tta_temperatures": m.tta_temperatures,
+                "calibrated": bool(m.temperatures),
                 "applicability": m.applicability.describe() if m.applicability is not None else None,
                 "input": names[graph.keys.index(m.preprocessing.pixel_key)],
             }

@@ -144,7 +144,8 @@ def plot_grid_bars(table: dict[str, dict[str, float]], path: str | Path, title: 
 
 
 def plot_reliability(attributes: dict[str, dict[str, Any]], path: str | Path) -> None:
-    """Reliability diagram, a panel per attribute: hit rate per confidence bin before and after calibration.
+    """Reliability diagram, a panel per attribute: hit rate per confidence bin before and after calibration, with the
+    number of images in each calibrated bin.
 
     `attributes` maps an attribute to its `calibration.json` entry (`reliability_before`/`_after` with `edges`,
     `counts`, `confidence`, `accuracy`; `ece_before`/`_after`). A perfectly calibrated model's bars touch the
@@ -169,6 +170,10 @@ def plot_reliability(attributes: dict[str, dict[str, Any]], path: str | Path) ->
             ece = entry.get(f"ece_{key}")
             axes.bar(centres[shown], np.asarray(bins["accuracy"])[shown], width=width / 2, color=colour,
                      label=f"{label} (ECE {100 * ece:.1f}%)" if ece is not None else label)  # fmt: skip
+            if key == "after":  # how many images each calibrated bin holds: a bin of a few swings
+                for x, height, count in zip(centres[shown], np.asarray(bins["accuracy"])[shown], counts[shown],
+                                            strict=True):  # fmt: skip
+                    axes.text(x, min(height + 0.02, 0.95), f"{int(count)}", ha="center", fontsize=5, color=colour)
         axes.plot([0, 1], [0, 1], color="black", linewidth=0.8, linestyle="--")
         axes.set(xlim=(0, 1), ylim=(0, 1), title=f"{name.removesuffix('_labels')} (T={entry['temperature']:.2f})",
                  xlabel="confidence", ylabel="hit rate")  # fmt: skip

@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from fashionattr.evaluation import evaluate_checkpoint
     from fashionattr.report import markdown_table, rewrite_run_report
     from fashionattr.run_dir import find_runs
-    from fashionattr.training.calibrate import calibrate_run
+    from fashionattr.training.calibrate import calibrate_run, trained_with_flips
 
     runs = find_runs(args.run)
     if not runs:
@@ -41,7 +41,13 @@ def run(args: argparse.Namespace) -> int:
         checkpoint = run_dir.checkpoint
         result = evaluate_checkpoint(checkpoint, context, data=args.data, subset="val", batch_size=args.batch_size,
                                      workers=args.workers, calibrated=False)  # fmt: skip
-        calibration = calibrate_run(run_dir, checkpoint, result.schema, result.predictions)
+        averaged = None
+        if trained_with_flips(checkpoint):
+            averaged = evaluate_checkpoint(checkpoint, context, data=args.data, subset="val", tta=True,
+                                           batch_size=args.batch_size, workers=args.workers,
+                                           calibrated=False)  # fmt: skip
+        calibration = calibrate_run(run_dir, checkpoint, result.schema, result.predictions,
+                                    averaged.predictions if averaged is not None else None)  # fmt: skip
         if run_dir.is_finished:
             rewrite_run_report(run_dir)
         rows = [[result.schema.attribute(name).short_name, str(entry.count), f"{entry.temperature:.3f}",

@@ -81,6 +81,9 @@ def run(args: argparse.Namespace) -> int:
     predictor = load_predictor(args.checkpoint, backend=args.backend, device=args.device, tta=args.tta,
                                min_confidence=args.min_confidence, attributes=args.attributes,
                                calibrated=not args.no_calibration)  # fmt: skip
+    if not args.no_calibration and not predictor.calibrated:
+        print(f"note: {args.checkpoint} gives raw, uncalibrated probabilities (exported with --no-calibration, or "
+              "never calibrated: `fashionattr calibrate RUN`)", file=sys.stderr)  # fmt: skip
     show_progress = args.output is not None or output_format != "table"
     failed = 0
     with _open_output(args.output) as stream, tqdm(total=len(files), unit="img", file=sys.stderr,

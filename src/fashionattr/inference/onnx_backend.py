@@ -18,6 +18,7 @@ from fashionattr.applicability.modules import Applicability, invisible_indices
 from fashionattr.data.augmentation import flip_averaged
 from fashionattr.data.preprocessing import Preprocessing
 from fashionattr.distributed import check_device
+from fashionattr.engine import tempered
 from fashionattr.errors import UserError
 from fashionattr.inference.onnx_format import (
     EMBEDDING_OUTPUT,
@@ -95,6 +96,10 @@ class OnnxBackend:
         self.flip_safe = all(model.get("trained_with_flip", True) for model in self.spec.get("models", []))
         self.temperatures = {name: float(t) for model in self.spec.get("models", [])
                              for name, t in (model.get("temperatures") or {}).items()}  # fmt: skip
+        self.tta_temperatures = {name: float(t) for model in self.spec.get("models", [])
+                                 for name, t in (model.get("tta_temperatures") or {}).items()}  # fmt: skip
+        self.calibrated = any(t != 1.0 for t in self.temperatures.values())
+        """Whether the graph's probabilities are calibrated (an export with --no-calibration gives raw ones)."""
         if not calibrated and any(t != 1.0 for t in self.temperatures.values()):
             raise UserError(
                 f"{self.path}: this graph gives calibrated probabilities (its temperatures are built in); for raw "
@@ -121,7 +126,17 @@ class OnnxBackend:
         outputs = outputs_of(images, names)
         plain = {name: torch.from_numpy(outputs[name]) for name in wanted}
         if tta and wanted:
-            outputs.update(flip_averaged(lambda flipped: outputs_of(flipped, wanted), images, wanted, plain=outputs))
+            # The graph calibrates single passes; flip averaging averages raw answers (the graph's temperature undone),
+            # then applies the temperature fitted on averaged answers.
+            undone = {name: 1.0 / self.temperatures[name] for name in wanted if name in self.temperatures}
+
+            def raw(flipped: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+                views = {name: torch.from_numpy(value) for name, value in outputs_of(flipped, wanted).items()}
+                return tempered(views, undone)
+
+            averaged = flip_averaged(raw, images, wanted, plain=tempered(plain, undone))
+            tta_temperatures = self.tta_temperatures or self.temperatures
+            outputs.update({name: value.numpy() for name, value in tempered(averaged, tta_temperatures).items()})
         fallback = self._fallback(torch.zeros(len(images[0]), 1), plain) if len(deciding) < len(wanted) else {}
         applicability = {name: outputs[self.applicability_outputs[name]] if name in self.applicability_outputs
                          else fallback[name].numpy() for name in wanted}  # fmt: skip
@@ -137,6 +152,8 @@ class OnnxBackend:
                 "attributes": model["attributes"],
                 "preprocessing": model["preprocessing"],
                 "temperatures": model.get("temperatures", {}),
+                "tta_temperatures": model.get("tta_temperatures", {}),
+                "calibrated": bool(model.get("temperatures")),
                 "applicability": (model.get("applicability") or {}).get("method"),
             }
             for model in self.spec["models"]

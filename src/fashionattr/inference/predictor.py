@@ -179,6 +179,11 @@ class Predictor:
         return clone
 
     @property
+    def calibrated(self) -> bool:
+        """Whether the probabilities are calibrated: every model has temperatures (PyTorch) or the graph does (ONNX)."""
+        return all(model.get("temperatures") for model in self.backend.describe())
+
+    @property
     def models(self) -> list[LoadedModel]:
         """The PyTorch models behind this predictor (empty for another backend)."""
         return list(getattr(self.backend, "models", []))

@@ -18,7 +18,7 @@ from fashionattr.applicability.modules import Applicability, build_applicability
 from fashionattr.checkpoint import applicability_of, augmentation_of, model_from_checkpoint, temperatures_of
 from fashionattr.data.augmentation import flip_averaged
 from fashionattr.data.preprocessing import Preprocessing, normalize_batch
-from fashionattr.engine import autocast, probabilities_from_logits, resolve_amp
+from fashionattr.engine import autocast, probabilities_from_logits, resolve_amp, tempered
 from fashionattr.errors import UserError
 from fashionattr.models.networks import AttributeNet
 from fashionattr.run_dir import find_runs
@@ -37,6 +37,8 @@ class LoadedModel:
     """Whether mirror images were part of its training; flip test-time averaging is refused otherwise."""
     temperatures: dict[str, float] = field(default_factory=dict)
     """Calibration temperature per attribute; an attribute without one keeps its raw probabilities (T = 1)."""
+    tta_temperatures: dict[str, float] = field(default_factory=dict)
+    """Calibration temperature of flip-averaged answers, fitted on them (`engine.tempered`)."""
     applicability: Applicability | None = None
     """Which of its attributes a photo shows (`load_models` always sets one); None: every attribute applies."""
 
@@ -97,6 +99,7 @@ def load_models(
         schema = model_schema
         augmentation = augmentation_of(payload)
         temperatures = temperatures_of(payload, checkpoint) if calibrated else {}
+        tta_temperatures = temperatures_of(payload, checkpoint, tta=True) if calibrated else {}
         attributes = list(payload["attributes"])
         stored = applicability_of(payload, checkpoint)
         # Checkpoints fitted before applicability existed decide by the `Invisible` probability alone.
@@ -104,7 +107,8 @@ def load_models(
                          else Applicability(attributes, invisible_indices(model_schema, attributes)))  # fmt: skip
         loaded.append(LoadedModel(model, preprocessing, attributes, checkpoint,
                                   trained_with_flip=augmentation is None or augmentation.flip,
-                                  temperatures=temperatures, applicability=applicability.to(device)))  # fmt: skip
+                                  temperatures=temperatures, tta_temperatures=tta_temperatures,
+                                  applicability=applicability.to(device)))  # fmt: skip
     if schema is None:  # find_checkpoints raises first; this keeps type checkers and readers sure
         raise UserError(f"{path}: no checkpoint found")
     seen: set[str] = set()
@@ -169,15 +173,17 @@ class TorchBackend:
                 continue
             images = by_key[loaded.preprocessing.pixel_key]
 
-            def probabilities(batch: torch.Tensor, model: LoadedModel = loaded) -> dict[str, torch.Tensor]:
+            def raw(batch: torch.Tensor, model: LoadedModel = loaded) -> dict[str, torch.Tensor]:
                 with autocast(self.device, self._amp):
-                    return model_outputs(model, batch)[1]
+                    logits = model.model.features_and_logits(normalize_batch(batch, model.preprocessing))[1]
+                return probabilities_from_logits(logits)
 
             with autocast(self.device, self._amp):
                 pooled, probs, scores = model_outputs(loaded, images)
             if tta and wanted:
-                # Only the class probabilities are averaged: applicability is the plain image's, as in ONNX graphs.
-                probs = flip_averaged(probabilities, images, wanted, plain=probs)
+                # The raw answers are averaged, then calibrated in that mode; applicability is the plain image's, as
+                # in ONNX graphs.
+                probs = tempered(flip_averaged(raw, images, wanted), loaded.tta_temperatures)
             out.update({name: probs[name].float().cpu().numpy() for name in wanted})
             applies.update({name: scores[name].float().cpu().numpy() for name in wanted})
             features.append(pooled)
@@ -193,6 +199,7 @@ class TorchBackend:
                 "attributes": m.attributes,
                 "preprocessing": m.preprocessing.to_dict(),
                 "temperatures": m.temperatures,
+                "tta_temperatures": m.tta_temperatures,
                 "applicability": m.applicability.method if m.applicability is not None else None,
             }
             for m in self.models

@@ -189,7 +189,7 @@ def _fit(config: TrainConfig, attributes: list[str], run: RunDir, context: Distr
     if writer is not None:
         writer.close()
     barrier(context)
-    calibrate_best(run, schema.subset(attributes), loaders, settings, num_classes, context, config.tta)
+    calibrate_best(run, schema.subset(attributes), loaders, settings, num_classes, context, augmentation.flip)
     if config.applicability != "none" and context.is_main:
         # Images of attributes the model does not answer are evidence too (a per-attribute model sees only its own).
         others = [r for r in data.dataset.read_labels() if r.attribute not in attributes]
@@ -202,14 +202,16 @@ def _fit(config: TrainConfig, attributes: list[str], run: RunDir, context: Distr
 
 
 def calibrate_best(run: RunDir, schema: Schema, loaders: Loaders, settings: StepSettings, num_classes: dict[str, int],
-                   context: DistributedContext, tta: bool) -> None:  # fmt: skip
-    """Fit the best checkpoint's temperatures on the validation split (every rank evaluates its shard)."""
+                   context: DistributedContext, flip: bool) -> None:  # fmt: skip
+    """Fit the best checkpoint's temperatures on the validation split (every rank evaluates its shard): for single
+    passes, and for flip-averaged answers when the model was trained with mirrored images (TTA may be asked then)."""
     best, *_ = model_from_checkpoint(run.best, context.device)
     if settings.channels_last:
         best.to(memory_format=torch.channels_last)
-    validation = evaluate(best, loaders.val, context, settings, num_classes, tta=tta)
+    single = evaluate(best, loaders.val, context, settings, num_classes, tta=False)
+    averaged = evaluate(best, loaders.val, context, settings, num_classes, tta=True) if flip else None
     if context.is_main:
-        calibrate_run(run, run.best, schema, validation.predictions)
+        calibrate_run(run, run.best, schema, single.predictions, averaged.predictions if averaged else None)
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
