@@ -108,6 +108,7 @@ def bomb_png(width: int = 30_000, height: int = 30_000) -> bytes:
 def test_health_and_schema(client):
     health = client.get("/healthz").json()
     assert health["status"] == "ok" and health["attributes"] == len(FASHIONAI) and health["catalog_items"] == 9
+    assert health["parts"] == {"model": {"status": "ok", "detail": None}, "catalog": {"status": "ok", "detail": None}}
     schema = client.get("/v1/schema").json()
     assert schema["attributes"] == {a.name: list(a.classes) for a in FASHIONAI}
     assert schema["models"][0]["backend"] == "torch"
@@ -175,13 +176,21 @@ def test_an_upload_over_the_limit_is_413(client, photo_bytes):
     assert client.post("/v1/predict", files=[("files", (name, data))]).status_code == 200
 
 
-def test_a_file_that_is_not_an_image_is_named_in_a_422(client, photo_bytes):
+def item_errors(response: httpx.Response) -> dict[str, str]:
+    """File name -> error of every entry of a 200 batch answer that could not be predicted."""
+    assert response.status_code == 200, response.text
+    return {entry["source"]: entry["error"] for entry in response.json()["predictions"] if entry.get("error")}
+
+
+def test_a_broken_file_in_a_batch_is_an_error_entry_and_the_others_are_answered(client, photo_bytes):
     name, data = photo_bytes[0]
     response = client.post("/v1/predict", files=[("files", (name, data)), ("files", ("notes.txt", b"just words"))])
-    message = assert_json_error(response, 422)
-    assert "notes.txt" in message and name not in message
-    assert response.json()["files"][0]["name"] == "notes.txt"
-    assert "not an image" in response.json()["files"][0]["reason"]
+    assert list(item_errors(response)) == ["notes.txt"]
+    assert "not an image" in item_errors(response)["notes.txt"]
+    good, bad = response.json()["predictions"]
+    assert good["source"] == name and bad["source"] == "notes.txt"
+    assert_full_prediction(good)
+    assert bad["attributes"] is None
     assert client.get("/healthz").status_code == 200
 
 
@@ -190,7 +199,7 @@ def test_a_decompression_bomb_is_refused_without_decoding(client, server):
     assert len(bomb) < 200
     assert struct.unpack(">II", bomb[16:24]) == (30_000, 30_000)  # the header really does declare it
     response = client.post("/v1/predict", files=[("files", ("bomb.png", bomb, "image/png"))])
-    message = assert_json_error(response, 422)
+    message = item_errors(response)["bomb.png"]
     assert "bomb.png" in message and ("pixel limit" in message or "decompression bomb" in message)
     assert server.process.poll() is None
     assert client.get("/healthz").status_code == 200
@@ -201,13 +210,20 @@ def test_a_decompression_bomb_is_refused_without_decoding(client, server):
     [
         (b"{not json", {"content-type": "application/json"}, 422, "not valid JSON"),
         (b'{"pictures": []}', {"content-type": "application/json"}, 422, "`images` list"),
-        (b'{"images": [{"name": "a.jpg", "data": "@@@"}]}', {"content-type": "application/json"}, 422, "base64"),
         (b'{"images": []}', {"content-type": "application/json"}, 422, "no image"),
         (b"hello", {"content-type": "text/plain"}, 415, "unsupported content type"),
     ],
 )
 def test_malformed_requests_get_json_errors(client, body, headers, status, words):
     assert words in assert_json_error(client.post("/v1/predict", content=body, headers=headers), status)
+
+
+def test_bad_base64_is_an_error_entry_of_its_image(client, photo_bytes):
+    name, data = photo_bytes[0]
+    images = [{"name": "a.jpg", "data": "@@@"}, {"name": name, "data": base64.b64encode(data).decode()}]
+    response = client.post("/v1/predict", json={"images": images})
+    assert "base64" in item_errors(response)["a.jpg"]
+    assert_full_prediction(response.json()["predictions"][1])
 
 
 def test_unknown_routes_and_methods_are_json_errors(client):
@@ -359,15 +375,14 @@ def test_every_corpus_file_is_answered_or_refused_by_name(client, server, corpus
     for name, data, case in corpus_uploads:
         response = client.post("/v1/predict", files=[("files", (name, data, "image/jpeg"))])
         if case.good:
-            assert response.status_code == 200, (name, response.text)
+            assert item_errors(response) == {}, name
             assert len(response.json()["predictions"][0]["attributes"]) == len(FASHIONAI)
         else:
-            message = assert_json_error(response, 422)
+            message = item_errors(response)[name]
             assert name in message and case.reason in message, (name, message)
     everything = client.post("/v1/predict", files=[("files", (n, d, "image/jpeg")) for n, d, _ in corpus_uploads])
-    assert_json_error(everything, 422)
-    refused = {entry["name"] for entry in everything.json()["files"]}
-    assert refused == {name for name, _, case in corpus_uploads if not case.good}
+    assert set(item_errors(everything)) == {name for name, _, case in corpus_uploads if not case.good}
+    assert len(everything.json()["predictions"]) == len(corpus_uploads)
     assert server.process.poll() is None and client.get("/healthz").status_code == 200
 
 
@@ -387,7 +402,8 @@ def test_decompression_bombs_cost_no_memory(client, server):
     before = memory_mib(server.process.pid)
     bombs = [("files", (f"bomb-{n}.png", png_declaring(40_000, 40_000), "image/png")) for n in range(32)]
     for _ in range(5):
-        assert "decompression bomb" in assert_json_error(client.post("/v1/predict", files=bombs), 422)
+        errors = item_errors(client.post("/v1/predict", files=bombs))
+        assert len(errors) == 32 and all("decompression bomb" in e for e in errors.values())
     after = memory_mib(server.process.pid)
     print(f"server memory around 160 header bombs: {before['VmRSS']:.0f} -> {after['VmRSS']:.0f} MiB")
     assert after["VmHWM"] - before["VmRSS"] < 200

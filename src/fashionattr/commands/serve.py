@@ -42,6 +42,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--port", type=count(0, 65535), default=8000, help="port (default 8000; 0 picks a free one)")
     parser.add_argument("--catalog", metavar="DB", help="a catalogue made by `fashionattr catalog index` to browse: "
                         "an SQLite file or postgresql://user@host/db (opened read-only)")  # fmt: skip
+    parser.add_argument("--review", metavar="DIR", help="a folder made by `fashionattr review` to serve as a "
+                        "queue at /review: decisions go to the dataset's Annotations/corrections.csv")  # fmt: skip
     parser.add_argument("--vector-index", choices=VECTOR_INDEX_CHOICES, default="auto",
                         help=f"{VECTOR_INDEX_HELP}, for the catalogue")  # fmt: skip
     parser.add_argument("--max-upload-mb", type=number(0.0, above_minimum=True), default=10.0, metavar="MB",
@@ -75,24 +77,30 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from fashionattr.inference import load_predictor
-    from fashionattr.serve import create_app
-    from fashionattr.serve.limits import guarded_protocol
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    from fashionattr.serve import catalog_compatible, create_app
+    from fashionattr.serve.limits import ConnectionGuard
+    from fashionattr.serve.review import ReviewQueueFile
 
     settings = _settings(args)
     limits = _limits(args)
     listening = _listen(args.host, args.port)  # before the slow part: a port in use fails at once
     catalog = _open_catalog(args.catalog, args.vector_index)
+    review = ReviewQueueFile(args.review) if args.review else None
     predictor = load_predictor(args.checkpoint, backend=args.backend, device=args.device, tta=args.tta,
                                min_confidence=args.min_confidence, calibrated=not args.no_calibration)  # fmt: skip
     if not _is_loopback(args.host):
         print(f"fashionattr serve: warning: listening on {args.host}, reachable from other machines; the service "
               "has no authentication", file=sys.stderr)  # fmt: skip
-    app = create_app(predictor, catalog, settings)
-    if catalog is not None and not app.state.similar_uploads:
+    app = create_app(predictor, catalog, settings, review)
+    if catalog is not None and not catalog_compatible(predictor, catalog):
         print(f"fashionattr serve: note: the catalogue was tagged by {catalog.model}, not by {args.checkpoint}; "
               "browsing works, searching the catalogue by an uploaded photo does not", file=sys.stderr)  # fmt: skip
-    config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level,
-                            http=guarded_protocol(limits))  # fmt: skip
+    guard = ConnectionGuard(limits)
+    # proxy_headers off: scope["client"] must be the connection's own address, which the guard goes by.
+    config = uvicorn.Config(guard.app(app), host=args.host, port=args.port, log_level=args.log_level,
+                            http=guard.protocol(H11Protocol), proxy_headers=False)  # fmt: skip
     bound = listening.getsockname()[1]
     shown = f"[{args.host}]" if ":" in args.host else args.host
     print(f"fashionattr serve: listening on http://{shown}:{bound} (Ctrl+C to stop)", file=sys.stderr)
