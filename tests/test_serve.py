@@ -460,3 +460,65 @@ def test_an_address_it_cannot_listen_on_is_one_line_before_the_model_loads(tmp_p
         assert main(["serve", str(tmp_path / "no-run"), "--host", host, "--port", str(port)]) == 2
     err = capsys.readouterr().err
     assert words in err and f"{host} port {port}" in err and "Traceback" not in err, err
+
+
+# --- a dependency that is down ------------------------------------------------------------------------------------
+
+
+def test_a_catalogue_database_that_is_down_is_503_and_predicting_goes_on(trained_run, postgres, tmp_path, photo_bytes):
+    """The catalogue's PostgreSQL refuses connections: its routes say so with 503 and a retry hint (never a 4xx
+    blaming the client), /healthz reports the catalogue down and the service degraded but alive (200), predicting
+    still works, and once the database is back the catalogue answers again."""
+    import psycopg
+
+    photos = make_photo_folder(trained_run.data, tmp_path / "photos")
+    url = postgres.new_database()
+    index_catalog(url, photos, trained_run.run, predictor=Predictor.from_path(trained_run.run, device="cpu"),
+                  batch_size=4, workers=0, progress=False)  # fmt: skip
+    database = url.split("@/", 1)[1].split("?")[0]
+    admin_url = postgres.url()
+
+    def allow_connections(allowed: bool) -> None:
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute(f'ALTER DATABASE "{database}" WITH ALLOW_CONNECTIONS {str(allowed).lower()}')
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", [database])
+
+    with start_server(trained_run.run, tmp_path / "server.log", "--catalog", url) as server:
+        client = httpx.Client(base_url=server.url, timeout=60)
+        assert client.get("/v1/catalog/facets").status_code == 200
+        allow_connections(False)
+        try:
+            for path in ("/v1/catalog", "/v1/catalog/facets", "/v1/catalog/search", "/v1/catalog/similar/1"):
+                response = client.get(path)
+                assert response.status_code == 503, (path, response.text)
+                assert int(response.headers["retry-after"]) > 0 and "PostgreSQL" in response.json()["error"]
+            health = client.get("/healthz")
+            assert health.status_code == 200, health.text
+            assert health.json()["status"] == "degraded" and health.json()["parts"]["catalog"]["status"] == "down"
+            name, data = photo_bytes[0]
+            assert item_errors(client.post("/v1/predict", files=[("files", (name, data))])) == {}
+        finally:
+            allow_connections(True)
+        assert client.get("/v1/catalog/facets").status_code == 200
+        assert client.get("/healthz").json()["status"] == "ok"
+
+
+def test_a_model_worker_that_stopped_is_503_and_healthz_says_down(trained_run, photo_bytes, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    from fashionattr.serve import ServeSettings, create_app
+    from fashionattr.serve.batching import DynamicBatcher
+
+    async def stops_at_once(self: DynamicBatcher) -> None:
+        return None
+
+    monkeypatch.setattr(DynamicBatcher, "_run", stops_at_once)
+    app = create_app(Predictor.from_path(trained_run.run, device="cpu"), None, ServeSettings(max_batch=4))
+    with TestClient(app) as local:
+        name, data = photo_bytes[0]
+        response = local.post("/v1/predict", files=[("files", (name, data))])
+        assert "worker is not running" in assert_json_error(response, 503)
+        assert int(response.headers["retry-after"]) > 0
+        health = local.get("/healthz")
+        assert health.status_code == 503 and health.json()["parts"]["model"]["status"] == "down"
+        assert local.get("/v1/schema").status_code == 200  # what does not need the model still answers

@@ -75,10 +75,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import uvicorn
-
-    from fashionattr.inference import load_predictor
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
+    from fashionattr.inference import load_predictor
     from fashionattr.serve import catalog_compatible, create_app
     from fashionattr.serve.limits import ConnectionGuard
     from fashionattr.serve.review import ReviewQueueFile

@@ -18,7 +18,7 @@ from fashionattr.serve.errors import error_responses
 from fashionattr.serve.responses import BatchingStats, HealthResponse, PartHealth
 from fashionattr.serve.services import Services, ServicesDep
 
-router = APIRouter(tags=["service"])
+router = APIRouter(tags=["service"], responses=error_responses(500))
 
 
 def _catalog_health(found: Services) -> tuple[PartHealth, int | None]:
