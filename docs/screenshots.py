@@ -75,7 +75,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="screenshots-") as scratch:
         workdir = Path(scratch)
         chosen = sample_photos(args.data, workdir / "photos")
-        fashionattr("catalog", "index", str(workdir / "photos"), "--model", str(args.run), "--db",
+        fashionattr("catalog", "index", str(args.run), str(workdir / "photos"), "--catalog",
                     str(workdir / "catalog.sqlite"), "--workers", "0")  # fmt: skip
         photo = args.photo or showcase_photo(args.data)
         port = free_port()

@@ -10,10 +10,8 @@ breaks its own schema or status list, and the server alive after.
 from __future__ import annotations
 
 import base64
-import json
 import warnings
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,6 +21,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from conftest import TrainedRun
 from fashionattr.serve.child import ServiceProcess
 from fashionattr.serve.child import serve_in_child as start_server
+from test_review import make_review_folder
 from test_serve import build_catalog
 
 schemathesis = pytest.importorskip("schemathesis")
@@ -39,23 +38,6 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 EXAMPLES_PER_OPERATION = 20
 
 
-def make_review_folder(trained_run: TrainedRun, folder: Path, data: Path) -> Path:
-    """A review folder as `fashionattr review` writes it, over a copy of the dataset (decisions are written there)."""
-    from fashionattr.data.labels import read_labels
-    from fashionattr.schema import FASHIONAI
-
-    records = [r for r in read_labels(data / "Annotations" / "label.csv", FASHIONAI)][:4]
-    folder.mkdir(parents=True)
-    rows = ["path,attribute,given,suggested,score,given_probability,suggested_probability"]
-    for n, record in enumerate(records):
-        classes = FASHIONAI.attribute(record.attribute).classes
-        other = classes[(record.target + 1) % len(classes)]
-        rows.append(f"{record.path},{record.attribute},{classes[record.target]},{other},{0.9 - n / 10:.4f},0.1,0.8")
-    (folder / "label_issues.csv").write_text("\n".join(rows) + "\n")
-    (folder / "review.json").write_text(json.dumps({"data": str(data.resolve()), "reviewed": 10, "flagged": 4}))
-    return folder
-
-
 @pytest.fixture(scope="module")
 def live(trained_run: TrainedRun, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
     import shutil
@@ -64,7 +46,7 @@ def live(trained_run: TrainedRun, tmp_path_factory: pytest.TempPathFactory) -> I
     db = build_catalog(trained_run, workdir / "photos", workdir / "catalog.sqlite")
     data = workdir / "data"
     shutil.copytree(trained_run.data, data)  # decisions are written into the copy's Annotations/
-    review = make_review_folder(trained_run, workdir / "review", data)
+    review = make_review_folder(data, workdir / "review")
     with start_server(trained_run.run, workdir / "server.log", "--catalog", str(db), "--review", str(review),
                       "--max-upload-mb", "2") as server:  # fmt: skip
         yield server

@@ -253,7 +253,7 @@ def test_predict_prints_a_non_utf8_file_name_as_its_bytes(trained_run: TrainedRu
 def test_catalog_index_records_bad_files_as_errors_and_goes_on(trained_run: TrainedRun, corpus, tmp_path, capsys):
     folder, cases = corpus
     db = tmp_path / "catalog.sqlite"
-    argv = ["catalog", "index", str(folder), "--model", str(trained_run.run), "--db", str(db), "--workers", "0",
+    argv = ["catalog", "index", str(trained_run.run), str(folder), "--catalog", str(db), "--workers", "0",
             "--device", "cpu"]  # fmt: skip
     assert main(argv) == 1
     _, err = capsys.readouterr()
@@ -1280,7 +1280,7 @@ MIXED_COMMANDS = [
     ("predict-attributes", ["predict", "{runs}", "{images}", "--attributes", "sleeve_length", "--workers", "0"]),
     ("submit", ["submit", "{runs}", "{data}/Tests/question.csv", "--out", "{tmp}/answers.csv", "--workers", "0"]),
     ("serve", ["serve", "{runs}", "--port", "0"]),
-    ("catalog-index", ["catalog", "index", "{images}", "--model", "{runs}", "--db", "{tmp}/catalog.sqlite",
+    ("catalog-index", ["catalog", "index", "{runs}", "{images}", "--catalog", "{tmp}/catalog.sqlite",
                        "--workers", "0", "--device", "cpu"]),
 ]  # fmt: skip
 

@@ -60,7 +60,7 @@ def test_json_predicts_every_image_and_reports_the_corrupt_one(trained_run, imag
 
 def test_csv_to_a_file_with_top_k_and_selected_attributes(trained_run, image_folder, tmp_path, capsys):
     out_file = tmp_path / "tags.csv"
-    code = main(["predict", str(trained_run.checkpoint), str(image_folder), "--output", str(out_file), "--top-k", "2",
+    code = main(["predict", str(trained_run.checkpoint), str(image_folder), "--out", str(out_file), "--top-k", "2",
                  "--attributes", "coat_length,sleeve_length_labels", *QUICK])  # fmt: skip
     assert code == 1
     assert f"wrote {GOOD_IMAGES + 1} prediction(s)" in capsys.readouterr().err
@@ -90,15 +90,15 @@ def test_table_is_aligned_and_shows_errors(trained_run, image_folder, capsys):
     assert "tqdm" not in err and "img/s" not in err  # no progress bar for a table on stdout
 
 
-def test_min_confidence_above_one_makes_everything_uncertain(trained_run, image_folder, capsys):
+def test_min_confidence_of_one_makes_everything_uncertain(trained_run, image_folder, capsys):
     code = main(["predict", str(trained_run.run), str(image_folder / "more"), "--format", "jsonl",
-                 "--min-confidence", "1.01", *QUICK])  # fmt: skip
+                 "--min-confidence", "1", *QUICK])  # fmt: skip
     out, _ = capsys.readouterr()
     assert code == 0
     [entry] = [json.loads(line) for line in out.splitlines()]
     assert all(a["value"] is None and a["uncertain"] for a in entry["attributes"].values())
 
-    main(["predict", str(trained_run.run), str(image_folder / "more"), "--min-confidence", "1.01", *QUICK])
+    main(["predict", str(trained_run.run), str(image_folder / "more"), "--min-confidence", "1", *QUICK])
     table = capsys.readouterr().out
     assert table.count("uncertain") == len(FASHIONAI)
 

@@ -152,7 +152,7 @@ def test_evaluate_submit_and_onnx_give_the_same_probabilities(tall_jpeg_run, tmp
     torch_answers, onnx_answers, model = tmp_path / "torch.csv", tmp_path / "onnx.csv", tmp_path / "model.onnx"
     common = ["--workers", "0", "--batch-size", "5"]
     assert main(["submit", str(run), str(questions), "--out", str(torch_answers), *common]) == 0
-    assert main(["export", str(run), "--onnx", str(model)]) == 0
+    assert main(["export", str(run), "--out", str(model)]) == 0
     assert main(["submit", str(model), str(questions), "--out", str(onnx_answers), *common]) == 0
     capsys.readouterr()
     for answers, tolerance in ((torch_answers, 1e-5), (onnx_answers, 1e-4)):

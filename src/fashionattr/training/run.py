@@ -19,7 +19,6 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from tqdm import tqdm
 
 from fashionattr.checkpoint import load_checkpoint, model_from_checkpoint
 from fashionattr.config import TrainConfig
@@ -38,6 +37,7 @@ from fashionattr.errors import DiskFullError, UserError
 from fashionattr.io import atomic_write_text, is_disk_full
 from fashionattr.metrics import Scores, score
 from fashionattr.models import create_model, model_preprocessing
+from fashionattr.progress import progress
 from fashionattr.run_dir import RunDir
 from fashionattr.schema import Schema
 from fashionattr.training.calibrate import calibrate_run
@@ -145,8 +145,8 @@ def _fit(config: TrainConfig, attributes: list[str], run: RunDir, context: Distr
         loaders.sampler.set_epoch(epoch)
         generator = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch * 7_919 + context.rank)
         total = min(len(loaders.sampler), steps_per_epoch * config.batch_size)
-        with tqdm(total=total, disable=not (config.progress and context.is_main), unit="img",
-                  desc=f"epoch {epoch + 1}/{config.epochs}", leave=False) as bar:  # fmt: skip
+        with progress(total, desc=f"epoch {epoch + 1}/{config.epochs}", unit="img",
+                      enabled=config.progress and context.is_main, leave=False) as bar:  # fmt: skip
             try:
                 stats = train_one_epoch(train_model, optimizer, trainables.scheduler, loaders.train, context,
                                         settings, generator, scaler=trainables.scaler, ema=trainables.ema,
