@@ -103,7 +103,8 @@ def main() -> int:
                 page.wait_for_function(LOADED, arg="#similar img")
                 args.out.mkdir(parents=True, exist_ok=True)
                 page.screenshot(path=str(args.out / "screenshot-predict.png"), full_page=True)
-                page.locator("[data-attribute=skirt_length_labels] h3").click()  # where the model looks
+                card = page.locator("[data-testid=attribute][data-attribute=skirt_length_labels]")
+                card.locator("h3").click()  # where the model looks
                 page.locator("[data-testid=heatmap-caption]").wait_for(state="visible")
                 page.wait_for_function("document.getElementById('preview').src.startsWith('data:image/png')")
                 page.screenshot(path=str(args.out / "screenshot-heatmap.png"), full_page=True)

@@ -103,7 +103,7 @@ def load_explainer(args: argparse.Namespace, path: str | Path) -> Explainer:
 def explain_images(args: argparse.Namespace) -> int:
     from fashionattr.data.images import ImageError
     from fashionattr.errors import UserError
-    from fashionattr.explain.pictures import caption, contact_sheet, overlay, write_png
+    from fashionattr.explain.pictures import caption, contact_sheet, heatmap_picture, overlay, write_png
     from fashionattr.inference import expand_inputs
     from fashionattr.io import atomic_write_text
 
@@ -136,9 +136,8 @@ def explain_images(args: argparse.Namespace) -> int:
         for attribute in attributes:
             heatmap = by_attribute[attribute][number]
             name = f"{number:03d}_{path.stem}_{attribute.removesuffix('_labels')}.png"
-            picture = overlay(heatmap)
-            write_png(out / name, picture)
-            tiles.append((picture, caption(heatmap)))
+            write_png(out / name, heatmap_picture(heatmap))  # enlarged, captioned, with the colour scale
+            tiles.append((overlay(heatmap), caption(heatmap)))
             predicted = explainer.schema.attribute(attribute).classes[heatmap.predicted_index]
             writer.writerow([str(path), attribute, heatmap.class_name, f"{heatmap.probability:.6f}", predicted,
                              *heatmap.peak, name])  # fmt: skip
