@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -65,7 +67,8 @@ def test_csv_to_a_file_with_top_k_and_selected_attributes(trained_run, image_fol
     assert code == 1
     assert f"wrote {GOOD_IMAGES + 1} prediction(s)" in capsys.readouterr().err
     rows = list(csv.DictReader(out_file.open(newline="")))
-    assert list(rows[0]) == ["path", "attribute", "value", "confidence", "probabilities", "error"]
+    assert list(rows[0]) == ["path", "attribute", "value", "confidence", "applies", "applicability", "probabilities",
+                             "error"]  # fmt: skip
     good = [r for r in rows if not r["error"]]
     assert len(good) == GOOD_IMAGES * 2
     assert {r["attribute"] for r in good} == {"coat_length_labels", "sleeve_length_labels"}
@@ -159,3 +162,28 @@ def test_usage_errors_exit_2(trained_run, trained_per_attribute_run, tmp_path, c
     assert predictor.with_attributes("coat_length").attributes == ["coat_length_labels"]
     with pytest.raises(UserError, match="does not predict skirt_length_labels"):
         predictor.with_attributes(["skirt_length", "coat_length"])
+
+
+def test_an_attribute_that_does_not_apply_is_null_in_json_and_n_a_in_tables(trained_run, image_folder, capsys,
+                                                                             monkeypatch):  # fmt: skip
+    """A close-up has no skirt length: JSON says value null and applies false, the table and CSV print n/a."""
+    original = Predictor.results
+
+    def no_skirt(self, probs, row):
+        answers = original(self, probs, row)
+        answers["skirt_length_labels"] = replace(answers["skirt_length_labels"], value=None, applies=False,
+                                                 applicability=0.03)  # fmt: skip
+        return answers
+
+    monkeypatch.setattr(Predictor, "results", no_skirt)
+    main(["predict", str(trained_run.run), str(image_folder / "more"), "--format", "jsonl", *QUICK])
+    [entry] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    skirt = entry["attributes"]["skirt_length_labels"]
+    assert skirt["value"] is None and skirt["applies"] is False and skirt["uncertain"] is False
+    main(["predict", str(trained_run.run), str(image_folder / "more"), *QUICK])
+    [line] = [line for line in capsys.readouterr().out.splitlines() if "skirt_length_labels" in line]
+    assert line.split()[1] == "n/a"
+    main(["predict", str(trained_run.run), str(image_folder / "more"), "--format", "csv", *QUICK])
+    rows = {row["attribute"]: row for row in csv.DictReader(io.StringIO(capsys.readouterr().out))}
+    assert rows["skirt_length_labels"]["value"] == "n/a" and rows["skirt_length_labels"]["applies"] == "false"
+    assert rows["coat_length_labels"]["applies"] == "true"

@@ -522,3 +522,29 @@ def test_a_model_worker_that_stopped_is_503_and_healthz_says_down(trained_run, p
         health = local.get("/healthz")
         assert health.status_code == 503 and health.json()["parts"]["model"]["status"] == "down"
         assert local.get("/v1/schema").status_code == 200  # what does not need the model still answers
+
+
+def test_an_attribute_that_does_not_apply_is_answered_with_value_null(trained_run, photo_bytes, monkeypatch):
+    from dataclasses import replace
+
+    from fastapi.testclient import TestClient
+
+    from fashionattr.serve import ServeSettings, create_app
+
+    original = Predictor.results
+
+    def no_skirt(self, probs, row):
+        answers = original(self, probs, row)
+        answers["skirt_length_labels"] = replace(answers["skirt_length_labels"], value=None, applies=False,
+                                                 applicability=0.03)  # fmt: skip
+        return answers
+
+    monkeypatch.setattr(Predictor, "results", no_skirt)
+    app = create_app(Predictor.from_path(trained_run.run, device="cpu"), None, ServeSettings(max_batch=4))
+    with TestClient(app) as local:
+        name, data = photo_bytes[0]
+        [entry] = local.post("/v1/predict", files=[("files", (name, data))]).json()["predictions"]
+    skirt = entry["attributes"]["skirt_length_labels"]
+    assert skirt["value"] is None and skirt["applies"] is False and skirt["applicability"] == 0.03
+    assert skirt["uncertain"] is False and len(skirt["probabilities"]) == 6  # the head's answer is still there
+    assert entry["attributes"]["coat_length_labels"]["applies"] is True

@@ -28,13 +28,22 @@ from fashionattr.commands.options import (
 
 if TYPE_CHECKING:
     from fashionattr.inference import Prediction, Predictor
+    from fashionattr.inference.predictor import AttributeResult
 
 FORMATS = ("json", "jsonl", "csv", "table")
 SUFFIX_FORMATS = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
 TABLE_TOP_K = 3
 """Classes a table lists per attribute when --top-k is not given (all of them would not fit a line)."""
-CSV_HEADER = ("path", "attribute", "value", "confidence", "probabilities", "error")
+CSV_HEADER = ("path", "attribute", "value", "confidence", "applies", "applicability", "probabilities", "error")
 UNCERTAIN = "uncertain"
+NOT_APPLICABLE = "n/a"
+
+
+def shown_value(result: AttributeResult) -> str:
+    """What a table or CSV cell shows: the value, `n/a` where the attribute does not apply, else `uncertain`."""
+    if not result.applies:
+        return NOT_APPLICABLE
+    return result.value or UNCERTAIN
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -44,7 +53,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Predict every attribute of the model (or those named) for image files and folders (searched "
         "recursively). MODEL is a checkpoint, a run directory, a folder of per-attribute runs, or an exported "
         ".onnx file. Output: json (an array), jsonl (one object per line), csv (path,attribute,value,confidence,"
-        "probabilities,error; probabilities as a JSON object) or an aligned table. Unreadable files get an error "
+        "applies,applicability,probabilities,error; probabilities as a JSON object) or an aligned table; an attribute "
+        "that does not apply to the photo has value null (n/a in a table or CSV). Unreadable files get an error "
         "entry and exit code 1; the others are still predicted.",
     )
     add_model(parser)
@@ -185,12 +195,13 @@ class CsvWriter:
     def write(self, prediction: Prediction) -> None:
         for name, result in prediction.attributes.items():
             probabilities = dict(result.top(self.top_k)) if self.top_k else result.probabilities
-            self.writer.writerow([prediction.source, name, result.value or UNCERTAIN, f"{result.confidence:.6f}",
+            self.writer.writerow([prediction.source, name, shown_value(result), f"{result.confidence:.6f}",
+                                  str(result.applies).lower(), f"{result.applicability:.6f}",
                                   json.dumps(probabilities, separators=(",", ":")), ""])  # fmt: skip
         self.stream.flush()
 
     def write_error(self, path: str, reason: str) -> None:
-        self.writer.writerow([path, "", "", "", "", reason])
+        self.writer.writerow([path, "", "", "", "", "", "", reason])
         self.stream.flush()
 
     def close(self) -> None:
@@ -212,7 +223,7 @@ class TableWriter:
             # A confident answer lists the runners-up; an uncertain one lists its best guesses.
             listed = result.top(self.top_k) if result.uncertain else result.top(self.top_k)[1:]
             others = ", ".join(f"{c} {p:.1%}" for c, p in listed)
-            value = result.value or UNCERTAIN
+            value = shown_value(result)
             lines.append(
                 f"  {name:<{self.name_width}}  {value:<{self.value_width}}  {result.confidence:>6.1%}  {others}"
             )
