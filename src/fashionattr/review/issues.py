@@ -30,7 +30,7 @@ CSV_HEADER = ("path", "attribute", "given", "suggested", "score", "given_probabi
 
 @dataclass(frozen=True)
 class LabelIssue:
-    """A label that is probably wrong: what it says, what the model suggests, and how sure the review is (0-1)."""
+    """A candidate label: what it says, what the model suggests, and how strongly the model disagrees (0-1)."""
 
     record: LabelRecord
     given: str
