@@ -141,8 +141,8 @@ def test_checkpoints_older_than_calibration_answer_with_raw_probabilities(traine
 
 def test_onnx_graph_carries_the_temperatures(overconfident_run: RunDir, tmp_path: Path, capsys) -> None:
     calibrated_onnx, raw_onnx = tmp_path / "calibrated.onnx", tmp_path / "raw.onnx"
-    assert main(["export", str(overconfident_run.path), "--onnx", str(calibrated_onnx)]) == 0
-    assert main(["export", str(overconfident_run.path), "--onnx", str(raw_onnx), "--no-calibration"]) == 0
+    assert main(["export", str(overconfident_run.path), "--out", str(calibrated_onnx)]) == 0
+    assert main(["export", str(overconfident_run.path), "--out", str(raw_onnx), "--no-calibration"]) == 0
     images = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     for onnx_file, calibrated in ((calibrated_onnx, True), (raw_onnx, False)):
         torch_probs, _ = Predictor.from_path(overconfident_run.path, device="cpu", calibrated=calibrated).probabilities(

@@ -231,7 +231,7 @@ def test_opening_a_missing_or_foreign_database_is_a_user_error(tmp_path):
 
 def test_command_line_index_search_and_similar(photos, trained_run, tmp_path, capsys, catalog_db):
     db = catalog_db
-    code = main(["catalog", "index", str(photos), "--model", str(trained_run.run), "--db", str(db),
+    code = main(["catalog", "index", str(trained_run.run), str(photos), "--catalog", str(db),
                  "--workers", "0", "--batch-size", "4", "--device", "cpu"])  # fmt: skip
     out, err = capsys.readouterr()
     assert code == 1  # broken.jpg is listed, the rest indexed
@@ -240,26 +240,26 @@ def test_command_line_index_search_and_similar(photos, trained_run, tmp_path, ca
     catalog = Catalog(db)
     attribute, value = next((a, v) for a, c in catalog.facets().items() for v, n in c.items() if n > 0)
     short = FASHIONAI.attribute(attribute).short_name
-    assert main(["catalog", "search", "--db", str(db), "--where", f"{short}={value}", "--limit", "3"]) == 0
+    assert main(["catalog", "search", "--catalog", str(db), "--where", f"{short}={value}", "--limit", "3"]) == 0
     out, err = capsys.readouterr()
     lines = out.strip().splitlines()
-    assert 1 <= len(lines) <= 3 and all(f"{short}={value}" in line for line in lines)
+    assert 1 <= len(lines) <= 3 and all(f"{attribute}={value}" in line for line in lines)  # input short, output full
     assert all(Path(line.split("\t")[0]).is_file() for line in lines)
     assert "matching" in err
 
-    assert main(["catalog", "search", "--db", str(db), "--where", "sleeve=Long Sleeves"]) == 2
+    assert main(["catalog", "search", "--catalog", str(db), "--where", "sleeve=Long Sleeves"]) == 2
     assert "unknown attribute 'sleeve'" in capsys.readouterr().err
 
-    assert main(["catalog", "facets", "--db", str(db), "--where", f"{short}={value}"]) == 0
+    assert main(["catalog", "facets", "--catalog", str(db), "--where", f"{short}={value}"]) == 0
     out, err = capsys.readouterr()
     rows = dict(line.split("\t") for line in out.strip().splitlines())
-    assert list(rows) == [a.short_name for a in FASHIONAI]
-    counts = dict(pair.rsplit("=", 1) for pair in rows[short].split("  "))
+    assert list(rows) == FASHIONAI.names  # attributes are output by their one name
+    counts = dict(pair.rsplit("=", 1) for pair in rows[attribute].split("  "))
     assert int(counts[value]) == catalog.facets()[attribute][value]  # its own filter does not narrow it
     assert f"{catalog.search({attribute: value}, limit=0).total} matching" in err
 
     indexed_file = sorted((photos / "pant_length").iterdir())[0]
-    assert main(["catalog", "similar", "--db", str(db), str(indexed_file), "-k", "3"]) == 0
+    assert main(["catalog", "similar", "--catalog", str(db), str(indexed_file), "-k", "3"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 3
     score, path = lines[0].split("\t")
@@ -267,6 +267,6 @@ def test_command_line_index_search_and_similar(photos, trained_run, tmp_path, ca
 
     new_file = tmp_path / "outside.jpg"  # not in the catalogue: embedded with the catalogue's model
     shutil.copy(indexed_file, new_file)
-    assert main(["catalog", "similar", "--db", str(db), str(new_file), "-k", "2", "--device", "cpu"]) == 0
+    assert main(["catalog", "similar", "--catalog", str(db), str(new_file), "-k", "2", "--device", "cpu"]) == 0
     score, path = capsys.readouterr().out.strip().splitlines()[0].split("\t")
     assert Path(path) == indexed_file.resolve() and float(score) == pytest.approx(1.0, abs=1e-3)

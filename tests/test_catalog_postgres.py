@@ -131,7 +131,7 @@ def torchrun(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 def test_two_indexers_on_one_folder_at_once_leave_one_row_per_image(trained_run, postgres, tmp_path):
     photos = make_photo_folder(trained_run.data, tmp_path / "photos")
     url = postgres.new_database()
-    argv = cli("catalog", "index", str(photos), "--model", str(trained_run.run), "--db", url, "--workers", "0",
+    argv = cli("catalog", "index", str(trained_run.run), str(photos), "--catalog", url, "--workers", "0",
                "--batch-size", "2", "--device", "cpu")  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     processes = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
@@ -158,7 +158,7 @@ def test_torchrun_ranks_tag_disjoint_shards_and_a_killed_rank_is_finished_by_the
     store.close()
     assert survived < 9
 
-    rerun = torchrun("-m", "fashionattr", "catalog", "index", str(photos), "--model", str(trained_run.run), "--db",
+    rerun = torchrun("-m", "fashionattr", "catalog", "index", str(trained_run.run), str(photos), "--catalog",
                      url, "--workers", "0", "--batch-size", "2", "--device", "cpu")  # fmt: skip
     assert rerun.returncode == 1  # broken.jpg is listed
     summary = [line for line in rerun.stdout.splitlines() if "added" in line]

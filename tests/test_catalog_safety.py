@@ -57,8 +57,8 @@ def assert_one_line_error(code: int, err: str, *words: str) -> None:
 
 
 def read_only_commands(db: str, image: Path) -> list[list[str]]:
-    return [["catalog", "search", "--db", db], ["catalog", "facets", "--db", db],
-            ["catalog", "similar", "--db", db, str(image)]]  # fmt: skip
+    return [["catalog", "search", "--catalog", db], ["catalog", "facets", "--catalog", db],
+            ["catalog", "similar", "--catalog", db, str(image)]]  # fmt: skip
 
 
 @pytest.fixture
@@ -70,7 +70,7 @@ def photos(trained_run, tmp_path: Path) -> Path:
 def test_a_foreign_sqlite_file_is_never_changed(trained_run, photos, tmp_path, capsys, wal):
     db = foreign_sqlite(tmp_path / "other.sqlite", wal=wal)
     before = digest(db)
-    code, err = run_cli(capsys, "catalog", "index", str(photos), "--model", str(trained_run.run), "--db", str(db),
+    code, err = run_cli(capsys, "catalog", "index", str(trained_run.run), str(photos), "--catalog", str(db),
                         "--workers", "0", "--device", "cpu")  # fmt: skip
     assert_one_line_error(code, err, str(db), "not a fashionattr catalogue", "items")
     for argv in read_only_commands(str(db), photos / "broken.jpg"):
@@ -88,13 +88,13 @@ def test_files_that_are_not_sqlite_are_refused_untouched(trained_run, photos, tm
     text = tmp_path / "notes.txt"
     text.write_text("shopping list\n" * 20)
     before = digest(text)
-    code, err = run_cli(capsys, "catalog", "index", str(photos), "--model", str(trained_run.run), "--db", str(text))
+    code, err = run_cli(capsys, "catalog", "index", str(trained_run.run), str(photos), "--catalog", str(text))
     assert_one_line_error(code, err, "not an SQLite file")
-    assert_one_line_error(*run_cli(capsys, "catalog", "search", "--db", str(text)), "not an SQLite file")
+    assert_one_line_error(*run_cli(capsys, "catalog", "search", "--catalog", str(text)), "not an SQLite file")
     assert digest(text) == before
     fifo = tmp_path / "pipe.sqlite"
     os.mkfifo(fifo)
-    assert_one_line_error(*run_cli(capsys, "catalog", "search", "--db", str(fifo)), "not an SQLite file")
+    assert_one_line_error(*run_cli(capsys, "catalog", "search", "--catalog", str(fifo)), "not an SQLite file")
 
 
 def test_read_only_commands_never_create_a_database(photos, tmp_path, capsys):
@@ -117,7 +117,7 @@ def test_an_older_catalogue_format_is_named_and_left_alone(trained_run, photos, 
         conn.executemany("INSERT INTO meta VALUES (?, ?)", [("format", "1"), ("model_fingerprint", "abc")])
     conn.close()
     before = digest(db)
-    code, err = run_cli(capsys, "catalog", "index", str(photos), "--model", str(trained_run.run), "--db", str(db))
+    code, err = run_cli(capsys, "catalog", "index", str(trained_run.run), str(photos), "--catalog", str(db))
     assert_one_line_error(code, err, "older fashionattr", "new --db")
     assert digest(db) == before
 
@@ -126,12 +126,12 @@ def test_a_second_indexer_of_an_sqlite_catalogue_is_told_it_is_busy(trained_run,
     db = tmp_path / "catalog.sqlite"
     writer = open_store(db, write=True)  # what a running `catalog index` holds for its whole run
     try:
-        code, err = run_cli(capsys, "catalog", "index", str(photos), "--model", str(trained_run.run), "--db",
+        code, err = run_cli(capsys, "catalog", "index", str(trained_run.run), str(photos), "--catalog",
                             str(db), "--workers", "0", "--device", "cpu")  # fmt: skip
         assert_one_line_error(code, err, "another `fashionattr catalog index` is writing")
     finally:
         writer.close()
-    code, _ = run_cli(capsys, "catalog", "index", str(photos), "--model", str(trained_run.run), "--db", str(db),
+    code, _ = run_cli(capsys, "catalog", "index", str(trained_run.run), str(photos), "--catalog", str(db),
                       "--workers", "0", "--device", "cpu")  # fmt: skip
     assert code == 1 and len(Catalog(db)) == 9  # free again: broken.jpg listed, the rest indexed
 
@@ -152,7 +152,7 @@ def test_a_foreign_postgresql_database_is_refused_untouched(trained_run, photos,
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE TABLE items (id SERIAL PRIMARY KEY, name TEXT)")
         conn.execute("INSERT INTO items (name) VALUES ('invoice'), ('receipt')")
-    code, err = run_cli(capsys, "catalog", "index", str(photos), "--model", str(trained_run.run), "--db", url,
+    code, err = run_cli(capsys, "catalog", "index", str(trained_run.run), str(photos), "--catalog", url,
                         "--workers", "0", "--device", "cpu")  # fmt: skip
     assert_one_line_error(code, err, "not a fashionattr catalogue", "items")
     for argv in read_only_commands(url, photos / "broken.jpg"):
@@ -172,7 +172,7 @@ def test_a_foreign_postgresql_database_is_refused_untouched(trained_run, photos,
 
 def test_an_unreachable_postgresql_server_is_one_line(capsys, tmp_path):
     url = f"postgresql://someone:secret@/catalog?host={tmp_path}"  # no server listens on this socket folder
-    code, err = run_cli(capsys, "catalog", "search", "--db", url)
+    code, err = run_cli(capsys, "catalog", "search", "--catalog", url)
     assert_one_line_error(code, err, "cannot connect to PostgreSQL")
     assert "secret" not in err
 

@@ -24,7 +24,7 @@ QUICK = ["--workers", "0", "--batch-size", "3"]
 @pytest.fixture(scope="module")
 def exported(trained_run: TrainedRun, tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("onnx") / "model.onnx"
-    assert main(["export", str(trained_run.run), "--onnx", str(path)]) == 0
+    assert main(["export", str(trained_run.run), "--out", str(path)]) == 0
     return path
 
 
@@ -97,7 +97,7 @@ def test_predict_with_the_onnx_backend(trained_run, exported, tmp_path, capsys):
 
 def test_per_attribute_folder_exports_as_one_graph(trained_per_attribute_run, tmp_path, capsys):
     path = tmp_path / "per-attribute.onnx"
-    assert main(["export", str(trained_per_attribute_run.run), "--onnx", str(path)]) == 0
+    assert main(["export", str(trained_per_attribute_run.run), "--out", str(path)]) == 0
     assert "largest probability difference" in capsys.readouterr().out
     onnx_predictor = load_predictor(path)
     assert onnx_predictor.attributes == PER_ATTRIBUTE
@@ -118,5 +118,5 @@ def test_clear_errors_for_wrong_files_and_backends(trained_run, tmp_path, capsys
         load_predictor(trained_run.run, backend="onnx")
     with pytest.raises(UserError, match="not found"):
         load_predictor(tmp_path / "missing.onnx")
-    assert main(["export", str(trained_run.run), "--onnx", str(tmp_path / "model.bin")]) == 2
+    assert main(["export", str(trained_run.run), "--out", str(tmp_path / "model.bin")]) == 2
     assert ".onnx" in capsys.readouterr().err

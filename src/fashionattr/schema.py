@@ -40,6 +40,11 @@ class Attribute:
         """`coat_length_labels` -> `coat_length`, the name used in tables."""
         return self.name.removesuffix("_labels")
 
+    @property
+    def label(self) -> str:
+        """`coat_length_labels` -> `Coat length`, the name shown to people on pages and pictures."""
+        return self.short_name.replace("_", " ").capitalize()
+
     def class_index(self, class_name: str) -> int:
         try:
             return self.classes.index(class_name)

@@ -180,14 +180,14 @@ def _changed_files(store: CatalogStore, root: Path, files: Sequence[str], report
     A file that cannot be read, or is not a regular file (a FIFO, a link to a device), is recorded as an error
     at once: it is never handed to the decoder, which could block on it.
     """
-    from tqdm import tqdm
+    from fashionattr.progress import tracked
 
     known = store.known_items()
     failed = store.known_errors()
     pending: list[ItemRow] = []
     unreadable: list[tuple[ItemRow, str]] = []
     touched: list[tuple[int, float, str]] = []
-    for rel in tqdm(files, desc="hashing", unit="file", disable=not progress, leave=False):
+    for rel in tracked(files, desc="hashing", unit="file", enabled=progress, leave=False):
         try:
             digest, size, mtime = file_state(root / rel)
         except FileReadError as exc:
@@ -210,14 +210,14 @@ def _changed_files(store: CatalogStore, root: Path, files: Sequence[str], report
 def _tag_files(store: CatalogStore, root: Path, pending: Sequence[ItemRow], predictor: Predictor,
                report: IndexReport, batch_size: int, workers: int, progress: bool) -> None:  # fmt: skip
     """Run the model over `pending` and write each batch's rows in one transaction."""
-    from tqdm import tqdm
+    from fashionattr.progress import progress as progress_bar
 
     if not pending:
         return
     known = set(store.known_items())
     states = {str(root / f.path): f for f in pending}
     rows: list[tuple[ItemRow, Any]] = []
-    with tqdm(total=len(pending), desc="tagging", unit="img", disable=not progress) as bar:
+    with progress_bar(len(pending), desc="tagging", unit="img", enabled=progress) as bar:
         for entry in predictor.predict_paths(list(states), batch_size=batch_size, workers=workers, embed=True):
             rows.append((states[_source(entry)], entry))
             if len(rows) >= batch_size:

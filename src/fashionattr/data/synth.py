@@ -158,7 +158,7 @@ def generate_dataset(
         raise ValueError(f"test_fraction {test_fraction} leaves no training image of {per_class} per class")
     if size < 16:
         raise ValueError(f"image size must be at least 16 pixels, got {size}")
-    from tqdm import tqdm
+    from fashionattr.progress import progress as progress_bar
 
     start = time.perf_counter()
     root = Path(out)
@@ -169,7 +169,7 @@ def generate_dataset(
     tasks = [(str(root), size, seed, job) for job in jobs]
     workers = max(1, workers if workers is not None else (os.cpu_count() or 1))
     results: list[_Made] = []
-    with tqdm(total=len(tasks), desc="synth", unit="img", disable=not progress) as bar:
+    with progress_bar(len(tasks), desc="synth", unit="img", enabled=progress) as bar:
         if workers == 1:
             for task in tasks:
                 results.append(_make_image(task))

@@ -19,7 +19,6 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from tqdm import tqdm
 
 from fashionattr.applicability import UNLABELLED_SHARE
 from fashionattr.applicability.modules import invisible_indices
@@ -42,6 +41,7 @@ from fashionattr.metrics import Scores, score
 from fashionattr.models.backbones import model_preprocessing
 from fashionattr.models.layouts import layout_of
 from fashionattr.models.networks import create_model
+from fashionattr.progress import progress
 from fashionattr.run_dir import RunDir
 from fashionattr.schema import Schema
 from fashionattr.training.applicability import fit_run_applicability
@@ -154,8 +154,8 @@ def _fit(config: TrainConfig, attributes: list[str], run: RunDir, context: Distr
         loaders.sampler.set_epoch(epoch)
         generator = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch * 7_919 + context.rank)
         total = min(len(loaders.sampler), steps_per_epoch * config.batch_size)
-        with tqdm(total=total, disable=not (config.progress and context.is_main), unit="img",
-                  desc=f"epoch {epoch + 1}/{config.epochs}", leave=False) as bar:  # fmt: skip
+        with progress(total, desc=f"epoch {epoch + 1}/{config.epochs}", unit="img",
+                      enabled=config.progress and context.is_main, leave=False) as bar:  # fmt: skip
             try:
                 stats = train_one_epoch(train_model, optimizer, trainables.scheduler, loaders.train, context,
                                         settings, generator, scaler=trainables.scaler, ema=trainables.ema,
