@@ -72,6 +72,7 @@ class TrainConfig:
     tta: bool = False
     applicability: str = DEFAULT_METHOD
     applicability_weight: float = 0.5
+    applicability_negatives: float = 1.0
     augment: str = "standard"
     flip: bool | None = None
     zoom: list[float] | None = None
@@ -221,6 +222,8 @@ def validate(config: TrainConfig) -> None:
         (c.layout in LAYOUTS, f"layout must be one of {', '.join(LAYOUTS)}, got {c.layout!r}"),
         (0.0 <= c.applicability_weight <= 10.0,
          f"applicability weight must be in [0, 10] (0: no applicability head), got {c.applicability_weight}"),
+        (0.0 <= c.applicability_negatives <= 1.0,
+         f"applicability negatives must be in [0, 1], got {c.applicability_negatives}"),
         (c.applicability in (*METHODS, "none"),
          f"applicability must be one of {', '.join(METHODS)} or none, got {c.applicability!r}"),
         (c.interpolation is None or c.interpolation in RESAMPLING,

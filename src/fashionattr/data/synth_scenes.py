@@ -384,6 +384,7 @@ def skirt_scene(sc: Scene, attr: Attribute, target: int) -> tuple[int, ...]:
     dress = sc.rng.random() < 0.4
     sc.category = "dress" if dress else "skirt"
     skirt = draw_outfit(sc, random_sleeve_end(sc.rng), ("skirt", hem), dress=dress)
+    maybe_coat_over(sc, hem)
     sc.mark_hem(skirt, hem)
     draw_prop(sc)
     return maybe
@@ -401,6 +402,7 @@ def pant_scene(sc: Scene, attr: Attribute, target: int) -> tuple[int, ...]:
     hem, maybe = pick_length(sc.rng, attr, target, PANT_HEM)
     draw_figure(sc)
     pants = draw_outfit(sc, random_sleeve_end(sc.rng), ("pants", hem))
+    maybe_coat_over(sc, hem)
     sc.mark_hem(pants, hem)
     draw_prop(sc)
     return maybe
@@ -423,10 +425,60 @@ def sleeve_scene(sc: Scene, attr: Attribute, target: int) -> tuple[int, ...]:
     draw_figure(sc)
     dress = sc.rng.random() < 0.3
     sc.category = "dress" if dress else "top"
-    draw_outfit(sc, max(end, 0.0), random_lower(sc), dress=dress)
+    if end >= SLEEVE_END["Elbow Sleeves"] - 0.02 and sc.rng.random() < COAT_OVER_RATE / (1 - COAT_OVER_RATE):
+        # the labelled sleeves are a coat's, over a shirt whose own sleeves it covers
+        draw_outfit(sc, min(max(end, 0.0), SLEEVE_END["Short Sleeves"]), random_lower(sc), dress=dress)
+        draw_coat(sc, float(sc.rng.choice(list(COAT_HEM.values()))), max(end, 0.0))
+        sc.category = "coat"
+    else:
+        draw_outfit(sc, max(end, 0.0), random_lower(sc), dress=dress)
     sc.mark_sleeve_ends(max(end, 0.0))
     draw_prop(sc)
     return maybe
+
+
+def draw_coat(sc: Scene, hem: float, sleeve_end: float) -> Poly:
+    """A buttoned coat over whatever is drawn, hem at body-y `hem`, sleeves ending `sleeve_end` along the arm.
+
+    It covers what is under it (the trousers above its hem, the shirt's sleeves); returns its body's outline.
+    """
+    paint = sc.paint()
+    flare = float(sc.rng.uniform(0.0, 0.15))
+    edge = fig.neckline_edge(sc.body, "v", depth=max(0.0, min(float(sc.rng.uniform(0.0, 0.03)), hem - 0.265)))
+    body = clip_below(fig.top_polygon(sc.body, edge, hem, ease=0.016, flare=flare), hem)
+    coat_sleeves = fig.sleeves(sc.body, sleeve_end, ease=0.01)
+    sc.canvas.fill([body, *coat_sleeves], paint)
+    for shape in (body, *coat_sleeves):
+        sc.cover(shape)
+    sc.record(COAT, class_at(COAT_HEM, hem), (hem_box([body], hem),))
+    sc.record_sleeves(sleeve_end)
+    sc.record(NECKLINE, None)
+    sc.record(LAPEL, None)  # an open coat without lapels, too small to tell from a whole figure
+    edge_colour = paint.edge
+    sc.canvas.lines([(0.0, 0.28), (0.0, hem)], edge_colour, 0.004)
+    for y in np.arange(0.3, min(hem, 0.6) - 0.02, 0.06):
+        sc.canvas.fill([ellipse(0.012, float(y), 0.006, 0.006, n=8)], edge_colour, outline=False)
+    return body
+
+
+COAT_OVER_RATE = 0.15
+"""Share of skirt, trouser and sleeve photos with a coat over the outfit, so each head sees its part beside a coat as
+catalogue photos show it (the coat's hem above the skirt's or trousers', its sleeves the sleeves labelled)."""
+COAT_OVER_GAP = 0.08
+"""How far above a skirt's or trousers' hem the hem of a coat worn over them ends."""
+
+
+def maybe_coat_over(sc: Scene, below: float | None, sleeve_end: float | None = None) -> bool:
+    """Sometimes (`COAT_OVER_RATE`) a coat ending above body-y `below`; with `sleeve_end`, its sleeves end there."""
+    if sc.rng.random() >= COAT_OVER_RATE:
+        return False
+    hems = [h for h in COAT_HEM.values() if below is None or h <= below - COAT_OVER_GAP]
+    if not hems:
+        return False
+    end = sleeve_end if sleeve_end is not None else float(sc.rng.choice([SLEEVE_END["3/4 Sleeves"],
+                                                                          SLEEVE_END["Wrist Length"]]))  # fmt: skip
+    draw_coat(sc, float(sc.rng.choice(hems)), end)
+    return True
 
 
 def coat_scene(sc: Scene, attr: Attribute, target: int) -> tuple[int, ...]:
@@ -438,23 +490,8 @@ def coat_scene(sc: Scene, attr: Attribute, target: int) -> tuple[int, ...]:
     lower = ("pants", PANT_HEM["Full Length"]) if sc.rng.random() < 0.6 else random_lower(sc)
     inner_sleeve = float(sc.rng.choice([v for v in SLEEVE_END.values() if v <= SLEEVE_END["3/4 Sleeves"]]))
     draw_outfit(sc, inner_sleeve, lower)
-    paint = sc.paint()
-    flare = float(sc.rng.uniform(0.0, 0.15))
-    edge = fig.neckline_edge(sc.body, "v", depth=max(0.0, min(float(sc.rng.uniform(0.0, 0.03)), hem - 0.265)))
-    body = clip_below(fig.top_polygon(sc.body, edge, hem, ease=0.016, flare=flare), hem)
     end = float(sc.rng.choice([SLEEVE_END["3/4 Sleeves"], SLEEVE_END["Wrist Length"], SLEEVE_END["Wrist Length"]]))
-    coat_sleeves = fig.sleeves(sc.body, end, ease=0.01)
-    sc.canvas.fill([body, *coat_sleeves], paint)
-    for shape in (body, *coat_sleeves):
-        sc.cover(shape)
-    sc.record(COAT, class_at(COAT_HEM, hem), (hem_box([body], hem),))
-    sc.record_sleeves(end)
-    sc.record(NECKLINE, None)
-    sc.record(LAPEL, None)  # an open coat without lapels, too small to tell from a whole figure
-    edge_colour = paint.edge
-    sc.canvas.lines([(0.0, 0.28), (0.0, hem)], edge_colour, 0.004)
-    for y in np.arange(0.3, min(hem, 0.6) - 0.02, 0.06):
-        sc.canvas.fill([ellipse(0.012, float(y), 0.006, 0.006, n=8)], edge_colour, outline=False)
+    body = draw_coat(sc, hem, end)
     if invisible:
         y0, y1, hw = sc.rng.uniform(0.25, 0.28), sc.rng.uniform(0.95, 1.05), sc.rng.uniform(0.2, 0.3)
         draw_cover(sc, [(-hw, y0), (hw, y0), (hw, y1), (-hw, y1)])

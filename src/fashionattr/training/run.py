@@ -20,7 +20,6 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from fashionattr.applicability import UNLABELLED_SHARE
 from fashionattr.applicability.modules import invisible_indices
 from fashionattr.checkpoint import load_checkpoint, model_from_checkpoint
 from fashionattr.config import TrainConfig
@@ -136,7 +135,7 @@ def _fit(config: TrainConfig, attributes: list[str], run: RunDir, context: Distr
         channels_last=channels_last, maybe_weight=config.maybe_weight, label_smoothing=config.label_smoothing,
         clip_grad=config.clip_grad, max_steps=config.max_steps_per_epoch,
         applicability_weight=config.applicability_weight,
-        unlabelled_weight=UNLABELLED_SHARE / max(1, len(attributes) - 1),
+        unlabelled_weight=config.applicability_negatives,
         invisible=tuple(invisible_indices(schema, attributes).get(name, -1) for name in attributes),
     )  # fmt: skip
     num_classes = {name: schema.attribute(name).num_classes for name in attributes}
