@@ -117,6 +117,8 @@ def summarise(tags: dict[str, Any]) -> dict[str, Any]:
     return {
         "precision": tags["overall"]["precision"],
         "recall": tags["overall"]["recall"],
+        "decision_precision": tags["overall"]["decision_precision"],
+        "decision_recall": tags["overall"]["decision_recall"],
         "worst_precision": min(precisions) if precisions else None,
         "lengths_on_closeups": max(closeups) if closeups else None,
         "attributes": {name: {"precision": e["precision"], "recall": e["recall"]} for name, e in attributes.items()},
@@ -160,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{weight:<12} {spread([c['bp'] for c in challenge]):>12} {spread([c['map'] for c in challenge]):>12}")
     print("\nTags as a catalogue shows them (every attribute asked of every photo)")
     print(f"{'head weight':<12} {'method':<12} {'precision':>12} {'recall':>12} {'worst attr.':>12} "
-          f"{'lengths on close-ups':>21}")  # fmt: skip
+          f"{'lengths on close-ups':>21} {'decision precision':>19} {'decision recall':>16}")  # fmt: skip
     for weight, per_seed in results.items():
         for method in methods:
             rows = [per_seed[s][method] for s in seeds if method in per_seed[s]]
@@ -168,7 +170,9 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             print(f"{weight:<12} {method:<12} {spread([r['precision'] for r in rows]):>12} "
                   f"{spread([r['recall'] for r in rows]):>12} {spread([r['worst_precision'] for r in rows]):>12} "
-                  f"{spread([r['lengths_on_closeups'] for r in rows]):>21}")  # fmt: skip
+                  f"{spread([r['lengths_on_closeups'] for r in rows]):>21} "
+                  f"{spread([r['decision_precision'] for r in rows]):>19} "
+                  f"{spread([r['decision_recall'] for r in rows]):>16}")  # fmt: skip
     print("\nper attribute, precision / recall:")
     for weight, per_seed in results.items():
         for method in methods:

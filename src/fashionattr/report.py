@@ -211,22 +211,27 @@ def plot_tag_curves(curves: dict[str, dict[str, list[Any]]], path: str | Path,
     _save(figure, path)
 
 
-TAG_HEADER = ("attribute", "tags shown", "precision %", "values shown in photos", "recall %")
+TAG_HEADER = ("attribute", "tags shown", "precision %", "values shown in photos", "recall %", "on a photo showing the "
+              "part %", "parts shown tagged %")  # fmt: skip
 
 
 def tag_scores_section(scores: dict[str, Any], plot_name: str | None = None) -> list[str]:
     """Markdown: tag precision and recall per attribute and overall, how often each attribute is tagged per labelled
     set, and the precision-recall plot (`TagScores.to_dict()`)."""
-    rows = [[name.removesuffix("_labels"), str(entry["shown"]), _percent_cell(entry["precision"]),
-             str(entry["visible"]), _percent_cell(entry["recall"])]
-            for name, entry in scores["attributes"].items()]  # fmt: skip
-    overall = scores["overall"]
-    rows.append(["**all**", str(overall["shown"]), _percent_cell(overall["precision"]), str(overall["visible"]),
-                 _percent_cell(overall["recall"])])  # fmt: skip
+
+    def row(name: str, entry: dict[str, Any]) -> list[str]:
+        return [name, str(entry["shown"]), _percent_cell(entry["precision"]), str(entry["visible"]),
+                _percent_cell(entry["recall"]), _percent_cell(entry.get("decision_precision")),
+                _percent_cell(entry.get("decision_recall"))]  # fmt: skip
+
+    rows = [row(name.removesuffix("_labels"), entry) for name, entry in scores["attributes"].items()]
+    rows.append(row("**all**", scores["overall"]))
     lines = ["## Tags as a catalogue shows them", "",
              f"Every attribute asked of each of {scores['images']} images, scored against complete labels: a tag is "
              "shown only where the model decides the attribute applies. Precision: of the tags shown (where the truth "
-             "is known), the share right; recall: of the values the photos truly show, the share tagged right.", "",
+             "is known), the share right; recall: of the values the photos truly show, the share tagged right. The "
+             "last two columns score the decision alone, whatever the value: the share of tags on photos that show "
+             "the part, and the share of shown parts tagged.", "",
              markdown_table(rows, TAG_HEADER)]  # fmt: skip
     rates = scores.get("tag_rates") or {}
     if rates:

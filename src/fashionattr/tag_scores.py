@@ -49,11 +49,16 @@ class TagAnswers:
 
 @dataclass(frozen=True)
 class TagCounts:
-    """Counts behind tag precision and recall (known truth only)."""
+    """Counts behind tag precision and recall (known truth only).
+
+    `on_visible` (tags shown where the photo does show the part, right value or not) separates the two ways a tag can
+    be wrong: the decision that it applies (`decision_precision`, `decision_recall`), and the head's value.
+    """
 
     shown: int = 0
     correct: int = 0
     visible: int = 0
+    on_visible: int = 0
 
     @property
     def precision(self) -> float:
@@ -63,12 +68,25 @@ class TagCounts:
     def recall(self) -> float:
         return self.correct / self.visible if self.visible else float("nan")
 
+    @property
+    def decision_precision(self) -> float:
+        """Of the tags shown, the share on a photo that shows the part."""
+        return self.on_visible / self.shown if self.shown else float("nan")
+
+    @property
+    def decision_recall(self) -> float:
+        """Of the parts the photos show, the share tagged (whatever the value)."""
+        return self.on_visible / self.visible if self.visible else float("nan")
+
     def __add__(self, other: TagCounts) -> TagCounts:
-        return TagCounts(self.shown + other.shown, self.correct + other.correct, self.visible + other.visible)
+        return TagCounts(self.shown + other.shown, self.correct + other.correct, self.visible + other.visible,
+                         self.on_visible + other.on_visible)  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
-        return {"shown": self.shown, "correct": self.correct, "visible": self.visible,
-                "precision": _finite(self.precision), "recall": _finite(self.recall)}  # fmt: skip
+        return {"shown": self.shown, "correct": self.correct, "visible": self.visible, "on_visible": self.on_visible,
+                "precision": _finite(self.precision), "recall": _finite(self.recall),
+                "decision_precision": _finite(self.decision_precision),
+                "decision_recall": _finite(self.decision_recall)}  # fmt: skip
 
 
 def _finite(value: float) -> float | None:
@@ -81,7 +99,8 @@ def count_tags(answers: TagAnswers, shown: np.ndarray | None = None) -> TagCount
     known = answers.truth != UNDECIDED_TRUTH
     visible = answers.truth >= 0
     correct = shown & visible & (answers.predicted == answers.truth)
-    return TagCounts(int((shown & known).sum()), int(correct.sum()), int((visible & known).sum()))
+    return TagCounts(int((shown & known).sum()), int(correct.sum()), int((visible & known).sum()),
+                     int((shown & visible).sum()))  # fmt: skip
 
 
 def precision_recall_curve(answers: Sequence[TagAnswers], points: int = 101) -> dict[str, list[float | None]]:
@@ -137,11 +156,13 @@ def score_tags(answers: Mapping[str, TagAnswers], labelled: Sequence[str] | None
 def format_tag_scores(scores: TagScores) -> str:
     """A plain-text table of tag precision and recall per attribute and overall, for the terminal."""
     lines = [f"Tags as a catalogue shows them ({scores.images} images, every attribute asked):",
-             f"  {'attribute':<24} {'shown':>6} {'precision':>10} {'in photos':>10} {'recall':>8}"]  # fmt: skip
+             f"  {'attribute':<24} {'shown':>6} {'precision':>10} {'in photos':>10} {'recall':>8} "
+             f"{'on a shown part':>16}"]  # fmt: skip
     rows = [*scores.attributes.items(), ("all", scores.overall)]
     for name, counts in rows:
         precision = f"{100 * counts.precision:.1f}%" if counts.shown else "n/a"
         recall = f"{100 * counts.recall:.1f}%" if counts.visible else "n/a"
+        decision = f"{100 * counts.decision_precision:.1f}%" if counts.shown else "n/a"
         lines.append(f"  {name.removesuffix('_labels'):<24} {counts.shown:>6} {precision:>10} {counts.visible:>10} "
-                     f"{recall:>8}")  # fmt: skip
+                     f"{recall:>8} {decision:>16}")  # fmt: skip
     return "\n".join(lines)
