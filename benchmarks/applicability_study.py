@@ -1,10 +1,12 @@
 """Which photos show which attributes: the applicability methods compared on the same runs, over seeds.
 
-For each seed: the synthetic dataset (that seed), the `cpu-demo` recipe trained on it (that seed), then every method
-fitted on the same trained model and scored on the held-out test images against their complete labels, as a
-catalogue shows tags (every attribute asked of every photo). `every tag` is the catalogue before applicability: every
-attribute shown unless the head's top class is `Invisible`. `categories` keeps only the attributes a product's
-category can show (the schema's mapping), on top of the default method.
+For each seed and applicability-head weight: the synthetic dataset (that seed), the `cpu-demo` recipe trained on it
+(that seed; weight 0.5 is the recipe's own, 0 trains no head), then every method fitted on the same trained model and
+scored on the held-out test images against their complete labels, as a catalogue shows tags (every attribute asked of
+every photo). `every tag` is the catalogue before applicability: every attribute of every photo tagged with the head's
+top class (`Invisible` included, a value like the others). `categories` keeps only the attributes a product's
+category can show (the schema's mapping), on top of the default method. The challenge's own scores (test BP and mAP,
+the attribute given) come with each training weight.
 
     python benchmarks/applicability_study.py --workdir runs/applicability --seeds 0,1,2
 
@@ -78,7 +80,10 @@ def score_methods(data: Path, run: Path, methods: list[str]) -> dict[str, dict[s
     categories = read_categories(data / TEST_CATEGORIES_RELPATH)
     results: dict[str, dict[str, Any]] = {"challenge": challenge_scores(run)}
     head = loaded.model.applicability_head()
+    invisible = predictor.invisible
     for method in methods:
+        # The catalogue before this decision tagged every attribute of every photo, `Invisible` included.
+        predictor.invisible = {} if method == "every tag" else invisible
         if method == "every tag":
             loaded.applicability = Applicability(loaded.attributes, {})
         elif method == "categories" or (method == "head" and head is None):
@@ -87,6 +92,7 @@ def score_methods(data: Path, run: Path, methods: list[str]) -> dict[str, dict[s
             loaded.applicability = fit_applicability(method, fit, held_out, dataset.schema, loaded.attributes, head)
         scores = score_catalogue_tags(predictor, dataset.path, truth, labelled, workers=0)
         results[method] = summarise(scores.to_dict())
+    predictor.invisible = invisible
     if "categories" in methods:
         from fashionattr.applicability import DEFAULT_METHOD
 
