@@ -1,9 +1,11 @@
-"""Training choices measured side by side: `python benchmarks/recipe_study.py [--per-class 60] [--epochs 10] ...`.
+"""Training choices measured side by side, over seeds: `python benchmarks/recipe_study.py --seeds 0,1,2 ...`.
 
-Every variant trains on the same synthetic dataset, split and seed, with the same budget (epochs, image size),
-starting from the `cpu-demo` recipe; only the settings the variant names differ. Each run's best-epoch
-validation scores and its held-out test scores are printed as one Markdown table (and saved with `--json`), so
-a default can be justified by the figure beside its alternative. Built-in variant sets:
+For every seed, every variant trains on the same synthetic dataset (made with that seed), split and training seed,
+with the same budget (epochs, image size), starting from the `cpu-demo` recipe; only the settings the variant names
+differ. The first variant is the reference (`default`). The table gives each variant's best-epoch validation scores
+and held-out test scores as mean ± sd over the seeds, and its paired difference to the reference (the mean of the
+per-seed differences, ± their sd): a difference whose mean is within one sd of zero is noise, and docs/defaults.md
+keeps a default only where the difference exceeds that. Saved with `--json`. Built-in variant sets:
 
     --study defaults   EMA with warm-up vs none; soft `m` weights; the checkpoint-selection metric
     --study finetune   the backbone's learning-rate share when starting from pretrained weights: `--weights FILE`
@@ -20,6 +22,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -102,6 +105,31 @@ def run_variant(name: str, overrides: dict[str, Any], base: dict[str, Any], data
             "best_epoch": summary["best_epoch"], "seconds": seconds}  # fmt: skip
 
 
+KEYS = ("val_bp", "val_map", "test_bp", "test_map")
+
+
+def spread(values: list[float]) -> str:
+    """Percent mean ± sample sd (just the value for one seed)."""
+    scaled = [100 * v for v in values]
+    if len(scaled) == 1:
+        return f"{scaled[0]:.1f}"
+    return f"{statistics.mean(scaled):.1f} ± {statistics.stdev(scaled):.1f}"
+
+
+def markdown(results: dict[str, list[dict[str, Any]]], keys: tuple[str, ...]) -> str:
+    """Each variant's scores over the seeds, and its paired difference to the first variant's on the same seeds."""
+    reference = next(iter(results.values()))
+    lines = ["| variant | " + " | ".join(f"{k.replace('_', ' ')} %" for k in keys)
+             + " | Δ test BP vs default | Δ test mAP vs default |",
+             "|---|" + "---|" * (len(keys) + 2)]  # fmt: skip
+    for name, rows in results.items():
+        cells = [spread([row[key] for row in rows]) for key in keys]
+        deltas = [spread([row[key] - base[key] for row, base in zip(rows, reference, strict=True)])
+                  for key in ("test_bp", "test_map")] if rows is not reference else ["", ""]  # fmt: skip
+        lines.append(f"| {name} | " + " | ".join(cells + deltas) + " |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--study", choices=sorted(STUDIES), help="a built-in set of variants")
@@ -110,7 +138,9 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=128, help="synthetic image side (128)")
     parser.add_argument("--img-size", type=int, default=64, help="training input side (64)")
     parser.add_argument("--epochs", type=int, default=10, help="epochs of every variant (10)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seeds", default="0,1,2", help="comma-separated seeds, each its own data and training (0,1,2)"
+    )
     parser.add_argument("--data", type=Path, help="reuse this synthetic dataset instead of generating one")
     parser.add_argument("--json", type=Path, help="also save the results here")
     parser.add_argument("--weights", type=Path, help="with --study finetune: start from this backbone (.pth), or from "
@@ -119,41 +149,41 @@ def main() -> int:
 
     from fashionattr.data.synth import generate_dataset
 
-    variants = dict(STUDIES[args.study]) if args.study else {}
+    variants = dict(STUDIES[args.study]) if args.study else {"default": {}}
     variants.update(parse_variant(text) for text in args.variant)
-    if not variants:
-        parser.error("give --study or at least one --variant")
-    base = {"recipe": "cpu-demo", "img_size": args.img_size, "epochs": args.epochs, "seed": args.seed,
-            "progress": False}  # fmt: skip
+    if len(variants) < 2:
+        parser.error("give --study or at least one --variant to compare with the default")
+    seeds = [int(seed) for seed in args.seeds.split(",")]
+    results: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}
     with tempfile.TemporaryDirectory(prefix="recipe-study-") as scratch:
-        workdir = Path(scratch)
-        data = args.data or workdir / "data"
-        if args.data is None:
-            generate_dataset(data, per_class=args.per_class, size=args.size, seed=args.seed, progress=False)
-        if args.study == "finetune":
-            if args.weights and args.weights.is_dir():
-                base["weights"] = str(backbone_weights(args.weights, workdir / "pretrained-backbone.pth"))
-            elif args.weights:
-                base["weights"] = str(args.weights)
-            else:
-                base["weights"] = str(pretrained_weights(workdir, base, args.per_class, args.size))
-        results = []
-        for name, overrides in variants.items():
-            results.append(run_variant(name, overrides, base, data, workdir))
-            row = results[-1]
-            print(
-                f"{name}: val BP {100 * row['val_bp']:.1f}  test BP {100 * row['test_bp']:.1f}  "
-                f"test mAP {100 * row['test_map']:.1f}  ({row['seconds']:.0f} s)",
-                file=sys.stderr,
-                flush=True,
-            )
-    print(f"\nrecipe cpu-demo, {args.per_class} images per class at {args.size} px, trained at {args.img_size} px for "
-          f"{args.epochs} epochs, seed {args.seed}\n")  # fmt: skip
-    print("| variant | val BP % | val mAP % | test BP % | test mAP % | best epoch | seconds |")
-    print("|---|---|---|---|---|---|---|")
-    for row in results:
-        scores = " | ".join(f"{100 * row[key]:.1f}" for key in ("val_bp", "val_map", "test_bp", "test_map"))
-        print(f"| {row['variant']} | {scores} | {row['best_epoch']} | {row['seconds']:.0f} |")
+        for seed in seeds:
+            workdir = Path(scratch) / f"seed-{seed}"
+            base = {"recipe": "cpu-demo", "img_size": args.img_size, "epochs": args.epochs, "seed": seed,
+                    "split_seed": seed, "progress": False}  # fmt: skip
+            data = args.data or workdir / "data"
+            if args.data is None:
+                generate_dataset(data, per_class=args.per_class, size=args.size, seed=seed, progress=False)
+            if args.study == "finetune":
+                if args.weights and args.weights.is_dir():
+                    base["weights"] = str(backbone_weights(args.weights, workdir / "pretrained-backbone.pth"))
+                elif args.weights:
+                    base["weights"] = str(args.weights)
+                else:
+                    base["weights"] = str(pretrained_weights(workdir, base, args.per_class, args.size))
+            for name, overrides in variants.items():
+                row = run_variant(name, overrides, base, data, workdir)
+                results[name].append(row)
+                print(
+                    f"seed {seed}, {name}: val BP {100 * row['val_bp']:.1f}  test BP {100 * row['test_bp']:.1f}  "
+                    f"test mAP {100 * row['test_map']:.1f}  ({row['seconds']:.0f} s)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    print(
+        f"\nrecipe cpu-demo, {args.per_class} images per class at {args.size} px, trained at {args.img_size} px for "
+        f"{args.epochs} epochs; mean ± sd over seeds {args.seeds} (each seed its own data, split and training)\n"
+    )
+    print(markdown(results, KEYS))
     if args.json:
         args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "results": results},
                                         indent=1))  # fmt: skip
