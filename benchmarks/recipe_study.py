@@ -106,6 +106,7 @@ def run_variant(name: str, overrides: dict[str, Any], base: dict[str, Any], data
 
 
 KEYS = ("val_bp", "val_map", "test_bp", "test_map")
+LABELS = {"val_bp": "val BP", "val_map": "val mAP", "test_bp": "test BP", "test_map": "test mAP"}
 
 
 def spread(values: list[float]) -> str:
@@ -119,7 +120,7 @@ def spread(values: list[float]) -> str:
 def markdown(results: dict[str, list[dict[str, Any]]], keys: tuple[str, ...]) -> str:
     """Each variant's scores over the seeds, and its paired difference to the first variant's on the same seeds."""
     reference = next(iter(results.values()))
-    lines = ["| variant | " + " | ".join(f"{k.replace('_', ' ')} %" for k in keys)
+    lines = ["| variant | " + " | ".join(f"{LABELS[k]} %" for k in keys)
              + " | Δ test BP vs default | Δ test mAP vs default |",
              "|---|" + "---|" * (len(keys) + 2)]  # fmt: skip
     for name, rows in results.items():
