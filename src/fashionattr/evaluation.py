@@ -52,7 +52,8 @@ def run_split_records(run: RunDir, config: dict[str, Any], dataset: DatasetRoot,
         source, assignment = run.split, read_split(run.split)
     else:
         choice = choose_split(records, config.get("split_file"), dataset.default_split_path, run.split,
-                              float(config.get("val_fraction", 0.2)), int(config.get("split_seed", 0)))  # fmt: skip
+                              float(config.get("val_fraction", 0.2)), int(config.get("split_seed", 0)),
+                              dataset.path)  # fmt: skip
         source, assignment = choice.source, choice.assignment
     # A run's own record holds only its attributes' rows.
     split_attributes = {attribute for _, attribute in assignment}

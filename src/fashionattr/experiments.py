@@ -173,7 +173,7 @@ def resolve_split(config: TrainConfig, grid_dir: Path) -> str:
     data_root = DatasetRoot.open(config.data)
     records = data_root.read_labels()
     choice = choose_split(records, config.split_file, data_root.default_split_path, grid_dir / SPLIT_NAME,
-                          config.val_fraction, config.split_seed)  # fmt: skip
+                          config.val_fraction, config.split_seed, data_root.path)  # fmt: skip
     if choice.is_new:
         write_split(choice.source, choice.assignment)
     return str(choice.source)
