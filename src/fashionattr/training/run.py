@@ -61,6 +61,9 @@ class FitResult:
     summary: dict[str, Any]
     model: nn.Module
     """The trained weights of this process (identical on every rank under DDP)."""
+    evaluated: nn.Module
+    """The weights validated and shipped: the moving average when there is one, else `model` (identical on every
+    rank under DDP, batch-norm statistics included)."""
 
 
 def fit(config: TrainConfig, attributes: list[str], out: str | Path, context: DistributedContext,
@@ -156,10 +159,12 @@ def _fit(config: TrainConfig, attributes: list[str], run: RunDir, context: Distr
             except TrainingDiverged as exc:
                 raise diverged(run, epoch, exc) from None
         if context.enabled:
-            # Each rank updated its own batch-norm statistics; average them so every rank holds the same model.
+            # Each rank updated its own batch-norm statistics, and the moving average blended each rank's own into
+            # its copy: average both so every rank validates and holds the same model.
             from timm.utils import distribute_bn
 
-            distribute_bn(model, context.world_size, reduce=True)
+            for module in {id(m): m for m in (model, trainables.evaluated)}.values():
+                distribute_bn(module, context.world_size, reduce=True)
         validation = evaluate(trainables.evaluated, loaders.val, context, settings, num_classes, tta=config.tta)
         # Every rank's skips, so the ranks agree on the bad-image count (one rank refusing alone would leave the
         # others waiting in a collective forever) and the run folder lists them all.
@@ -183,7 +188,7 @@ def _fit(config: TrainConfig, attributes: list[str], run: RunDir, context: Distr
     calibrate_best(run, schema.subset(attributes), loaders, settings, num_classes, context, config.tta)
     image_cache = str(cache.directory) if cache is not None else None
     summary = write_on_main(lambda: finish_run(run, schema, attributes, config, image_cache), checkpoints, context)
-    return FitResult(broadcast_object(summary or {}, context), model)
+    return FitResult(broadcast_object(summary or {}, context), model, trainables.evaluated)
 
 
 def calibrate_best(run: RunDir, schema: Schema, loaders: Loaders, settings: StepSettings, num_classes: dict[str, int],
