@@ -23,7 +23,7 @@ POINTING_SPLITS = ("val", "test")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from fashionattr.explain.methods import DEFAULT_METHOD, METHODS
+    from fashionattr.explain.methods import DEFAULT_METHOD, METHODS, MIN_MAP_SIDE
 
     parser = subparsers.add_parser(
         "explain",
@@ -45,8 +45,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--method", choices=list(METHODS), default=DEFAULT_METHOD,
                         help=f"heatmap method (default {DEFAULT_METHOD})")  # fmt: skip
     parser.add_argument("--layer", action="append", metavar="NAME",
-                        help="backbone layer to read the map from, e.g. layer3 (default: the final feature map); "
-                        "repeat to average several")  # fmt: skip
+                        help="backbone layer to read the map from, e.g. layer3 (default: the deepest feature stage "
+                        f"whose map is at least {MIN_MAP_SIDE} positions across at the model's input size, else the "
+                        "final feature map); repeat to average several")  # fmt: skip
     parser.add_argument("--smooth", action="store_true",
                         help="average each map over mirrored and brightened copies of the image (six times the work; "
                         "steadier peaks)")  # fmt: skip

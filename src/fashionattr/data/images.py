@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from fashionattr.io import FileReadError, open_regular_file
 
@@ -142,8 +142,13 @@ def open_image(source: str | Path | bytes, name: str | None = None, target_size:
             raise _image_error(label, exc) from None
 
 
+_TURNED_ORIENTATIONS = (5, 6, 7, 8)
+"""EXIF orientations that turn the picture a quarter (with or without a mirror): width and height trade places."""
+
+
 def probe_image(path: str | Path) -> tuple[int, int]:
-    """The size of an image file from its header alone, or :class:`ImageError` for what the header shows is wrong.
+    """The upright size of an image file from its header alone (width, height as shown: EXIF rotation applied, as
+    :func:`open_image` applies it), or :class:`ImageError` for what the header shows is wrong.
 
     About 15 times cheaper than decoding a 512 px JPEG (measured: 0.15 ms against 2 ms), so training can screen a
     whole dataset before its first epoch. It finds missing, empty, non-image, special (FIFO, device), bomb,
@@ -157,7 +162,9 @@ def probe_image(path: str | Path) -> tuple[int, int]:
                 with Image.open(handle) as image:
                     _check_size(label, image)
                     _check_mode(label, image)
-                    return image.size
+                    width, height = image.size
+                    turned = image.getexif().get(ExifTags.Base.Orientation) in _TURNED_ORIENTATIONS
+                    return (height, width) if turned else (width, height)
         except ImageError:
             raise
         except DECODE_ERRORS as exc:
