@@ -170,8 +170,19 @@ def test_train_and_evaluate_commands(dataset, tmp_path, capsys):
     assert "BP / mAP" in printed
     scores = json.loads((out / "eval-val" / "scores.json").read_text())
     assert set(scores["attributes"]) >= set(ATTRIBUTES)
-    assert main(["evaluate", str(out), "--split", "test", "--workers", "0"]) == 0
+    assert (scores["split"], scores["tta"], scores["calibration"]) == ("val", False, "calibrated")
+    assert scores["model"] == str(out / "best.pt") and scores["data"] == str(dataset)
+    assert main(["evaluate", str(out), "--split", "test", "--workers", "0", "--tta", "--no-calibration"]) == 0
     assert (out / "eval-test" / "confusion_skirt_length.png").is_file()
+    # An evaluation says what it measured: the test set, flip TTA, raw probabilities; never titled validation.
+    scores = json.loads((out / "eval-test" / "scores.json").read_text())
+    assert (scores["split"], scores["tta"], scores["calibration"]) == ("test", True, "raw")
+    report = (out / "eval-test" / "report.md").read_text()
+    assert report.startswith("# Evaluation on the test set\n") and "| test images |" in report
+    assert "validation" not in report.lower() and "val images" not in report and "(epoch 1)" in report
+    assert "flip TTA" in report and "raw probabilities" in report
+    run_scores = json.loads((out / "scores.json").read_text())  # training's own: the validation split, uncalibrated
+    assert (run_scores["split"], run_scores["calibration"]) == ("val", "raw")
 
 
 def test_bad_settings_are_usage_errors(dataset, tmp_path, capsys):

@@ -24,6 +24,45 @@ from fashionattr.metrics import AttributePredictions, Scores, score
 from fashionattr.run_dir import REPORT_NAME, SCORES_NAME, RunDir, confusion_plot_name
 from fashionattr.schema import Schema, schema_mismatch
 
+SPLIT_WORDS = {"val": "validation split", "train": "training split", "test": "test set", "labels": "labelled file"}
+
+
+@dataclass(frozen=True)
+class Measured:
+    """What an evaluation measured: which model, on which images, how; written into scores.json and the report."""
+
+    model: str
+    epoch: int | None
+    """Counted from 1, as metrics.csv and the summary count."""
+    data: str
+    split: str
+    """val, train or test; `labels` for a --labels file."""
+    labels: str | None
+    tta: bool
+    calibration: str
+    """`calibrated` (the checkpoint's temperatures applied), `raw` (not applied) or `none stored`."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "epoch": self.epoch, "data": self.data, "split": self.split,
+                "labels": self.labels, "tta": self.tta, "calibration": self.calibration}  # fmt: skip
+
+    @property
+    def images(self) -> str:
+        """The images scored, for a table header: `test images`, `val images`."""
+        return f"{self.split} images"
+
+    def describe(self) -> str:
+        """One sentence for a report: the model, the images, TTA and calibration."""
+        where = f"`{self.labels}`" if self.labels else f"the {SPLIT_WORDS.get(self.split, self.split)}"
+        epoch = f" (epoch {self.epoch})" if self.epoch is not None else ""
+        tta = "flip TTA" if self.tta else "single pass, no TTA"
+        probabilities = {
+            "calibrated": "calibrated probabilities",
+            "raw": "raw probabilities (calibration off)",
+            "none stored": "raw probabilities (the model stores no calibration)",
+        }[self.calibration]
+        return f"Model `{self.model}`{epoch}, scored on {where} of `{self.data}`; {tta}; {probabilities}."
+
 
 @dataclass
 class Evaluation:
@@ -34,6 +73,7 @@ class Evaluation:
     """Per attribute, the scored images in the row order of `predictions` (unreadable ones left out)."""
     skipped: list[tuple[str, str]]
     image_cache: str | None
+    measured: Measured
 
     def answer_rows(self) -> tuple[list[LabelRecord], list[np.ndarray]]:
         """Every scored image with its probabilities, attribute by attribute: the rows of an answer file."""
@@ -121,15 +161,26 @@ def evaluate_checkpoint(
     channels_last = context.device.type == "cuda"
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
+    temperatures = temperatures_of(payload, path)
     settings = StepSettings(attributes=attributes, preprocessing=preprocessing, augmentation=None,
                             amp_dtype=resolve_amp("auto", context.device), channels_last=channels_last,
-                            temperatures=temperatures_of(payload, path) if calibrated else None)  # fmt: skip
+                            temperatures=temperatures if calibrated else None)  # fmt: skip
+    epoch = payload.get("epoch")
+    measured = Measured(
+        model=str(path),
+        epoch=epoch + 1 if isinstance(epoch, int) else None,
+        data=str(dataset.path),
+        split="labels" if labels else subset,
+        labels=labels,
+        tta=tta,
+        calibration="none stored" if not temperatures else "calibrated" if calibrated else "raw",
+    )
     num_classes = {name: schema.attribute(name).num_classes for name in attributes}
     result = evaluate(model, loader, context, settings, num_classes, tta=tta)
     scored = {name: [images.records[i] for i in result.indices[name]] for name in attributes}
     return Evaluation(score(schema.subset(attributes), result.predictions), result.predictions,
                       schema.subset(attributes), scored, result.skipped,
-                      str(cache.directory) if cache is not None else None)  # fmt: skip
+                      str(cache.directory) if cache is not None else None, measured)  # fmt: skip
 
 
 def write_evaluation(result: Evaluation, out: Path) -> None:
@@ -140,9 +191,12 @@ def write_evaluation(result: Evaluation, out: Path) -> None:
 
     errors = {name: expected_calibration_error(p) for name, p in result.predictions.items() if len(p)}
     finite_errors = {name: None if np.isnan(e) else e for name, e in errors.items()}
-    scores = {**result.scores.to_dict(), "image_cache": result.image_cache, "expected_calibration_error": finite_errors}
+    measured = result.measured
+    scores = {**measured.to_dict(), **result.scores.to_dict(), "image_cache": result.image_cache,
+              "expected_calibration_error": finite_errors}  # fmt: skip
     atomic_write_text(out / SCORES_NAME, json.dumps(scores, indent=1))
-    lines = ["# Evaluation", "", run_scores_table(result.schema, scores)]
+    title = f"# Evaluation on the {SPLIT_WORDS.get(measured.split, measured.split)}"
+    lines = [title, "", measured.describe(), "", run_scores_table(result.schema, scores, measured.images)]
     if errors:
         rows = [[result.schema.attribute(name).short_name, f"{100 * e:.1f}"] for name, e in errors.items()]
         lines += ["Expected calibration error (15 bins) of the probabilities scored:", "",

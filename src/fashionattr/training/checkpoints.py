@@ -95,7 +95,12 @@ class RunCheckpoints:
         if improved:
             save_checkpoint(self.run.best, {**self.description, "model": weights, "epoch": epoch, "metrics": row,
                                             "scores": scores.to_dict()})  # fmt: skip
-            atomic_write_text(self.run.scores, json.dumps(scores.to_dict(), indent=1))
+            # What was measured, as an evaluation's scores.json says it: the best epoch's weights (the moving average
+            # when there is one) on the validation split, before calibration, with the TTA the config validates with.
+            config = self.description.get("config", {})
+            measured = {"model": str(self.run.best), "epoch": epoch + 1, "data": config.get("data"), "split": "val",
+                        "labels": None, "tta": bool(config.get("tta")), "calibration": "raw"}  # fmt: skip
+            atomic_write_text(self.run.scores, json.dumps({**measured, **scores.to_dict()}, indent=1))
         ema = trainables.ema
         save_checkpoint(self.run.last, {
             **self.description, "model": weights, "train_model": trainables.model.state_dict(),
