@@ -783,6 +783,9 @@ def test_image_modes_keep_their_colours_and_brightness(corpus):
     folder, _ = corpus
     red = np.asarray(open_image(folder / "cielab-red.tif"))
     assert red[0, 0, 0] > 240 and red[0, 0, 1] < 20 and red[0, 0, 2] < 30  # red, not PIL's old false colours
+    for name in ("cielab-grey.tif", "cielab-planar-grey.tif"):  # a dim grey, interleaved or in planes: not blue
+        grey = np.asarray(open_image(folder / name)).astype(int)
+        assert abs(grey[0, 0] - 94).max() <= 2, (name, grey[0, 0])
     ramp = np.asarray(open_image(folder / "float-0-1.tif"))[0, :, 0]
     assert ramp[0] == 0 and ramp[-1] == 255 and (np.diff(ramp.astype(int)) >= 0).all()  # 0..1 floats, not black
     dark = np.asarray(open_image(folder / "gray16-dark.png"))

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from fashionattr.data.augmentation import Augmentation, resolve_augmentation
-from fashionattr.data.preprocessing import RESAMPLING
+from fashionattr.data.preprocessing import MAX_IMG_SIZE, MIN_IMG_SIZE, RESAMPLING
 from fashionattr.errors import UserError
 from fashionattr.io import FileReadError, atomic_write_text
 from fashionattr.parsing import DocumentError, read_document
@@ -189,7 +189,8 @@ def validate(config: TrainConfig) -> None:
         (bool(c.data), "no dataset given"),
         (c.epochs >= 1, f"epochs must be at least 1, got {c.epochs}"),
         (c.batch_size >= 1, f"batch size must be at least 1, got {c.batch_size}"),
-        (c.img_size is None or 16 <= c.img_size <= 4096, f"image size must be 16-4096 px, got {c.img_size}"),
+        (c.img_size is None or MIN_IMG_SIZE <= c.img_size <= MAX_IMG_SIZE,
+         f"image size must be {MIN_IMG_SIZE}-{MAX_IMG_SIZE} px, got {c.img_size}"),
         (c.lr > 0, f"learning rate must be positive, got {c.lr}"),
         (c.backbone_lr_scale > 0, f"backbone lr scale must be positive, got {c.backbone_lr_scale}"),
         (c.min_lr >= 0, f"min lr must be 0 or more, got {c.min_lr}"),

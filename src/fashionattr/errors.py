@@ -14,6 +14,10 @@ class CheckpointError(UserError):
     """A checkpoint file is missing, damaged, unsafe or not ours; the message says which and what to do."""
 
 
+class ModelOutputError(UserError):
+    """A model gave non-finite numbers (its weights or stored settings are damaged): an error, never an answer."""
+
+
 class RunError(Exception):
     """A run that cannot go on for a reason that is not a bug (training diverged): the CLI prints it and exits 1."""
 

@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 from fashionattr.data.images import IMAGE_SUFFIXES, ImageError
 from fashionattr.data.preprocessing import Preprocessing, letterbox, load_letterboxed, to_chw_tensor
 from fashionattr.distributed import pick_device
-from fashionattr.errors import UserError
+from fashionattr.errors import ModelOutputError, UserError
 from fashionattr.inference.torch_backend import LoadedModel, TorchBackend, load_models
 from fashionattr.schema import Schema
 
@@ -195,8 +195,19 @@ class Predictor:
     def probabilities(
         self, batches: Sequence[torch.Tensor], embed: bool = False
     ) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
-        """Class probabilities per attribute for uint8 batches (one per entry of `self.inputs`)."""
-        return self.backend.run(batches, self.attributes, tta=self.tta, embed=embed)
+        """Class probabilities per attribute for uint8 batches (one per entry of `self.inputs`).
+
+        Non-finite numbers are an error, never an answer: NaN has no argmax and no confidence a threshold can test.
+        """
+        probs, embedding = self.backend.run(batches, self.attributes, tta=self.tta, embed=embed)
+        broken = [name for name, values in probs.items() if not np.isfinite(values).all()]
+        if embedding is not None and not np.isfinite(embedding).all():
+            broken.append("the embedding")
+        if broken:
+            source = ", ".join(str(model.get("source")) for model in self.backend.describe())
+            raise ModelOutputError(f"{source}: the model gave NaN or infinite numbers for {', '.join(broken)}; its "
+                                   "weights or stored settings are damaged, so it gives no answer")  # fmt: skip
+        return probs, embedding
 
     def results(self, probs: dict[str, np.ndarray], row: int) -> dict[str, AttributeResult]:
         answers = {}
