@@ -109,11 +109,11 @@ def check_graph(path: Path, session: Any, inputs: dict[str, Preprocessing], head
             raise UserError(f"{path}: output {name!r} has shape {shape}, but the schema gives it {classes} classes; "
                             "export the model again")  # fmt: skip
     if embedding_size is not None:
-        shape = list(graph_outputs[EMBEDDING_OUTPUT].shape) if EMBEDDING_OUTPUT in graph_outputs else None
+        width = list(graph_outputs[EMBEDDING_OUTPUT].shape) if EMBEDDING_OUTPUT in graph_outputs else []
         valid = isinstance(embedding_size, int) and not isinstance(embedding_size, bool) and embedding_size > 0
-        if shape is None or not valid or len(shape) != 2 or (isinstance(shape[1], int) and shape[1] != embedding_size):
+        if not valid or len(width) != 2 or (isinstance(width[1], int) and width[1] != embedding_size):
             raise UserError(f"{path}: the metadata gives an embedding of {embedding_size!r} numbers, but the graph's "
-                            f"{EMBEDDING_OUTPUT!r} output is {shape or 'missing'}; export the model again")  # fmt: skip
+                            f"{EMBEDDING_OUTPUT!r} output is {width or 'missing'}; export the model again")  # fmt: skip
 
 
 class OnnxBackend:

@@ -16,6 +16,9 @@ import torch
 from torch import nn
 
 from fashionattr.checkpoint import load_checkpoint, save_checkpoint
+from fashionattr.config import TrainConfig
+from fashionattr.data.preprocessing import Preprocessing
+from fashionattr.errors import UserError
 from fashionattr.io import atomic_write_text
 from fashionattr.metrics import Scores
 from fashionattr.run_dir import RunDir
@@ -111,3 +114,28 @@ class RunCheckpoints:
             "metrics": row, "skipped": sorted(state.skipped),
         })  # fmt: skip
         self.saved_epochs = epoch + 1
+
+
+def check_resume(run: RunDir, config: TrainConfig, attributes: list[str], preprocessing: Preprocessing) -> None:
+    """Refuse `--resume` with settings that build another model than the run's, naming each and both values.
+
+    The architecture, layout, grouping, attributes and input pixels decide the model's weights and what they mean;
+    resuming with others would end in a state-dict traceback, or worse, in a model trained on two inputs.
+    """
+    stored = load_checkpoint(run.last)
+    stored_config = stored.get("config") or {}
+    stored_input = stored.get("preprocessing") or {}
+    pairs: list[tuple[str, Any, Any]] = [
+        ("--arch", config.arch, stored_config.get("arch")),
+        ("--layout", config.layout, stored_config.get("layout")),
+        ("--attributes", ",".join(attributes), ",".join(stored.get("attributes") or [])),
+        ("--img-size", preprocessing.img_size, stored_input.get("img_size")),
+        ("--interpolation", preprocessing.interpolation, stored_input.get("interpolation")),
+    ]
+    if config.layout == "grouped":
+        pairs.append(("--grouping", config.grouping, stored_config.get("grouping")))
+    differences = [f"{option} {ours} here, {theirs} in the run" for option, ours, theirs in pairs if ours != theirs]
+    if differences:
+        raise UserError(f"{run}: --resume with other settings than the run was started with: "
+                        f"{'; '.join(differences)}; resume with the run's own settings (its config.yaml) or choose "
+                        "another --out")  # fmt: skip

@@ -41,7 +41,7 @@ from fashionattr.models import create_model, model_preprocessing
 from fashionattr.run_dir import RunDir
 from fashionattr.schema import Schema
 from fashionattr.training.calibrate import calibrate_run
-from fashionattr.training.checkpoints import RunCheckpoints, Trainables, TrainState
+from fashionattr.training.checkpoints import RunCheckpoints, Trainables, TrainState, check_resume
 from fashionattr.training.data import (
     Loaders,
     check_bad_fraction,
@@ -84,13 +84,15 @@ def _fit(config: TrainConfig, attributes: list[str], run: RunDir, context: Distr
          resume: bool) -> FitResult:  # fmt: skip
     if run.last.exists() and not resume:
         raise UserError(f"{run}: already holds a run; pass --resume to continue it, or choose another --out")
+    preprocessing = model_preprocessing(config.arch, config.img_size, config.interpolation)
+    if resume and run.last.exists():
+        check_resume(run, config, attributes, preprocessing)  # before anything is written into the run
     seed_everything(config.seed, config.deterministic)
     device = context.device
 
     # Data: labels and split, then pixels (the cache when one matches) and loaders.
     data = load_run_data(config, attributes, run, context)
     schema = data.dataset.schema
-    preprocessing = model_preprocessing(config.arch, config.img_size, config.interpolation)
     cache = open_or_build_cache(config, data, preprocessing, context)
     known_bad, found_by = known_bad_images(data, cache, context)
     check_bad_fraction(config, {p: r for p, r in known_bad.items() if p in data.train_paths}, len(data.train_paths),
