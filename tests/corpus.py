@@ -657,3 +657,56 @@ TAMPERED_ONNX = [
     TamperCase("temperature-subnormal", _onnx_temperatures(5e-324), "calibration temperature"),
 ]  # fmt: skip
 """ONNX files whose fashionattr metadata is absurd or promises what the graph does not do (the graph untouched)."""
+
+
+# --- outputs written over inputs -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OverwriteCase:
+    """A command whose output names one of its inputs (or a dataset's file): it must refuse, naming both.
+
+    `argv` and `victim` are formatted with {data} (a copy of the dataset), {run} (a trained run), {photo} (a copy
+    of one image) and {tmp}; `prepare` names what the case sets up first: a hard link or a symbolic link to the
+    photo at {tmp}/alias.jpg, a split file or a PNG image in the dataset, an input named like explain's sheet.
+    """
+
+    id: str
+    argv: list[str]
+    victim: str
+    words: str
+    prepare: str | None = None
+
+
+OVERWRITE_CASES = [
+    OverwriteCase("submit-out-is-the-question-file",
+                  ["submit", "{run}", "{data}/Tests/question.csv", "--out", "{data}/Tests/question.csv"],
+                  "{data}/Tests/question.csv", "is the question file"),
+    OverwriteCase("evaluate-predictions-over-the-labels",
+                  ["evaluate", "{run}", "--data", "{data}", "--out", "{tmp}/eval", "--save-predictions",
+                   "{data}/Annotations/label.csv"], "{data}/Annotations/label.csv", "Annotations/label.csv"),
+    OverwriteCase("predict-output-is-the-photo", ["predict", "{run}", "{photo}", "--output", "{photo}"], "{photo}",
+                  "is an input image"),
+    OverwriteCase("predict-output-is-a-hard-link-to-the-photo", ["predict", "{run}", "{photo}", "--output",
+                  "{tmp}/alias.jpg"], "{photo}", "is an input image", prepare="hard link"),
+    OverwriteCase("predict-output-is-a-link-to-the-photo", ["predict", "{run}", "{photo}", "--output",
+                  "{tmp}/alias.jpg"], "{photo}", "is an input image", prepare="symbolic link"),
+    OverwriteCase("predict-output-is-the-model", ["predict", "{run}", "{photo}", "--output", "{run}/best.pt"],
+                  "{run}/best.pt", "is a file of the model"),
+    OverwriteCase("predict-output-over-a-dataset-it-does-not-read", ["predict", "{run}", "{photo}", "--output",
+                  "{data}/Annotations/label.csv"], "{data}/Annotations/label.csv", "is a file of the dataset"),
+    OverwriteCase("review-corrected-over-the-labels", ["review", "{run}", "--data", "{data}", "--out", "{tmp}/review",
+                  "--write-corrected", "{data}/Annotations/label.csv"], "{data}/Annotations/label.csv",
+                  "is the dataset's label file"),
+    OverwriteCase("split-out-is-the-labels", ["split", "{data}", "--out", "{data}/Annotations/label.csv"],
+                  "{data}/Annotations/label.csv", "is the dataset's label file"),
+    OverwriteCase("train-into-the-annotations-folder", ["train", "{data}", "--out", "{data}/Annotations", "--arch",
+                  "test_resnet", "--epochs", "1"], "{data}/Annotations/split.csv", "Annotations/split.csv",
+                  prepare="split"),
+    OverwriteCase("synth-preview-over-a-dataset-image", ["synth", "--preview", "{data}/Images/extra.png"],
+                  "{data}/Images/extra.png", "is a file of the dataset", prepare="png in the dataset"),
+    OverwriteCase("explain-sheet-over-its-input", ["explain", "{run}", "{tmp}/contact_sheet.png", "--out", "{tmp}"],
+                  "{tmp}/contact_sheet.png", "is an input image", prepare="sheet"),
+]  # fmt: skip
+"""Each of these once replaced its input and exited 0 (the question file with answers, the labels with
+predictions, a photo with JSON)."""

@@ -43,6 +43,7 @@ from corpus import (
     MAYBE_CASES,
     NAME_CASES,
     NON_UTF8_NAME,
+    OVERWRITE_CASES,
     PARSE_CASES,
     SCHEMA_CASES,
     SCHEMA_EDITS,
@@ -54,6 +55,7 @@ from corpus import (
     Case,
     MaybeCase,
     NameCase,
+    OverwriteCase,
     SchemaEdit,
     TextCase,
     row,
@@ -1492,3 +1494,36 @@ def test_many_idle_connections_do_not_starve_healthz(trained_run: TrainedRun, tm
         finally:
             for connection in idle:
                 connection.close()
+
+
+# --- outputs never replace inputs ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", OVERWRITE_CASES, ids=[case.id for case in OVERWRITE_CASES])
+def test_no_command_writes_over_one_of_its_inputs(trained_run, tmp_path, capsys, case: OverwriteCase):
+    data = tmp_path / "data"
+    shutil.copytree(trained_run.data, data)
+    photo = tmp_path / "photo.jpg"
+    shutil.copyfile(next((data / "Images" / "coat_length_labels").glob("*.jpg")), photo)
+    run = tmp_path / "run"
+    shutil.copytree(trained_run.run, run)
+    alias = tmp_path / "alias.jpg"
+    if case.prepare == "hard link":
+        os.link(photo, alias)
+    elif case.prepare == "symbolic link":
+        alias.symlink_to(photo)
+    elif case.prepare == "split":
+        assert main(["split", str(data)]) == 0
+    elif case.prepare == "sheet":
+        shutil.copyfile(photo, tmp_path / "contact_sheet.png")
+    elif case.prepare == "png in the dataset":
+        shutil.copyfile(photo, data / "Images" / "extra.png")
+    fields = {"data": data, "run": run, "photo": photo, "tmp": tmp_path}
+    victim = Path(case.victim.format(**fields))
+    before = victim.read_bytes()
+    capsys.readouterr()
+    assert main([part.format(**fields) for part in case.argv]) == 2
+    err = capsys.readouterr().err
+    assert case.words in err and "writing there would replace it" in err, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert victim.read_bytes() == before

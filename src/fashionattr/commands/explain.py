@@ -94,8 +94,13 @@ def load_explainer(args: argparse.Namespace, path: str | Path) -> Explainer:
                                layers=args.layer, smooth=args.smooth)  # fmt: skip
 
 
+def heatmap_name(number: int, image: Path, attribute: str) -> str:
+    return f"{number:03d}_{image.stem}_{attribute.removesuffix('_labels')}.png"
+
+
 def explain_images(args: argparse.Namespace) -> int:
     from fashionattr.data.images import ImageError
+    from fashionattr.data.overwrite import refuse_output_over_inputs
     from fashionattr.errors import UserError
     from fashionattr.explain.pictures import caption, contact_sheet, overlay, write_png
     from fashionattr.inference import expand_inputs
@@ -107,13 +112,18 @@ def explain_images(args: argparse.Namespace) -> int:
     files = expand_inputs(args.images)
     if not files:
         raise UserError(f"no image files found in {', '.join(args.images)}")
+    out = Path(args.out)
+    written = [out / "contact_sheet.png", out / "heatmaps.csv"]
+    written += [out / heatmap_name(number, path, attribute) for number, path in enumerate(files)
+                for attribute in attributes]  # fmt: skip
+    refuse_output_over_inputs([("--out", file) for file in written],
+                              [("an input image", file) for file in files])  # fmt: skip
     images = []
     for path in files:
         try:
             images.append(explainer.load(path))
         except ImageError as exc:
             raise UserError(f"{exc.path}: {exc.reason}") from None
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     table = io.StringIO()
     writer = csv.writer(table, lineterminator="\n")
@@ -129,7 +139,7 @@ def explain_images(args: argparse.Namespace) -> int:
         tiles = [(by_attribute[attributes[0]][number].image, path.name)]
         for attribute in attributes:
             heatmap = by_attribute[attribute][number]
-            name = f"{number:03d}_{path.stem}_{attribute.removesuffix('_labels')}.png"
+            name = heatmap_name(number, path, attribute)
             picture = overlay(heatmap)
             write_png(out / name, picture)
             tiles.append((picture, caption(heatmap)))

@@ -64,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from fashionattr.data.images import ImageError
+    from fashionattr.data.overwrite import model_files, refuse_output_over_inputs
     from fashionattr.errors import UserError
     from fashionattr.inference import expand_inputs, load_predictor
 
@@ -71,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
     files = expand_inputs(args.inputs)
     if not files:
         raise UserError(f"no image files found in {', '.join(args.inputs)}")
+    images = [("an input image", file) for file in files]
+    refuse_output_over_inputs([("--output", args.output)], [*model_files(args.checkpoint), *images])
     predictor = load_predictor(args.checkpoint, backend=args.backend, device=args.device, tta=args.tta,
                                min_confidence=args.min_confidence, attributes=args.attributes,
                                calibrated=not args.no_calibration)  # fmt: skip

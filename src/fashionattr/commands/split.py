@@ -32,6 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from fashionattr.data.dataset import DatasetRoot
+    from fashionattr.data.overwrite import dataset_inputs, refuse_output_over_inputs
     from fashionattr.data.split import check_replacing, make_split, write_split
     from fashionattr.errors import UserError
 
@@ -41,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
     records = data_root.read_labels()
     assignment = make_split(records, val_fraction=args.val_fraction, seed=args.seed, root=data_root.path)
     out = Path(args.out or data_root.default_split_path)
+    refuse_output_over_inputs([("--out", out)], dataset_inputs(data_root.path), owns=[data_root.default_split_path])
     check_replacing(out, assignment, args.force)
     write_split(out, assignment)
     counts = Counter((attribute, subset) for (_, attribute), subset in assignment.items())

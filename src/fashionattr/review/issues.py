@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from fashionattr.data.labels import LabelRecord, format_rows, read_labels
-from fashionattr.errors import UserError
+from fashionattr.data.overwrite import refuse_output_over_inputs
 from fashionattr.io import atomic_write_text
 from fashionattr.review.probabilities import OutOfSample
 from fashionattr.schema import Schema
@@ -79,18 +79,12 @@ def issues_csv(issues: Iterable[LabelIssue]) -> str:
     return out.getvalue()
 
 
-def refuse_overwriting(labels: Path, out: Path) -> None:
-    if out.resolve() == labels.resolve():
-        raise UserError(f"{out}: that is the label file under review; write the corrected copy elsewhere and let a "
-                        "person accept it")  # fmt: skip
-
-
 def write_corrected(labels: Path, issues: Sequence[LabelIssue], schema: Schema, out: Path) -> int:
     """A copy of the label file with every flagged row given its suggested class; the original is never touched.
 
     Rows keep their order; a corrected row loses its `m` marks (they hedged the old label). Returns the rows changed.
     """
-    refuse_overwriting(labels, out)
+    refuse_output_over_inputs([("the corrected copy", out)], [("the label file under review", labels)])
     fixes = {(i.record.path, i.record.attribute): i.suggested_index for i in issues}
     rows = []
     for record in read_labels(labels, schema):
