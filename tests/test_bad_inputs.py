@@ -1527,3 +1527,46 @@ def test_no_command_writes_over_one_of_its_inputs(trained_run, tmp_path, capsys,
     assert case.words in err and "writing there would replace it" in err, err
     assert len(err.strip().splitlines()) == 1, err
     assert victim.read_bytes() == before
+
+
+# --- every JSON written is strict JSON -------------------------------------------------------------------------------
+
+
+def strict_loads(text: str) -> object:
+    """Parse as RFC 8259 JSON: `NaN`, `Infinity` and `-Infinity` (which Python's json writes by default) are refused."""
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_non_finite_numbers_become_null_with_a_note(tmp_path):
+    from fashionattr.io import write_json
+
+    write_json(tmp_path / "x.json", {"precision": float("nan"), "rows": [1.0, float("inf")], "count": 3})
+    assert strict_loads((tmp_path / "x.json").read_text()) == {
+        "precision": None, "precision_note": "not a number (NaN)", "rows": [1.0, None], "count": 3}  # fmt: skip
+
+
+def test_review_json_is_strict_when_no_known_error_was_reviewed(tmp_path):
+    """review.json held NaN (not JSON) when none of the known errors fell among the reviewed rows."""
+    from fashionattr.io import write_json
+    from fashionattr.review.issues import ReviewScore
+
+    score = ReviewScore(reviewed=40, known=0, flagged=0, found=0, top_known=0, right_suggestion=0)
+    write_json(tmp_path / "review.json", {"known_errors": score.to_dict()})
+    entry = strict_loads((tmp_path / "review.json").read_text())["known_errors"]  # type: ignore[index]
+    assert entry["precision"] is None and "no row was flagged" in entry["precision_note"]
+    assert entry["recall"] is None and "no known error" in entry["recall_note"]
+
+
+def test_json_is_written_through_the_one_strict_writer():
+    """Outside `fashionattr.io`, no module serialises JSON itself (the catalogue's stored metadata and the service's
+    error bodies, owned by their packages, hold no numbers that can be NaN)."""
+    source = Path(__file__).resolve().parent.parent / "src" / "fashionattr"
+    owned_elsewhere = {"catalog", "serve"}
+    offenders = [str(path.relative_to(source)) for path in source.rglob("*.py")
+                 if path.name != "io.py" and path.relative_to(source).parts[0] not in owned_elsewhere
+                 and ("json.dump(" in path.read_text() or "json.dumps(" in path.read_text())]  # fmt: skip
+    assert not offenders, f"write JSON through fashionattr.io.json_text / write_json: {offenders}"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -186,7 +185,7 @@ def evaluate_checkpoint(
 def write_evaluation(result: Evaluation, out: Path) -> None:
     """scores.json, a confusion-matrix PNG per attribute and report.md in `out`."""
     from fashionattr.calibration import expected_calibration_error
-    from fashionattr.io import atomic_write_text
+    from fashionattr.io import atomic_write_text, write_json
     from fashionattr.report import markdown_table, plot_confusion, run_scores_table
 
     errors = {name: expected_calibration_error(p) for name, p in result.predictions.items() if len(p)}
@@ -194,7 +193,7 @@ def write_evaluation(result: Evaluation, out: Path) -> None:
     measured = result.measured
     scores = {**measured.to_dict(), **result.scores.to_dict(), "image_cache": result.image_cache,
               "expected_calibration_error": finite_errors}  # fmt: skip
-    atomic_write_text(out / SCORES_NAME, json.dumps(scores, indent=1))
+    write_json(out / SCORES_NAME, scores)
     title = f"# Evaluation on the {SPLIT_WORDS.get(measured.split, measured.split)}"
     lines = [title, "", measured.describe(), "", run_scores_table(result.schema, scores, measured.images)]
     if errors:

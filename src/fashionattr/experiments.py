@@ -26,7 +26,7 @@ from typing import Any
 
 from fashionattr.config import TrainConfig
 from fashionattr.errors import UserError
-from fashionattr.io import atomic_write_text
+from fashionattr.io import atomic_write_text, write_json
 from fashionattr.names import child, name_problem
 from fashionattr.parsing import read_document
 from fashionattr.report import NO_ANSWER_COUNTED
@@ -148,7 +148,7 @@ def plan_cells(
 
 
 def write_spec(grid_dir: Path, spec: GridSpec) -> None:
-    atomic_write_text(grid_dir / MANIFEST_NAME, json.dumps(spec.to_dict(), indent=1) + "\n")
+    write_json(grid_dir / MANIFEST_NAME, spec.to_dict())
 
 
 def read_spec(grid_dir: Path) -> GridSpec:
@@ -212,7 +212,7 @@ def record_failure(grid_dir: Path, cell: Cell, error: BaseException | None) -> N
                 "traceback": "".join(traceback.format_exception(error)),
             }
         if failures or path.exists():
-            atomic_write_text(path, json.dumps(dict(sorted(failures.items())), indent=1) + "\n")
+            write_json(path, dict(sorted(failures.items())))
 
 
 def _read_failures(grid_dir: Path) -> dict[str, Any]:

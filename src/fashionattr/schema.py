@@ -7,7 +7,6 @@ as a JSON or YAML file.
 
 from __future__ import annotations
 
-import json
 import unicodedata
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -179,9 +178,9 @@ class Schema:
         return schema
 
     def save(self, path: str | Path) -> None:
-        from fashionattr.io import atomic_write_text
+        from fashionattr.io import atomic_write_text, json_text
 
-        atomic_write_text(path, json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n")
+        atomic_write_text(path, json_text(self.to_dict(), indent=2, ensure_ascii=False) + "\n")
 
 
 def _validate(schema: Schema, source: str) -> None:

@@ -10,13 +10,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
-import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from fashionattr.commands.options import add_model_options, count, number, output_file
+from fashionattr.io import json_text
 
 if TYPE_CHECKING:
     from fashionattr.inference import Prediction, Predictor
@@ -143,7 +143,7 @@ class JsonLinesWriter:
         self._line({"source": path, "error": reason})
 
     def _line(self, item: dict[str, Any]) -> None:
-        self.stream.write(json.dumps(item) + "\n")
+        self.stream.write(json_text(item, indent=None) + "\n")
         self.stream.flush()
 
     def close(self) -> None:
@@ -165,7 +165,7 @@ class JsonArrayWriter:
         self._element({"source": path, "error": reason})
 
     def _element(self, item: dict[str, Any]) -> None:
-        self.stream.write(("," if self.count else "") + "\n" + json.dumps(item))
+        self.stream.write(("," if self.count else "") + "\n" + json_text(item, indent=None))
         self.count += 1
         self.stream.flush()
 
@@ -186,7 +186,7 @@ class CsvWriter:
         for name, result in prediction.attributes.items():
             probabilities = dict(result.top(self.top_k)) if self.top_k else result.probabilities
             self.writer.writerow([prediction.source, name, result.value or UNCERTAIN, f"{result.confidence:.6f}",
-                                  json.dumps(probabilities, separators=(",", ":")), ""])  # fmt: skip
+                                  json_text(probabilities, indent=None, separators=(",", ":")), ""])  # fmt: skip
         self.stream.flush()
 
     def write_error(self, path: str, reason: str) -> None:

@@ -8,7 +8,6 @@ confident learning (cleanlab). Writes label_issues.csv and review.html; the labe
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -77,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     from fashionattr.data.overwrite import dataset_inputs, refuse_output_over_inputs
     from fashionattr.distributed import DistributedContext, pick_device
     from fashionattr.errors import UserError
-    from fashionattr.io import atomic_write_text
+    from fashionattr.io import atomic_write_text, write_json
     from fashionattr.report import markdown_table
     from fashionattr.review import cross_validated, find_issues, validation_split
     from fashionattr.review.issues import issues_csv, score_review, write_corrected
@@ -113,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     summary = {"source": reviewed.source, "reviewed": count, "flagged": len(issues),
                "per_attribute": {name: sum(i.record.attribute == name for i in issues) for name in reviewed.records},
                "known_errors": score.to_dict() if score else None}  # fmt: skip
-    atomic_write_text(out / "review.json", json.dumps(summary, indent=1))
+    write_json(out / "review.json", summary)
     print(f"flagged {len(issues)} of {count} labels as probably wrong ({reviewed.source})")
     if issues:
         rows = [[i.record.path, i.record.attribute.removesuffix("_labels"), i.given, i.suggested, f"{i.score:.3f}"]

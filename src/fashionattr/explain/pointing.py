@@ -9,7 +9,6 @@ cover, so a generous box cannot pass for a sharp heatmap.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,7 @@ from fashionattr.data.parts import PartRow
 from fashionattr.data.preprocessing import Preprocessing, letterbox_placement
 from fashionattr.explain.cam import Explainer, Heatmap
 from fashionattr.explain.pictures import contact_sheet, mark_boxes, overlay, write_png
-from fashionattr.io import atomic_write_text
+from fashionattr.io import write_json
 from fashionattr.run_dir import RunDir
 
 Box = tuple[float, float, float, float]
@@ -174,7 +173,7 @@ def _keep_example(entry: AttributePointing, heatmap: Heatmap, boxes: list[Box], 
 
 def write_pointing_game(run: RunDir, game: PointingGame) -> None:
     """pointing_game.json and the sheet of examples (green dot: peak inside the part's box; red: outside)."""
-    atomic_write_text(run.pointing_game, json.dumps(game.to_dict(), indent=1))
+    write_json(run.pointing_game, game.to_dict())
     rows = [(f"{name.removesuffix('_labels')} ({entry.part}): {entry.hits}/{entry.correct} peaks in the box",
              [(picture, ("hit: " if hit else "miss: ") + text) for picture, text, hit in entry.examples])
             for name, entry in game.attributes.items() if entry.examples]  # fmt: skip

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -119,9 +120,17 @@ class ReviewScore:
         return self.top_known / self.known if self.known else float("nan")
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain data for review.json: a share with nothing to divide by is null, with a note saying why."""
+        shares: dict[str, Any] = {}
+        for name, value, empty in (("precision", self.precision, "no row was flagged"),
+                                   ("recall", self.recall, "no known error was among the reviewed rows"),
+                                   ("precision_at_known", self.precision_at_known,
+                                    "no known error was among the reviewed rows")):  # fmt: skip
+            shares[name] = None if math.isnan(value) else value
+            if math.isnan(value):
+                shares[f"{name}_note"] = f"undefined: {empty}"
         return {"reviewed": self.reviewed, "known_errors": self.known, "flagged": self.flagged, "found": self.found,
-                "precision": self.precision, "recall": self.recall, "precision_at_known": self.precision_at_known,
-                "suggested_the_true_class": self.right_suggestion}  # fmt: skip
+                **shares, "suggested_the_true_class": self.right_suggestion}  # fmt: skip
 
 
 def score_review(reviewed: OutOfSample, issues: Sequence[LabelIssue], known_file: Path) -> ReviewScore:

@@ -7,13 +7,12 @@ them), the measurements into `calibration.json` and the reliability diagram into
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 
 from fashionattr.calibration import Calibration, calibrate
 from fashionattr.checkpoint import write_temperatures
-from fashionattr.io import atomic_write_text
+from fashionattr.io import write_json
 from fashionattr.metrics import AttributePredictions
 from fashionattr.report import plot_reliability
 from fashionattr.run_dir import RunDir
@@ -27,6 +26,6 @@ def calibrate_run(
     calibration = calibrate(schema, predictions)
     write_temperatures(checkpoint, calibration.temperatures)
     record = calibration.to_dict()
-    atomic_write_text(run.calibration, json.dumps(record, indent=1))
+    write_json(run.calibration, record)
     plot_reliability(record["attributes"], run.reliability_plot)
     return calibration

@@ -7,7 +7,6 @@ exactly where the last finished epoch left off.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +18,7 @@ from fashionattr.checkpoint import load_checkpoint, save_checkpoint
 from fashionattr.config import TrainConfig
 from fashionattr.data.preprocessing import Preprocessing
 from fashionattr.errors import UserError
-from fashionattr.io import atomic_write_text
+from fashionattr.io import write_json
 from fashionattr.metrics import Scores
 from fashionattr.run_dir import RunDir
 
@@ -103,7 +102,7 @@ class RunCheckpoints:
             config = self.description.get("config", {})
             measured = {"model": str(self.run.best), "epoch": epoch + 1, "data": config.get("data"), "split": "val",
                         "labels": None, "tta": bool(config.get("tta")), "calibration": "raw"}  # fmt: skip
-            atomic_write_text(self.run.scores, json.dumps({**measured, **scores.to_dict()}, indent=1))
+            write_json(self.run.scores, {**measured, **scores.to_dict()})
         ema = trainables.ema
         save_checkpoint(self.run.last, {
             **self.description, "model": weights, "train_model": trainables.model.state_dict(),

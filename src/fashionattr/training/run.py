@@ -35,7 +35,7 @@ from fashionattr.distributed import (
 )
 from fashionattr.engine import StepSettings, TrainingDiverged, evaluate, resolve_amp, train_one_epoch
 from fashionattr.errors import DiskFullError, UserError
-from fashionattr.io import atomic_write_text, is_disk_full
+from fashionattr.io import is_disk_full, write_json
 from fashionattr.metrics import Scores, score
 from fashionattr.models import create_model, model_preprocessing
 from fashionattr.run_dir import RunDir
@@ -298,7 +298,7 @@ def finish_run(run: RunDir, schema: Schema, attributes: list[str], config: Train
         "image_cache": image_cache,
     }
     write_run_report(run, schema.subset(attributes), history, summary, best["scores"])
-    atomic_write_text(run.summary, json.dumps(summary, indent=1))
+    write_json(run.summary, summary)
     return summary
 
 
