@@ -710,3 +710,41 @@ OVERWRITE_CASES = [
 ]  # fmt: skip
 """Each of these once replaced its input and exited 0 (the question file with answers, the labels with
 predictions, a photo with JSON)."""
+
+
+# --- links in an image-folder tree (import-folders) -------------------------------------------------------------------
+
+
+def _loop_file(source: Path, outside: Path) -> str:
+    (source / "b" / "self.jpg").symlink_to("self.jpg")
+    return "a symbolic link loop"
+
+
+def _loop_folder(source: Path, outside: Path) -> str:
+    (source / "b" / "again").symlink_to("../b")
+    return "a symbolic link loop"
+
+
+def _leaving_file(source: Path, outside: Path) -> str:
+    (source / "a" / "leaving.jpg").symlink_to(outside / "photo.jpg")
+    return "leads out of"
+
+
+def _leaving_folder(source: Path, outside: Path) -> str:
+    (source / "a" / "more").symlink_to(outside)
+    return "a folder link that leads out of"
+
+
+def _dangling(source: Path, outside: Path) -> str:
+    (source / "a" / "gone.jpg").symlink_to(outside / "missing.jpg")
+    return "a symbolic link to nothing"
+
+
+def _one_file_two_classes(source: Path, outside: Path) -> str:
+    (source / "a" / "relative.jpg").symlink_to("../b/0.jpg")
+    return "one file in classes a and b"
+
+
+IMPORT_LINK_CASES = [_loop_file, _loop_folder, _leaving_file, _leaving_folder, _dangling, _one_file_two_classes]
+"""Link trees `import-folders` once imported into datasets `check` then refused; each maker returns words of the
+reason the import gives for leaving the path out."""

@@ -678,6 +678,33 @@ def test_links_may_not_leave_the_root_or_name_one_file_twice(synthetic_data, tmp
         refused(argv, capsys, f"{root / LABELS_RELPATH}:2: ", words)
 
 
+def test_a_dataset_whose_root_or_images_folder_is_a_link_is_accepted(synthetic_data, tmp_path, capsys):
+    """Images kept on another disk (Images/ a link to it), or the whole dataset reached through a link: accepted,
+    each resolved once; a folder inside that leads elsewhere stays refused, in one line for all its rows."""
+    disk = tmp_path / "other-disk"
+    shutil.copytree(synthetic_data / "Images", disk / "Images")
+    root = tmp_path / "data"
+    (root / "Annotations").mkdir(parents=True)
+    shutil.copyfile(synthetic_data / LABELS_RELPATH, root / LABELS_RELPATH)
+    (root / "Images").symlink_to(disk / "Images")
+    (tmp_path / "alias").symlink_to(root)
+    for dataset in (root, tmp_path / "alias"):
+        split = ["split", str(dataset), "--out", str(tmp_path / "s.csv"), "--force"]
+        for argv in (["check", str(dataset), "--workers", "1"], split):
+            assert main(argv) == 0, capsys.readouterr().err
+
+    rows = (root / LABELS_RELPATH).read_text().splitlines()
+    coat = [line for line in rows if line.startswith("Images/coat_length_labels/")]
+    shutil.move(disk / "Images" / "coat_length_labels", tmp_path / "elsewhere")
+    (disk / "Images" / "coat_length_labels").symlink_to(tmp_path / "elsewhere")
+    capsys.readouterr()
+    assert main(["check", str(root), "--no-images"]) == 2
+    err = capsys.readouterr().err
+    assert "folder Images/coat_length_labels/ leads out of the dataset root" in err
+    assert f"{len(coat)} image path(s) lie in it" in err and "malformed" not in err
+    assert len(err.strip().splitlines()) == 1, err
+
+
 def test_a_question_linking_out_of_the_root_is_refused_by_check_and_submit(trained_run, synthetic_data, tmp_path,
                                                                           capsys):  # fmt: skip
     root = tiny_root(tmp_path / "data", synthetic_data)

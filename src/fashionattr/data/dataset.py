@@ -17,6 +17,7 @@ from fashionattr.data.labels import (
     read_labels,
     read_questions,
 )
+from fashionattr.data.links import Tree
 from fashionattr.data.split import DEFAULT_SPLIT_RELPATH
 from fashionattr.errors import UserError
 from fashionattr.schema import Schema, schema_for_dataset
@@ -74,21 +75,28 @@ class DatasetRoot:
 
 
 def check_image_paths(root: str | Path, records: Sequence[LabelRecord], source: str | Path) -> None:
-    """Refuse rows whose image is reached through a symbolic link that leads out of `root`, or is a file another row
-    of the same attribute already names (a link, a hard link, or a case-insensitive file system).
+    """Refuse rows whose image is reached through a symbolic link that leads out of the dataset, or is a file another
+    row of the same attribute already names (a link, a hard link, or a case-insensitive file system).
 
-    `..` and absolute paths are refused when a row is read; a link needs the root to be known, so it is checked
-    here. Links that stay inside the root are fine. Each folder is resolved once and each file costs one `lstat`
-    (and a `realpath` only if it is a link). Missing files are left to the image checks, which report them.
+    The root, and its `Images/` folder, may themselves be links (to another disk): each is resolved once and counts
+    as inside (the rule is `data.links`'). `..` and absolute paths are refused when a row is read; a link needs the
+    root to be known, so it is checked here. Each folder is resolved once and each file costs one `lstat` (and a
+    `realpath` only if it is a link). Missing files are left to the image checks, which report them. Rows refused
+    for one shared cause (a folder that is a link out of the dataset) are one line, not one per row.
     """
-    real_root = os.path.realpath(root)
+    tree = Tree.dataset(root)
+    real_root = tree.inside[0]
     real_folders: dict[str, str] = {}
     first: dict[tuple[int, int, str], LabelRecord] = {}
     problems: list[tuple[int, str]] = []
+    leaving_folders: dict[str, list[LabelRecord]] = {}
     for record in records:
         folder, _, name = record.path.rpartition("/")
         if folder not in real_folders:
             real_folders[folder] = os.path.realpath(os.path.join(real_root, folder))
+        if not tree.contains(real_folders[folder]):
+            leaving_folders.setdefault(folder, []).append(record)
+            continue
         real = os.path.join(real_folders[folder], name)
         try:
             info = os.lstat(real)
@@ -97,9 +105,10 @@ def check_image_paths(root: str | Path, records: Sequence[LabelRecord], source: 
                 info = os.stat(real)
         except (OSError, ValueError):
             info = None
-        if os.path.commonpath([real_root, real]) != real_root:
-            problems.append((record.line, f"image path {record.path!r} leads out of the dataset root through a "
-                             f"symbolic link (to {real}); copy the file in, or link only within the root"))  # fmt: skip
+        leaves = tree.outside(real)
+        if leaves is not None:
+            problems.append((record.line, f"image path {record.path!r} {leaves}; copy the file in, or link only "
+                             "within the root"))  # fmt: skip
             continue
         if info is None:
             continue
@@ -110,5 +119,10 @@ def check_image_paths(root: str | Path, records: Sequence[LabelRecord], source: 
                              f"(line {earlier.line}) for {record.attribute}; give each image once"))  # fmt: skip
             continue
         first[key] = record
+    for folder, rows in leaving_folders.items():
+        problems.append((rows[0].line, f"folder {folder}/ leads out of the dataset root through a symbolic link "
+                         f"(to {real_folders[folder]}), and {len(rows)} image path(s) lie in it (first: "
+                         f"{rows[0].path!r}); the dataset root and its Images/ folder may be links, folders inside "
+                         "them may not lead elsewhere"))  # fmt: skip
     if problems:
-        raise LabelFileError(Path(source), problems)
+        raise LabelFileError(Path(source), sorted(problems))
