@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, Subset
 
 from fashionattr.checkpoint import model_from_checkpoint, resolve_checkpoint_path, temperatures_of
 from fashionattr.data.cache import describe_cache_miss, open_cache
-from fashionattr.data.dataset import DatasetRoot
+from fashionattr.data.dataset import DatasetRoot, dataset_of_run
 from fashionattr.data.datasets import LabelledImages, collate
 from fashionattr.data.labels import LabelRecord
 from fashionattr.data.split import apply_split, choose_split, read_split
@@ -138,10 +138,7 @@ def evaluate_checkpoint(
     path = resolve_checkpoint_path(checkpoint)
     model, schema, preprocessing, payload = model_from_checkpoint(path, context.device)
     config = payload.get("config", {})
-    data = data or config.get("data")
-    if not data:
-        raise UserError(f"{path}: the checkpoint does not say which dataset it was trained on; pass --data")
-    dataset = DatasetRoot.open(data, require_labels=subset != "test" and labels is None)
+    dataset = dataset_of_run(path, payload, data, require_labels=subset != "test" and labels is None)
     attributes = list(payload["attributes"])
     check_same_schema(path, schema, dataset, attributes)
     records = [r for r in evaluation_records(RunDir(path.parent), config, dataset, subset, labels)

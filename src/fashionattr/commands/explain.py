@@ -157,7 +157,7 @@ def explain_images(args: argparse.Namespace) -> int:
 
 def pointing_game(args: argparse.Namespace) -> int:
     from fashionattr.checkpoint import load_checkpoint
-    from fashionattr.data.dataset import DatasetRoot
+    from fashionattr.data.dataset import dataset_of_run
     from fashionattr.data.labels import read_labels
     from fashionattr.data.parts import PARTS_RELPATH, TEST_PARTS_RELPATH, read_parts
     from fashionattr.errors import UserError
@@ -176,11 +176,7 @@ def pointing_game(args: argparse.Namespace) -> int:
     for run_dir in runs:
         payload = load_checkpoint(run_dir.checkpoint)
         config = payload.get("config", {})
-        data = args.data or config.get("data")
-        if not data:
-            raise UserError(f"{run_dir.checkpoint}: the checkpoint does not say which dataset it was trained on; "
-                            "pass --data")  # fmt: skip
-        dataset = DatasetRoot.open(data, require_labels=args.split == "val")
+        dataset = dataset_of_run(run_dir.checkpoint, payload, args.data, require_labels=args.split == "val")
         if args.split == "val":
             records = run_split_records(run_dir, config, dataset, "val")
             parts = read_parts(dataset.path / PARTS_RELPATH)

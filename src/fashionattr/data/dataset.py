@@ -7,6 +7,7 @@ import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from fashionattr.data.labels import (
     ANSWERS_RELPATH,
@@ -72,6 +73,46 @@ class DatasetRoot:
         records = read_questions(path, self.schema)
         check_image_paths(self.path, records, path)
         return records
+
+
+DATASET_KEY = "dataset"
+"""Where a checkpoint records its dataset: `{"path": absolute, "from_run": relative to the run folder}`."""
+
+
+def dataset_record(data: str | Path, run_folder: str | Path) -> dict[str, str]:
+    """How a run remembers its dataset so that a moved or copied run still finds it: the absolute path, and the path
+    from the run folder (a run copied together with its data, as `runs/demo/run` with `runs/demo/data`)."""
+    absolute = os.path.abspath(data)
+    return {"path": absolute, "from_run": os.path.relpath(absolute, os.path.abspath(run_folder))}
+
+
+def dataset_of_run(checkpoint: str | Path, payload: dict[str, Any], data: str | Path | None = None,
+                   require_labels: bool = True) -> DatasetRoot:  # fmt: skip
+    """The dataset a run trained on: `data` (the user's --data) when given, else the first of the places the
+    checkpoint records that holds a dataset: beside the run as it was (relative to the run folder, wherever that is
+    now), where it was (absolute), and as training was given it (older runs).
+    """
+    if data is not None:
+        if not Path(data).is_dir():
+            raise UserError(f"{data}: dataset folder not found (--data)")
+        return DatasetRoot.open(data, require_labels=require_labels)
+    run_folder = Path(checkpoint).parent
+    record = payload.get(DATASET_KEY)
+    config = payload.get("config")
+    candidates: list[Path] = []
+    if isinstance(record, dict):
+        if isinstance(record.get("from_run"), str):
+            candidates.append(run_folder / record["from_run"])
+        if isinstance(record.get("path"), str):
+            candidates.append(Path(record["path"]))
+    if isinstance(config, dict) and isinstance(config.get("data"), str) and config["data"]:
+        candidates.append(Path(config["data"]))
+    for candidate in dict.fromkeys(candidates):
+        if (candidate / LABELS_RELPATH).is_file() or (candidate / QUESTIONS_RELPATH).is_file():
+            return DatasetRoot.open(candidate, require_labels=require_labels)
+    looked = ", ".join(str(c) for c in dict.fromkeys(candidates)) or "the checkpoint names none"
+    raise UserError(f"{checkpoint}: the dataset the run trained on is not found (looked in: {looked}); pass --data "
+                    "with the dataset root")  # fmt: skip
 
 
 def check_image_paths(root: str | Path, records: Sequence[LabelRecord], source: str | Path) -> None:

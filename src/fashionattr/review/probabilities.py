@@ -15,7 +15,7 @@ from pathlib import Path
 
 from fashionattr.checkpoint import load_checkpoint
 from fashionattr.config import TrainConfig, resolve_config
-from fashionattr.data.dataset import DatasetRoot
+from fashionattr.data.dataset import DatasetRoot, dataset_of_run
 from fashionattr.data.duplicates import same_image_key
 from fashionattr.data.labels import LabelRecord, read_labels
 from fashionattr.data.split import write_split
@@ -43,11 +43,7 @@ class OutOfSample:
 def dataset_of(run: RunDir, data: str | None) -> tuple[dict, DatasetRoot]:
     """The run's stored training config and the dataset it trained on (or `data`)."""
     payload = load_checkpoint(run.checkpoint)
-    config = payload.get("config", {})
-    root = data or config.get("data")
-    if not root:
-        raise UserError(f"{run.checkpoint}: the checkpoint does not say which dataset it was trained on; pass --data")
-    return config, DatasetRoot.open(root)
+    return payload.get("config", {}), dataset_of_run(run.checkpoint, payload, data)
 
 
 def validation_split(run: RunDir, context: DistributedContext, data: str | None = None, batch_size: int = 64,

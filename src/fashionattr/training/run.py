@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from fashionattr.checkpoint import load_checkpoint, model_from_checkpoint
 from fashionattr.config import TrainConfig
-from fashionattr.data.dataset import DatasetRoot
+from fashionattr.data.dataset import DATASET_KEY, DatasetRoot, dataset_record
 from fashionattr.distributed import (
     DistributedContext,
     barrier,
@@ -116,6 +116,7 @@ def _fit(config: TrainConfig, attributes: list[str], run: RunDir, context: Distr
     checkpoints = RunCheckpoints(run, {
         "spec": model.spec, "schema": schema.to_dict(), "preprocessing": preprocessing.to_dict(),
         "augmentation": augmentation.to_dict(), "config": config.to_dict(), "attributes": attributes,
+        DATASET_KEY: dataset_record(config.data, run.path),
     })  # fmt: skip
     state = TrainState()
     if resume and run.last.exists():
