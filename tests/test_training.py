@@ -204,10 +204,10 @@ def test_config_file_with_command_line_override(dataset, tmp_path):
 @pytest.mark.parametrize(
     ("options", "words"),
     [
-        (["--arch", "resnet18"], "--arch resnet18 here, test_resnet in the run"),
-        (["--layout", "grouped", "--grouping", "design-length"], "--layout grouped here, multitask in the run"),
-        (["--attributes", "skirt_length"], "--attributes skirt_length_labels here, skirt_length_labels,neckline"),
-        (["--img-size", "64"], "--img-size 64 here, 48 in the run"),
+        (["--arch", "resnet18"], "arch resnet18 here, test_resnet in the run"),
+        (["--layout", "grouped", "--grouping", "design-length"], "layout grouped here, multitask in the run"),
+        (["--attributes", "skirt_length"], "attributes skirt_length_labels here, skirt_length_labels,neckline"),
+        (["--img-size", "64"], "image size 64 here, 48 in the run"),
     ],
 )  # fmt: skip
 def test_resume_with_other_settings_is_refused_naming_the_setting_and_both_values(dataset, tmp_path, capsys, options,

@@ -125,16 +125,17 @@ def check_resume(run: RunDir, config: TrainConfig, attributes: list[str], prepro
     stored_config = stored.get("config") or {}
     stored_input = stored.get("preprocessing") or {}
     pairs: list[tuple[str, Any, Any]] = [
-        ("--arch", config.arch, stored_config.get("arch")),
-        ("--layout", config.layout, stored_config.get("layout")),
-        ("--attributes", ",".join(attributes), ",".join(stored.get("attributes") or [])),
-        ("--img-size", preprocessing.img_size, stored_input.get("img_size")),
-        ("--interpolation", preprocessing.interpolation, stored_input.get("interpolation")),
+        ("arch", config.arch, stored_config.get("arch")),
+        ("layout", config.layout, stored_config.get("layout")),
+        ("attributes", ",".join(attributes), ",".join(stored.get("attributes") or [])),
+        ("image size", preprocessing.img_size, stored_input.get("img_size")),
+        ("resampling", preprocessing.interpolation, stored_input.get("interpolation")),
     ]
     if config.layout == "grouped":
-        pairs.append(("--grouping", config.grouping, stored_config.get("grouping")))
-    differences = [f"{option} {ours} here, {theirs} in the run" for option, ours, theirs in pairs if ours != theirs]
+        pairs.append(("grouping", config.grouping, stored_config.get("grouping")))
+    differences = [f"{setting} {ours} here, {theirs} in the run" for setting, ours, theirs in pairs if ours != theirs]
     if differences:
         raise UserError(f"{run}: --resume with other settings than the run was started with: "
-                        f"{'; '.join(differences)}; resume with the run's own settings (its config.yaml) or choose "
-                        "another --out")  # fmt: skip
+                        f"{'; '.join(differences)}; resume with the run's own settings (its config.yaml: --arch, "
+                        "--layout, --attributes, --img-size, --interpolation, --grouping) or choose another "
+                        "--out")  # fmt: skip
