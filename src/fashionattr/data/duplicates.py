@@ -9,23 +9,28 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from collections import defaultdict
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from fashionattr.data.images import MAX_IMAGE_FILE_BYTES
+from fashionattr.io import FileReadError, open_regular_file
+
 _CHUNK = 1 << 20
 
 
 def _digest(path: str) -> str | None:
+    """SHA-256 of a regular file; None for anything else (a FIFO would block, `/dev/zero` never end)."""
     try:
         sha = hashlib.sha256()
-        with open(path, "rb") as handle:
+        with open_regular_file(path, MAX_IMAGE_FILE_BYTES) as handle:
             while block := handle.read(_CHUNK):
                 sha.update(block)
         return sha.hexdigest()
-    except OSError:
-        return None  # a missing or unreadable file is the image checks' to report, not a duplicate
+    except (FileReadError, OSError):
+        return None  # a missing, special or unreadable file is the image checks' to report, not a duplicate
 
 
 def identical_files(root: str | Path, paths: Iterable[str], workers: int = 8) -> list[list[str]]:
@@ -36,9 +41,11 @@ def identical_files(root: str | Path, paths: Iterable[str], workers: int = 8) ->
     by_size: dict[int, list[str]] = defaultdict(list)
     for rel in sorted(set(paths)):
         try:
-            by_size[os.stat(os.path.join(root, rel)).st_size].append(rel)
+            info = os.stat(os.path.join(root, rel))
         except (OSError, ValueError):
             continue
+        if stat.S_ISREG(info.st_mode):
+            by_size[info.st_size].append(rel)
     candidates = [rel for group in by_size.values() if len(group) > 1 for rel in group]
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         digests = list(pool.map(_digest, [os.path.join(root, rel) for rel in candidates]))
