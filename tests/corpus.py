@@ -462,7 +462,7 @@ the rename)."""
 DISK_FULL_ERRNOS = {"ENOSPC": "No space left on device", "EDQUOT": "Disk quota exceeded"}
 
 DISK_FULL_COMMANDS = [
-    ("split", ["split", "{data}", "--out", "{tmp}/split.csv"], "split.csv"),
+    ("split", ["split", "{data}", "--out", "{tmp}/split.csv", "--force"], "split.csv"),
     ("submit", ["submit", "{run}", "{data}/Tests/question.csv", "--out", "{tmp}/answers.csv", "--workers", "0"],
      "answers.csv"),
     ("predict-output", ["predict", "{run}", "{data}/Images/coat_length_labels", "-o", "{tmp}/tags.csv", "--workers",

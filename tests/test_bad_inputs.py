@@ -1096,7 +1096,7 @@ dd if=/dev/zero of="$1/bytes/filler" bs=1k count=1000 2>/dev/null || true
 touch "$1/inodes/a" "$1/inodes/b" 2>/dev/null || true
 set +e
 for where in bytes inodes; do
-    "$2" -m fashionattr split "$3" --out "$1/$where/split.csv" 2>"$1/$where.err"
+    "$2" -m fashionattr split "$3" --out "$1/$where/split.csv" --force 2>"$1/$where.err"
     echo "$where $?"
     ls -A "$1/$where" | tr '\\n' ' ' > "$1/$where.files"
     cat "$1/$where/split.csv" > "$1/$where.kept" 2>/dev/null

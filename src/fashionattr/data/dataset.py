@@ -101,10 +101,12 @@ def dataset_of_run(checkpoint: str | Path, payload: dict[str, Any], data: str | 
     config = payload.get("config")
     candidates: list[Path] = []
     if isinstance(record, dict):
-        if isinstance(record.get("from_run"), str):
-            candidates.append(run_folder / record["from_run"])
-        if isinstance(record.get("path"), str):
-            candidates.append(Path(record["path"]))
+        where = Path(record["path"]) if isinstance(record.get("path"), str) else None
+        beside = (run_folder / record["from_run"]).resolve() if isinstance(record.get("from_run"), str) else None
+        if beside is not None and not (where is not None and where.is_dir() and where.resolve() == beside):
+            candidates.append(beside)
+        if where is not None:
+            candidates.append(where)  # the path as recorded, also when it is the same place as the one beside
     if isinstance(config, dict) and isinstance(config.get("data"), str) and config["data"]:
         candidates.append(Path(config["data"]))
     for candidate in dict.fromkeys(candidates):
