@@ -14,8 +14,10 @@ import random
 import socket
 import struct
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -97,6 +99,42 @@ LAB_RED = (136, 208, 195)
 """sRGB red (255, 0, 0) in PIL's 8-bit CIELAB: L* 53.2 -> 136, a* 80 and b* 67 offset by 128."""
 
 
+LAB_GREY = (102, 0, 0)
+"""A dim grey as a CIELab TIFF stores it (TIFF 6.0, photometric 8): L* 40 -> 102, a* and b* 0 as signed bytes."""
+
+
+def lab_tiff(pixel: tuple[int, int, int], planar: bool, photometric: int = 8) -> bytes:
+    """A WIDTH x HEIGHT TIFF of one 8-bit CIELab colour, its channels interleaved or each in a plane of its own.
+
+    Written byte by byte (PIL writes only interleaved CIELab): planar files are what other tools write, and
+    photometric 9 and 10 are the ICC and ITU variants of CIELab.
+    """
+    count = WIDTH * HEIGHT
+    planes = [bytes([value]) * count for value in pixel] if planar else [bytes(pixel) * count]
+    entries = 11
+    data_at = 8 + 2 + 12 * entries + 4
+    bits_at, data_at = data_at, data_at + 6
+    one = len(planes) == 1
+    offsets_at, counts_at = data_at, data_at + 4 * len(planes)
+    data_at += 0 if one else 8 * len(planes)
+    offsets = [data_at + i * len(planes[0]) for i in range(len(planes))]
+
+    def entry(tag: int, kind: int, number: int, value: int) -> bytes:
+        packed = struct.pack("<HH", value, 0) if kind == 3 and number == 1 else struct.pack("<I", value)
+        return struct.pack("<HHI", tag, kind, number) + packed
+
+    directory = b"".join([
+        entry(256, 3, 1, WIDTH), entry(257, 3, 1, HEIGHT), entry(258, 3, 3, bits_at), entry(259, 3, 1, 1),
+        entry(262, 3, 1, photometric), entry(273, 4, len(planes), offsets[0] if one else offsets_at),
+        entry(277, 3, 1, 3), entry(278, 3, 1, HEIGHT), entry(279, 4, len(planes), count * 3 if one else counts_at),
+        entry(284, 3, 1, 1 if one else 2), entry(296, 3, 1, 1),
+    ])  # fmt: skip
+    tables = struct.pack("<HHH", 8, 8, 8)
+    if not one:
+        tables += struct.pack(f"<{len(planes)}I", *offsets) + struct.pack(f"<{len(planes)}I", *[count] * len(planes))
+    return b"II*\x00" + struct.pack("<IH", 8, entries) + directory + struct.pack("<I", 0) + tables + b"".join(planes)
+
+
 def mode_cases() -> list[tuple[bytes, Case]]:
     """Pixel modes PIL's own conversion gets wrong (floats turn black, CIELAB false colours, 16-bit white)."""
     return [
@@ -108,6 +146,10 @@ def mode_cases() -> list[tuple[bytes, Case]]:
         (encode(ramp(1_000_000, np.int32, "I"), "TIFF"),
          Case("int32-full-range.tif", reason="32-bit integer pixels", header_ok=True)),
         (encode(Image.new("LAB", (WIDTH, HEIGHT), LAB_RED), "TIFF"), Case("cielab-red.tif", size=(WIDTH, HEIGHT))),
+        (lab_tiff(LAB_GREY, planar=False), Case("cielab-grey.tif", size=(WIDTH, HEIGHT))),
+        (lab_tiff(LAB_GREY, planar=True), Case("cielab-planar-grey.tif", size=(WIDTH, HEIGHT))),
+        (lab_tiff(LAB_GREY, planar=False, photometric=9), Case("icclab.tif", reason="ICCLab colour space")),
+        (lab_tiff(LAB_GREY, planar=False, photometric=10), Case("itulab.tif", reason="ITULab colour space")),
         (encode(ramp(200, np.uint16), "PNG"), Case("gray16-dark.png", size=(WIDTH, HEIGHT))),
         (encode(Image.new("1", (WIDTH, HEIGHT), 1), "TIFF"), Case("bilevel.tif", size=(WIDTH, HEIGHT))),
         (encode(noise().convert("CMYK"), "TIFF"), Case("cmyk.tif", size=(WIDTH, HEIGHT))),
@@ -420,7 +462,7 @@ the rename)."""
 DISK_FULL_ERRNOS = {"ENOSPC": "No space left on device", "EDQUOT": "Disk quota exceeded"}
 
 DISK_FULL_COMMANDS = [
-    ("split", ["split", "{data}", "--out", "{tmp}/split.csv"], "split.csv"),
+    ("split", ["split", "{data}", "--out", "{tmp}/split.csv", "--force"], "split.csv"),
     ("submit", ["submit", "{run}", "{data}/Tests/question.csv", "--out", "{tmp}/answers.csv", "--workers", "0"],
      "answers.csv"),
     ("predict-output", ["predict", "{run}", "{data}/Images/coat_length_labels", "-o", "{tmp}/tags.csv", "--workers",
@@ -532,3 +574,177 @@ SCHEMA_EDITS = [
 ]  # fmt: skip
 """A dataset whose schema gives an attribute other classes than the model's: its answers would be for the wrong
 classes, so `submit` and `evaluate` refuse (by `schema.schema_mismatch`) rather than write or score them."""
+
+
+# --- numbers a model file carries ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TamperCase:
+    """An edit of a model file's stored description, and words of the one-line refusal every reader gives."""
+
+    id: str
+    edit: Callable[[dict[str, Any]], None]
+    words: str
+
+
+def _set(*path: str | int, value: object) -> Callable[[dict[str, Any]], None]:
+    """An edit that sets one nested entry of a checkpoint payload or of the ONNX metadata."""
+
+    def edit(data: dict[str, Any]) -> None:
+        for key in path[:-1]:
+            data = data[key]  # type: ignore[index]
+        data[path[-1]] = value  # type: ignore[index]
+
+    return edit
+
+
+def _every_temperature(value: object) -> Callable[[dict[str, Any]], None]:
+    def edit(payload: dict[str, Any]) -> None:
+        payload["temperatures"] = {name: value for name in payload["attributes"]}
+
+    return edit
+
+
+def _nan_weight(payload: dict[str, Any]) -> None:
+    name = next(key for key, tensor in payload["model"].items() if tensor.is_floating_point())
+    payload["model"][name] = payload["model"][name].clone().fill_(float("nan"))
+
+
+def _many_classes(payload: dict[str, Any]) -> None:
+    payload["schema"]["attributes"][0]["classes"] = [f"class {i}" for i in range(100_000)]
+
+
+TAMPERED_CHECKPOINTS = [
+    TamperCase("img-size-100000", _set("preprocessing", "img_size", value=100_000), "image size"),
+    TamperCase("img-size-as-text", _set("preprocessing", "img_size", value="224"), "image size"),
+    TamperCase("std-zero", _set("preprocessing", "std", value=[0.0, 0.0, 0.0]), "normalisation std"),
+    TamperCase("std-nan", _set("preprocessing", "std", value=[float("nan"), 0.2, 0.2]), "normalisation std"),
+    TamperCase("mean-infinite", _set("preprocessing", "mean", value=[float("inf"), 0.4, 0.4]), "normalisation mean"),
+    TamperCase("temperature-tiny", _every_temperature(1e-30), "calibration temperature"),
+    TamperCase("temperature-subnormal", _every_temperature(5e-324), "calibration temperature"),
+    TamperCase("temperature-nan", _every_temperature(float("nan")), "calibration temperature"),
+    TamperCase("temperature-as-text", _every_temperature("1.0"), "calibration temperature"),
+    TamperCase("weight-nan", _nan_weight, "NaN or infinite"),
+    TamperCase("100000-classes", _many_classes, "at most 1000"),
+]  # fmt: skip
+"""Checkpoints whose stored numbers no model can use: refused when read, before anything is sized by them."""
+
+_INPUT = ("fashionattr.preprocessing", "inputs", 0)
+
+
+def _extra_output(metadata: dict[str, Any]) -> None:
+    metadata["fashionattr.schema"]["attributes"].append({"name": "hat_labels", "classes": ["none", "cap"]})
+    metadata["fashionattr.spec"]["attributes"].append("hat_labels")
+
+
+def _onnx_temperatures(value: object) -> Callable[[dict[str, Any]], None]:
+    def edit(metadata: dict[str, Any]) -> None:
+        model = metadata["fashionattr.spec"]["models"][0]
+        model["temperatures"] = {name: value for name in model["attributes"]}
+
+    return edit
+
+
+TAMPERED_ONNX = [
+    TamperCase("img-size-100000", _set(*_INPUT, "preprocessing", "img_size", value=100_000), "image size"),
+    TamperCase("input-size-the-graph-does-not-take", _set(*_INPUT, "preprocessing", "img_size", value=48),
+               "takes images of shape"),
+    TamperCase("input-the-graph-lacks", _set(*_INPUT, "name", value="pixels"), "names an input 'pixels' the graph"),
+    TamperCase("output-the-graph-lacks", _extra_output, "names an output 'hat_labels' the graph lacks"),
+    TamperCase("embedding-size-other", _set("fashionattr.spec", "embedding_size", value=7), "embedding of 7"),
+    TamperCase("std-zero", _set(*_INPUT, "preprocessing", "std", value=[0.0, 0.0, 0.0]), "normalisation std"),
+    TamperCase("temperature-subnormal", _onnx_temperatures(5e-324), "calibration temperature"),
+]  # fmt: skip
+"""ONNX files whose fashionattr metadata is absurd or promises what the graph does not do (the graph untouched)."""
+
+
+# --- outputs written over inputs -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OverwriteCase:
+    """A command whose output names one of its inputs (or a dataset's file): it must refuse, naming both.
+
+    `argv` and `victim` are formatted with {data} (a copy of the dataset), {run} (a trained run), {photo} (a copy
+    of one image) and {tmp}; `prepare` names what the case sets up first: a hard link or a symbolic link to the
+    photo at {tmp}/alias.jpg, a split file or a PNG image in the dataset, an input named like explain's sheet.
+    """
+
+    id: str
+    argv: list[str]
+    victim: str
+    words: str
+    prepare: str | None = None
+
+
+OVERWRITE_CASES = [
+    OverwriteCase("submit-out-is-the-question-file",
+                  ["submit", "{run}", "{data}/Tests/question.csv", "--out", "{data}/Tests/question.csv"],
+                  "{data}/Tests/question.csv", "is the question file"),
+    OverwriteCase("evaluate-predictions-over-the-labels",
+                  ["evaluate", "{run}", "--data", "{data}", "--out", "{tmp}/eval", "--save-predictions",
+                   "{data}/Annotations/label.csv"], "{data}/Annotations/label.csv", "Annotations/label.csv"),
+    OverwriteCase("predict-output-is-the-photo", ["predict", "{run}", "{photo}", "--output", "{photo}"], "{photo}",
+                  "is an input image"),
+    OverwriteCase("predict-output-is-a-hard-link-to-the-photo", ["predict", "{run}", "{photo}", "--output",
+                  "{tmp}/alias.jpg"], "{photo}", "is an input image", prepare="hard link"),
+    OverwriteCase("predict-output-is-a-link-to-the-photo", ["predict", "{run}", "{photo}", "--output",
+                  "{tmp}/alias.jpg"], "{photo}", "is an input image", prepare="symbolic link"),
+    OverwriteCase("predict-output-is-the-model", ["predict", "{run}", "{photo}", "--output", "{run}/best.pt"],
+                  "{run}/best.pt", "is a file of the model"),
+    OverwriteCase("predict-output-over-a-dataset-it-does-not-read", ["predict", "{run}", "{photo}", "--output",
+                  "{data}/Annotations/label.csv"], "{data}/Annotations/label.csv", "is a file of the dataset"),
+    OverwriteCase("review-corrected-over-the-labels", ["review", "{run}", "--data", "{data}", "--out", "{tmp}/review",
+                  "--write-corrected", "{data}/Annotations/label.csv"], "{data}/Annotations/label.csv",
+                  "is the dataset's label file"),
+    OverwriteCase("split-out-is-the-labels", ["split", "{data}", "--out", "{data}/Annotations/label.csv"],
+                  "{data}/Annotations/label.csv", "is the dataset's label file"),
+    OverwriteCase("train-into-the-annotations-folder", ["train", "{data}", "--out", "{data}/Annotations", "--arch",
+                  "test_resnet", "--epochs", "1"], "{data}/Annotations/split.csv", "Annotations/split.csv",
+                  prepare="split"),
+    OverwriteCase("synth-preview-over-a-dataset-image", ["synth", "--preview", "{data}/Images/extra.png"],
+                  "{data}/Images/extra.png", "is a file of the dataset", prepare="png in the dataset"),
+    OverwriteCase("explain-sheet-over-its-input", ["explain", "{run}", "{tmp}/contact_sheet.png", "--out", "{tmp}"],
+                  "{tmp}/contact_sheet.png", "is an input image", prepare="sheet"),
+]  # fmt: skip
+"""Each of these once replaced its input and exited 0 (the question file with answers, the labels with
+predictions, a photo with JSON)."""
+
+
+# --- links in an image-folder tree (import-folders) -------------------------------------------------------------------
+
+
+def _loop_file(source: Path, outside: Path) -> str:
+    (source / "b" / "self.jpg").symlink_to("self.jpg")
+    return "a symbolic link loop"
+
+
+def _loop_folder(source: Path, outside: Path) -> str:
+    (source / "b" / "again").symlink_to("../b")
+    return "a symbolic link loop"
+
+
+def _leaving_file(source: Path, outside: Path) -> str:
+    (source / "a" / "leaving.jpg").symlink_to(outside / "photo.jpg")
+    return "leads out of"
+
+
+def _leaving_folder(source: Path, outside: Path) -> str:
+    (source / "a" / "more").symlink_to(outside)
+    return "a folder link that leads out of"
+
+
+def _dangling(source: Path, outside: Path) -> str:
+    (source / "a" / "gone.jpg").symlink_to(outside / "missing.jpg")
+    return "a symbolic link to nothing"
+
+
+def _one_file_two_classes(source: Path, outside: Path) -> str:
+    (source / "a" / "relative.jpg").symlink_to("../b/0.jpg")
+    return "one file in classes a and b"
+
+
+IMPORT_LINK_CASES = [_loop_file, _loop_folder, _leaving_file, _leaving_folder, _dangling, _one_file_two_classes]
+"""Link trees `import-folders` once imported into datasets `check` then refused; each maker returns words of the
+reason the import gives for leaving the path out."""

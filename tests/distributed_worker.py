@@ -1,4 +1,4 @@
-"""Run under torchrun by tests/test_distributed.py: train with DDP, save this rank's final weights."""
+"""Run under torchrun by tests/test_distributed.py: train with DDP, save this rank's final weights and average."""
 
 import sys
 from pathlib import Path
@@ -17,6 +17,7 @@ def main(data: str, out: str) -> None:
     context = init_distributed("cpu")
     result = fit(config, ["skirt_length_labels", "neckline_design_labels"], Path(out), context)
     torch.save(result.model.state_dict(), Path(out) / f"rank{context.rank}.pt")
+    torch.save(result.evaluated.state_dict(), Path(out) / f"rank{context.rank}-ema.pt")
     shutdown(context)
 
 

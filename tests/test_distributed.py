@@ -41,13 +41,16 @@ def dataset(tmp_path_factory):
 
 
 def test_two_processes_train_to_identical_weights_and_evaluate_each_image_once(dataset, tmp_path):
+    """Both ranks end with the same weights and the same moving average, batch-norm statistics included."""
     out = tmp_path / "run"
     worker = Path(__file__).with_name("distributed_worker.py")
     torchrun(str(worker), str(dataset), str(out))
-    rank0, rank1 = torch.load(out / "rank0.pt"), torch.load(out / "rank1.pt")
-    assert rank0.keys() == rank1.keys()
-    for key in rank0:
-        assert torch.equal(rank0[key], rank1[key]), key
+    for name in ("rank{}.pt", "rank{}-ema.pt"):  # the raw weights, and the moving average that is validated
+        rank0, rank1 = torch.load(out / name.format(0)), torch.load(out / name.format(1))
+        assert rank0.keys() == rank1.keys()
+        assert any("running_var" in key for key in rank0)
+        for key in rank0:
+            assert torch.equal(rank0[key], rank1[key]), (name, key)
 
     single = evaluate_checkpoint(out, DistributedContext(), workers=0)
     torchrun("-m", "fashionattr", "evaluate", str(out), "--device", "cpu", "--workers", "0", "--out", str(out / "ddp"))

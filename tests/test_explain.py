@@ -17,10 +17,11 @@ from torch import nn
 from conftest import PER_ATTRIBUTE, TrainedRun
 from fashionattr.checkpoint import save_checkpoint
 from fashionattr.cli import main
+from fashionattr.data.labels import LabelRecord
 from fashionattr.data.parts import PartRow
 from fashionattr.data.preprocessing import Preprocessing
 from fashionattr.explain.cam import Explainer, default_layer, feature_stages
-from fashionattr.explain.pointing import covered_share, letterboxed_boxes, peak_inside
+from fashionattr.explain.pointing import TOLERANCE, covered_share, letterboxed_boxes, peak_inside, photo_region, play
 from fashionattr.inference.torch_backend import LoadedModel
 from fashionattr.models.backbones import model_preprocessing
 from fashionattr.models.layouts import STUDY_ARCHS
@@ -72,7 +73,28 @@ def test_heatmap_peaks_where_the_evidence_is_in_the_original_picture(tmp_path: P
     elsewhere = letterboxed_boxes([PartRow("photo.png", SKIRT, "top", (0.0, 0.0, 60.0, 40.0))], (60, 90),
                                   explainer.inputs[0])  # fmt: skip
     assert not peak_inside(heatmap.peak, elsewhere)
-    assert covered_share(boxes, 48) == pytest.approx((8.5 / 48) ** 2, abs=0.01)
+    # A random peak is drawn over the photo (32 x 48 after letterboxing), not over the padding beside it.
+    assert covered_share(boxes, photo_region((60, 90), explainer.inputs[0])) == pytest.approx(8.5**2 / (32 * 48),
+                                                                                              abs=0.01)  # fmt: skip
+
+
+def test_a_rotated_photos_part_box_lands_on_the_part(tmp_path: Path) -> None:
+    """A portrait stored on its side with an EXIF rotation: its part boxes are in the upright photo's pixels, as the
+    model sees it, so the peak on the bright part must be a hit, and the baseline covers the upright photo."""
+    upright = np.zeros((90, 60, 3), dtype=np.uint8)  # as shown: 60 wide, 90 high
+    square = (40.0, 10.0, 56.0, 26.0)
+    upright[10:26, 40:56] = 255
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to show"
+    Image.fromarray(upright).rotate(90, expand=True).save(tmp_path / "turned.jpg", exif=exif, quality=95)
+    explainer = brightness_explainer(size=96)
+    record = LabelRecord("turned.jpg", SKIRT, 1)
+    parts = {("turned.jpg", SKIRT): [PartRow("turned.jpg", SKIRT, "square", square)]}
+    game = play(explainer, tmp_path, [record], parts, "test", "explain")
+    entry = game.attributes[SKIRT]
+    assert (entry.correct, entry.hits) == (1, 1)
+    margin = TOLERANCE * 96
+    assert entry.chance == pytest.approx((16 * 96 / 90 + 2 * margin) ** 2 / (64 * 96), abs=0.01)
 
 
 @pytest.mark.slow

@@ -154,7 +154,7 @@ def test_cross_validation_reviews_every_training_row_once(trained_per_attribute_
         (["--split", "train"], "--folds"),
         (["--folds", "3"], "--split train"),
         (["--known-errors", "missing.csv"], "missing.csv"),
-        (["--write-corrected", "LABELS"], "label file under review"),
+        (["--write-corrected", "LABELS"], "is the dataset's label file"),
     ],
 )
 def test_option_mistakes_are_one_line_and_exit_2(trained_run: TrainedRun, tmp_path: Path, capsys, extra, message):

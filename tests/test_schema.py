@@ -84,6 +84,19 @@ def test_own_schema_from_yaml_is_used_by_its_dataset(tmp_path):
         ({"attributes": []}, "non-empty list"),
         ({"attributes": [{"name": "a"}]}, "must have 'name' and 'classes'"),
         ({"attributes": [{"name": "a,b", "classes": ["x", "y"]}]}, "comma"),
+        # Class names keep the rules attribute names keep: distinct ignoring case and Unicode form, one line.
+        ({"attributes": [{"name": "a", "classes": ["Long", "long"]}]}, "'Long' and 'long', one name when letter case"),
+        ({"attributes": [{"name": "a", "classes": ["caf\u00e9", "cafe\u0301"]}]}, "Unicode form do not count"),
+        ({"attributes": [{"name": "a", "classes": ["x", " "]}]}, "is empty"),
+        ({"attributes": [{"name": "a", "classes": ["x", "y\nz"]}]}, "control character"),
+        ({"attributes": [{"name": "a", "classes": ["x", " y"]}]}, "white space"),
+        # Every field of its exact type: nothing is converted to a string behind the user's back.
+        ({"attributes": [{"name": None, "classes": ["x", "y"]}]}, "'name' must be a string, got null"),
+        ({"attributes": [{"name": 5, "classes": ["x", "y"]}]}, "'name' must be a string, got int"),
+        ({"name": None, "attributes": [{"name": "a", "classes": ["x", "y"]}]}, "schema's 'name' must be a string"),
+        ({"attributes": [{"name": "a", "classes": ["x", "y"]}], "groupings": {"g": {"one": [1]}}}, "lists of attr"),
+        # Counts are bounded before a model is built from them.
+        ({"attributes": [{"name": "a", "classes": [f"c{i}" for i in range(1001)]}]}, "at most 1000"),
     ],
 )  # fmt: skip
 def test_invalid_schemas_are_refused_with_the_file_named(tmp_path, data, message):

@@ -45,6 +45,12 @@ CONFIG_CASES = [
     ("cache: maybe", "cache must be one of auto, build, off"),
     ("select_metric: f1", "select metric must be"),
     ("interpolation: cubic", "interpolation must be one of"),
+    # Numbers bounded by what the code can do: infinities, a process per worker, seeds torch and NumPy accept.
+    ("lr: 1e999", "lr must be finite"),
+    ("weight_decay: 1e999", "weight_decay must be finite"),
+    ("workers: 100000", "workers must be at most 256"),
+    ("batch_size: 1000000000", "batch size must be at most 65536"),
+    ("seed: 99999999999999999999", "seeds must be at most"),
     ("max_bad_fraction: 2", "max bad fraction must be in [0, 1]"),
     ("early_stop: 0", "early stop must be at least 1"),
     ("seed: -1", "seeds must be 0 or more"),

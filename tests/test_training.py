@@ -170,8 +170,19 @@ def test_train_and_evaluate_commands(dataset, tmp_path, capsys):
     assert "BP / mAP" in printed
     scores = json.loads((out / "eval-val" / "scores.json").read_text())
     assert set(scores["attributes"]) >= set(ATTRIBUTES)
-    assert main(["evaluate", str(out), "--split", "test", "--workers", "0"]) == 0
+    assert (scores["split"], scores["tta"], scores["calibration"]) == ("val", False, "calibrated")
+    assert scores["model"] == str(out / "best.pt") and scores["data"] == str(dataset)
+    assert main(["evaluate", str(out), "--split", "test", "--workers", "0", "--tta", "--no-calibration"]) == 0
     assert (out / "eval-test" / "confusion_skirt_length.png").is_file()
+    # An evaluation says what it measured: the test set, flip TTA, raw probabilities; never titled validation.
+    scores = json.loads((out / "eval-test" / "scores.json").read_text())
+    assert (scores["split"], scores["tta"], scores["calibration"]) == ("test", True, "raw")
+    report = (out / "eval-test" / "report.md").read_text()
+    assert report.startswith("# Evaluation on the test set\n") and "| test images |" in report
+    assert "validation" not in report.lower() and "val images" not in report and "(epoch 1)" in report
+    assert "flip TTA" in report and "raw probabilities" in report
+    run_scores = json.loads((out / "scores.json").read_text())  # training's own: the validation split, uncalibrated
+    assert (run_scores["split"], run_scores["calibration"]) == ("val", "raw")
 
 
 def test_bad_settings_are_usage_errors(dataset, tmp_path, capsys):
@@ -188,3 +199,26 @@ def test_config_file_with_command_line_override(dataset, tmp_path):
     path.write_text(f"data: {dataset}\narch: test_resnet\nepochs: 5\nimg_size: 40\n")
     resolved = resolve_config(path, {"epochs": 2, "out": str(tmp_path / "o")})
     assert (resolved.epochs, resolved.img_size, resolved.arch) == (2, 40, "test_resnet")
+
+
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [
+        (["--arch", "resnet18"], "arch resnet18 here, test_resnet in the run"),
+        (["--layout", "grouped", "--grouping", "design-length"], "layout grouped here, multitask in the run"),
+        (["--attributes", "skirt_length"], "attributes skirt_length_labels here, skirt_length_labels,neckline"),
+        (["--img-size", "64"], "image size 64 here, 48 in the run"),
+    ],
+)  # fmt: skip
+def test_resume_with_other_settings_is_refused_naming_the_setting_and_both_values(dataset, tmp_path, capsys, options,
+                                                                                  words):  # fmt: skip
+    out = tmp_path / "run"
+    base = ["train", str(dataset), "--out", str(out), "--arch", "test_resnet", "--img-size", "48", "--epochs", "2",
+            "--workers", "0", "--max-steps-per-epoch", "1", "--no-progress", "--attributes",
+            "skirt_length,neckline_design"]  # fmt: skip
+    training.train(config(dataset, out, epochs=1, max_steps_per_epoch=1))
+    before = (out / "last.pt").read_bytes()
+    assert main([*base, *options, "--resume"]) == 2  # a repeated option's last value wins
+    err = capsys.readouterr().err
+    assert words in err and "--resume with other settings" in err and len(err.strip().splitlines()) == 1, err
+    assert (out / "last.pt").read_bytes() == before

@@ -24,11 +24,9 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax, softmax
 
-from fashionattr.metrics import AttributePredictions, score
+from fashionattr.metrics import TEMPERATURE_RANGE, AttributePredictions, score
 from fashionattr.schema import Schema
 
-TEMPERATURE_RANGE = (0.05, 20.0)
-"""Temperatures searched; beyond them a model is broken rather than miscalibrated."""
 RELIABILITY_BINS = 15
 """Equal-width confidence bins of the ECE and the reliability diagram, as in Guo et al."""
 _TINY = float(np.finfo(np.float32).tiny)

@@ -23,6 +23,7 @@ from fashionattr.data.augmentation import Augmentation
 from fashionattr.data.preprocessing import Preprocessing
 from fashionattr.errors import CheckpointError, UserError
 from fashionattr.io import atomic_write_bytes
+from fashionattr.metrics import TEMPERATURE_RANGE
 from fashionattr.run_dir import RunDir
 from fashionattr.schema import Schema
 
@@ -129,6 +130,7 @@ def model_from_checkpoint(
         model.load_state_dict(payload["model"])
     except (RuntimeError, TypeError, AttributeError) as exc:
         raise CheckpointError(f"{path}: weights do not fit the model it describes: {str(exc)[:300]}") from None
+    check_finite_weights(payload["model"], path)
     model.to(device).eval()
     return model, schema, preprocessing, payload
 
@@ -143,15 +145,35 @@ def temperatures_of(payload: dict[str, Any], path: str | Path = "checkpoint", tt
     data = data if data is not None else payload.get("temperatures")
     if data is None:
         return {}
-    attributes = set(payload.get("attributes", []))
-    try:
-        temperatures = {str(name): float(value) for name, value in data.items()}
-    except (AttributeError, TypeError, ValueError):
-        raise CheckpointError(f"{path}: damaged calibration temperatures ({data!r:.100})") from None
-    for name, value in temperatures.items():
-        if name not in attributes or not math.isfinite(value) or value <= 0:
-            raise CheckpointError(f"{path}: damaged calibration temperature {name}={value}; calibrate it again")
+    return checked_temperatures(data, payload.get("attributes", []), path)
+
+
+def checked_temperatures(data: Any, attributes: Any, source: str | Path) -> dict[str, float]:
+    """Stored temperatures (a checkpoint's, an ONNX file's), each a finite number in the range calibration fits in.
+
+    A tiny or subnormal temperature divides the logits into infinities, and the answers into NaN; NaN stays NaN.
+    Whatever stores them, they are checked here when read, before any probability is made with them.
+    """
+    low, high = TEMPERATURE_RANGE[0] * (1 - 1e-9), TEMPERATURE_RANGE[1] * (1 + 1e-9)  # a fit on its bound, rounded
+    if not isinstance(data, dict) or not isinstance(attributes, list | tuple):
+        raise CheckpointError(f"{source}: damaged calibration temperatures ({data!r:.100})")
+    temperatures: dict[str, float] = {}
+    for name, value in data.items():
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if name not in attributes or not number or not math.isfinite(value) or not low <= value <= high:
+            fitted = f"{TEMPERATURE_RANGE[0]:g} to {TEMPERATURE_RANGE[1]:g}"
+            raise CheckpointError(f"{source}: damaged calibration temperature {name}={value!r:.40} (calibration gives "
+                                  f"{fitted}); calibrate the model again")  # fmt: skip
+        temperatures[name] = float(value)
     return temperatures
+
+
+def check_finite_weights(weights: dict[str, Any], path: str | Path) -> None:
+    """Refuse weights holding NaN or infinity: every answer from them would be NaN (a damaged or diverged file)."""
+    for name, tensor in weights.items():
+        if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise CheckpointError(f"{path}: weight {name} holds NaN or infinite numbers; the checkpoint is damaged "
+                                  "(or its training diverged); use another one")  # fmt: skip
 
 
 def write_temperatures(path: str | Path, temperatures: dict[str, float],

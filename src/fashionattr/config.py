@@ -8,6 +8,7 @@ The resolved config is saved in the run directory so a run can be understood and
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,6 +99,11 @@ class TrainConfig:
 
 
 FIELD_NAMES = {f.name for f in dataclasses.fields(TrainConfig)}
+MAX_BATCH_SIZE = 65_536
+MAX_WORKERS = 256
+"""Loader processes: each is a process of its own; more than this is a typo, not a machine."""
+MAX_SEED = 2**31 - 1
+"""Seeds are mixed with epoch and rank numbers and handed to torch and NumPy; this keeps every mix in range."""
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
@@ -197,14 +203,19 @@ def _float_pair(text: str, what: str) -> list[float]:
 
 def validate(config: TrainConfig) -> None:
     """The ranges and choices of every setting; the first one wrong is a user error."""
-    from fashionattr.data.preprocessing import RESAMPLING
+    from fashionattr.data.preprocessing import MAX_IMG_SIZE, MIN_IMG_SIZE, RESAMPLING
 
     c = config
+    infinite = [f.name for f in dataclasses.fields(c) if isinstance(getattr(c, f.name), float)
+                and not math.isfinite(getattr(c, f.name))]  # fmt: skip
     checks = [
+        (not infinite, f"{', '.join(infinite)} must be finite numbers, got {[getattr(c, n) for n in infinite]}"),
         (bool(c.data), "no dataset given"),
         (c.epochs >= 1, f"epochs must be at least 1, got {c.epochs}"),
         (c.batch_size >= 1, f"batch size must be at least 1, got {c.batch_size}"),
-        (c.img_size is None or 16 <= c.img_size <= 4096, f"image size must be 16-4096 px, got {c.img_size}"),
+        (c.batch_size <= MAX_BATCH_SIZE, f"batch size must be at most {MAX_BATCH_SIZE}, got {c.batch_size}"),
+        (c.img_size is None or MIN_IMG_SIZE <= c.img_size <= MAX_IMG_SIZE,
+         f"image size must be {MIN_IMG_SIZE}-{MAX_IMG_SIZE} px, got {c.img_size}"),
         (c.lr > 0, f"learning rate must be positive, got {c.lr}"),
         (c.backbone_lr_scale > 0, f"backbone lr scale must be positive, got {c.backbone_lr_scale}"),
         (c.min_lr >= 0, f"min lr must be 0 or more, got {c.min_lr}"),
@@ -231,7 +242,10 @@ def validate(config: TrainConfig) -> None:
         (0.0 <= c.max_bad_fraction <= 1.0, f"max bad fraction must be in [0, 1], got {c.max_bad_fraction}"),
         (0.0 < c.val_fraction < 1.0, f"val fraction must be between 0 and 1 (exclusive), got {c.val_fraction}"),
         (c.workers >= 0, f"workers must be 0 or more, got {c.workers}"),
+        (c.workers <= MAX_WORKERS, f"workers must be at most {MAX_WORKERS}, got {c.workers}"),
         (c.seed >= 0 and c.split_seed >= 0, f"seeds must be 0 or more, got {c.seed} and {c.split_seed}"),
+        (c.seed <= MAX_SEED and c.split_seed <= MAX_SEED,
+         f"seeds must be at most {MAX_SEED}, got {c.seed} and {c.split_seed}"),
         (c.early_stop is None or c.early_stop >= 1, f"early stop must be at least 1 epoch, got {c.early_stop}"),
         (c.max_steps_per_epoch is None or c.max_steps_per_epoch >= 1,
          f"max steps per epoch must be at least 1, got {c.max_steps_per_epoch}"),

@@ -19,6 +19,10 @@ class UnavailableError(UserError):
     may work. The service answers it with 503 and `Retry-After`, never as the client's mistake."""
 
 
+class ModelOutputError(UserError):
+    """A model gave non-finite numbers (its weights or stored settings are damaged): an error, never an answer."""
+
+
 class RunError(Exception):
     """A run that cannot go on for a reason that is not a bug (training diverged): the CLI prints it and exits 1."""
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ from fashionattr.applicability import THRESHOLD
 from fashionattr.checkpoint import model_from_checkpoint, resolve_checkpoint_path, temperatures_of
 from fashionattr.data.cache import describe_cache_miss, open_cache
 from fashionattr.data.complete_labels import Truth, read_complete
-from fashionattr.data.dataset import DatasetRoot
+from fashionattr.data.dataset import DatasetRoot, dataset_of_run
 from fashionattr.data.datasets import LabelledImages, collate
 from fashionattr.data.images import ImageError
 from fashionattr.data.labels import LabelRecord
@@ -32,6 +31,45 @@ from fashionattr.tag_scores import UNDECIDED_TRUTH, TagAnswers, TagScores, score
 if TYPE_CHECKING:
     from fashionattr.inference.predictor import Predictor
 
+SPLIT_WORDS = {"val": "validation split", "train": "training split", "test": "test set", "labels": "labelled file"}
+
+
+@dataclass(frozen=True)
+class Measured:
+    """What an evaluation measured: which model, on which images, how; written into scores.json and the report."""
+
+    model: str
+    epoch: int | None
+    """Counted from 1, as metrics.csv and the summary count."""
+    data: str
+    split: str
+    """val, train or test; `labels` for a --labels file."""
+    labels: str | None
+    tta: bool
+    calibration: str
+    """`calibrated` (the checkpoint's temperatures applied), `raw` (not applied) or `none stored`."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "epoch": self.epoch, "data": self.data, "split": self.split,
+                "labels": self.labels, "tta": self.tta, "calibration": self.calibration}  # fmt: skip
+
+    @property
+    def images(self) -> str:
+        """The images scored, for a table header: `test images`, `val images`."""
+        return f"{self.split} images"
+
+    def describe(self) -> str:
+        """One sentence for a report: the model, the images, TTA and calibration."""
+        where = f"`{self.labels}`" if self.labels else f"the {SPLIT_WORDS.get(self.split, self.split)}"
+        epoch = f" (epoch {self.epoch})" if self.epoch is not None else ""
+        tta = "flip TTA" if self.tta else "single pass, no TTA"
+        probabilities = {
+            "calibrated": "calibrated probabilities",
+            "raw": "raw probabilities (calibration off)",
+            "none stored": "raw probabilities (the model stores no calibration)",
+        }[self.calibration]
+        return f"Model `{self.model}`{epoch}, scored on {where} of `{self.data}`; {tta}; {probabilities}."
+
 
 @dataclass
 class Evaluation:
@@ -43,6 +81,7 @@ class Evaluation:
     """Per attribute, the scored images in the row order of `predictions` (unreadable ones left out)."""
     skipped: list[tuple[str, str]]
     image_cache: str | None
+    measured: Measured
 
     def answer_rows(self) -> tuple[list[LabelRecord], list[np.ndarray]]:
         """Every scored image with its probabilities, attribute by attribute: the rows of an answer file."""
@@ -61,7 +100,8 @@ def run_split_records(run: RunDir, config: dict[str, Any], dataset: DatasetRoot,
         source, assignment = run.split, read_split(run.split)
     else:
         choice = choose_split(records, config.get("split_file"), dataset.default_split_path, run.split,
-                              float(config.get("val_fraction", 0.2)), int(config.get("split_seed", 0)))  # fmt: skip
+                              float(config.get("val_fraction", 0.2)), int(config.get("split_seed", 0)),
+                              dataset.path)  # fmt: skip
         source, assignment = choice.source, choice.assignment
     # A run's own record holds only its attributes' rows.
     split_attributes = {attribute for _, attribute in assignment}
@@ -107,10 +147,7 @@ def evaluate_checkpoint(
     path = resolve_checkpoint_path(checkpoint)
     model, schema, preprocessing, payload = model_from_checkpoint(path, context.device)
     config = payload.get("config", {})
-    data = data or config.get("data")
-    if not data:
-        raise UserError(f"{path}: the checkpoint does not say which dataset it was trained on; pass --data")
-    dataset = DatasetRoot.open(data, require_labels=subset != "test" and labels is None)
+    dataset = dataset_of_run(path, payload, data, require_labels=subset != "test" and labels is None)
     attributes = list(payload["attributes"])
     check_same_schema(path, schema, dataset, attributes)
     records = [r for r in evaluation_records(RunDir(path.parent), config, dataset, subset, labels)
@@ -129,17 +166,28 @@ def evaluate_checkpoint(
     channels_last = context.device.type == "cuda"
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
+    temperatures = temperatures_of(payload, path)
     settings = StepSettings(attributes=attributes, preprocessing=preprocessing, augmentation=None,
                             amp_dtype=resolve_amp("auto", context.device), channels_last=channels_last,
-                            temperatures=temperatures_of(payload, path) if calibrated else None,
+                            temperatures=temperatures if calibrated else None,
                             tta_temperatures=temperatures_of(payload, path, tta=True) if calibrated else None,
                             )  # fmt: skip
+    epoch = payload.get("epoch")
+    measured = Measured(
+        model=str(path),
+        epoch=epoch + 1 if isinstance(epoch, int) else None,
+        data=str(dataset.path),
+        split="labels" if labels else subset,
+        labels=labels,
+        tta=tta,
+        calibration="none stored" if not temperatures else "calibrated" if calibrated else "raw",
+    )
     num_classes = {name: schema.attribute(name).num_classes for name in attributes}
     result = evaluate(model, loader, context, settings, num_classes, tta=tta)
     scored = {name: [images.records[i] for i in result.indices[name]] for name in attributes}
     return Evaluation(score(schema.subset(attributes), result.predictions), result.predictions,
                       schema.subset(attributes), dataset.path, scored, result.skipped,
-                      str(cache.directory) if cache is not None else None)  # fmt: skip
+                      str(cache.directory) if cache is not None else None, measured)  # fmt: skip
 
 
 def score_catalogue_tags(predictor: Predictor, root: Path, truth: Truth, labelled: Mapping[str, str],
@@ -190,14 +238,17 @@ def evaluate_tags(checkpoint: str | Path, complete: str | Path, result: Evaluati
 def write_evaluation(result: Evaluation, out: Path, tags: TagScores | None = None) -> None:
     """scores.json, a confusion-matrix PNG per attribute and report.md in `out`; with `tags`, tags.json and its plot."""
     from fashionattr.calibration import expected_calibration_error
-    from fashionattr.io import atomic_write_text
+    from fashionattr.io import atomic_write_text, write_json
     from fashionattr.report import markdown_table, plot_confusion, plot_tag_curves, run_scores_table, tag_scores_section
 
     errors = {name: expected_calibration_error(p) for name, p in result.predictions.items() if len(p)}
     finite_errors = {name: None if np.isnan(e) else e for name, e in errors.items()}
-    scores = {**result.scores.to_dict(), "image_cache": result.image_cache, "expected_calibration_error": finite_errors}
-    atomic_write_text(out / SCORES_NAME, json.dumps(scores, indent=1))
-    lines = ["# Evaluation", "", run_scores_table(result.schema, scores)]
+    measured = result.measured
+    scores = {**measured.to_dict(), **result.scores.to_dict(), "image_cache": result.image_cache,
+              "expected_calibration_error": finite_errors}  # fmt: skip
+    write_json(out / SCORES_NAME, scores)
+    title = f"# Evaluation on the {SPLIT_WORDS.get(measured.split, measured.split)}"
+    lines = [title, "", measured.describe(), "", run_scores_table(result.schema, scores, measured.images)]
     if errors:
         rows = [[result.schema.attribute(name).short_name, f"{100 * e:.1f}"] for name, e in errors.items()]
         lines += ["Expected calibration error (15 bins) of the probabilities scored:", "",
@@ -211,7 +262,7 @@ def write_evaluation(result: Evaluation, out: Path, tags: TagScores | None = Non
         lines += [f"## {attribute.short_name}", "", f"![{attribute.short_name}]({name})", ""]
     if tags is not None:
         record = tags.to_dict()
-        atomic_write_text(out / TAGS_NAME, json.dumps(record, indent=1))
+        write_json(out / TAGS_NAME, record)
         plot_tag_curves(record["curves"], out / TAG_PLOT_NAME, marked=THRESHOLD)
         lines += tag_scores_section(record, TAG_PLOT_NAME)
     if result.skipped:

@@ -26,7 +26,7 @@ from typing import Any
 
 from fashionattr.config import TrainConfig
 from fashionattr.errors import UserError
-from fashionattr.io import atomic_write_text
+from fashionattr.io import atomic_write_text, write_json
 from fashionattr.models.layouts import LAYOUTS, layout_of
 from fashionattr.names import child, name_problem
 from fashionattr.parsing import read_document
@@ -151,7 +151,7 @@ def plan_cells(
 
 
 def write_spec(grid_dir: Path, spec: GridSpec) -> None:
-    atomic_write_text(grid_dir / MANIFEST_NAME, json.dumps(spec.to_dict(), indent=1) + "\n")
+    write_json(grid_dir / MANIFEST_NAME, spec.to_dict())
 
 
 def read_spec(grid_dir: Path) -> GridSpec:
@@ -176,7 +176,7 @@ def resolve_split(config: TrainConfig, grid_dir: Path) -> str:
     data_root = DatasetRoot.open(config.data)
     records = data_root.read_labels()
     choice = choose_split(records, config.split_file, data_root.default_split_path, grid_dir / SPLIT_NAME,
-                          config.val_fraction, config.split_seed)  # fmt: skip
+                          config.val_fraction, config.split_seed, data_root.path)  # fmt: skip
     if choice.is_new:
         write_split(choice.source, choice.assignment)
     return str(choice.source)
@@ -215,7 +215,7 @@ def record_failure(grid_dir: Path, cell: Cell, error: BaseException | None) -> N
                 "traceback": "".join(traceback.format_exception(error)),
             }
         if failures or path.exists():
-            atomic_write_text(path, json.dumps(dict(sorted(failures.items())), indent=1) + "\n")
+            write_json(path, dict(sorted(failures.items())))
 
 
 def _read_failures(grid_dir: Path) -> dict[str, Any]:

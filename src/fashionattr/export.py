@@ -10,7 +10,6 @@ exactly like a multitask model.
 from __future__ import annotations
 
 import io
-import json
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -39,7 +38,7 @@ from fashionattr.inference.torch_backend import (
     load_models,
     model_outputs,
 )
-from fashionattr.io import atomic_write_bytes
+from fashionattr.io import atomic_write_bytes, json_text
 
 DEFAULT_OPSET = 17
 MAX_ONNX_BYTES = 2_000_000_000
@@ -120,7 +119,7 @@ def export_onnx(
     }
     for key, value in metadata.items():
         entry = model.metadata_props.add()
-        entry.key, entry.value = key, json.dumps(value)
+        entry.key, entry.value = key, json_text(value, indent=None)
     model.producer_name = "fashionattr"
     model.doc_string = f"fashionattr attribute recognition exported from {source}: uint8 letterboxed images in"
     onnx.checker.check_model(model)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
+import math
 import os
 import stat
 import tempfile
@@ -65,6 +67,33 @@ def _umask() -> int:
 def atomic_write_text(path: str | Path, text: str) -> None:
     with atomic_open(path, "w", encoding="utf-8", newline="") as handle:
         handle.write(text)
+
+
+def json_text(data: Any, indent: int | None = 1, **options: Any) -> str:
+    """Strict JSON (RFC 8259) for every JSON the project writes: a NaN or an infinity, which `json.dumps` would
+    write as the non-JSON `NaN`/`Infinity`, becomes null, with a note beside it in a mapping (`"precision": null,
+    "precision_note": "not a number (NaN)"`), so no reader chokes and none mistakes it for zero."""
+    return json.dumps(_finite(data), indent=indent, allow_nan=False, **options)
+
+
+def write_json(path: str | Path, data: Any, indent: int | None = 1) -> None:
+    """`data` as strict JSON (see :func:`json_text`), written atomically."""
+    atomic_write_text(path, json_text(data, indent) + "\n")
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        out: dict[Any, Any] = {}
+        for key, item in value.items():
+            out[key] = _finite(item)
+            if isinstance(item, float) and not math.isfinite(item) and isinstance(key, str):
+                out[f"{key}_note"] = "not a number (NaN)" if math.isnan(item) else f"{item} (infinite)"
+        return out
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

@@ -16,6 +16,10 @@ import numpy as np
 from fashionattr.report import NO_ANSWER_COUNTED, map_notes, markdown_table
 from fashionattr.schema import Schema
 
+TEMPERATURE_RANGE = (0.05, 20.0)
+"""Calibration temperatures searched (calibration.py), and the only ones a stored model may hold: beyond them a
+model is broken rather than miscalibrated (the checkpoint and ONNX readers refuse them)."""
+
 
 @dataclass
 class AttributePredictions:

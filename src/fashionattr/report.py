@@ -273,8 +273,11 @@ def _percent_cell(value: Any) -> str:
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.1f}"
 
 
-def run_scores_table(schema: Any, scores: dict[str, Any]) -> str:
-    """Markdown table of one run's best scores (a `Scores.to_dict()`): accuracy and AP per attribute, BP, mAP."""
+def run_scores_table(schema: Any, scores: dict[str, Any], images: str = "val images") -> str:
+    """Markdown table of one run's scores (a `Scores.to_dict()`): accuracy and AP per attribute, BP, mAP.
+
+    `images` heads the count column and says what was scored (`test images` for an evaluation of the test set).
+    """
     rows = []
     left_out = []
     for attribute in schema:
@@ -286,7 +289,7 @@ def run_scores_table(schema: Any, scores: dict[str, Any]) -> str:
                 left_out.append(attribute.name)
     rows.append(["**BP / mAP**", str(scores["count"]), _percent_cell(scores["basic_precision"]),
                  _percent_cell(scores["mean_average_precision"])])  # fmt: skip
-    table = markdown_table(rows, ["attribute", "val images", "accuracy %", "AP %"])
+    table = markdown_table(rows, ["attribute", images, "accuracy %", "AP %"])
     return table + "".join(f"\nNote: {note}\n" for note in map_notes(left_out, len(rows) - 1))
 
 

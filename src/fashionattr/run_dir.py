@@ -119,6 +119,12 @@ class RunDir:
         """A contact sheet of heatmaps from the pointing game, hits and misses."""
         return self.plots / "pointing_game.png"
 
+    @property
+    def files(self) -> list[Path]:
+        """The files a run writes at the top of its folder: what a run folder would replace if put somewhere."""
+        return [self.config, self.schema, self.split, self.metrics_csv, self.metrics_json, self.best, self.last,
+                self.scores, self.summary, self.skipped, self.report, self.calibration]  # fmt: skip
+
     def evaluation(self, name: str) -> Path:
         """The folder `fashionattr evaluate` writes a scoring of `name` (val, test, labels) into."""
         return self.path / f"eval-{name}"

@@ -7,17 +7,21 @@ as a JSON or YAML file.
 
 from __future__ import annotations
 
-import json
+import unicodedata
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from fashionattr.io import FileReadError
-from fashionattr.names import collision_key, name_problem
+from fashionattr.names import MAX_NAME_BYTES, collision_key, name_problem
 from fashionattr.parsing import DocumentError, read_document
 
 SCHEMA_FILE_NAMES = ("schema.json", "schema.yaml", "schema.yml")
+MAX_ATTRIBUTES = 1000
+"""More attributes than a model can hold a head for each of; a schema from a file is refused beyond it."""
+MAX_CLASSES = 1000
+"""More classes in one attribute than a label string (one character per class) or a head can reasonably hold."""
 
 
 class SchemaError(ValueError):
@@ -136,27 +140,43 @@ class Schema:
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "schema") -> Schema:
+        """A schema from plain data (a schema file, a checkpoint, ONNX metadata), every field of its exact type.
+
+        Nothing is converted: `"name": null` or a number where a name goes is refused rather than read as "None".
+        Counts are bounded before anything is built from them.
+        """
         if not isinstance(data, dict):
             raise SchemaError(f"{source}: expected a mapping with 'attributes', got {type(data).__name__}")
         raw_attrs = data.get("attributes")
         if not isinstance(raw_attrs, list) or not raw_attrs:
             raise SchemaError(f"{source}: 'attributes' must be a non-empty list of {{name, classes}} entries")
+        if len(raw_attrs) > MAX_ATTRIBUTES:
+            raise SchemaError(f"{source}: {len(raw_attrs)} attributes; at most {MAX_ATTRIBUTES} are supported")
         attrs = []
         for i, entry in enumerate(raw_attrs):
             if not isinstance(entry, dict) or "name" not in entry or "classes" not in entry:
                 raise SchemaError(f"{source}: attributes[{i}] must have 'name' and 'classes'")
+            if not isinstance(entry["name"], str):
+                raise SchemaError(f"{source}: attributes[{i}]: 'name' must be a string, got {_type_of(entry['name'])}")
             classes = entry["classes"]
             if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
                 raise SchemaError(f"{source}: attributes[{i}] ({entry['name']!r}): 'classes' must be a list of strings")
-            attrs.append(Attribute(name=str(entry["name"]), classes=tuple(classes)))
-        raw_groupings = data.get("groupings") or {}
+            if len(classes) > MAX_CLASSES:
+                raise SchemaError(f"{source}: attribute {entry['name']!r} has {len(classes)} classes; at most "
+                                  f"{MAX_CLASSES} are supported")  # fmt: skip
+            attrs.append(Attribute(name=entry["name"], classes=tuple(classes)))
+        raw_groupings = data.get("groupings", {})
+        if raw_groupings is None:
+            raw_groupings = {}
         if not isinstance(raw_groupings, dict):
             raise SchemaError(f"{source}: 'groupings' must map a grouping name to {{group: [attributes]}}")
         groupings: dict[str, Grouping] = {}
         for gname, groups in raw_groupings.items():
-            if not isinstance(groups, dict) or not all(isinstance(m, list) for m in groups.values()):
+            if (not isinstance(gname, str) or not isinstance(groups, dict)
+                    or not all(isinstance(g, str) and isinstance(m, list) and all(isinstance(a, str) for a in m)
+                               for g, m in groups.items())):  # fmt: skip
                 raise SchemaError(f"{source}: grouping {gname!r} must map group names to lists of attribute names")
-            groupings[str(gname)] = tuple((str(g), tuple(str(m) for m in members)) for g, members in groups.items())
+            groupings[gname] = tuple((g, tuple(members)) for g, members in groups.items())
         raw_categories = data.get("categories") or {}
         if not isinstance(raw_categories, dict) or not all(
             isinstance(members, list) and all(isinstance(m, str) for m in members)
@@ -164,8 +184,11 @@ class Schema:
         ):
             raise SchemaError(f"{source}: 'categories' must map a product category to a list of attribute names")
         categories = {str(c): tuple(members) for c, members in raw_categories.items()}
+        name = data.get("name", Path(source).stem)
+        if not isinstance(name, str):
+            raise SchemaError(f"{source}: the schema's 'name' must be a string, got {_type_of(name)}")
         schema = object.__new__(cls)
-        object.__setattr__(schema, "name", str(data.get("name", Path(source).stem)))
+        object.__setattr__(schema, "name", name)
         object.__setattr__(schema, "attributes", tuple(attrs))
         object.__setattr__(schema, "groupings", groupings)
         object.__setattr__(schema, "categories", categories)
@@ -173,9 +196,9 @@ class Schema:
         return schema
 
     def save(self, path: str | Path) -> None:
-        from fashionattr.io import atomic_write_text
+        from fashionattr.io import atomic_write_text, json_text
 
-        atomic_write_text(path, json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n")
+        atomic_write_text(path, json_text(self.to_dict(), indent=2, ensure_ascii=False) + "\n")
 
 
 def _validate(schema: Schema, source: str) -> None:
@@ -194,9 +217,7 @@ def _validate(schema: Schema, source: str) -> None:
             raise SchemaError(
                 f"{source}: attribute {attr.name!r} has {attr.num_classes} class(es); it needs at least 2"
             )
-        if len(set(attr.classes)) != attr.num_classes:
-            dupes = sorted({c for c in attr.classes if attr.classes.count(c) > 1})
-            raise SchemaError(f"{source}: attribute {attr.name!r} repeats class name(s) {dupes}")
+        _check_class_names(attr, source)
     for gname, groups in schema.groupings.items():
         placed: set[str] = set()
         for group, members in groups:
@@ -214,6 +235,45 @@ def _validate(schema: Schema, source: str) -> None:
         if not category.strip() or unknown:
             raise SchemaError(f"{source}: category {category!r} names unknown attribute(s) {', '.join(unknown)}; "
                               f"known attributes are: {', '.join(schema.names)}")  # fmt: skip
+
+
+def _type_of(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _check_class_names(attr: Attribute, source: str) -> None:
+    """Class names under the rules attribute names keep where they apply: not blank, one line, and distinct when
+    letter case and Unicode form do not count, so a `--where` filter or a facet names exactly one class.
+
+    Class names need not be file names (FashionAI's `3/4 Length`), so the file-name whitelist does not apply.
+    """
+    seen: dict[str, str] = {}
+    for class_name in attr.classes:
+        problem = class_name_problem(class_name)
+        if problem:
+            raise SchemaError(f"{source}: attribute {attr.name!r}: class name {class_name!r} {problem}")
+        key = collision_key(class_name)
+        if key in seen:
+            earlier = seen[key]
+            if earlier == class_name:
+                raise SchemaError(f"{source}: attribute {attr.name!r} repeats class name {class_name!r}")
+            raise SchemaError(f"{source}: attribute {attr.name!r} has classes {earlier!r} and {class_name!r}, one "
+                              "name when letter case and Unicode form do not count; class names must be distinct "
+                              "(filters and facets name one class)")  # fmt: skip
+        seen[key] = class_name
+
+
+def class_name_problem(name: str) -> str | None:
+    """Why `name` cannot be a class name, or None."""
+    if not name.strip():
+        return "is empty"
+    if name.strip() != name:
+        return "starts or ends with white space"
+    if any(unicodedata.category(char) in ("Cc", "Zl", "Zp") for char in name):
+        return "holds a control character or a line separator"
+    if len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+        return f"is longer than {MAX_NAME_BYTES} bytes"
+    return None
 
 
 def _check_file_name(attr: Attribute, short_names: dict[str, str], source: str) -> None:

@@ -12,7 +12,6 @@ filters, alternating between the backends.
 
 from __future__ import annotations
 
-import json
 import statistics
 import time
 from collections.abc import Callable, Iterator
@@ -34,6 +33,7 @@ from fashionattr.catalog.vectors import (
     ExactIndex,
     unit,
 )
+from fashionattr.io import json_text
 
 K = 10
 ANN_P99_GOAL_MS = 10.0
@@ -209,12 +209,12 @@ def _load_catalogue(db: str, count: int, root: Path) -> float:
     attributes = list(FASHIONAI)
     weights = [1.0 / np.arange(1, a.num_classes + 1) for a in attributes]
     weights = [w / w.sum() for w in weights]
-    probabilities = {(a.name, v): json.dumps({c: round(1.0 / a.num_classes, 4) for c in a.classes})
+    probabilities = {(a.name, v): json_text({c: round(1.0 / a.num_classes, 4) for c in a.classes}, indent=None)
                      for a in attributes for v in a.classes}  # fmt: skip
     store = open_store(db, write=True)
     try:
         store.set_meta({"root": str(root), "model": "synthetic", "model_fingerprint": "synthetic",
-                        "schema": json.dumps(FASHIONAI.to_dict())})  # fmt: skip
+                        "schema": json_text(FASHIONAI.to_dict(), indent=None)})  # fmt: skip
         embedding = np.zeros(1, dtype=np.float32).tobytes()  # facets never read embeddings
         for start in range(0, count, LOAD_BATCH):
             size = min(LOAD_BATCH, count - start)

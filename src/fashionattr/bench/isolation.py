@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from fashionattr.io import json_text
+
 RESULT_PREFIX = "BENCH-RESULT "
 
 
@@ -30,7 +32,7 @@ def run_probe(job: dict[str, Any], workdir: Path, timeout_s: float | None) -> tu
     A failed job's last line of stderr comes back under `error`.
     """
     job_file = workdir / f"job-{job['job']}-{time.monotonic_ns()}.json"
-    job_file.write_text(json.dumps(job), encoding="utf-8")
+    job_file.write_text(json_text(job, indent=None), encoding="utf-8")
     env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(workdir / "inductor-cache")}
     process = subprocess.Popen([sys.executable, "-m", "fashionattr.bench.probe", str(job_file)], env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -54,7 +56,7 @@ def run_probe(job: dict[str, Any], workdir: Path, timeout_s: float | None) -> tu
 
 
 def emit(**results: Any) -> None:
-    print(RESULT_PREFIX + json.dumps(results), flush=True)
+    print(RESULT_PREFIX + json_text(results, indent=None), flush=True)
 
 
 def peak_rss_mib() -> float:

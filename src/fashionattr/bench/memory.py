@@ -9,7 +9,6 @@ seconds. The file list cycles over the bench's JPEGs when it needs more than the
 from __future__ import annotations
 
 import itertools
-import json
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from fashionattr.bench.context import BenchContext
 from fashionattr.bench.core import Figure
 from fashionattr.bench.isolation import run_probe
 from fashionattr.checkpoint import save_checkpoint
+from fashionattr.io import json_text
 from fashionattr.models.backbones import model_preprocessing
 from fashionattr.models.networks import create_model
 from fashionattr.run_dir import RunDir
@@ -46,7 +46,7 @@ def tiny_checkpoint(context: BenchContext) -> Path:
 def _predict_peak(context: BenchContext, checkpoint: Path, count: int) -> dict[str, Any]:
     files = [str(p) for p in itertools.islice(itertools.cycle(context.data.images), count)]
     listing = context.workdir / f"files-{count}.json"
-    listing.write_text(json.dumps(files), encoding="utf-8")
+    listing.write_text(json_text(files, indent=None), encoding="utf-8")
     job = {"job": "predict_memory", "checkpoint": str(checkpoint), "files": str(listing),
            "workers": context.settings.workers, "batch_size": context.settings.batch_size,
            "device": str(context.device)}  # fmt: skip

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from fashionattr.bench.isolation import children_peak_rss_mib, emit, peak_rss_mib
+from fashionattr.io import json_text
 
 
 def _context(job: dict[str, Any], job_file: Path) -> Any:
@@ -83,7 +84,7 @@ def predict_memory_job(job: dict[str, Any], job_file: Path) -> None:
             if isinstance(result, Exception):
                 failed += 1
                 continue
-            handle.write(json.dumps(result.to_dict()) + "\n")
+            handle.write(json_text(result.to_dict(), indent=None) + "\n")
     emit(predict={"main": peak_rss_mib(), "workers": children_peak_rss_mib(), "images": len(files),
                   "exit_code": 1 if failed else 0, "seconds": time.perf_counter() - start})  # fmt: skip
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 import time
@@ -19,7 +18,7 @@ from fashionattr.bench.context import (
     no_images,
 )
 from fashionattr.bench.core import Figure, format_figure, format_machine, format_summary, machine_info
-from fashionattr.io import atomic_write_text
+from fashionattr.io import atomic_write_text, json_text
 
 FigureFunction = Callable[[BenchContext], Iterable[Figure]]
 """A section: its figures, as a list or yielded one by one (each is printed as soon as it lands)."""
@@ -80,4 +79,4 @@ def run_bench(settings: BenchSettings, emit: Callable[[str], None] = print) -> d
 
 
 def write_report(path: str | Path, report: dict[str, Any]) -> None:
-    atomic_write_text(path, json.dumps(report, indent=1, default=str))
+    atomic_write_text(path, json_text(report, default=str))

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import argparse
 from collections import Counter
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fashionattr.commands.options import WORKERS
+
+if TYPE_CHECKING:
+    from fashionattr.data.labels import LabelRecord
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -55,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     report = scan_images(data_root.path, records + questions, workers=args.workers)
     sizes = ", ".join(f"{w}x{h}: {n}" for (w, h), n in report.sizes.most_common())
     print(f"\nimage sizes (width x height): {sizes or 'none decoded'}")
+    report_identical_files(data_root.path, records + questions)
     if report.bad:
         print(f"\n{len(report.bad)} unusable image(s):")
         for path, reason in report.bad:
@@ -62,3 +68,19 @@ def run(args: argparse.Namespace) -> int:
         return 2
     print("all images decode")
     return 0
+
+
+def report_identical_files(root: Path, records: list[LabelRecord]) -> None:
+    """Name the images stored twice: the split keeps each set on one side, but the user may want to know."""
+    from fashionattr.data.duplicates import identical_files
+    from fashionattr.data.labels import MAX_REPORTED_PROBLEMS
+
+    groups = identical_files(root, (r.path for r in records))
+    if not groups:
+        return
+    print(f"\n{len(groups)} set(s) of byte-identical images under different paths (the split keeps each set on "
+          "one side):")  # fmt: skip
+    for group in groups[:MAX_REPORTED_PROBLEMS]:
+        print(f"  {' = '.join(group)}")
+    if len(groups) > MAX_REPORTED_PROBLEMS:
+        print(f"  ... and {len(groups) - MAX_REPORTED_PROBLEMS} more set(s)")

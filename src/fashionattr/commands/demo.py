@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     questions = data_root.read_questions()
     step(f"checked {len(records)} labelled rows and {len(questions)} test questions")
     if not data_root.default_split_path.is_file():
-        write_split(data_root.default_split_path, make_split(records, val_fraction=0.2, seed=args.seed))
+        write_split(data_root.default_split_path, make_split(records, val_fraction=0.2, seed=args.seed, root=data))
     step(f"4:1 stratified split in {data_root.default_split_path}")
 
     config = resolve_config(None, {

@@ -71,12 +71,17 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("give a run directory or checkpoint to evaluate (or --answers with --labels)")
 
     from fashionattr.checkpoint import resolve_checkpoint_path
+    from fashionattr.data.overwrite import model_files, refuse_output_over_inputs
     from fashionattr.distributed import init_distributed, shutdown
     from fashionattr.evaluation import evaluate_checkpoint, evaluate_tags, write_evaluation
     from fashionattr.run_dir import REPORT_NAME, SCORES_NAME, RunDir, lock_folder
     from fashionattr.submission import write_submission
     from fashionattr.tag_scores import format_tag_scores
 
+    labels = [("the label file", args.labels)] if args.labels else []
+    folder = [("--out", Path(args.out) / name) for name in (SCORES_NAME, REPORT_NAME)] if args.out else []
+    refuse_output_over_inputs([("--save-predictions", args.save_predictions), *folder],
+                              [*model_files(args.run), *labels])  # fmt: skip
     context = init_distributed(args.device)
     try:
         result = evaluate_checkpoint(args.model, context, data=args.data, subset=args.split, labels=args.labels,

@@ -31,7 +31,7 @@ POINTING_SPLITS = ("val", "test")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from fashionattr.explain.methods import DEFAULT_METHOD, METHODS
+    from fashionattr.explain.methods import DEFAULT_METHOD, METHODS, MIN_MAP_SIDE
 
     parser = subparsers.add_parser(
         "explain",
@@ -52,8 +52,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--method", choices=list(METHODS), default=DEFAULT_METHOD,
                         help=f"heatmap method (default {DEFAULT_METHOD})")  # fmt: skip
     parser.add_argument("--layer", action="append", metavar="NAME",
-                        help="backbone layer to read the map from, e.g. layer3 (default: the final feature map); "
-                        "repeat to average several")  # fmt: skip
+                        help="backbone layer to read the map from, e.g. layer3 (default: the deepest feature stage "
+                        f"whose map is at least {MIN_MAP_SIDE} positions across at the model's input size, else the "
+                        "final feature map); repeat to average several")  # fmt: skip
     parser.add_argument("--smooth", action="store_true",
                         help="average each map over mirrored and brightened copies of the image (six times the work; "
                         "steadier peaks)")  # fmt: skip
@@ -100,8 +101,13 @@ def load_explainer(args: argparse.Namespace, path: str | Path) -> Explainer:
                                layers=args.layer, smooth=args.smooth)  # fmt: skip
 
 
+def heatmap_name(number: int, image: Path, attribute: str) -> str:
+    return f"{number:03d}_{image.stem}_{attribute.removesuffix('_labels')}.png"
+
+
 def explain_images(args: argparse.Namespace) -> int:
     from fashionattr.data.images import ImageError
+    from fashionattr.data.overwrite import refuse_output_over_inputs
     from fashionattr.errors import UserError
     from fashionattr.explain.pictures import caption, contact_sheet, heatmap_picture, overlay, write_png
     from fashionattr.inference import expand_inputs
@@ -113,13 +119,18 @@ def explain_images(args: argparse.Namespace) -> int:
     files = expand_inputs(args.images)
     if not files:
         raise UserError(f"no image files found in {', '.join(args.images)}")
+    out = Path(args.out)
+    written = [out / "contact_sheet.png", out / "heatmaps.csv"]
+    written += [out / heatmap_name(number, path, attribute) for number, path in enumerate(files)
+                for attribute in attributes]  # fmt: skip
+    refuse_output_over_inputs([("--out", file) for file in written],
+                              [("an input image", file) for file in files])  # fmt: skip
     images = []
     for path in files:
         try:
             images.append(explainer.load(path))
         except ImageError as exc:
             raise UserError(f"{exc.path}: {exc.reason}") from None
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     table = io.StringIO()
     writer = csv.writer(table, lineterminator="\n")
@@ -135,7 +146,7 @@ def explain_images(args: argparse.Namespace) -> int:
         tiles = [(by_attribute[attributes[0]][number].image, path.name)]
         for attribute in attributes:
             heatmap = by_attribute[attribute][number]
-            name = f"{number:03d}_{path.stem}_{attribute.removesuffix('_labels')}.png"
+            name = heatmap_name(number, path, attribute)
             write_png(out / name, heatmap_picture(heatmap))  # enlarged, captioned, with the colour scale
             tiles.append((overlay(heatmap), caption(heatmap)))
             predicted = explainer.schema.attribute(attribute).classes[heatmap.predicted_index]
@@ -152,7 +163,7 @@ def explain_images(args: argparse.Namespace) -> int:
 
 def pointing_game(args: argparse.Namespace) -> int:
     from fashionattr.checkpoint import load_checkpoint
-    from fashionattr.data.dataset import DatasetRoot
+    from fashionattr.data.dataset import dataset_of_run
     from fashionattr.data.labels import read_labels
     from fashionattr.data.parts import PARTS_RELPATH, TEST_PARTS_RELPATH, read_parts
     from fashionattr.errors import UserError
@@ -171,11 +182,7 @@ def pointing_game(args: argparse.Namespace) -> int:
     for run_dir in runs:
         payload = load_checkpoint(run_dir.checkpoint)
         config = payload.get("config", {})
-        data = args.data or config.get("data")
-        if not data:
-            raise UserError(f"{run_dir.checkpoint}: the checkpoint does not say which dataset it was trained on; "
-                            "pass --data")  # fmt: skip
-        dataset = DatasetRoot.open(data, require_labels=args.split == "val")
+        dataset = dataset_of_run(run_dir.checkpoint, payload, args.data, require_labels=args.split == "val")
         if args.split == "val":
             records = run_split_records(run_dir, config, dataset, "val")
             parts = read_parts(dataset.path / PARTS_RELPATH)

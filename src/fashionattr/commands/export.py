@@ -32,9 +32,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
+    from fashionattr.data.overwrite import model_files, refuse_output_over_inputs
     from fashionattr.export import DEFAULT_OPSET, export_onnx
     from fashionattr.inference.parity import onnx_parity
 
+    refuse_output_over_inputs([("--onnx", args.onnx)], model_files(args.checkpoint))
     opset = args.opset or DEFAULT_OPSET
     calibrated = not args.no_calibration
     result = export_onnx(args.model, args.out, opset=opset, calibrated=calibrated)

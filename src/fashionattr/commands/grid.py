@@ -81,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
 
     from fashionattr import experiments
     from fashionattr.data.dataset import DatasetRoot
+    from fashionattr.data.overwrite import dataset_inputs, refuse_output_over_inputs
     from fashionattr.errors import UserError
     from fashionattr.report import markdown_table
 
@@ -95,6 +96,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--attributes selects no attribute; give names such as coat_length,pant_length or 'all'")
 
     grid_dir = Path(args.out)
+    written = (experiments.MANIFEST_NAME, experiments.SPLIT_NAME, experiments.FAILURES_NAME)
+    refuse_output_over_inputs([("--out", grid_dir / name) for name in written], dataset_inputs(base.data))
     grid_dir.mkdir(parents=True, exist_ok=True)
     base = replace(base, split_file=experiments.resolve_split(base, grid_dir))
     experiments.write_spec(grid_dir, experiments.GridSpec(base.data, archs, layouts, schema, command_line(args)))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
-import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +24,7 @@ from fashionattr.commands.options import (
     add_tta,
     count,
 )
+from fashionattr.io import json_text
 
 if TYPE_CHECKING:
     from fashionattr.inference import Prediction, Predictor
@@ -76,6 +76,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from fashionattr.data.images import ImageError
+    from fashionattr.data.overwrite import model_files, refuse_output_over_inputs
     from fashionattr.errors import UserError
     from fashionattr.inference import expand_inputs, load_predictor
     from fashionattr.progress import progress
@@ -84,6 +85,8 @@ def run(args: argparse.Namespace) -> int:
     files = expand_inputs(args.inputs)
     if not files:
         raise UserError(f"no image files found in {', '.join(args.inputs)}")
+    images = [("an input image", file) for file in files]
+    refuse_output_over_inputs([("--out", args.out)], [*model_files(args.model), *images])
     predictor = load_predictor(args.model, backend=args.backend, device=args.device, tta=args.tta,
                                min_confidence=args.min_confidence, attributes=args.attributes,
                                calibrated=not args.no_calibration)  # fmt: skip
@@ -156,7 +159,7 @@ class JsonLinesWriter:
         self._line({"source": path, "error": reason})
 
     def _line(self, item: dict[str, Any]) -> None:
-        self.stream.write(json.dumps(item) + "\n")
+        self.stream.write(json_text(item, indent=None) + "\n")
         self.stream.flush()
 
     def close(self) -> None:
@@ -178,7 +181,7 @@ class JsonArrayWriter:
         self._element({"source": path, "error": reason})
 
     def _element(self, item: dict[str, Any]) -> None:
-        self.stream.write(("," if self.count else "") + "\n" + json.dumps(item))
+        self.stream.write(("," if self.count else "") + "\n" + json_text(item, indent=None))
         self.count += 1
         self.stream.flush()
 
@@ -200,7 +203,7 @@ class CsvWriter:
             probabilities = dict(result.top(self.top_k)) if self.top_k else result.probabilities
             self.writer.writerow([prediction.source, name, shown_value(result), f"{result.confidence:.6f}",
                                   str(result.applies).lower(), f"{result.applicability:.6f}",
-                                  json.dumps(probabilities, separators=(",", ":")), ""])  # fmt: skip
+                                  json_text(probabilities, indent=None, separators=(",", ":")), ""])  # fmt: skip
         self.stream.flush()
 
     def write_error(self, path: str, reason: str) -> None:

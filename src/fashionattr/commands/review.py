@@ -10,7 +10,6 @@ writes label.csv with those decisions applied.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -90,12 +89,13 @@ def _check(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     _check(args)
+    from fashionattr.data.overwrite import dataset_inputs, refuse_output_over_inputs
     from fashionattr.distributed import DistributedContext, pick_device
     from fashionattr.errors import UserError
-    from fashionattr.io import atomic_write_text
+    from fashionattr.io import atomic_write_text, write_json
     from fashionattr.report import markdown_table
     from fashionattr.review import cross_validated, find_issues, validation_split
-    from fashionattr.review.issues import issues_csv, refuse_overwriting, score_review, write_decided
+    from fashionattr.review.issues import issues_csv, score_review, write_decided
     from fashionattr.review.page import review_page
     from fashionattr.review.probabilities import dataset_of
     from fashionattr.run_dir import find_runs
@@ -104,7 +104,10 @@ def run(args: argparse.Namespace) -> int:
     if not runs:
         raise UserError(f"{args.model}: holds no best.pt or last.pt, here or in its sub-folders; is it a finished run?")
     if args.write_corrected:
-        refuse_overwriting(dataset_of(runs[0], args.data)[1].labels_path, Path(args.write_corrected))
+        known = [("the known-errors file", args.known_errors)] if args.known_errors else []
+        refuse_output_over_inputs([("--write-corrected", args.write_corrected)],
+                                  [*dataset_inputs(dataset_of(runs[0], args.data)[1].path), *known,
+                                   *(("a file of the run", run.checkpoint) for run in runs)])  # fmt: skip
     context = DistributedContext(device=pick_device(args.device))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -126,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
                "candidates": len(issues),
                "per_attribute": {name: sum(i.record.attribute == name for i in issues) for name in reviewed.records},
                "known_errors": score.to_dict() if score else None}  # fmt: skip
-    atomic_write_text(out / "review.json", json.dumps(summary, indent=1))
+    write_json(out / "review.json", summary)
     print(f"{len(issues)} of {count} labels are candidates to check ({reviewed.source})")
     if issues:
         rows = [[i.record.path, i.record.attribute, i.given, i.suggested, f"{i.score:.3f}"]

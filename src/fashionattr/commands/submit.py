@@ -49,12 +49,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from fashionattr.data.dataset import check_image_paths
     from fashionattr.data.labels import read_questions
+    from fashionattr.data.overwrite import dataset_inputs, model_files, refuse_output_over_inputs
     from fashionattr.errors import UserError
     from fashionattr.inference import load_predictor
     from fashionattr.submission import write_submission
 
     questions_path = Path(args.questions)
     root = dataset_root(questions_path, args.data)
+    refuse_output_over_inputs([("--out", args.out)], [("the question file", questions_path),
+                              *model_files(args.checkpoint), *dataset_inputs(root)])  # fmt: skip
     asked = attributes_asked(questions_path)
     predictor = load_predictor(args.model, backend=args.backend, device=args.device, tta=args.tta,
                                calibrated=not args.no_calibration)  # fmt: skip

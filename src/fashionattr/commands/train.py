@@ -151,9 +151,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from fashionattr.config import resolve_config
+    from fashionattr.data.overwrite import dataset_inputs, refuse_output_over_inputs
+    from fashionattr.run_dir import RunDir
     from fashionattr.training import train
 
     config = resolve_config(args.config, vars(args))
+    refuse_output_over_inputs(
+        [("--out", file) for file in RunDir(config.out).files],
+        [*dataset_inputs(config.data), *([("--config", args.config)] if args.config else [])],
+    )
     summaries = train(config, resume=args.resume)
     for summary in summaries:
         if summary:

@@ -22,7 +22,7 @@ import numpy as np
 from fashionattr.data.images import ImageError
 from fashionattr.data.preprocessing import Preprocessing, load_letterboxed
 from fashionattr.errors import DiskFullError
-from fashionattr.io import atomic_write_text, is_disk_full
+from fashionattr.io import is_disk_full, write_json
 from fashionattr.progress import progress as progress_bar
 
 CACHE_DIRNAME = ".fashionattr-cache"
@@ -140,7 +140,7 @@ def build_cache(
         del array
         meta = {"version": CACHE_VERSION, "preprocessing": preprocessing.to_dict(), "img_size": img_size,
                 "fingerprint": _fingerprint(root, paths), "slots": slots, "bad": bad}  # fmt: skip
-        atomic_write_text(staging / "index.json", json.dumps(meta))
+        write_json(staging / "index.json", meta, indent=None)
         if target.exists():
             shutil.rmtree(target)
         os.replace(staging, target)

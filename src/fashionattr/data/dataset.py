@@ -7,6 +7,7 @@ import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from fashionattr.data.corrections import CORRECTIONS_RELPATH, apply_corrections, read_corrections
 from fashionattr.data.labels import (
@@ -18,6 +19,7 @@ from fashionattr.data.labels import (
     read_labels,
     read_questions,
 )
+from fashionattr.data.links import Tree
 from fashionattr.data.split import DEFAULT_SPLIT_RELPATH
 from fashionattr.errors import UserError
 from fashionattr.schema import Schema, schema_for_dataset
@@ -87,22 +89,71 @@ class DatasetRoot:
         return records
 
 
-def check_image_paths(root: str | Path, records: Sequence[LabelRecord], source: str | Path) -> None:
-    """Refuse rows whose image is reached through a symbolic link that leads out of `root`, or is a file another row
-    of the same attribute already names (a link, a hard link, or a case-insensitive file system).
+DATASET_KEY = "dataset"
+"""Where a checkpoint records its dataset: `{"path": absolute, "from_run": relative to the run folder}`."""
 
-    `..` and absolute paths are refused when a row is read; a link needs the root to be known, so it is checked
-    here. Links that stay inside the root are fine. Each folder is resolved once and each file costs one `lstat`
-    (and a `realpath` only if it is a link). Missing files are left to the image checks, which report them.
+
+def dataset_record(data: str | Path, run_folder: str | Path) -> dict[str, str]:
+    """How a run remembers its dataset so that a moved or copied run still finds it: the absolute path, and the path
+    from the run folder (a run copied together with its data, as `runs/demo/run` with `runs/demo/data`)."""
+    absolute = os.path.abspath(data)
+    return {"path": absolute, "from_run": os.path.relpath(absolute, os.path.abspath(run_folder))}
+
+
+def dataset_of_run(checkpoint: str | Path, payload: dict[str, Any], data: str | Path | None = None,
+                   require_labels: bool = True) -> DatasetRoot:  # fmt: skip
+    """The dataset a run trained on: `data` (the user's --data) when given, else the first of the places the
+    checkpoint records that holds a dataset: beside the run as it was (relative to the run folder, wherever that is
+    now), where it was (absolute), and as training was given it (older runs).
     """
-    real_root = os.path.realpath(root)
+    if data is not None:
+        if not Path(data).is_dir():
+            raise UserError(f"{data}: dataset folder not found (--data)")
+        return DatasetRoot.open(data, require_labels=require_labels)
+    run_folder = Path(checkpoint).parent
+    record = payload.get(DATASET_KEY)
+    config = payload.get("config")
+    candidates: list[Path] = []
+    if isinstance(record, dict):
+        where = Path(record["path"]) if isinstance(record.get("path"), str) else None
+        beside = (run_folder / record["from_run"]).resolve() if isinstance(record.get("from_run"), str) else None
+        if beside is not None and not (where is not None and where.is_dir() and where.resolve() == beside):
+            candidates.append(beside)
+        if where is not None:
+            candidates.append(where)  # the path as recorded, also when it is the same place as the one beside
+    if isinstance(config, dict) and isinstance(config.get("data"), str) and config["data"]:
+        candidates.append(Path(config["data"]))
+    for candidate in dict.fromkeys(candidates):
+        if (candidate / LABELS_RELPATH).is_file() or (candidate / QUESTIONS_RELPATH).is_file():
+            return DatasetRoot.open(candidate, require_labels=require_labels)
+    looked = ", ".join(str(c) for c in dict.fromkeys(candidates)) or "the checkpoint names none"
+    raise UserError(f"{checkpoint}: the dataset the run trained on is not found (looked in: {looked}); pass --data "
+                    "with the dataset root")  # fmt: skip
+
+
+def check_image_paths(root: str | Path, records: Sequence[LabelRecord], source: str | Path) -> None:
+    """Refuse rows whose image is reached through a symbolic link that leads out of the dataset, or is a file another
+    row of the same attribute already names (a link, a hard link, or a case-insensitive file system).
+
+    The root, and its `Images/` folder, may themselves be links (to another disk): each is resolved once and counts
+    as inside (the rule is `data.links`'). `..` and absolute paths are refused when a row is read; a link needs the
+    root to be known, so it is checked here. Each folder is resolved once and each file costs one `lstat` (and a
+    `realpath` only if it is a link). Missing files are left to the image checks, which report them. Rows refused
+    for one shared cause (a folder that is a link out of the dataset) are one line, not one per row.
+    """
+    tree = Tree.dataset(root)
+    real_root = tree.inside[0]
     real_folders: dict[str, str] = {}
     first: dict[tuple[int, int, str], LabelRecord] = {}
     problems: list[tuple[int, str]] = []
+    leaving_folders: dict[str, list[LabelRecord]] = {}
     for record in records:
         folder, _, name = record.path.rpartition("/")
         if folder not in real_folders:
             real_folders[folder] = os.path.realpath(os.path.join(real_root, folder))
+        if not tree.contains(real_folders[folder]):
+            leaving_folders.setdefault(folder, []).append(record)
+            continue
         real = os.path.join(real_folders[folder], name)
         try:
             info = os.lstat(real)
@@ -111,9 +162,10 @@ def check_image_paths(root: str | Path, records: Sequence[LabelRecord], source: 
                 info = os.stat(real)
         except (OSError, ValueError):
             info = None
-        if os.path.commonpath([real_root, real]) != real_root:
-            problems.append((record.line, f"image path {record.path!r} leads out of the dataset root through a "
-                             f"symbolic link (to {real}); copy the file in, or link only within the root"))  # fmt: skip
+        leaves = tree.outside(real)
+        if leaves is not None:
+            problems.append((record.line, f"image path {record.path!r} {leaves}; copy the file in, or link only "
+                             "within the root"))  # fmt: skip
             continue
         if info is None:
             continue
@@ -124,5 +176,10 @@ def check_image_paths(root: str | Path, records: Sequence[LabelRecord], source: 
                              f"(line {earlier.line}) for {record.attribute}; give each image once"))  # fmt: skip
             continue
         first[key] = record
+    for folder, rows in leaving_folders.items():
+        problems.append((rows[0].line, f"folder {folder}/ leads out of the dataset root through a symbolic link "
+                         f"(to {real_folders[folder]}), and {len(rows)} image path(s) lie in it (first: "
+                         f"{rows[0].path!r}); the dataset root and its Images/ folder may be links, folders inside "
+                         "them may not lead elsewhere"))  # fmt: skip
     if problems:
-        raise LabelFileError(Path(source), problems)
+        raise LabelFileError(Path(source), sorted(problems))

@@ -2,8 +2,9 @@
 
 The synthetic generator knows where it drew each labelled part and writes the boxes beside the labels
 (`Annotations/parts.csv`, `Tests/parts.csv`), so a heatmap's aim can be measured rather than eyeballed. A file
-has a header and one row per box: `path,attribute,part,x0,y0,x1,y1`, in pixels of the image file as written; an
-image may have several boxes (both sleeve ends) or none (an Invisible part).
+has a header and one row per box: `path,attribute,part,x0,y0,x1,y1`, in pixels of the upright image (as shown, its
+EXIF rotation applied; the generator writes none); an image may have several boxes (both sleeve ends) or none
+(an Invisible part).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ HEADER = ("path", "attribute", "part", "x0", "y0", "x1", "y1")
 
 @dataclass(frozen=True)
 class PartRow:
-    """One box of one image's labelled part, in pixels of the image file."""
+    """One box of one image's labelled part, in pixels of the upright image (EXIF rotation applied)."""
 
     path: str
     attribute: str

@@ -12,6 +12,7 @@ cuts off a hem or a sleeve end, which would change a length attribute's true val
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,13 @@ PAD_VALUE = 0
 """Default letterbox padding; normalisation maps it to a constant, and the model learns to ignore it."""
 
 MIN_IMG_SIZE = 16
+MAX_IMG_SIZE = 4096
+"""Input sides the code handles: a 4096 px letterbox is 50 MB of uint8 per image; a larger one stored in a
+checkpoint or an ONNX file is damage or tampering, refused before a single buffer is allocated."""
+MEAN_RANGE = (-10.0, 10.0)
+STD_RANGE = (1e-3, 10.0)
+"""Normalisation in the units of a 0-1 pixel (timm's): real models use means of 0-1 and deviations of 0.2-1. A
+deviation of 0 (or NaN) turns every input into NaN or infinity; one in 0-255 units is a mix-up of scales."""
 
 RESAMPLING = {
     "nearest": Image.Resampling.NEAREST,
@@ -52,12 +60,19 @@ class Preprocessing:
     pad_value: int = PAD_VALUE
 
     def __post_init__(self) -> None:
-        if self.img_size < MIN_IMG_SIZE:
-            raise UserError(f"image size must be at least {MIN_IMG_SIZE} px, got {self.img_size}")
+        """Every number checked when a preprocessing is made, whatever it was read from (a checkpoint, ONNX metadata,
+        a config), before anything is sized by it."""
+        if not _is_int(self.img_size) or not MIN_IMG_SIZE <= self.img_size <= MAX_IMG_SIZE:
+            raise UserError(f"image size must be a whole number of {MIN_IMG_SIZE}-{MAX_IMG_SIZE} px, got "
+                            f"{self.img_size!r}")  # fmt: skip
         if self.interpolation not in RESAMPLING:
             raise UserError(f"unknown interpolation {self.interpolation!r}; choose one of: {', '.join(RESAMPLING)}")
-        if not 0 <= self.pad_value <= 255:
-            raise UserError(f"letterbox pad value must be in 0-255, got {self.pad_value}")
+        if not _is_int(self.pad_value) or not 0 <= self.pad_value <= 255:
+            raise UserError(f"letterbox pad value must be a whole number in 0-255, got {self.pad_value!r}")
+        for what, values, (low, high) in (("mean", self.mean, MEAN_RANGE), ("std", self.std, STD_RANGE)):
+            if len(values) != 3 or not all(_is_number(v) and low <= v <= high for v in values):
+                raise UserError(f"normalisation {what} must be three finite numbers in {low:g}..{high:g} (0-1 pixel "
+                                f"units), got {list(values)!r}")  # fmt: skip
 
     @property
     def pixel_key(self) -> str:
@@ -74,16 +89,32 @@ class Preprocessing:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Preprocessing:
+        """A stored preprocessing (checkpoint, ONNX metadata), its fields of their exact types: nothing converted."""
+        if not isinstance(data, Mapping):
+            raise UserError(f"preprocessing must be a mapping, got {type(data).__name__}")
+        interpolation = data.get("interpolation", "bilinear")
+        if not isinstance(interpolation, str):
+            raise UserError(f"interpolation must be a name, got {interpolation!r}")
         return cls(
-            img_size=int(data["img_size"]),
-            interpolation=str(data.get("interpolation", "bilinear")),
-            mean=_triple(data["mean"]),
-            std=_triple(data["std"]),
-            pad_value=int(data.get("pad_value", PAD_VALUE)),
+            img_size=data["img_size"],
+            interpolation=interpolation,
+            mean=_triple(data["mean"], "mean"),
+            std=_triple(data["std"], "std"),
+            pad_value=data.get("pad_value", PAD_VALUE),
         )
 
 
-def _triple(values: Any) -> tuple[float, float, float]:
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _triple(values: Any, what: str = "values") -> tuple[float, float, float]:
+    if not isinstance(values, list | tuple) or len(values) != 3 or not all(_is_number(v) for v in values):
+        raise UserError(f"normalisation {what} must be three finite numbers, got {values!r:.100}")
     first, second, third = (float(v) for v in values)
     return first, second, third
 

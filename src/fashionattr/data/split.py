@@ -1,7 +1,8 @@
-"""The 4:1 train/validation split, stratified by (attribute, class) and reproducible on any machine.
+"""The 4:1 train/validation split by image, stratified by (attribute, class) and reproducible on any machine.
 
 Order inside each stratum comes from a SHA-256 of the seed and the image path, so the split depends
-only on the file names and the seed, not on row order, NumPy's generator or the platform.
+only on the file names (and which files hold the same bytes) and the seed, not on row order, NumPy's
+generator or the platform.
 """
 
 from __future__ import annotations
@@ -9,16 +10,19 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from fashionattr.data.duplicates import same_image_key
 from fashionattr.data.labels import LabelFileError, LabelRecord, normalise_image_path, parse_csv_line, read_lines
 from fashionattr.errors import UserError
 from fashionattr.io import atomic_write_text
 
 DEFAULT_SPLIT_RELPATH = Path("Annotations") / "split.csv"
+SPLIT_USERS_SUFFIX = ".runs"
+"""Beside a dataset's split file, `split.csv.runs` lists the run folders that trained on it, one a line."""
 SUBSETS = ("train", "val")
 
 
@@ -30,19 +34,44 @@ def _rank(seed: int, rec: LabelRecord) -> str:
     return hashlib.sha256(f"{seed}:{rec.attribute}:{rec.path}".encode()).hexdigest()
 
 
-def make_split(records: Iterable[LabelRecord], val_fraction: float = 0.2, seed: int = 0) -> dict[tuple[str, str], str]:
-    """Map each `(path, attribute)` to `train` or `val`; each (attribute, class) stratum gives round(n*f) to val."""
+def make_split(records: Iterable[LabelRecord], val_fraction: float = 0.2, seed: int = 0,
+               root: str | Path | None = None) -> dict[tuple[str, str], str]:  # fmt: skip
+    """Map each `(path, attribute)` to `train` or `val`, keeping every image on one side.
+
+    An image is a file: its rows for several attributes, and byte-identical copies under other paths (found when
+    the dataset `root` is given), go to the same side, or the shared backbone would train and validate on it.
+    Each (attribute, class) stratum gives round(n*f) rows to validation: images with several rows are placed first
+    (each by a draw from its hash against the share its strata still need), then single-row images fill every
+    stratum exactly, in hash order. A dataset where each image has one row is split as by stratum alone.
+    """
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val fraction must be between 0 and 1, got {val_fraction}")
-    strata: dict[tuple[str, int], list[LabelRecord]] = defaultdict(list)
+    records = list(records)
+    image_of = same_image_key(root, (r.path for r in records))
+    images: dict[str, list[LabelRecord]] = defaultdict(list)
+    stratum_size: Counter[tuple[str, int]] = Counter()
     for rec in records:
-        strata[(rec.attribute, rec.target)].append(rec)
+        images[image_of[rec.path]].append(rec)
+        stratum_size[(rec.attribute, rec.target)] += 1
+    wanted = {stratum: round(n * val_fraction) for stratum, n in stratum_size.items()}
+    in_val: Counter[tuple[str, int]] = Counter()
+    placed: Counter[tuple[str, int]] = Counter()
     assignment: dict[tuple[str, str], str] = {}
-    for members in strata.values():
-        members.sort(key=lambda r: _rank(seed, r))
-        n_val = round(len(members) * val_fraction)
-        for i, rec in enumerate(members):
-            assignment[(rec.path, rec.attribute)] = "val" if i < n_val else "train"
+
+    def place(members: list[LabelRecord], subset: str) -> None:
+        for rec in members:
+            assignment[(rec.path, rec.attribute)] = subset
+            placed[(rec.attribute, rec.target)] += 1
+            in_val[(rec.attribute, rec.target)] += subset == "val"
+
+    ranked = sorted(images.values(), key=lambda members: min(_rank(seed, r) for r in members))
+    for members in (m for m in ranked if len(m) > 1):
+        strata = [(r.attribute, r.target) for r in members]
+        need = sum((wanted[s] - in_val[s]) / (stratum_size[s] - placed[s]) for s in strata) / len(strata)
+        draw = int(min(_rank(seed, r) for r in members)[:13], 16) / 16**13
+        place(members, "val" if draw < need else "train")
+    for (rec,) in (m for m in ranked if len(m) == 1):
+        place([rec], "val" if in_val[(rec.attribute, rec.target)] < wanted[(rec.attribute, rec.target)] else "train")
     return assignment
 
 
@@ -97,6 +126,13 @@ def apply_split(
         )
     train = [r for r in records if assignment[(r.path, r.attribute)] == "train"]
     val = [r for r in records if assignment[(r.path, r.attribute)] == "val"]
+    both = {r.path for r in train} & {r.path for r in val}
+    if both:
+        raise SplitError(
+            f"{source}: {len(both)} image(s) are in training for one attribute and in validation for another "
+            f"(first: {min(both)}), so the shared backbone would validate on images it trained on; make the split "
+            "again with `fashionattr split DATA --force` (it keeps each image on one side)"
+        )
     return train, val
 
 
@@ -116,10 +152,12 @@ def choose_split(
     own: Path,
     val_fraction: float,
     seed: int,
+    root: str | Path | None = None,
 ) -> SplitChoice:
     """The one rule: an explicit split file, else the dataset's `Annotations/split.csv`, else a split of its own.
 
-    The own split (at `own`, in the run or grid folder) is made from `seed` and `val_fraction`; one already there
+    The own split (at `own`, in the run or grid folder) is made from `seed` and `val_fraction` (by image, with the
+    byte-identical files of the dataset `root` kept together); one already there
     must agree with the split these options make on every row it holds, so a resumed run or another grid shard
     never trains on another split.
     """
@@ -129,7 +167,7 @@ def choose_split(
         return SplitChoice(read_split(explicit), Path(explicit), is_new=False)
     if dataset_default.is_file():
         return SplitChoice(read_split(dataset_default), dataset_default, is_new=False)
-    assignment = make_split(records, val_fraction, seed)
+    assignment = make_split(records, val_fraction, seed, root)
     if own.is_file():
         if any(assignment.get(key) != subset for key, subset in read_split(own).items()):
             raise SplitError(
@@ -138,3 +176,48 @@ def choose_split(
             )
         return SplitChoice(assignment, own, is_new=False)
     return SplitChoice(assignment, own, is_new=True)
+
+
+def record_split_user(split_file: Path, run_folder: Path) -> None:
+    """Note in `split.csv.runs` that a run trained on this split, so replacing it can name the runs it concerns.
+
+    Best effort: a read-only dataset (a shared disk) keeps no list, and training goes on.
+    """
+    users = split_file.with_name(split_file.name + SPLIT_USERS_SUFFIX)
+    entry = str(Path(run_folder).resolve())
+    try:
+        if entry in split_users(split_file):
+            return
+        with open(users, "a", encoding="utf-8") as handle:
+            handle.write(entry + "\n")
+    except OSError:
+        pass
+
+
+def split_users(split_file: Path) -> list[str]:
+    """The run folders recorded as having trained on `split_file` that still exist (none when no list is kept)."""
+    users = split_file.with_name(split_file.name + SPLIT_USERS_SUFFIX)
+    try:
+        lines = users.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return []
+    return [line for line in dict.fromkeys(lines) if line and Path(line).is_dir()]
+
+
+def check_replacing(split_file: Path, assignment: dict[tuple[str, str], str], force: bool) -> None:
+    """Refuse to replace an existing, different split unless forced: runs trained on it would no longer match it."""
+    if force or not (split_file.exists() or split_file.is_symlink()):
+        return
+    try:
+        old = read_split(split_file)
+    except SplitError:
+        old = {}
+    if old == assignment:
+        return
+    differ = sum(1 for key in old.keys() | assignment.keys() if old.get(key) != assignment.get(key))
+    users = split_users(split_file)
+    trained = f"; runs trained on it: {', '.join(users)}" if users else ""
+    raise SplitError(
+        f"{split_file} already holds a different split ({differ} row(s) would change){trained}; "
+        "pass --force to replace it (each run keeps its own copy, split.csv in its folder)"
+    )

@@ -27,7 +27,7 @@ from fashionattr.data.preprocessing import Preprocessing, normalize_batch
 from fashionattr.distributed import pick_device
 from fashionattr.engine import probabilities_from_logits
 from fashionattr.errors import UserError
-from fashionattr.explain.methods import DEFAULT_METHOD, METHODS
+from fashionattr.explain.methods import DEFAULT_METHOD, METHODS, MIN_MAP_SIDE
 from fashionattr.inference.predictor import load_inputs
 from fashionattr.inference.torch_backend import LoadedModel, distinct_inputs, load_models
 from fashionattr.models.networks import AttributeNet
@@ -42,8 +42,6 @@ CAM_METHODS: dict[str, type[BaseCAM]] = {
     "eigencam": EigenCAM,
 }
 """The package's class for each of `methods.METHODS`."""
-MIN_MAP_SIDE = 12
-"""The default layer is the deepest stage whose map has at least this many positions across."""
 PROBE_SIZE = 64
 """Smallest input of the forward pass that finds the final feature map: a map of 2x2 at stride 32."""
 

@@ -3,27 +3,25 @@
 For each correctly predicted image whose labelled part is visible, the peak of the attribute's heatmap (for the
 predicted class) either falls inside one of the part's boxes, mapped into the letterboxed input, or it does not
 (Zhang et al., "Top-down neural attention by excitation backprop", 2016). The share of hits is the score; beside
-it stands what a random peak would score, the share of the input the boxes cover, so a generous box cannot pass
-for a sharp heatmap.
+it stands what a random peak would score, the share of the photo (the letterboxed input less its padding) the boxes
+cover, so a generous box cannot pass for a sharp heatmap.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from fashionattr.data.labels import LabelRecord
 from fashionattr.data.parts import PartRow
 from fashionattr.data.preprocessing import Preprocessing, letterbox_placement
 from fashionattr.explain.cam import Explainer, Heatmap
 from fashionattr.explain.pictures import contact_sheet, mark_boxes, overlay, write_png
-from fashionattr.io import atomic_write_text
+from fashionattr.io import write_json
 from fashionattr.run_dir import RunDir
 
 Box = tuple[float, float, float, float]
@@ -49,11 +47,21 @@ def peak_inside(peak: tuple[int, int], boxes: Sequence[Box], margin: float = 0.0
     return any(x0 <= x <= x1 and y0 <= y <= y1 for x0, y0, x1, y1 in widened(boxes, margin))
 
 
-def covered_share(boxes: Sequence[Box], size: int, margin: float = 0.0) -> float:
-    """The share of an S x S input the boxes (widened by `margin` pixels) cover: a random peak's chance of a hit."""
-    mask = np.zeros((size, size), dtype=bool)
+def photo_region(image_size: tuple[int, int], preprocessing: Preprocessing) -> Box:
+    """Where the photo itself lies in its letterboxed input (the rest is padding), in input pixels."""
+    placement = letterbox_placement(*image_size, preprocessing)
+    return (placement.left, placement.top, placement.left + placement.width, placement.top + placement.height)
+
+
+def covered_share(boxes: Sequence[Box], region: Box, margin: float = 0.0) -> float:
+    """The share of the photo's `region` of the input that the boxes (widened by `margin` pixels) cover: the chance
+    of a hit for a peak drawn at random over the photo (a peak on the letterbox padding can never hit a part)."""
+    left, top, right, bottom = (round(v) for v in region)
+    mask = np.zeros((max(1, bottom - top), max(1, right - left)), dtype=bool)
     for x0, y0, x1, y1 in widened(boxes, margin):
-        mask[max(0, round(y0)) : max(0, round(y1)), max(0, round(x0)) : max(0, round(x1))] = True
+        rows = slice(max(0, round(y0) - top), max(0, round(y1) - top))
+        cols = slice(max(0, round(x0) - left), max(0, round(x1) - left))
+        mask[rows, cols] = True
     return float(mask.mean())
 
 
@@ -117,7 +125,7 @@ def play(
 
     A peak counts within `tolerance` (a share of the input side) of a box, and so does the random baseline.
     """
-    from fashionattr.data.images import ImageError
+    from fashionattr.data.images import ImageError, probe_image
 
     results: dict[str, AttributePointing] = {}
     layers: list[str] = []
@@ -136,9 +144,8 @@ def play(
                 path = root / record.path
                 try:
                     batch.append(explainer.load(path))
-                    with Image.open(path) as image:
-                        sizes.append(image.size)
-                except (ImageError, OSError):
+                    sizes.append(probe_image(path))  # as the model sees it: upright, EXIF rotation applied
+                except ImageError:
                     continue
                 boxes_of.append((record, boxes))
             for heatmap, size, (record, boxes) in zip(explainer.explain(batch, attribute), sizes, boxes_of,
@@ -150,7 +157,7 @@ def play(
                 hit = peak_inside(heatmap.peak, mapped, margin)
                 entry.correct += 1
                 entry.hits += hit
-                entry.chance_sum += covered_share(mapped, preprocessing.img_size, margin)
+                entry.chance_sum += covered_share(mapped, photo_region(size, preprocessing), margin)
                 _keep_example(entry, heatmap, mapped, hit)
     return PointingGame(split, explainer.method, explainer.smooth, layers, command, tolerance, results)
 
@@ -166,7 +173,7 @@ def _keep_example(entry: AttributePointing, heatmap: Heatmap, boxes: list[Box], 
 
 def write_pointing_game(run: RunDir, game: PointingGame) -> None:
     """pointing_game.json and the sheet of examples (green dot: peak inside the part's box; red: outside)."""
-    atomic_write_text(run.pointing_game, json.dumps(game.to_dict(), indent=1))
+    write_json(run.pointing_game, game.to_dict())
     rows = [(f"{name.removesuffix('_labels')} ({entry.part}): {entry.hits}/{entry.correct} peaks in the box",
              [(picture, ("hit: " if hit else "miss: ") + text) for picture, text, hit in entry.examples])
             for name, entry in game.attributes.items() if entry.examples]  # fmt: skip

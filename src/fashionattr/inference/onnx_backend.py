@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from fashionattr.applicability.modules import Applicability, invisible_indices
+from fashionattr.checkpoint import checked_temperatures
 from fashionattr.data.augmentation import flip_averaged
 from fashionattr.data.preprocessing import Preprocessing
 from fashionattr.distributed import check_device
@@ -73,8 +74,49 @@ def _input_preprocessing(item: dict[str, Any]) -> Preprocessing:
     """An input's preprocessing from the metadata; files of format 1 recorded only its size and resampling."""
     if "preprocessing" in item:
         return Preprocessing.from_dict(item["preprocessing"])
-    return Preprocessing(img_size=int(item["img_size"]), interpolation=str(item["interpolation"]),
-                         pad_value=int(item.get("pad_value", 0)))  # fmt: skip
+    return Preprocessing(img_size=item["img_size"], interpolation=item["interpolation"],
+                         pad_value=item.get("pad_value", 0))  # fmt: skip
+
+
+def check_graph(path: Path, session: Any, inputs: dict[str, Preprocessing], heads: dict[str, int],
+                embedding_size: Any = None) -> None:  # fmt: skip
+    """Refuse metadata that promises what the graph does not do, naming the input or output, before a first run.
+
+    Each input the metadata names must be one of the graph's, taking uint8 images of its stored size (N, 3, S, S);
+    the graph must need no other input; each attribute must be an output with one column per class of the schema;
+    the embedding output must be as wide as the metadata says.
+    """
+    graph_inputs = {item.name: item for item in session.get_inputs()}
+    graph_outputs = {item.name: item for item in session.get_outputs()}
+    for name, preprocessing in inputs.items():
+        if name not in graph_inputs:
+            raise UserError(f"{path}: the metadata names an input {name!r} the graph lacks (its inputs: "
+                            f"{', '.join(graph_inputs)}); export the model again")  # fmt: skip
+        expected = (3, preprocessing.img_size, preprocessing.img_size)
+        shape = list(graph_inputs[name].shape)
+        fixed = [dim if isinstance(dim, int) else None for dim in shape[1:]]
+        if len(shape) != 4 or any(dim is not None and dim != want for dim, want in zip(fixed, expected, strict=True)):
+            raise UserError(f"{path}: input {name!r} takes images of shape {shape}, but the metadata says "
+                            f"{preprocessing.img_size} px (N, 3, {expected[1]}, {expected[2]}); export the model "
+                            "again")  # fmt: skip
+    extra = sorted(set(graph_inputs) - set(inputs))
+    if extra:
+        raise UserError(f"{path}: the graph needs input(s) {', '.join(extra)} that its metadata does not describe; "
+                        "export the model again")  # fmt: skip
+    for name, classes in heads.items():
+        if name not in graph_outputs:
+            raise UserError(f"{path}: the metadata names an output {name!r} the graph lacks (its outputs: "
+                            f"{', '.join(graph_outputs)}); export the model again")  # fmt: skip
+        shape = list(graph_outputs[name].shape)
+        if len(shape) != 2 or (isinstance(shape[1], int) and shape[1] != classes):
+            raise UserError(f"{path}: output {name!r} has shape {shape}, but the schema gives it {classes} classes; "
+                            "export the model again")  # fmt: skip
+    if embedding_size is not None:
+        width = list(graph_outputs[EMBEDDING_OUTPUT].shape) if EMBEDDING_OUTPUT in graph_outputs else []
+        valid = isinstance(embedding_size, int) and not isinstance(embedding_size, bool) and embedding_size > 0
+        if not valid or len(width) != 2 or (isinstance(width[1], int) and width[1] != embedding_size):
+            raise UserError(f"{path}: the metadata gives an embedding of {embedding_size!r} numbers, but the graph's "
+                            f"{EMBEDDING_OUTPUT!r} output is {width or 'missing'}; export the model again")  # fmt: skip
 
 
 class OnnxBackend:
@@ -91,13 +133,18 @@ class OnnxBackend:
             self.inputs = [_input_preprocessing(item) for item in items]
             self.spec = metadata[META_SPEC]
             self.attributes = [str(a) for a in self.spec["attributes"]]
-        except (KeyError, TypeError, ValueError) as exc:
+            heads = {name: self.schema.attribute(name).num_classes for name in self.attributes}
+        except (KeyError, TypeError, ValueError, UserError) as exc:
             raise UserError(f"{self.path}: damaged fashionattr metadata ({exc}); export the model again") from None
+        check_graph(self.path, self.session, dict(zip(self.input_names, self.inputs, strict=True)), heads,
+                    self.spec.get("embedding_size"))  # fmt: skip
         self.flip_safe = all(model.get("trained_with_flip", True) for model in self.spec.get("models", []))
-        self.temperatures = {name: float(t) for model in self.spec.get("models", [])
-                             for name, t in (model.get("temperatures") or {}).items()}  # fmt: skip
-        self.tta_temperatures = {name: float(t) for model in self.spec.get("models", [])
-                                 for name, t in (model.get("tta_temperatures") or {}).items()}  # fmt: skip
+        self.temperatures: dict[str, float] = {}
+        self.tta_temperatures: dict[str, float] = {}
+        for model in self.spec.get("models", []):
+            self.temperatures.update(checked_temperatures(model.get("temperatures") or {}, self.attributes, self.path))
+            self.tta_temperatures.update(checked_temperatures(model.get("tta_temperatures") or {}, self.attributes,
+                                                              self.path))  # fmt: skip
         self.calibrated = any(t != 1.0 for t in self.temperatures.values())
         """Whether the graph's probabilities are calibrated (an export with --no-calibration gives raw ones)."""
         if not calibrated and any(t != 1.0 for t in self.temperatures.values()):

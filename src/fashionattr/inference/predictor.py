@@ -27,7 +27,7 @@ from fashionattr.applicability.modules import invisible_indices
 from fashionattr.data.images import IMAGE_SUFFIXES, ImageError
 from fashionattr.data.preprocessing import Preprocessing, letterbox, load_letterboxed, to_chw_tensor
 from fashionattr.distributed import pick_device
-from fashionattr.errors import UserError
+from fashionattr.errors import ModelOutputError, UserError
 from fashionattr.inference.torch_backend import BackendOutput, LoadedModel, TorchBackend, load_models
 from fashionattr.schema import Schema
 
@@ -201,8 +201,21 @@ class Predictor:
         return load_inputs(source, self.inputs, name)
 
     def outputs(self, batches: Sequence[torch.Tensor], embed: bool = False) -> BackendOutput:
-        """Class probabilities and applicability scores per attribute for uint8 batches (one per `self.inputs`)."""
-        return self.backend.run(batches, self.attributes, tta=self.tta, embed=embed)
+        """Class probabilities and applicability scores per attribute for uint8 batches (one per `self.inputs`).
+
+        Non-finite numbers are an error, never an answer: NaN has no argmax and no confidence a threshold can test.
+        """
+        output = self.backend.run(batches, self.attributes, tta=self.tta, embed=embed)
+        broken = [name for name, values in output.probabilities.items() if not np.isfinite(values).all()]
+        broken += [f"{name} (applicability)" for name, values in output.applicability.items()
+                   if not np.isfinite(values).all()]  # fmt: skip
+        if output.embedding is not None and not np.isfinite(output.embedding).all():
+            broken.append("the embedding")
+        if broken:
+            source = ", ".join(str(model.get("source")) for model in self.backend.describe())
+            raise ModelOutputError(f"{source}: the model gave NaN or infinite numbers for {', '.join(broken)}; its "
+                                   "weights or stored settings are damaged, so it gives no answer")  # fmt: skip
+        return output
 
     def probabilities(
         self, batches: Sequence[torch.Tensor], embed: bool = False

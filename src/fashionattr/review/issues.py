@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ import numpy as np
 
 from fashionattr.data.dataset import DatasetRoot
 from fashionattr.data.labels import LabelRecord, format_rows, read_labels
-from fashionattr.errors import UserError
+from fashionattr.data.overwrite import refuse_output_over_inputs
 from fashionattr.io import atomic_write_text
 from fashionattr.review.probabilities import OutOfSample
 
@@ -79,19 +80,13 @@ def issues_csv(issues: Iterable[LabelIssue]) -> str:
     return out.getvalue()
 
 
-def refuse_overwriting(labels: Path, out: Path) -> None:
-    if out.resolve() == labels.resolve():
-        raise UserError(f"{out}: that is the label file under review; write the corrected copy elsewhere and let a "
-                        "person accept it")  # fmt: skip
-
-
 def write_decided(dataset: DatasetRoot, out: Path) -> int:
     """The label file as training reads it, with the decisions of the corrections file applied (a person's, made in
     the service's review queue; never a suggestion nobody accepted). The original is never touched.
 
     Rows keep their order. Returns how many rows differ from the label file.
     """
-    refuse_overwriting(dataset.labels_path, out)
+    refuse_output_over_inputs([("the corrected copy", out)], [("the label file under review", dataset.labels_path)])
     original = dataset.read_labels(corrected=False)
     decided = dataset.read_labels()
     atomic_write_text(out, format_rows(decided, dataset.schema))
@@ -123,9 +118,17 @@ class ReviewScore:
         return self.top_known / self.known if self.known else float("nan")
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain data for review.json: a share with nothing to divide by is null, with a note saying why."""
+        shares: dict[str, Any] = {}
+        for name, value, empty in (("precision", self.precision, "no row was flagged"),
+                                   ("recall", self.recall, "no known error was among the reviewed rows"),
+                                   ("precision_at_known", self.precision_at_known,
+                                    "no known error was among the reviewed rows")):  # fmt: skip
+            shares[name] = None if math.isnan(value) else value
+            if math.isnan(value):
+                shares[f"{name}_note"] = f"undefined: {empty}"
         return {"reviewed": self.reviewed, "known_errors": self.known, "flagged": self.flagged, "found": self.found,
-                "precision": self.precision, "recall": self.recall, "precision_at_known": self.precision_at_known,
-                "suggested_the_true_class": self.right_suggestion}  # fmt: skip
+                **shares, "suggested_the_true_class": self.right_suggestion}  # fmt: skip
 
 
 def score_review(reviewed: OutOfSample, issues: Sequence[LabelIssue], known_file: Path) -> ReviewScore:

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from fashionattr.checkpoint import load_checkpoint
 from fashionattr.config import TrainConfig, resolve_config
-from fashionattr.data.dataset import DatasetRoot
+from fashionattr.data.dataset import DatasetRoot, dataset_of_run
+from fashionattr.data.duplicates import same_image_key
 from fashionattr.data.labels import LabelRecord, read_labels
 from fashionattr.data.split import write_split
 from fashionattr.distributed import DistributedContext
@@ -42,11 +43,7 @@ class OutOfSample:
 def dataset_of(run: RunDir, data: str | None) -> tuple[dict, DatasetRoot]:
     """The run's stored training config and the dataset it trained on (or `data`)."""
     payload = load_checkpoint(run.checkpoint)
-    config = payload.get("config", {})
-    root = data or config.get("data")
-    if not root:
-        raise UserError(f"{run.checkpoint}: the checkpoint does not say which dataset it was trained on; pass --data")
-    return config, DatasetRoot.open(root)
+    return payload.get("config", {}), dataset_of_run(run.checkpoint, payload, data)
 
 
 def validation_split(run: RunDir, context: DistributedContext, data: str | None = None, batch_size: int = 64,
@@ -59,17 +56,28 @@ def validation_split(run: RunDir, context: DistributedContext, data: str | None 
                        f"the run's model on its validation split ({run.checkpoint})")  # fmt: skip
 
 
-def assign_folds(records: list[LabelRecord], folds: int, seed: int = 0) -> dict[tuple[str, str], int]:
-    """A fold for each row, stratified by (attribute, class) and fixed by the file names alone (as the split is)."""
+def assign_folds(records: list[LabelRecord], folds: int, seed: int = 0,
+                 root: str | Path | None = None) -> dict[tuple[str, str], int]:  # fmt: skip
+    """A fold for each row, stratified by (attribute, class) and fixed by the file names alone (as the split is).
+
+    An image's rows for several attributes, and its byte-identical copies (with the dataset `root`), share the
+    fold of its first row in that order: a fold's model must not train on an image it then scores.
+    """
     strata: dict[tuple[str, int], list[LabelRecord]] = defaultdict(list)
     for record in records:
         strata[(record.attribute, record.target)].append(record)
-    assignment: dict[tuple[str, str], int] = {}
+    by_row: dict[tuple[str, str], tuple[str, int]] = {}
     for members in strata.values():
-        members.sort(key=lambda r: hashlib.sha256(f"fold:{seed}:{r.attribute}:{r.path}".encode()).hexdigest())
-        for i, record in enumerate(members):
-            assignment[(record.path, record.attribute)] = i % folds
-    return assignment
+        ranked = sorted((hashlib.sha256(f"fold:{seed}:{r.attribute}:{r.path}".encode()).hexdigest(), r)
+                        for r in members)  # fmt: skip
+        for i, (rank, record) in enumerate(ranked):
+            by_row[(record.path, record.attribute)] = (rank, i % folds)
+    image_of = same_image_key(root, (r.path for r in records))
+    first: dict[str, tuple[str, int]] = {}
+    for (path, _), (rank, fold) in by_row.items():
+        image = image_of[path]
+        first[image] = min(first.get(image, (rank, fold)), (rank, fold))
+    return {(path, attribute): first[image_of[path]][1] for path, attribute in by_row}
 
 
 def cross_validated(run: RunDir, folds: int, out: Path, context: DistributedContext, data: str | None = None,
@@ -85,7 +93,7 @@ def cross_validated(run: RunDir, folds: int, out: Path, context: DistributedCont
     training = run_split_records(run, stored, dataset, "train")
     attributes = sorted({r.attribute for r in training}, key=dataset.schema.names.index)
     everything = read_labels(dataset.labels_path, dataset.schema)  # a split file must name every labelled row
-    fold_of = assign_folds(training, folds)
+    fold_of = assign_folds(training, folds, root=dataset.path)
     base = _config(stored, dataset, epochs)
     records: dict[str, list[LabelRecord]] = {a: [] for a in attributes}
     parts: dict[str, list[AttributePredictions]] = {a: [] for a in attributes}

@@ -7,13 +7,12 @@ them), the measurements into `calibration.json` and the reliability diagram into
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 
 from fashionattr.calibration import Calibration, calibrate
 from fashionattr.checkpoint import augmentation_of, load_checkpoint, write_temperatures
-from fashionattr.io import atomic_write_text
+from fashionattr.io import write_json
 from fashionattr.metrics import AttributePredictions
 from fashionattr.report import plot_reliability
 from fashionattr.run_dir import RunDir
@@ -38,7 +37,7 @@ def calibrate_run(
     record = calibration.to_dict()
     if averaged is not None:
         record["tta"] = averaged.to_dict()
-    atomic_write_text(run.calibration, json.dumps(record, indent=1))
+    write_json(run.calibration, record)
     plot_reliability(record["attributes"], run.reliability_plot)
     for name, entry in {**calibration.attributes, **(averaged.attributes if averaged else {})}.items():
         if entry.at_bound:

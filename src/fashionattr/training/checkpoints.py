@@ -7,7 +7,6 @@ exactly where the last finished epoch left off.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +15,10 @@ import torch
 from torch import nn
 
 from fashionattr.checkpoint import load_checkpoint, save_checkpoint
-from fashionattr.io import atomic_write_text
+from fashionattr.config import TrainConfig
+from fashionattr.data.preprocessing import Preprocessing
+from fashionattr.errors import UserError
+from fashionattr.io import write_json
 from fashionattr.metrics import Scores
 from fashionattr.run_dir import RunDir
 
@@ -95,7 +97,12 @@ class RunCheckpoints:
         if improved:
             save_checkpoint(self.run.best, {**self.description, "model": weights, "epoch": epoch, "metrics": row,
                                             "scores": scores.to_dict()})  # fmt: skip
-            atomic_write_text(self.run.scores, json.dumps(scores.to_dict(), indent=1))
+            # What was measured, as an evaluation's scores.json says it: the best epoch's weights (the moving average
+            # when there is one) on the validation split, before calibration, with the TTA the config validates with.
+            config = self.description.get("config", {})
+            measured = {"model": str(self.run.best), "epoch": epoch + 1, "data": config.get("data"), "split": "val",
+                        "labels": None, "tta": bool(config.get("tta")), "calibration": "raw"}  # fmt: skip
+            write_json(self.run.scores, {**measured, **scores.to_dict()})
         ema = trainables.ema
         save_checkpoint(self.run.last, {
             **self.description, "model": weights, "train_model": trainables.model.state_dict(),
@@ -106,3 +113,29 @@ class RunCheckpoints:
             "metrics": row, "skipped": sorted(state.skipped),
         })  # fmt: skip
         self.saved_epochs = epoch + 1
+
+
+def check_resume(run: RunDir, config: TrainConfig, attributes: list[str], preprocessing: Preprocessing) -> None:
+    """Refuse `--resume` with settings that build another model than the run's, naming each and both values.
+
+    The architecture, layout, grouping, attributes and input pixels decide the model's weights and what they mean;
+    resuming with others would end in a state-dict traceback, or worse, in a model trained on two inputs.
+    """
+    stored = load_checkpoint(run.last)
+    stored_config = stored.get("config") or {}
+    stored_input = stored.get("preprocessing") or {}
+    pairs: list[tuple[str, Any, Any]] = [
+        ("arch", config.arch, stored_config.get("arch")),
+        ("layout", config.layout, stored_config.get("layout")),
+        ("attributes", ",".join(attributes), ",".join(stored.get("attributes") or [])),
+        ("image size", preprocessing.img_size, stored_input.get("img_size")),
+        ("resampling", preprocessing.interpolation, stored_input.get("interpolation")),
+    ]
+    if config.layout == "grouped":
+        pairs.append(("grouping", config.grouping, stored_config.get("grouping")))
+    differences = [f"{setting} {ours} here, {theirs} in the run" for setting, ours, theirs in pairs if ours != theirs]
+    if differences:
+        raise UserError(f"{run}: --resume with other settings than the run was started with: "
+                        f"{'; '.join(differences)}; resume with the run's own settings (its config.yaml: --arch, "
+                        "--layout, --attributes, --img-size, --interpolation, --grouping) or choose another "
+                        "--out")  # fmt: skip

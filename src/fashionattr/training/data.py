@@ -17,7 +17,7 @@ from fashionattr.data.datasets import LabelledImages, collate
 from fashionattr.data.labels import LabelRecord
 from fashionattr.data.preprocessing import Preprocessing
 from fashionattr.data.scan import scan_headers
-from fashionattr.data.split import apply_split, choose_split, write_split
+from fashionattr.data.split import apply_split, choose_split, record_split_user, write_split
 from fashionattr.distributed import DistributedContext, barrier, broadcast_object, on_main
 from fashionattr.errors import UserError
 from fashionattr.run_dir import RunDir
@@ -47,7 +47,7 @@ def load_run_data(config: TrainConfig, attributes: list[str], run: RunDir, conte
     dataset = DatasetRoot.open(config.data)
     records = dataset.read_labels()
     choice = choose_split(records, config.split_file, dataset.default_split_path, run.split, config.val_fraction,
-                          config.split_seed)  # fmt: skip
+                          config.split_seed, dataset.path)  # fmt: skip
     train, val = apply_split(records, choice.assignment, choice.source)
     wanted = set(attributes)
     train, val = [r for r in train if r.attribute in wanted], [r for r in val if r.attribute in wanted]
@@ -57,6 +57,8 @@ def load_run_data(config: TrainConfig, attributes: list[str], run: RunDir, conte
         if choice.is_new or choice.source != run.split:
             rows = (("train", train), ("val", val))
             write_split(run.split, {(r.path, r.attribute): subset for subset, records in rows for r in records})
+        if choice.source != run.split:
+            record_split_user(choice.source, run.path)
 
     on_main(record_split, context)  # every rank calls it: rank 1 may already see the split rank 0 just wrote
     if not train or not val:

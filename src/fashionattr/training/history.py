@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from typing import Any
 
 from fashionattr.config import TrainConfig
-from fashionattr.io import atomic_write_text
+from fashionattr.io import atomic_write_text, write_json
 from fashionattr.metrics import Scores
 from fashionattr.run_dir import RunDir
 
@@ -40,7 +39,7 @@ def write_history(run: RunDir, history: list[dict[str, Any]]) -> None:
     writer.writeheader()
     writer.writerows(history)
     atomic_write_text(run.metrics_csv, buffer.getvalue())
-    atomic_write_text(run.metrics_json, json.dumps(history, indent=1))
+    write_json(run.metrics_json, history)
 
 
 def record_skipped(run: RunDir, skipped: set[tuple[str, str]]) -> None:

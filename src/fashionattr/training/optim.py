@@ -17,10 +17,11 @@ def build_optimizer(config: TrainConfig, model: AttributeNet) -> torch.optim.Opt
     """timm's optimiser, with the backbone at `backbone_lr_scale` of the rate when that is not 1.
 
     A smaller share fine-tunes a pretrained backbone gently while new heads learn at the full rate (the
-    `fashionai` recipe does that, after published practice); measured on this project's own stand-in for
-    pretrained weights one rate did as well or better, so it is the default (docs/defaults.md). Each parameter
-    group carries its `lr_scale` (timm's convention) and `build_scheduler` keeps every group at its share. Norms
-    and biases get no weight decay either way, as timm does it.
+    `fashionai` recipe does that from ImageNet weights, a choice of this project with no published source for
+    the task); measured on this project's own stand-in for pretrained weights one rate did as well or better,
+    so it is the default (docs/defaults.md). Each parameter group carries its `lr_scale` (timm's convention) and
+    `build_scheduler` keeps every group at its share. Norms and biases get no weight decay either way, as timm
+    does it.
     """
     from timm.optim import create_optimizer_v2
 

@@ -23,7 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 from fashionattr.applicability.modules import invisible_indices
 from fashionattr.checkpoint import load_checkpoint, model_from_checkpoint
 from fashionattr.config import TrainConfig
-from fashionattr.data.dataset import DatasetRoot
+from fashionattr.data.dataset import DATASET_KEY, DatasetRoot, dataset_record
 from fashionattr.distributed import (
     DistributedContext,
     barrier,
@@ -35,7 +35,7 @@ from fashionattr.distributed import (
 )
 from fashionattr.engine import StepSettings, TrainingDiverged, evaluate, resolve_amp, train_one_epoch
 from fashionattr.errors import DiskFullError, UserError
-from fashionattr.io import atomic_write_text, is_disk_full
+from fashionattr.io import is_disk_full, write_json
 from fashionattr.metrics import Scores, score
 from fashionattr.models.backbones import model_preprocessing
 from fashionattr.models.layouts import layout_of
@@ -45,7 +45,7 @@ from fashionattr.run_dir import RunDir
 from fashionattr.schema import Schema
 from fashionattr.training.applicability import fit_run_applicability
 from fashionattr.training.calibrate import calibrate_run
-from fashionattr.training.checkpoints import RunCheckpoints, Trainables, TrainState
+from fashionattr.training.checkpoints import RunCheckpoints, Trainables, TrainState, check_resume
 from fashionattr.training.data import (
     Loaders,
     check_bad_fraction,
@@ -65,6 +65,9 @@ class FitResult:
     summary: dict[str, Any]
     model: nn.Module
     """The trained weights of this process (identical on every rank under DDP)."""
+    evaluated: nn.Module
+    """The weights validated and shipped: the moving average when there is one, else `model` (identical on every
+    rank under DDP, batch-norm statistics included)."""
 
 
 def fit(config: TrainConfig, attributes: list[str], out: str | Path, context: DistributedContext,
@@ -85,13 +88,15 @@ def _fit(config: TrainConfig, attributes: list[str], run: RunDir, context: Distr
          resume: bool) -> FitResult:  # fmt: skip
     if run.last.exists() and not resume:
         raise UserError(f"{run}: already holds a run; pass --resume to continue it, or choose another --out")
+    preprocessing = model_preprocessing(config.arch, config.img_size, config.interpolation)
+    if resume and run.last.exists():
+        check_resume(run, config, attributes, preprocessing)  # before anything is written into the run
     seed_everything(config.seed, config.deterministic)
     device = context.device
 
     # Data: labels and split, then pixels (the cache when one matches) and loaders.
     data = load_run_data(config, attributes, run, context)
     schema = data.dataset.schema
-    preprocessing = model_preprocessing(config.arch, config.img_size, config.interpolation)
     cache = open_or_build_cache(config, data, preprocessing, context)
     known_bad, found_by = known_bad_images(data, cache, context)
     check_bad_fraction(config, {p: r for p, r in known_bad.items() if p in data.train_paths}, len(data.train_paths),
@@ -116,6 +121,7 @@ def _fit(config: TrainConfig, attributes: list[str], run: RunDir, context: Distr
     checkpoints = RunCheckpoints(run, {
         "spec": model.spec, "schema": schema.to_dict(), "preprocessing": preprocessing.to_dict(),
         "augmentation": augmentation.to_dict(), "config": config.to_dict(), "attributes": attributes,
+        DATASET_KEY: dataset_record(config.data, run.path),
     })  # fmt: skip
     state = TrainState()
     if resume and run.last.exists():
@@ -164,10 +170,12 @@ def _fit(config: TrainConfig, attributes: list[str], run: RunDir, context: Distr
             except TrainingDiverged as exc:
                 raise diverged(run, epoch, exc) from None
         if context.enabled:
-            # Each rank updated its own batch-norm statistics; average them so every rank holds the same model.
+            # Each rank updated its own batch-norm statistics, and the moving average blended each rank's own into
+            # its copy: average both so every rank validates and holds the same model.
             from timm.utils import distribute_bn
 
-            distribute_bn(model, context.world_size, reduce=True)
+            for module in {id(m): m for m in (model, trainables.evaluated)}.values():
+                distribute_bn(module, context.world_size, reduce=True)
         validation = evaluate(trainables.evaluated, loaders.val, context, settings, num_classes, tta=config.tta)
         # Every rank's skips, so the ranks agree on the bad-image count (one rank refusing alone would leave the
         # others waiting in a collective forever) and the run folder lists them all.
@@ -197,7 +205,7 @@ def _fit(config: TrainConfig, attributes: list[str], run: RunDir, context: Distr
     barrier(context)
     image_cache = str(cache.directory) if cache is not None else None
     summary = write_on_main(lambda: finish_run(run, schema, attributes, config, image_cache), checkpoints, context)
-    return FitResult(broadcast_object(summary or {}, context), model)
+    return FitResult(broadcast_object(summary or {}, context), model, trainables.evaluated)
 
 
 def calibrate_best(run: RunDir, schema: Schema, loaders: Loaders, settings: StepSettings, num_classes: dict[str, int],
@@ -307,7 +315,7 @@ def finish_run(run: RunDir, schema: Schema, attributes: list[str], config: Train
         "image_cache": image_cache,
     }
     write_run_report(run, schema.subset(attributes), history, summary, best["scores"])
-    atomic_write_text(run.summary, json.dumps(summary, indent=1))
+    write_json(run.summary, summary)
     return summary
 
 
