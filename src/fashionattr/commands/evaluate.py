@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     labels = [("the label file", args.labels)] if args.labels else []
     folder = [("--out", Path(args.out) / name) for name in (SCORES_NAME, REPORT_NAME)] if args.out else []
     refuse_output_over_inputs([("--save-predictions", args.save_predictions), *folder],
-                              [*model_files(args.run), *labels])  # fmt: skip
+                              [*model_files(args.model), *labels])  # fmt: skip
     context = init_distributed(args.device)
     try:
         result = evaluate_checkpoint(args.model, context, data=args.data, subset=args.split, labels=args.labels,

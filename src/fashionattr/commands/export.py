@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from fashionattr.export import DEFAULT_OPSET, export_onnx
     from fashionattr.inference.parity import onnx_parity
 
-    refuse_output_over_inputs([("--onnx", args.onnx)], model_files(args.checkpoint))
+    refuse_output_over_inputs([("--out", args.out)], model_files(args.model))
     opset = args.opset or DEFAULT_OPSET
     calibrated = not args.no_calibration
     result = export_onnx(args.model, args.out, opset=opset, calibrated=calibrated)

@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     questions_path = Path(args.questions)
     root = dataset_root(questions_path, args.data)
     refuse_output_over_inputs([("--out", args.out)], [("the question file", questions_path),
-                              *model_files(args.checkpoint), *dataset_inputs(root)])  # fmt: skip
+                              *model_files(args.model), *dataset_inputs(root)])  # fmt: skip
     asked = attributes_asked(questions_path)
     predictor = load_predictor(args.model, backend=args.backend, device=args.device, tta=args.tta,
                                calibrated=not args.no_calibration)  # fmt: skip
