@@ -252,21 +252,25 @@ def test_command_line_index_search_and_similar(photos, trained_run, tmp_path, ca
 
     assert main(["catalog", "facets", "--db", str(db), "--where", f"{short}={value}"]) == 0
     out, err = capsys.readouterr()
-    rows = dict(line.split("\t") for line in out.strip().splitlines())
+    rows = {
+        name: (counts, no_value) for name, counts, no_value in (line.split("\t") for line in out.strip().splitlines())
+    }
     assert list(rows) == [a.short_name for a in FASHIONAI]
-    counts = dict(pair.rsplit("=", 1) for pair in rows[short].split("  "))
+    counts = dict(pair.rsplit("=", 1) for pair in rows[short][0].split("  "))
     assert int(counts[value]) == catalog.facets()[attribute][value]  # its own filter does not narrow it
+    assert rows[short][1] == f"no value={catalog.facet_counts({attribute: value}).no_value[attribute]}"
     assert f"{catalog.search({attribute: value}, limit=0).total} matching" in err
 
     indexed_file = sorted((photos / "pant_length").iterdir())[0]
     assert main(["catalog", "similar", "--db", str(db), str(indexed_file), "-k", "3"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 3
-    score, path = lines[0].split("\t")
+    score, path, tags = lines[0].split("\t")
     assert Path(path) == indexed_file.resolve() and float(score) == pytest.approx(1.0, abs=1e-3)
+    assert tags.split("  ")[0].startswith(f"{FASHIONAI.attributes[0].short_name}=")
 
     new_file = tmp_path / "outside.jpg"  # not in the catalogue: embedded with the catalogue's model
     shutil.copy(indexed_file, new_file)
     assert main(["catalog", "similar", "--db", str(db), str(new_file), "-k", "2", "--device", "cpu"]) == 0
-    score, path = capsys.readouterr().out.strip().splitlines()[0].split("\t")
+    score, path, _ = capsys.readouterr().out.strip().splitlines()[0].split("\t")
     assert Path(path) == indexed_file.resolve() and float(score) == pytest.approx(1.0, abs=1e-3)

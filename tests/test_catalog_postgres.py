@@ -71,7 +71,9 @@ def test_concurrent_writers_leave_one_row_per_path_and_lose_no_update(postgres):
     """Eight connections write overlapping batches at once; every path ends as one complete item, and the change
     log (generations and tombstones) accounts for every write."""
     url = postgres.new_database()
-    open_store(url, write=True).close()
+    setup = open_store(url, write=True)
+    setup.set_meta({"schema": json.dumps(FASHIONAI.to_dict())})
+    setup.close()
     writers, rounds, paths = 8, 12, [f"shared/{n:03d}.jpg" for n in range(40)]
     failures: list[BaseException] = []
 
@@ -106,8 +108,9 @@ def test_concurrent_writers_leave_one_row_per_path_and_lose_no_update(postgres):
     for item_id, sha in store.db.execute("SELECT id, sha256 FROM items"):  # no item carries another write's tags
         seed = int(sha.removeprefix("hash-"))
         expected = {a.name: a.classes[seed % a.num_classes] for a in FASHIONAI}
-        assert {a: v for _, a, v, _, _ in store.tags_of([item_id])} == expected
-    assert store.generation() == writers * rounds + removed  # one generation per write transaction, none shared
+        assert {row[1]: row[2] for row in store.tags_of([item_id])} == expected
+    # one generation per write transaction (and one for the schema), none shared
+    assert store.generation() == 1 + writers * rounds + removed
     changes = store.changes_since(0)
     assert len(changes.upserted) == len(rows) and len(changes.removed) == removed
     store.close()

@@ -68,9 +68,9 @@ class BenchSettings:
     def describe(self) -> dict[str, Any]:
         described = {f.name: getattr(self, f.name) for f in fields(self)}
         if self.postgres:
-            from fashionattr.catalog.backends import shown_url
+            from fashionattr.catalog.backends import shown_location
 
-            described["postgres"] = shown_url(self.postgres)
+            described["postgres"] = shown_location(self.postgres)
         return described
 
 

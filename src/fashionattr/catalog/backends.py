@@ -29,9 +29,37 @@ def is_postgres(db: str | Path) -> bool:
     return str(db).startswith(POSTGRES_SCHEMES)
 
 
-def shown_url(url: str) -> str:
-    """A connection URL fit for messages and logs: any password replaced by ***."""
-    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+_USERINFO_PASSWORD = re.compile(r"^(postgres(?:ql)?://[^:@/?]*:)(.*)@", re.IGNORECASE | re.DOTALL)
+"""The password of `scheme://user:password@...`; greedy to the last '@', so a password holding '@' or '/' (which
+libpq would misread, but a user may still type) is covered whole."""
+_QUERY_PASSWORD = re.compile(r"([?&]password=)([^&#]*)", re.IGNORECASE)
+
+
+def _passwords(url: str) -> list[str]:
+    """Every spelling of the passwords in a connection URL (as typed and percent-decoded), longest first."""
+    userinfo = _USERINFO_PASSWORD.match(url)
+    found = ([userinfo.group(2)] if userinfo else []) + [value for _, value in _QUERY_PASSWORD.findall(url)]
+    spellings = {p for p in found if p} | {urllib.parse.unquote(p) for p in found if p}
+    return sorted(spellings, key=len, reverse=True)
+
+
+def shown_location(db: str | Path) -> str:
+    """Where a catalogue lives, for people: a file path as it is; a connection URL with every password replaced
+    by ***. The one rendering used by errors, summaries, logs, the page and anything stored."""
+    text = str(db)
+    if not is_postgres(text):
+        return text
+    text = _USERINFO_PASSWORD.sub(r"\1***@", text)
+    return _QUERY_PASSWORD.sub(r"\1***", text)
+
+
+def without_secrets(text: str, db: str | Path) -> str:
+    """`text` (an error from a database library, which may quote parts of the URL) with `db`'s passwords masked."""
+    if not is_postgres(db):
+        return text
+    for password in _passwords(str(db)):
+        text = text.replace(password, "***")
+    return text
 
 
 class Database:
@@ -239,7 +267,9 @@ def _connect(url: str, write: bool) -> Any:
         conn = psycopg.connect(url, autocommit=True, connect_timeout=15, application_name="fashionattr")
     except psycopg.Error as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"{shown_url(url)}: cannot connect to PostgreSQL ({reason})") from None
+        raise UserError(
+            f"{shown_location(url)}: cannot connect to PostgreSQL ({without_secrets(reason, url)})"
+        ) from None
     if not write:
         conn.execute("SET default_transaction_read_only = on")
     return conn
@@ -260,7 +290,7 @@ class PostgresDatabase(Database):
     """Advisory lock key held while the tables are checked and created (any constant, the same everywhere)."""
 
     def __init__(self, url: str, conn: Any, writable: bool) -> None:
-        super().__init__(shown_url(url), writable)
+        super().__init__(shown_location(url), writable)
         self.url = url
         self.conn = conn
 

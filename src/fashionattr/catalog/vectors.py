@@ -30,6 +30,20 @@ EXPANSION_ADD = 80
 EXPANSION_SEARCH = 192
 """Search depth of a query ("ef"): reaches recall@10 >= 0.95 on the benchmark's embeddings up to a million items."""
 STORAGE = "f16"
+CANDIDATES_FACTOR = 2
+"""The approximate index is asked for this many times k candidates (at least k + 10), re-scored exactly, cut to k."""
+MAX_DIM = 65_536
+"""The largest embedding a saved index may declare: far above any backbone's, and a bound before any allocation."""
+
+
+def candidate_count(k: int) -> int:
+    """How many candidates a search for the `k` most similar items asks the approximate index for."""
+    return max(k * CANDIDATES_FACTOR, k + 10)
+
+
+SELF_CHECK = candidate_count(1)
+"""An item is reachable when a search with its own vector finds it among this many candidates: the fewest any query
+asks for, so `similar` of an item's own vector returns it whatever k."""
 
 
 def resolve_kind(requested: str, count: int) -> str:
@@ -37,6 +51,12 @@ def resolve_kind(requested: str, count: int) -> str:
     if requested == "auto":
         return "ann" if count >= ANN_MIN_ITEMS else "exact"
     return requested
+
+
+def sound_rows(matrix: np.ndarray) -> np.ndarray:
+    """Which rows of a float32 matrix of stored embeddings can be indexed: finite numbers, not all zero (a unit
+    embedding never is). Anything else is damaged bytes, never handed to the vector library."""
+    return np.isfinite(matrix).all(axis=1) & (np.abs(matrix).sum(axis=1) > 0)
 
 
 def unit(vectors: np.ndarray) -> np.ndarray:
@@ -126,7 +146,7 @@ class ApproximateIndex(VectorIndex):
 
     kind = "ann"
 
-    def __init__(self, dim: int, threads: int = 0, index: Any = None) -> None:
+    def __init__(self, dim: int, threads: int = 0, index: Any = None, spilled: np.ndarray | None = None) -> None:
         from usearch.index import Index
 
         super().__init__(dim)
@@ -134,18 +154,48 @@ class ApproximateIndex(VectorIndex):
         self.index = index or Index(ndim=dim, metric="cos", dtype=STORAGE, connectivity=CONNECTIVITY,
                                     expansion_add=EXPANSION_ADD, expansion_search=EXPANSION_SEARCH)  # fmt: skip
         self.index.expansion_search = EXPANSION_SEARCH  # type: ignore[misc]  # a setter mypy does not see
+        self.spilled = ExactIndex(dim)
+        """Items the graph does not lead to from their own vector, searched exactly beside it (usually none)."""
+        if spilled is not None and len(spilled):
+            self.spilled.upsert(spilled, self._stored(np.asarray(spilled, dtype=np.uint64)))
         self._lock = threading.Lock()  # usearch's add and remove must not overlap a search
 
     def __len__(self) -> int:
         return len(self.index)
 
     def upsert(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Add or replace items, then make sure each is reachable from its own vector (`_keep_reachable`)."""
         keys = np.asarray(ids, dtype=np.uint64)
         if len(keys) == 0:
             return
+        vectors = unit(vectors).reshape(len(keys), self.dim)
         with self._lock:
             self._drop_present(keys)
-            self.index.add(keys, unit(vectors).reshape(len(keys), self.dim), threads=self.threads)
+            self.spilled.remove(keys.astype(np.int64))
+            self.index.add(keys, vectors, threads=self.threads)
+            self._keep_reachable(keys, vectors)
+
+    def _keep_reachable(self, keys: np.ndarray, vectors: np.ndarray) -> None:
+        """HNSW graphs built on several threads, or over near-identical vectors, can leave a node that no search
+        reaches, so `similar` of that very item would never return it. Every item just added is searched for with
+        its own vector; one not found is inserted again, alone, and one still not found is kept in `spilled`, an
+        exact index searched beside the graph."""
+        lost = self._unreachable(keys, vectors)
+        if len(lost):
+            again = np.isin(keys, lost)
+            self.index.remove(keys[again])
+            self.index.add(keys[again], vectors[again], threads=1)
+            lost = self._unreachable(keys[again], vectors[again])
+            if len(lost):
+                self.spilled.upsert(lost.astype(np.int64), vectors[np.isin(keys, lost)])
+
+    def _unreachable(self, keys: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+        found = self.index.search(vectors, min(SELF_CHECK, len(self.index)), threads=self.threads)
+        found_keys = np.asarray(found.keys).reshape(len(keys), -1)
+        # One query gives usearch's `Matches` (no `counts`), several its `BatchMatches`.
+        counts = np.asarray(getattr(found, "counts", [found_keys.shape[1]])).reshape(-1)
+        reached = [key in row[:count] for key, row, count in zip(keys, found_keys, counts, strict=True)]
+        return keys[~np.asarray(reached, dtype=bool)]
 
     def remove(self, ids: np.ndarray) -> None:
         keys = np.asarray(ids, dtype=np.uint64)
@@ -153,6 +203,12 @@ class ApproximateIndex(VectorIndex):
             return
         with self._lock:
             self._drop_present(keys)
+            self.spilled.remove(keys.astype(np.int64))
+
+    def _stored(self, keys: np.ndarray) -> np.ndarray:
+        """The graph's own (16-bit) vectors of `keys`, as float32 rows."""
+        stored: Any = self.index.get(keys, dtype="f32")  # one array per key
+        return np.stack([np.asarray(vector, dtype=np.float32) for vector in stored])
 
     def _drop_present(self, keys: np.ndarray) -> None:
         """Remove those of `keys` the graph holds; the caller holds the lock."""
@@ -161,12 +217,22 @@ class ApproximateIndex(VectorIndex):
             self.index.remove(keys[present])
 
     def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Up to `k` items from the graph and the spilled items together, best first."""
         k = min(k, len(self))
         if k < 1:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
         with self._lock:
             matches = self.index.search(unit(query), k, threads=1)
-        return np.asarray(matches.keys, dtype=np.int64), 1.0 - np.asarray(matches.distances, dtype=np.float32)
+            ids = np.asarray(matches.keys, dtype=np.int64)
+            scores = 1.0 - np.asarray(matches.distances, dtype=np.float32)
+            if len(self.spilled):
+                extra_ids, extra_scores = self.spilled.search(query, k)
+                fresh = ~np.isin(extra_ids, ids)
+                ids = np.concatenate([ids, extra_ids[fresh]])
+                scores = np.concatenate([scores, extra_scores[fresh]])
+                best = np.lexsort((ids, -scores))[:k]
+                ids, scores = ids[best], scores[best]
+        return ids, scores
 
     def to_bytes(self) -> bytes:
         with self._lock:
@@ -175,13 +241,16 @@ class ApproximateIndex(VectorIndex):
         return bytes(saved)
 
     @classmethod
-    def from_bytes(cls, dim: int, data: bytes) -> ApproximateIndex:
+    def from_bytes(cls, dim: int, data: bytes, spilled: np.ndarray | None = None) -> ApproximateIndex:
         from usearch.index import Index
 
-        return cls(dim, index=Index.restore(bytearray(data)))
+        return cls(dim, index=Index.restore(bytearray(data)), spilled=spilled)
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "library": "usearch", "storage": STORAGE, "connectivity": CONNECTIVITY}
+        from usearch import __version__
+
+        return {**super().describe(), "library": "usearch", "library_version": __version__, "storage": STORAGE,
+                "connectivity": CONNECTIVITY, "spilled": [int(i) for i in np.sort(self.spilled.ids)]}  # fmt: skip
 
 
 def create_index(kind: str, dim: int, threads: int = 0) -> VectorIndex:
@@ -189,10 +258,20 @@ def create_index(kind: str, dim: int, threads: int = 0) -> VectorIndex:
 
 
 def index_from_bytes(description: dict[str, Any], data: bytes) -> VectorIndex | None:
-    """A saved index, or None when it was saved in a form this version does not read."""
-    dim = int(description.get("dim", 0))
+    """A saved index, or None when it was saved in a form this version does not read.
+
+    The bytes must have been checked first (`catalog.blobs.verify`): usearch reads them as they are, and damaged
+    bytes can crash the process rather than raise.
+    """
+    from usearch import __version__
+
+    dim = description.get("dim")
+    if not isinstance(dim, int) or not 1 <= dim <= MAX_DIM:
+        return None
     if description.get("kind") == "exact":
-        return ExactIndex.from_bytes(dim, data)
-    if description.get("kind") == "ann" and description.get("library") == "usearch":
-        return ApproximateIndex.from_bytes(dim, data)
+        return ExactIndex.from_bytes(dim, data) if len(data) % (8 + 4 * dim) == 0 else None
+    if (description.get("kind") == "ann" and description.get("library") == "usearch"
+            and str(description.get("library_version", "")).split(".")[0] == __version__.split(".")[0]):  # fmt: skip
+        spilled = np.asarray(description.get("spilled", []), dtype=np.int64)
+        return ApproximateIndex.from_bytes(dim, data, spilled=spilled)
     return None
