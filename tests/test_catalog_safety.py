@@ -12,14 +12,19 @@ import hashlib
 import os
 import shutil
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from fashionattr.catalog import Catalog, index_catalog, open_store
+from fashionattr.catalog.blobs import verify
 from fashionattr.cli import main
 from fashionattr.errors import UserError
 from fashionattr.inference import Predictor
+from fashionattr.schema import FASHIONAI
+from fashionattr.serve.child import serve_in_child as start_server
 from test_catalog import make_photo_folder
 
 SIDECARS = ("-wal", "-shm", "-journal")
@@ -196,3 +201,91 @@ def test_fifos_and_device_links_are_reported_without_hanging(trained_run, tmp_pa
     assert (again.added, again.unchanged) == (0, 9) and dict(again.errors) == errors
     shutil.rmtree(folder / "coat_length")
     assert index_catalog(db, folder, trained_run.run, predictor=predictor, workers=0, progress=False).removed == 3
+
+
+# --- stored bytes that native code reads: checked first, repaired or refused in one line -------------------------
+
+DAMAGED_BLOBS = [("vector_index", "sqlite"), ("embedding", "sqlite"), ("tag_row", "sqlite"),
+                 ("vector_index", "postgresql")]  # fmt: skip
+
+
+def damage(db: str, blob: str, item_id: int) -> None:
+    """What a failing disk or a half-restored backup leaves: a flipped region of one stored blob."""
+    store = open_store(db, write=True)
+    try:
+        with store.db.transaction():
+            if blob == "vector_index":
+                (data,) = store.db.execute("SELECT data FROM vector_index WHERE part = 0")[0]
+                data = bytearray(data)
+                middle = len(data) // 2
+                data[middle : middle + 512] = bytes(b ^ 0xA5 for b in data[middle : middle + 512])
+                store.db.execute("UPDATE vector_index SET data = ? WHERE part = 0", [bytes(data)])
+            else:
+                (data,) = store.db.execute(f"SELECT {blob} FROM items WHERE id = ?", [item_id])[0]
+                store.db.execute(f"UPDATE items SET {blob} = ? WHERE id = ?", [b"\xff" * len(data), item_id])
+    finally:
+        store.close()
+
+
+def run_reader(*argv: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
+    result = subprocess.run([sys.executable, "-m", "fashionattr", *argv], capture_output=True, text=True,
+                            timeout=300, env=env)  # fmt: skip
+    assert result.returncode >= 0, f"killed by signal {-result.returncode}: {result.stderr[-2000:]}"
+    assert "Traceback" not in result.stderr, result.stderr
+    return result
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("blob", "backend"), DAMAGED_BLOBS, ids=[f"{b}-{d}" for b, d in DAMAGED_BLOBS])
+def test_damaged_stored_bytes_never_reach_native_code(trained_run, tmp_path, blob, backend, request):
+    """A flipped region of the saved vector index, an item's embedding or its packed tag row: every reader (CLI
+    similar, search, facets, index, and the service's similar route) answers or refuses in one line; the service
+    stays up; `catalog index` (with --rehash for an item's bytes) repairs it."""
+    import httpx
+
+    photos = make_photo_folder(trained_run.data, tmp_path / "photos")
+    db = str(tmp_path / "catalog.sqlite") if backend == "sqlite" else request.getfixturevalue("postgres").new_database()
+    predictor = Predictor.from_path(trained_run.run, device="cpu")
+    index_catalog(db, photos, trained_run.run, predictor=predictor, batch_size=4, workers=0, progress=False,
+                  vector_index="ann")  # fmt: skip
+    catalog = Catalog(db)
+    victim, other = catalog.search(limit=2).items
+    expected_facets = catalog.facet_counts().counts
+    catalog.close()
+    damage(db, blob, victim.id)
+
+    similar = run_reader("catalog", "similar", "--db", db, other.path, "-k", "9", "--vector-index", "ann")
+    assert similar.returncode == 0 and len(similar.stdout.splitlines()) == (8 if blob == "embedding" else 9)
+    note = {"vector_index": "saved similarity index cannot be used (its bytes do not match their checksum)",
+            "embedding": "1 stored embedding(s) are damaged", "tag_row": ""}[blob]  # fmt: skip
+    assert note in similar.stderr
+    if blob == "embedding":
+        refused = run_reader("catalog", "similar", "--db", db, victim.path, "--vector-index", "ann")
+        assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1
+        assert "stored embedding of" in refused.stderr and "--rehash" in refused.stderr
+    facets = run_reader("catalog", "facets", "--db", db)
+    assert facets.returncode == 0
+    rows = {line.split("\t")[0]: line.split("\t")[1] for line in facets.stdout.splitlines()}
+    for attribute, counts in expected_facets.items():  # a damaged packed row is packed again from the tag rows
+        assert rows[FASHIONAI.attribute(attribute).short_name] == "  ".join(f"{v}={n}" for v, n in counts.items())
+    assert run_reader("catalog", "search", "--db", db).returncode == 0
+
+    with start_server(trained_run.run, tmp_path / "server.log", "--catalog", db, "--vector-index", "ann") as server:
+        client = httpx.Client(base_url=server.url, timeout=60)
+        assert client.get(f"/v1/catalog/similar/{other.id}").status_code == 200
+        answer = client.get(f"/v1/catalog/similar/{victim.id}")
+        assert answer.status_code == (422 if blob == "embedding" else 200), answer.text
+        assert client.get("/healthz").status_code == 200 and server.process.poll() is None
+    if note:
+        assert note in server.log.read_text()
+
+    repair = run_reader("catalog", "index", str(photos), "--model", str(trained_run.run), "--db", db, "--workers",
+                        "0", "--device", "cpu", "--vector-index", "ann", *(["--rehash"] if blob != "vector_index" else []))  # fmt: skip
+    assert repair.returncode == 1, repair.stderr  # broken.jpg is listed; everything else is sound again
+    store = open_store(db)
+    description, data = store.saved_vector_index()
+    assert verify(description, data) is None
+    store.close()
+    healed = run_reader("catalog", "similar", "--db", db, victim.path, "-k", "9", "--vector-index", "ann")
+    assert healed.returncode == 0 and len(healed.stdout.splitlines()) == 9 and "note:" not in healed.stderr

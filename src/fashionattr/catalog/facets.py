@@ -91,10 +91,15 @@ class FacetIndex:
                 self.alive[removed] = False
                 self.codes[:, removed] = NO_VALUE
             if len(ids):
-                codes, confidences = self.layout.decode([row for _, row in changes.upserted])
+                codes, confidences, damaged = self.layout.decode([row for _, row in changes.upserted])
                 self.alive[ids] = True
                 self.codes[:, ids] = codes
                 self.confidences[:, ids] = confidences
+                if damaged.any():  # packed again from the tag rows, the catalogue's own record
+                    repaired = self.store.packed_rows(ids[damaged].tolist(), self.layout)
+                    codes, confidences, _ = self.layout.decode([row for _, row in repaired])
+                    self.codes[:, [i for i, _ in repaired]] = codes
+                    self.confidences[:, [i for i, _ in repaired]] = confidences
             self.generation = changes.generation
             self._shown = None
 

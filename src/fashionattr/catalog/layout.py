@@ -1,5 +1,5 @@
 """What an item's packed tag row holds: per attribute (in schema order) the class index of its tag, or -1 where the
-tag does not apply, then every tag's confidence as a float32 number.
+tag does not apply, then every tag's confidence as a float32 number, then a CRC-32 of both.
 
 The indexer writes one beside the item's tag rows in the same transaction, so the two never disagree; the facet
 index (`facets.FacetIndex`) reads them as columns. Confidences are stored as float32 numbers in both places, so a
@@ -8,6 +8,7 @@ threshold compares alike in SQL and in the columns.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -23,6 +24,8 @@ NO_VALUE = -1
 """The class index of a tag that does not apply (or is missing) in a packed row."""
 CODE = np.dtype("<i2")
 CONFIDENCE = np.dtype("<f4")
+CHECKSUM_BYTES = 4
+"""A CRC-32 of the row ends it: a damaged row is found and packed again from the item's tag rows."""
 
 
 def as_float32(confidence: float) -> float:
@@ -43,7 +46,7 @@ class TagLayout:
 
     @property
     def row_bytes(self) -> int:
-        return len(self.attributes) * (CODE.itemsize + CONFIDENCE.itemsize)
+        return len(self.attributes) * (CODE.itemsize + CONFIDENCE.itemsize) + CHECKSUM_BYTES
 
     def code(self, attribute: str, value: str) -> tuple[int, int]:
         """(attribute position, class index) of a tag; a `UserError` for names this layout lacks."""
@@ -64,18 +67,22 @@ class TagLayout:
             confidences[position] = confidence
             if applies and value in self.classes[position]:
                 codes[position] = self.classes[position].index(value)
-        return codes.tobytes() + confidences.tobytes()
+        body = codes.tobytes() + confidences.tobytes()
+        return body + zlib.crc32(body).to_bytes(CHECKSUM_BYTES, "little")
 
-    def decode(self, rows: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
-        """(codes A x N int16, confidences A x N float32) of packed rows; a row of the wrong length (damaged, or
-        written for another schema) counts as an item without tags rather than being misread."""
+    def decode(self, rows: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(codes A x N int16, confidences A x N float32, damaged N bool) of packed rows.
+
+        A row that fails its checksum or has another length (damaged, or written for another schema) is marked
+        damaged and decodes as an item without tags; the caller packs it again from the item's tag rows.
+        """
         count, width = len(rows), len(self.attributes)
-        good = [len(row) == self.row_bytes for row in rows]
-        packed = b"".join(row if ok else bytes(self.row_bytes) for row, ok in zip(rows, good, strict=True))
+        body = self.row_bytes - CHECKSUM_BYTES
+        damaged = np.array([len(row) != self.row_bytes or zlib.crc32(row[:body]) != int.from_bytes(row[body:], "little")
+                            for row in rows], dtype=bool)  # fmt: skip
+        packed = b"".join(bytes(self.row_bytes) if bad else row for row, bad in zip(rows, damaged, strict=True))
         table = np.frombuffer(packed, dtype=np.uint8).reshape(count, self.row_bytes)
         codes = table[:, : width * CODE.itemsize].copy().view(CODE).reshape(count, width).T.copy()
-        confidences = table[:, width * CODE.itemsize :].copy().view(CONFIDENCE).reshape(count, width).T.copy()
-        codes[:, ~np.asarray(good, dtype=bool)] = NO_VALUE
-        confidences[~np.isfinite(confidences)] = 0.0
-        codes[(codes < NO_VALUE) | (codes >= np.array([len(c) for c in self.classes])[:, None])] = NO_VALUE
-        return codes, confidences
+        confidences = table[:, width * CODE.itemsize : body].copy().view(CONFIDENCE).reshape(count, width).T.copy()
+        codes[:, damaged] = NO_VALUE
+        return codes, confidences, damaged

@@ -20,7 +20,7 @@ from fashionattr.catalog.facets import FacetCounts, FacetIndex
 from fashionattr.catalog.layout import TagLayout
 from fashionattr.catalog.similarity import SimilarityIndex
 from fashionattr.catalog.store import CatalogStore, open_store
-from fashionattr.catalog.vectors import VECTOR_INDEX_KINDS
+from fashionattr.catalog.vectors import VECTOR_INDEX_KINDS, sound_rows
 from fashionattr.errors import UserError
 from fashionattr.schema import Schema
 
@@ -218,7 +218,10 @@ class Catalog:
 
     def embedding(self, item_id: int) -> np.ndarray | None:
         rows = self.store.embeddings_of([item_id])
-        return np.frombuffer(rows[0][1], dtype=np.float32) if rows else None
+        if not rows:
+            return None
+        data = rows[0][1]
+        return np.frombuffer(data[: len(data) - len(data) % 4], dtype=np.float32)
 
     def similar(self, query: int | str | Path | np.ndarray, k: int = 10) -> list[tuple[CatalogItem, float]]:
         """The `k` items whose embeddings are most cosine-similar to the query's (an item queried is its own first).
@@ -248,4 +251,7 @@ class Catalog:
                             "or a new image file to embed")  # fmt: skip
         vector = self.embedding(found.id)
         assert vector is not None  # the item was just found
+        if found.id in self.similarity.damaged or not sound_rows(vector.reshape(1, -1))[0]:
+            raise UserError(f"{self.name}: the stored embedding of {found.path} is damaged, so it cannot be compared; "
+                            "`fashionattr catalog index --rehash` tags it again")  # fmt: skip
         return vector

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -48,6 +49,8 @@ class SimilarityIndex:
         """'saved' when the index started from the one the indexer saved, 'built' when built here."""
         self.notes: list[str] = []
         """What was found wrong and worked around (a damaged saved index, damaged embeddings), one line each."""
+        self.on_note: Callable[[str], None] | None = None
+        """Told each note as it is found (a long-running service logs them)."""
         self.saved_generation: int | None = None
         """The generation of the saved index this one started from."""
         self.damaged: set[int] = set()
@@ -99,8 +102,13 @@ class SimilarityIndex:
                 if index is not None:
                     return index
                 problem = "it was saved in a form this version does not read"
-        self.notes.append(f"{self.store.name}: the saved similarity index cannot be used ({problem}); {REBUILT}")
+        self._note(f"{self.store.name}: the saved similarity index cannot be used ({problem}); {REBUILT}")
         return None
+
+    def _note(self, note: str) -> None:
+        self.notes.append(note)
+        if self.on_note is not None:
+            self.on_note(note)
 
     def _rebuild(self, everything: Changes) -> None:
         self.index = None
@@ -122,12 +130,15 @@ class SimilarityIndex:
         finite = sound_rows(matrix)
         damaged = {i for i, _ in upserted} - set(ids[finite].tolist())
         self.damaged = (self.damaged - set(ids[finite].tolist())) | damaged
+        self._note_damaged(damaged)
+        return dim, ids[finite], matrix[finite]
+
+    def _note_damaged(self, damaged: set[int]) -> None:
         if damaged:
-            self.notes.append(f"{self.store.name}: {len(damaged)} stored embedding(s) are damaged (item ids "
-                              f"{', '.join(map(str, sorted(damaged)[:5]))}{', ...' if len(damaged) > 5 else ''}) "
+            shown = ", ".join(map(str, sorted(damaged)[:5])) + (", ..." if len(damaged) > 5 else "")
+            self._note(f"{self.store.name}: {len(damaged)} stored embedding(s) are damaged (item ids {shown}) "
                               "and left out of similar search; `fashionattr catalog index --rehash` tags those "
                               "images again")  # fmt: skip
-        return dim, ids[finite], matrix[finite]
 
     def _apply(self, changes: Changes) -> None:
         if changes.upserted:
@@ -153,10 +164,15 @@ class SimilarityIndex:
                 return [(int(i), float(s)) for i, s in zip(ids, scores, strict=True)]
             ids, _ = index.search(query, candidate_count(k))
             dim = index.dim
-        stored = [(i, e) for i, e in self.store.embeddings_of([int(i) for i in ids]) if len(e) == 4 * dim]
-        if not stored:
-            return []
+        candidates = self.store.embeddings_of([int(i) for i in ids])
+        stored = [(i, e) for i, e in candidates if len(e) == 4 * dim]
         matrix = np.frombuffer(b"".join(e for _, e in stored), dtype=np.float32).reshape(len(stored), dim)
-        scores = unit(matrix) @ unit(query)
-        ranked = [(i, s) for (i, _), s in zip(stored, scores.tolist(), strict=True) if np.isfinite(s)]
+        sound = sound_rows(matrix)
+        damaged = {i for i, _ in candidates} - {i for (i, _), ok in zip(stored, sound, strict=True) if ok}
+        if damaged - self.damaged:  # damaged since the index was built: left out, and said once
+            with self._lock:
+                self._note_damaged(damaged - self.damaged)
+                self.damaged |= damaged
+        scores = unit(matrix[sound]) @ unit(query)
+        ranked = zip([i for (i, _), ok in zip(stored, sound, strict=True) if ok], scores.tolist(), strict=True)
         return sorted(ranked, key=lambda p: (-p[1], p[0]))[:k]

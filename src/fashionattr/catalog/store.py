@@ -156,11 +156,14 @@ def _open_sqlite(path: Path, write: bool) -> CatalogStore:
                             f"--db {path}`")  # fmt: skip
         peek = SqliteDatabase.open(path, write=False)
         try:
-            CatalogStore(peek).identify(allow_new=False)
+            found = CatalogStore(peek)
+            found.identify(allow_new=False)
         except BaseException:
             peek.close()
             raise
-        return CatalogStore(reopen_for_reading(peek))
+        store = CatalogStore(reopen_for_reading(peek))
+        store.format = found.format
+        return store
     if state == "sqlite":  # identified read-only first: a foreign file is never opened for writing
         peek = SqliteDatabase.open(path, write=False)
         try:
@@ -547,6 +550,14 @@ class CatalogStore:
             if generation is not None:
                 removed = self.db.execute("SELECT item_id FROM removed_items WHERE generation > ?", [generation])
         return Changes(current, upserted, [int(i) for (i,) in removed])
+
+    def packed_rows(self, ids: Sequence[int], layout: TagLayout) -> list[tuple[int, bytes]]:
+        """(item id, packed tag row) of `ids`, packed from their tag rows (when a stored one is found damaged)."""
+        rows: list[tuple[int, bytes]] = []
+        for start in range(0, len(ids), 500):
+            part = [int(i) for i in ids[start : start + 500]]
+            rows += self._packed_from_tags(layout, f"t.item_id IN ({', '.join('?' * len(part))})", part)
+        return rows
 
     def _packed_from_tags(self, layout: TagLayout, condition: str, params: Sequence[Any]) -> list[tuple[int, bytes]]:
         """(item id, packed tag row) built from the tag rows matching `condition` (on alias t)."""

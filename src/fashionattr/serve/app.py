@@ -408,10 +408,12 @@ def _add_catalog_routes(app: FastAPI, catalog: Catalog, predict_uploads: Any, si
         filter: FilterQuery = None,
         min_confidence: ConfidenceQuery = 0.0,
     ) -> dict[str, Any]:
-        """For each attribute, item counts per value given the other attributes' active filters."""
-        active = filters_from(filter)
-        return {"filters": active, "total": catalog.search(active, min_confidence, limit=0).total,
-                "facets": catalog.facets(active, min_confidence)}  # fmt: skip
+        """For each attribute, item counts per value given the other attributes' active filters, and how many of
+        those items have no value for it (`no_value`: the attribute does not apply to the photo, or its tag is below
+        min_confidence; `not_applicable`: the part of them it does not apply to)."""
+        active, counts = filters_from(filter), catalog.facet_counts(filters_from(filter), min_confidence)
+        return {"filters": active, "total": counts.total, "facets": counts.counts, "no_value": counts.no_value,
+                "not_applicable": counts.not_applicable}  # fmt: skip
 
     @app.get("/v1/catalog/search", tags=["catalog"])
     def search(
