@@ -280,8 +280,9 @@ def test_damaged_stored_bytes_never_reach_native_code(trained_run, tmp_path, blo
     if note:
         assert note in server.log.read_text()
 
+    rehash = ["--rehash"] if blob != "vector_index" else []
     repair = run_reader("catalog", "index", str(photos), "--model", str(trained_run.run), "--db", db, "--workers",
-                        "0", "--device", "cpu", "--vector-index", "ann", *(["--rehash"] if blob != "vector_index" else []))  # fmt: skip
+                        "0", "--device", "cpu", "--vector-index", "ann", *rehash)  # fmt: skip
     assert repair.returncode == 1, repair.stderr  # broken.jpg is listed; everything else is sound again
     store = open_store(db)
     description, data = store.saved_vector_index()
