@@ -15,6 +15,7 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import quote, urlsplit
 
 import pytest
 
@@ -290,3 +291,63 @@ def test_damaged_stored_bytes_never_reach_native_code(trained_run, tmp_path, blo
     store.close()
     healed = run_reader("catalog", "similar", "--db", db, victim.path, "-k", "9", "--vector-index", "ann")
     assert healed.returncode == 0 and len(healed.stdout.splitlines()) == 9 and "note:" not in healed.stderr
+
+
+# --- secrets: no output of any catalogue command holds a database password --------------------------------------
+
+PASSWORD = "S3cr3t-p@ss/w:rd"
+"""With the characters that trip naive masking: '@', '/', ':'."""
+
+
+def password_url(postgres, database_url: str, password: str = PASSWORD, in_query: bool = False) -> str:
+    """`database_url` (the superuser's) for the role `tagger` with `password`, in the userinfo or the query."""
+    name = urlsplit(database_url).path.lstrip("/")
+    if in_query:
+        return f"postgresql://tagger@/{name}?host={postgres.socket_dir}&password={quote(password, safe='')}"
+    return f"postgresql://tagger:{quote(password, safe='')}@/{name}?host={postgres.socket_dir}"
+
+
+def test_no_catalogue_output_holds_the_password(trained_run, photos, postgres, tmp_path, capsys):
+    import psycopg
+
+    postgres.new_role("tagger", PASSWORD)
+    secrets = [PASSWORD, quote(PASSWORD, safe=""), quote(PASSWORD), "S3cr3t"]
+    outputs: list[str] = []
+
+    def run(*argv: str) -> int:
+        code = main(list(argv))
+        captured = capsys.readouterr()
+        outputs.append(captured.out + captured.err)
+        return code
+
+    for in_query in (False, True):
+        url = password_url(postgres, postgres.new_database(owner="tagger"), in_query=in_query)
+        assert run("catalog", "index", str(photos), "--model", str(trained_run.run), "--db", url, "--workers", "0",
+                   "--device", "cpu") == 1  # fmt: skip
+        assert "9 added" in outputs[-1] and "tagger" in outputs[-1]
+        assert run("catalog", "search", "--db", url, "--where", "coat_length=Invisible", "--min-confidence", "0") == 0
+        assert run("catalog", "facets", "--db", url) == 0
+        assert run("catalog", "similar", "--db", url, str(sorted((photos / "coat_length").iterdir())[0])) == 0
+        wrong = password_url(postgres, url, password="not-" + PASSWORD, in_query=in_query)
+        secrets += ["not-" + PASSWORD, quote("not-" + PASSWORD, safe="")]
+        for argv in (["catalog", "index", str(photos), "--model", str(trained_run.run), "--db", wrong],
+                     ["catalog", "search", "--db", wrong]):  # fmt: skip
+            assert run(*argv) == 2 and "password authentication failed" in outputs[-1]
+    foreign = password_url(postgres, postgres.new_database(owner="tagger"))
+    with psycopg.connect(foreign, autocommit=True) as conn:
+        conn.execute("CREATE TABLE orders (id INTEGER)")
+    assert run("catalog", "index", str(photos), "--model", str(trained_run.run), "--db", foreign) == 2
+    assert "not a fashionattr catalogue" in outputs[-1]
+    assert run("catalog", "facets", "--db", foreign) == 2
+
+    with start_server(trained_run.run, tmp_path / "server.log", "--catalog", url) as server:
+        import httpx
+
+        page = httpx.get(f"{server.url}/v1/catalog", timeout=60).text
+    outputs += [server.log.read_text(), page]
+    with psycopg.connect(url) as conn:  # what the catalogue stores about itself
+        outputs += [str(conn.execute("SELECT * FROM fashionattr_catalog").fetchall())]
+    everything = "\n".join(outputs)
+    assert "***" in everything
+    for secret in secrets:
+        assert secret not in everything, secret

@@ -32,6 +32,9 @@ EXPANSION_SEARCH = 192
 STORAGE = "f16"
 CANDIDATES_FACTOR = 2
 """The approximate index is asked for this many times k candidates (at least k + 10), re-scored exactly, cut to k."""
+NEIGHBOURHOOD = 2 * CONNECTIVITY
+"""Items near a new one whose reachability is checked again after it is added: the graph's neighbour lists that
+adding it may have pruned."""
 MAX_DIM = 65_536
 """The largest embedding a saved index may declare: far above any backbone's, and a bound before any allocation."""
 
@@ -177,17 +180,27 @@ class ApproximateIndex(VectorIndex):
 
     def _keep_reachable(self, keys: np.ndarray, vectors: np.ndarray) -> None:
         """HNSW graphs built on several threads, or over near-identical vectors, can leave a node that no search
-        reaches, so `similar` of that very item would never return it. Every item just added is searched for with
-        its own vector; one not found is inserted again, alone, and one still not found is kept in `spilled`, an
-        exact index searched beside the graph."""
-        lost = self._unreachable(keys, vectors)
+        reaches, so `similar` of that very item would never return it; and adding a node prunes its neighbours'
+        links, which can cut off an older node nearby. So after every addition the items just added and their
+        neighbourhood (every item, when the addition is a large share of the graph) are searched for with their own
+        vectors; one not found is inserted again, alone, and one still not found is kept in `spilled`, an exact
+        index searched beside the graph."""
+        if len(keys) * NEIGHBOURHOOD >= len(self.index):
+            suspects = np.asarray(self.index.keys, dtype=np.uint64)
+        else:
+            near = self.index.search(vectors, NEIGHBOURHOOD, threads=self.threads)
+            found = np.asarray(near.keys).reshape(len(keys), -1)
+            counts = np.asarray(getattr(near, "counts", [found.shape[1]])).reshape(-1)
+            nearby = [row[:count] for row, count in zip(found, counts, strict=True)]
+            suspects = np.unique(np.concatenate([keys, *nearby]).astype(np.uint64))
+        lost = self._unreachable(suspects, self._stored(suspects))
         if len(lost):
-            again = np.isin(keys, lost)
-            self.index.remove(keys[again])
-            self.index.add(keys[again], vectors[again], threads=1)
-            lost = self._unreachable(keys[again], vectors[again])
-            if len(lost):
-                self.spilled.upsert(lost.astype(np.int64), vectors[np.isin(keys, lost)])
+            lost_vectors = self._stored(lost)
+            self.index.remove(lost)
+            self.index.add(lost, lost_vectors, threads=1)
+            still = self._unreachable(lost, lost_vectors)
+            if len(still):
+                self.spilled.upsert(still.astype(np.int64), lost_vectors[np.isin(lost, still)])
 
     def _unreachable(self, keys: np.ndarray, vectors: np.ndarray) -> np.ndarray:
         found = self.index.search(vectors, min(SELF_CHECK, len(self.index)), threads=self.threads)
@@ -207,8 +220,10 @@ class ApproximateIndex(VectorIndex):
 
     def _stored(self, keys: np.ndarray) -> np.ndarray:
         """The graph's own (16-bit) vectors of `keys`, as float32 rows."""
-        stored: Any = self.index.get(keys, dtype="f32")  # one array per key
-        return np.stack([np.asarray(vector, dtype=np.float32) for vector in stored])
+        if len(keys) == 0:
+            return np.empty((0, self.dim), dtype=np.float32)
+        stored: Any = self.index.get(np.asarray(keys, dtype=np.uint64), dtype="f32")  # one array per key
+        return np.stack([np.asarray(vector, dtype=np.float32) for vector in stored]).reshape(len(keys), self.dim)
 
     def _drop_present(self, keys: np.ndarray) -> None:
         """Remove those of `keys` the graph holds; the caller holds the lock."""
