@@ -15,12 +15,13 @@ from fashionattr.data.dataset import DatasetRoot
 from fashionattr.data.labels import LabelRecord, format_rows, read_labels
 from fashionattr.schema import SCHEMA_FILE_NAMES, Schema
 
-FIGURES = ("a", "b", "c", "d", "e", "g", "mem", "gpu", "similar", "facets", "service")
+FIGURES = ("a", "b", "c", "d", "e", "g", "mem", "gpu", "int8", "similar", "facets", "page", "reindex", "service")
 """Every figure `--only` can name, in the order they run."""
-CATALOG_FIGURES = ("similar", "facets", "service")
-"""What `--only catalog` names: similar search, facet queries, service throughput."""
-NO_IMAGE_FIGURES = ("similar", "facets")
-"""Figures on synthetic embeddings and tags only: a run of just these makes no JPEGs."""
+CATALOG_FIGURES = ("similar", "facets", "page", "reindex", "service")
+"""What `--only catalog` names: similar search, facets and tag search, the page in Chromium, re-indexing an
+unchanged folder, service throughput."""
+NO_IMAGE_FIGURES = ("similar", "facets", "page", "reindex")
+"""Figures on synthetic embeddings, tags and files only: a run of just these makes no JPEGs."""
 
 
 @dataclass(frozen=True)
