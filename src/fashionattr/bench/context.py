@@ -51,6 +51,8 @@ class BenchSettings:
     similar_queries: int = 300
     postgres: str | None = None
     """PostgreSQL database of the facets figure (it gets the catalogue's tables); None starts a throwaway server."""
+    reindex_files: int = 100_000
+    """Files of the reindex figure: a folder whose every file is unchanged since the last `catalog index`."""
     service_requests: int = 96
     """Requests per 8-client round of the service figure (a 1-client round sends a quarter of them)."""
     quick: bool = False
@@ -60,7 +62,8 @@ class BenchSettings:
         # A smaller batch rather than a smaller image: fixed per-image costs (decoding, augmentation) keep the
         # same weight against the network as in the full run, so the ratios stay comparable.
         return cls(batch_size=8, per_class=3, rounds=2, compile_budget_s=0.0, memory_images=200,
-                   catalog_sizes=(10_000,), similar_queries=100, service_requests=48, quick=True)  # fmt: skip
+                   catalog_sizes=(10_000,), similar_queries=100, service_requests=48, reindex_files=5_000,
+                   quick=True)  # fmt: skip
 
     def with_overrides(self, **overrides: Any) -> BenchSettings:
         known = {f.name for f in fields(self)}

@@ -52,7 +52,7 @@ def _changes() -> list[tuple[str, str]]:
     """The filter changes of one round, as (what, JavaScript that makes it)."""
 
     def click(attribute: str, value: str) -> str:
-        return f"document.querySelector('[data-attribute=\"{attribute}\"][data-value=\"{value}\"]').click()"
+        return f'document.querySelector(\'[data-attribute="{attribute}"][data-value="{value}"]\').click()'
 
     def threshold(value: float) -> str:
         return (f"(() => {{ const s = document.getElementById('min-confidence'); s.value = '{value}'; "

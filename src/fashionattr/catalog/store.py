@@ -379,9 +379,11 @@ class CatalogStore:
             self.db.executemany("DELETE FROM errors WHERE path = ?", [(p,) for p in errors])
 
     def touch(self, stats: Sequence[tuple[int, float, float, str]]) -> None:
-        """Record (size, mtime, when the content was found unchanged) of files whose content hash matched, by path."""
+        """Record (size, mtime, when the content was found unchanged) of files whose content hash matched, by path.
+
+        No item's tags or embedding change, so the generation stays: readers have nothing to catch up on."""
         if stats:
-            with self.writing():
+            with self.db.transaction():
                 self.db.executemany("UPDATE items SET size = ?, mtime = ?, indexed_at = ? WHERE path = ?", stats)
 
     def write_batch(self, tagged: Sequence[tuple[ItemRow, Sequence[TagRow]]],
