@@ -31,8 +31,8 @@ def register(subparsers: Any) -> None:
         "(the two alternate round by round; medians are reported), then a summary of ratios against goals. "
         f"Figures: {FIGURE_HELP}. The defaults take about ten minutes on two CPU cores; --quick about two.",
     )
-    parser.add_argument("--only", metavar="LIST", help="comma-separated figures to run (default: all): "
-                        "a,b,c,d,e,g,mem,gpu,int8,similar,facets,page,reindex,service, or catalog for the last five")  # fmt: skip
+    parser.add_argument("--only", metavar="LIST", help="comma-separated figures to run (default: all): a,b,c,d,e,g,"
+                        "mem,gpu,int8,similar,facets,page,reindex,service, or catalog for the last five")  # fmt: skip
     parser.add_argument("--data", metavar="DIR", help="sample images from this dataset (copied to a temporary "
                         "folder) instead of generating synthetic ones")  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="smaller sizes and no torch.compile (about 2 minutes)")
