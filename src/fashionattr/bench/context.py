@@ -51,6 +51,8 @@ class BenchSettings:
     similar_queries: int = 300
     postgres: str | None = None
     """PostgreSQL database of the facets figure (it gets the catalogue's tables); None starts a throwaway server."""
+    int8_run: str | None = None
+    """A trained run whose int8 and fp32 exports the int8 figure scores (BP, mAP); without one, speed only."""
     reindex_files: int = 100_000
     """Files of the reindex figure: a folder whose every file is unchanged since the last `catalog index`."""
     service_requests: int = 96

@@ -31,6 +31,7 @@ def _sections() -> dict[str, FigureFunction]:
     from fashionattr.bench.facets import facet_figures
     from fashionattr.bench.gpu import gpu_figures
     from fashionattr.bench.inference import multitask_figure, predict_figure
+    from fashionattr.bench.int8 import int8_figures
     from fashionattr.bench.loader import loader_figure
     from fashionattr.bench.memory import memory_figures
     from fashionattr.bench.page import page_figures
@@ -40,6 +41,7 @@ def _sections() -> dict[str, FigureFunction]:
 
     return {"a": loader_figure, "b": multitask_figure, "c": engine_figure, "d": predict_figure,
             "e": cpu_options_figures, "g": grouped_figure, "mem": memory_figures, "gpu": gpu_figures,
+            "int8": int8_figures,
             "similar": similar_figures, "facets": facet_figures, "page": page_figures,
             "reindex": reindex_figures, "service": service_figures}  # fmt: skip
 

@@ -51,6 +51,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--catalog-sizes", metavar="LIST",
                         help="catalogue sizes of the similar and facets figures (default 10000,100000,1000000; "
                         "quick 10000)")  # fmt: skip
+    parser.add_argument("--int8-run", metavar="RUN",
+                        help="a trained run for the int8 figure's accuracy (BP, mAP against fp32 on its test or "
+                        "validation images), e.g. runs/demo/run")  # fmt: skip
     parser.add_argument("--reindex-files", type=count(100), metavar="N",
                         help="files of the reindex figure (default 100000; quick 5000)")  # fmt: skip
     parser.add_argument("--embedding-dim", type=count(1), metavar="N",
@@ -113,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, per_class=args.per_class, rounds=args.rounds, workers=args.workers,
         compile_budget_s=args.compile_budget_s, memory_images=args.memory_images,
         catalog_sizes=_parse_sizes(args.catalog_sizes), embedding_dim=args.embedding_dim, postgres=args.postgres,
-        reindex_files=args.reindex_files,
+        reindex_files=args.reindex_files, int8_run=args.int8_run,
     )  # fmt: skip
     report = run_bench(settings, emit=lambda line: print(line, flush=True))
     if args.json:

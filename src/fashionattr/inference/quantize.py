@@ -77,7 +77,7 @@ def folder_images(folder: str | Path, limit: int | None = None, seed: int = 0) -
     return images[:limit] if limit else images
 
 
-def _batches(backend: Any, images: Sequence[Path], batch_size: int) -> Iterator[dict[str, np.ndarray]]:
+def calibration_feeds(backend: Any, images: Sequence[Path], batch_size: int) -> Iterator[dict[str, np.ndarray]]:
     """Feeds of the graph's inputs: letterboxed uint8 batches of the readable images (the others are skipped)."""
     from fashionattr.inference.predictor import load_inputs
 
@@ -119,7 +119,7 @@ def quantize_int8(fp32: str | Path, out: str | Path, images: Sequence[Path],
     if out.suffix.lower() != ".onnx":
         raise UserError(f"{out}: the ONNX file name must end in .onnx")
     backend = OnnxBackend(fp32, "cpu")
-    feeds = list(_batches(backend, images, batch_size))
+    feeds = list(calibration_feeds(backend, images, batch_size))
     used = sum(len(next(iter(feed.values()))) for feed in feeds)
     if not used:
         raise UserError(f"none of the {len(images)} calibration images could be read")
@@ -177,7 +177,7 @@ def int8_agreement(fp32: str | Path, int8: str | Path, images: Sequence[Path]) -
     same = total = 0
     largest = 0.0
     count = 0
-    for feed in _batches(full, images, CALIBRATION_BATCH):
+    for feed in calibration_feeds(full, images, CALIBRATION_BATCH):
         batches = [_as_tensor(feed[name]) for name in full.input_names]
         expected, _ = full.run(batches, full.attributes, tta=False, embed=False)
         got, _ = small.run(batches, small.attributes, tta=False, embed=False)
