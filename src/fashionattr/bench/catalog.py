@@ -38,7 +38,9 @@ FACET_BUDGET_S = 90.0
 
 
 def size_label(count: int) -> str:
-    return f"{count // 1_000_000}M" if count % 1_000_000 == 0 else f"{count // 1000}k"
+    if count % 1_000_000 == 0:
+        return f"{count // 1_000_000}M"
+    return f"{count // 1000}k" if count >= 1000 else str(count)
 
 
 def percentile_ms(seconds: list[float], q: float) -> float:

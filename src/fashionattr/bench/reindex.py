@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from fashionattr.bench.catalog import size_label
 from fashionattr.bench.context import BenchContext
 from fashionattr.bench.core import Figure, Variant, compared, measure
 from fashionattr.schema import FASHIONAI
@@ -96,7 +97,7 @@ def reindex_figures(context: BenchContext) -> list[Figure]:
     settings = {"files": count, "file_kib": FILE_BYTES >> 10, "catalogue": "SQLite", "setup_s": round(setup_s, 1),
                 "unchanged": unchanged, "vector_index": reports["size and time"].vector_index or "exact"}  # fmt: skip
     figure = compared(
-        f"reindex.{count // 1000}k", f"re-indexing {count:,} unchanged files: size and time / content hash, files/s",
+        f"reindex.{size_label(count)}", f"re-indexing {count:,} unchanged files: size and time / content hash, files/s",
         measurement, "size and time", "content hash (--rehash)", goal=None, settings=settings,
         notes=["each round one whole `index_catalog` run (listing, checking, the catalogue's saved similarity "
                "index, the summary); the files were just written, so reading them hits the page cache"],
