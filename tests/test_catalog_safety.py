@@ -19,6 +19,7 @@ from urllib.parse import quote, urlsplit
 
 import pytest
 
+from corpus import BLOB_DAMAGES, SECRET_LOCATIONS, BlobDamage
 from fashionattr.catalog import Catalog, index_catalog, open_store
 from fashionattr.catalog.blobs import verify
 from fashionattr.cli import main
@@ -206,26 +207,75 @@ def test_fifos_and_device_links_are_reported_without_hanging(trained_run, tmp_pa
 
 # --- stored bytes that native code reads: checked first, repaired or refused in one line -------------------------
 
-DAMAGED_BLOBS = [("vector_index", "sqlite"), ("embedding", "sqlite"), ("tag_row", "sqlite"),
-                 ("vector_index", "postgresql")]  # fmt: skip
+DAMAGED_IN_SUBPROCESSES = [("index-flipped-region", "sqlite"), ("embedding-nan", "sqlite"),
+                           ("tag-row-flipped", "sqlite"), ("index-flipped-region", "postgresql")]  # fmt: skip
+"""The corpus cases every reader also meets in a process of its own (where a crash would be a signal)."""
 
 
-def damage(db: str, blob: str, item_id: int) -> None:
-    """What a failing disk or a half-restored backup leaves: a flipped region of one stored blob."""
+def damage(db: str, case: BlobDamage, item_id: int) -> None:
+    """Apply one corpus damage to the stored blob it names (of item `item_id` where the blob is an item's)."""
     store = open_store(db, write=True)
     try:
         with store.db.transaction():
-            if blob == "vector_index":
+            if case.blob == "vector_index":
                 (data,) = store.db.execute("SELECT data FROM vector_index WHERE part = 0")[0]
-                data = bytearray(data)
-                middle = len(data) // 2
-                data[middle : middle + 512] = bytes(b ^ 0xA5 for b in data[middle : middle + 512])
-                store.db.execute("UPDATE vector_index SET data = ? WHERE part = 0", [bytes(data)])
+                store.db.execute("UPDATE vector_index SET data = ? WHERE part = 0", [case.damage(bytes(data))])
             else:
-                (data,) = store.db.execute(f"SELECT {blob} FROM items WHERE id = ?", [item_id])[0]
-                store.db.execute(f"UPDATE items SET {blob} = ? WHERE id = ?", [b"\xff" * len(data), item_id])
+                (data,) = store.db.execute(f"SELECT {case.blob} FROM items WHERE id = ?", [item_id])[0]
+                store.db.execute(f"UPDATE items SET {case.blob} = ? WHERE id = ?", [case.damage(bytes(data)), item_id])
     finally:
         store.close()
+
+
+@pytest.fixture(scope="module")
+def ann_catalogue(trained_run, tmp_path_factory) -> tuple[Path, Path]:
+    """Nine photos indexed with a saved approximate index, to be copied and damaged."""
+    folder = tmp_path_factory.mktemp("ann")
+    photos = make_photo_folder(trained_run.data, folder / "photos")
+    predictor = Predictor.from_path(trained_run.run, device="cpu")
+    index_catalog(folder / "catalog.sqlite", photos, trained_run.run, predictor=predictor, batch_size=4, workers=0,
+                  progress=False, vector_index="ann")  # fmt: skip
+    return photos, folder / "catalog.sqlite"
+
+
+@pytest.mark.parametrize("case", BLOB_DAMAGES, ids=[c.id for c in BLOB_DAMAGES])
+def test_every_reader_answers_or_refuses_a_damaged_blob(trained_run, ann_catalogue, tmp_path, case):
+    """Each corpus damage, against every reader in this process: similar answers (leaving a damaged embedding
+    out, with a note), a search from the damaged item itself is one `UserError`, facets and search answer as
+    before, and `catalog index` (with --rehash for an item's bytes) repairs it."""
+    photos, pristine = ann_catalogue
+    db = str(tmp_path / "catalog.sqlite")
+    shutil.copy(pristine, db)
+    catalog = Catalog(db)
+    victim, other = catalog.search(limit=2).items
+    expected = catalog.facet_counts()
+    catalog.close()
+    damage(db, case, victim.id)
+
+    catalog = Catalog(db, vector_index="ann")
+    found = catalog.similar(other.id, k=9)
+    assert other.id == found[0][0].id and len(found) == (8 if case.refused else 9)
+    if case.refused:
+        with pytest.raises(UserError, match=r"stored embedding of .* is damaged.*--rehash"):
+            catalog.similar(victim.id, k=3)
+    else:
+        assert catalog.similar(victim.id, k=1)[0][0].id == victim.id
+    if case.blob == "vector_index":
+        assert "saved similarity index cannot be used" in " ".join(catalog.similarity.notes)
+    assert catalog.facet_counts() == expected  # a damaged packed row is packed again from the tag rows
+    assert catalog.search(limit=100).total == 9
+    catalog.close()
+
+    predictor = Predictor.from_path(trained_run.run, device="cpu")
+    report = index_catalog(db, photos, trained_run.run, predictor=predictor, workers=0, progress=False,
+                           vector_index="ann", rehash=case.blob != "vector_index")  # fmt: skip
+    assert report.updated == (1 if case.refused else 0)
+    store = open_store(db)
+    assert verify(*store.saved_vector_index()) is None
+    store.close()
+    healed = Catalog(db, vector_index="ann")
+    assert len(healed.similar(victim.id, k=9)) == 9 and healed.similarity.notes == []
+    healed.close()
 
 
 def run_reader(*argv: str) -> subprocess.CompletedProcess[str]:
@@ -238,8 +288,9 @@ def run_reader(*argv: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("blob", "backend"), DAMAGED_BLOBS, ids=[f"{b}-{d}" for b, d in DAMAGED_BLOBS])
-def test_damaged_stored_bytes_never_reach_native_code(trained_run, tmp_path, blob, backend, request):
+@pytest.mark.parametrize(("case_id", "backend"), DAMAGED_IN_SUBPROCESSES,
+                         ids=[f"{c}-{d}" for c, d in DAMAGED_IN_SUBPROCESSES])  # fmt: skip
+def test_damaged_stored_bytes_never_reach_native_code(trained_run, tmp_path, case_id, backend, request):
     """A flipped region of the saved vector index, an item's embedding or its packed tag row: every reader (CLI
     similar, search, facets, index, and the service's similar route) answers or refuses in one line; the service
     stays up; `catalog index` (with --rehash for an item's bytes) repairs it."""
@@ -254,7 +305,9 @@ def test_damaged_stored_bytes_never_reach_native_code(trained_run, tmp_path, blo
     victim, other = catalog.search(limit=2).items
     expected_facets = catalog.facet_counts().counts
     catalog.close()
-    damage(db, blob, victim.id)
+    case = next(c for c in BLOB_DAMAGES if c.id == case_id)
+    blob = case.blob
+    damage(db, case, victim.id)
 
     similar = run_reader("catalog", "similar", "--db", db, other.path, "-k", "9", "--vector-index", "ann")
     assert similar.returncode == 0 and len(similar.stdout.splitlines()) == (8 if blob == "embedding" else 9)
@@ -351,3 +404,15 @@ def test_no_catalogue_output_holds_the_password(trained_run, photos, postgres, t
     assert "***" in everything
     for secret in secrets:
         assert secret not in everything, secret
+
+
+@pytest.mark.parametrize("case", SECRET_LOCATIONS, ids=[c.id for c in SECRET_LOCATIONS])
+def test_every_spelling_of_a_password_is_masked(case):
+    from fashionattr.catalog.backends import shown_location, without_secrets
+
+    shown = shown_location(case.url)
+    scrubbed = without_secrets(f"connection failed for {case.url} ({' '.join(case.secrets)})", case.url)
+    assert "***" in shown and "***" in scrubbed
+    for secret in case.secrets:
+        assert secret not in shown and secret not in scrubbed, secret
+    assert ("tagger" in shown or case.id == "no-user") and "catalog" in shown  # the rest is still there to read

@@ -26,10 +26,17 @@ SQLITE_HEADER = b"SQLite format 3\x00"
 
 
 def is_postgres(db: str | Path) -> bool:
-    return str(db).startswith(POSTGRES_SCHEMES)
+    """A postgresql:// (or postgres://) URL, the scheme in any letter case (as URL schemes are)."""
+    return str(db).lower().startswith(POSTGRES_SCHEMES)
 
 
-_USERINFO_PASSWORD = re.compile(r"^(postgres(?:ql)?://[^:@/?]*:)(.*)@", re.IGNORECASE | re.DOTALL)
+def _libpq_url(url: str) -> str:
+    """The URL with its scheme in lower case, the only spelling libpq reads."""
+    scheme, sep, rest = url.partition("://")
+    return scheme.lower() + sep + rest
+
+
+_USERINFO_PASSWORD = re.compile(r"^([a-z][a-z0-9+.-]*://[^:@/?]*:)(.*)@", re.IGNORECASE | re.DOTALL)
 """The password of `scheme://user:password@...`; greedy to the last '@', so a password holding '@' or '/' (which
 libpq would misread, but a user may still type) is covered whole."""
 _QUERY_PASSWORD = re.compile(r"([?&]password=)([^&#]*)", re.IGNORECASE)
@@ -47,16 +54,14 @@ def shown_location(db: str | Path) -> str:
     """Where a catalogue lives, for people: a file path as it is; a connection URL with every password replaced
     by ***. The one rendering used by errors, summaries, logs, the page and anything stored."""
     text = str(db)
-    if not is_postgres(text):
-        return text
+    if "://" not in text:
+        return text  # a file path
     text = _USERINFO_PASSWORD.sub(r"\1***@", text)
     return _QUERY_PASSWORD.sub(r"\1***", text)
 
 
 def without_secrets(text: str, db: str | Path) -> str:
     """`text` (an error from a database library, which may quote parts of the URL) with `db`'s passwords masked."""
-    if not is_postgres(db):
-        return text
     for password in _passwords(str(db)):
         text = text.replace(password, "***")
     return text
@@ -264,7 +269,7 @@ def _connect(url: str, write: bool) -> Any:
         needed = "a postgresql:// catalogue needs the psycopg package: pip install 'psycopg[binary]'"
         raise UserError(needed) from None
     try:
-        conn = psycopg.connect(url, autocommit=True, connect_timeout=15, application_name="fashionattr")
+        conn = psycopg.connect(_libpq_url(url), autocommit=True, connect_timeout=15, application_name="fashionattr")
     except psycopg.Error as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(

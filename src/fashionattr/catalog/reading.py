@@ -251,7 +251,8 @@ class Catalog:
                             "or a new image file to embed")  # fmt: skip
         vector = self.embedding(found.id)
         assert vector is not None  # the item was just found
-        if found.id in self.similarity.damaged or not sound_rows(vector.reshape(1, -1))[0]:
+        dim = self.similarity.dim()
+        if found.id in self.similarity.damaged or vector.size != dim or not sound_rows(vector.reshape(1, -1))[0]:
             raise UserError(f"{self.name}: the stored embedding of {found.path} is damaged, so it cannot be compared; "
                             "`fashionattr catalog index --rehash` tags it again")  # fmt: skip
         return vector
