@@ -1,8 +1,8 @@
 """Browsing a catalogue: tag search with facet counts, single items, and similar garments by embedding.
 
-`Catalog` opens the database read-only and answers from it; similar-garment search goes through a
-`SimilarityIndex` that follows the database's generation, so an item removed by an indexer is gone from the
-results, and one added appears, without reopening anything.
+`Catalog` opens the database read-only and answers from it: facet counts and filtered tag search through the
+`FacetIndex`, similar-garment search through a `SimilarityIndex`. Both follow the database's generation, so an item
+removed by an indexer is gone from the answers, and one added appears, without reopening anything.
 """
 
 from __future__ import annotations
@@ -148,9 +148,8 @@ class Catalog:
         """Items carrying every filtered tag (applying, at `min_confidence` or more), most confident first (the least
         confident filter decides, ties to the earlier indexed item); without filters every item, by path."""
         filters = dict(filters or {})
-        if not filters:
-            total = self.facet_index.counts({}).total
-            return SearchResult(total=total, items=self._with_tags(self.store.list_by_path(limit, offset)))
+        if not filters:  # every item, by path: the database alone answers (no columns to load for a listing)
+            return SearchResult(total=self.store.count(), items=self._with_tags(self.store.list_by_path(limit, offset)))
         total, ids = self.facet_index.search(filters, min_confidence, limit, offset)
         rows = {int(r[0]): r for r in self.store.rows_by_id(ids)}
         return SearchResult(total=total, items=self._with_tags([rows[i] for i in ids if i in rows]))
