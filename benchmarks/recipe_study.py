@@ -76,11 +76,11 @@ def backbone_weights(run: Path, path: Path) -> Path:
     """The backbone of a multitask run's best checkpoint as a weights file `--weights` takes."""
     import torch
 
-    from fashionattr.checkpoint import load_checkpoint
+    from fashionattr.checkpoint import model_from_checkpoint
+    from fashionattr.run_dir import RunDir
 
-    state = load_checkpoint(run)["model"]
-    backbone = {key.removeprefix("backbone."): value for key, value in state.items() if key.startswith("backbone.")}
-    torch.save(backbone, path)
+    model, *_ = model_from_checkpoint(RunDir(run).checkpoint)
+    torch.save(model.attribute_backbone(model.attributes[0]).state_dict(), path)
     return path
 
 

@@ -3,7 +3,8 @@
 Indexes DATA's held-out test images (DATA/Tests/Images, else DATA/Images) into a throwaway catalogue, serves RUN
 with it on a free loopback port, uploads one test photo on the predict page (then clicks its skirt-length card
 for the heatmap) and filters the catalogue page by a tag, in Debian's headless Chromium driven by Playwright,
-and saves `screenshot-predict.png`, `screenshot-heatmap.png` and `screenshot-catalog.png`. The README shows the ones made from the model `make demo` trains:
+and saves `screenshot-predict.png`, `screenshot-heatmap.png`, `screenshot-catalog.png` and `screenshot-item.png`
+(the catalogue's item view). The README shows the ones made from the model `make demo` trains:
 
     python docs/screenshots.py runs/demo/run runs/demo/data
 """
@@ -75,7 +76,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="screenshots-") as scratch:
         workdir = Path(scratch)
         chosen = sample_photos(args.data, workdir / "photos")
-        fashionattr("catalog", "index", str(workdir / "photos"), "--model", str(args.run), "--db",
+        fashionattr("catalog", "index", str(args.run), str(workdir / "photos"), "--catalog",
                     str(workdir / "catalog.sqlite"), "--workers", "0")  # fmt: skip
         photo = args.photo or showcase_photo(args.data)
         port = free_port()
@@ -103,7 +104,8 @@ def main() -> int:
                 page.wait_for_function(LOADED, arg="#similar img")
                 args.out.mkdir(parents=True, exist_ok=True)
                 page.screenshot(path=str(args.out / "screenshot-predict.png"), full_page=True)
-                page.locator("[data-attribute=skirt_length_labels] h3").click()  # where the model looks
+                card = page.locator("[data-testid=attribute][data-attribute=skirt_length_labels]")
+                card.locator("h3").click()  # where the model looks
                 page.locator("[data-testid=heatmap-caption]").wait_for(state="visible")
                 page.wait_for_function("document.getElementById('preview').src.startsWith('data:image/png')")
                 page.screenshot(path=str(args.out / "screenshot-heatmap.png"), full_page=True)
@@ -115,11 +117,16 @@ def main() -> int:
                 page.locator("[data-testid=active-filters] .chip").first.wait_for()
                 page.wait_for_function(LOADED, arg="[data-testid=grid] img")
                 page.screenshot(path=str(args.out / "screenshot-catalog.png"), full_page=True)
+                page.locator("#clear-filters").click()  # then the item view of the first photo
+                page.locator("[data-testid=grid] [data-testid=item]").first.click()
+                page.locator("[data-testid=similar-grid] [data-testid=item]").first.wait_for()
+                page.wait_for_function(LOADED, arg="[data-testid=item-view] img")
+                page.screenshot(path=str(args.out / "screenshot-item.png"), full_page=True)
                 browser.close()
         finally:
             server.terminate()
             server.wait(timeout=30)
-    print(f"wrote the predict, heatmap and catalogue screenshots to {args.out} ({photo.name})")
+    print(f"wrote the predict, heatmap, catalogue and item-view screenshots to {args.out} ({photo.name})")
     return 0
 
 

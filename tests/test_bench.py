@@ -26,7 +26,7 @@ TINY = ["--arch", "test_resnet", "--img-size", "64", "--per-class", "2", "--roun
 @pytest.mark.slow
 def test_quick_bench_prints_ratios_and_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     report = tmp_path / "bench.json"
-    code = main(["bench", "--quick", "--only", "a,c", *TINY, "--json", str(report)])
+    code = main(["bench", "--quick", "--only", "a,c", *TINY, "--out", str(report)])
     out = capsys.readouterr().out
     assert code == 0
     assert out.startswith("machine: cpu=")
@@ -48,7 +48,7 @@ def test_catalogue_figures_print_latencies_recall_and_throughput(tmp_path: Path,
                                                                  postgres) -> None:  # fmt: skip
     report = tmp_path / "bench.json"
     argv = ["bench", "--quick", "--only", "catalog", *TINY, "--catalog-sizes", "1000", "--embedding-dim", "64",
-            "--postgres", postgres.new_database(), "--reindex-files", "300", "--json", str(report)]  # fmt: skip
+            "--postgres", postgres.new_database(), "--reindex-files", "300", "--out", str(report)]  # fmt: skip
     assert main(argv) == 0
     out = capsys.readouterr().out
     for key in ("[similar.1k]", "[similar.p99]", "[similar.recall]", "[facets.sqlite.1k]", "[facets.postgresql.1k]",

@@ -141,8 +141,8 @@ def test_checkpoints_older_than_calibration_answer_with_raw_probabilities(traine
 
 def test_onnx_graph_carries_the_temperatures(overconfident_run: RunDir, tmp_path: Path, capsys) -> None:
     calibrated_onnx, raw_onnx = tmp_path / "calibrated.onnx", tmp_path / "raw.onnx"
-    assert main(["export", str(overconfident_run.path), "--onnx", str(calibrated_onnx)]) == 0
-    assert main(["export", str(overconfident_run.path), "--onnx", str(raw_onnx), "--no-calibration"]) == 0
+    assert main(["export", str(overconfident_run.path), "--out", str(calibrated_onnx)]) == 0
+    assert main(["export", str(overconfident_run.path), "--out", str(raw_onnx), "--no-calibration"]) == 0
     images = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     for onnx_file, calibrated in ((calibrated_onnx, True), (raw_onnx, False)):
         torch_probs, _ = Predictor.from_path(overconfident_run.path, device="cpu", calibrated=calibrated).probabilities(
@@ -167,3 +167,24 @@ def test_evaluation_scores_raw_or_calibrated_with_the_same_accuracy(overconfiden
         return float(np.mean([expected_calibration_error(p) for p in result.predictions.values()]))
 
     assert mean_error(calibrated) < mean_error(raw) / 2
+
+
+def test_each_mode_is_calibrated_in_its_own_mode_and_keeps_its_argmax(trained_run) -> None:
+    """Single passes use the single-pass temperatures, flip averaging averages raw answers and applies its own."""
+    from fashionattr.checkpoint import load_checkpoint
+    from fashionattr.engine import tempered
+
+    payload = load_checkpoint(trained_run.checkpoint)
+    assert set(payload["temperatures"]) == set(payload["temperatures_tta"]) == set(payload["attributes"])
+    images = sorted((trained_run.data / "Images").rglob("*.jpg"))[::9][:6]
+    for tta in (False, True):
+        calibrated = Predictor.from_path(trained_run.run, device="cpu", tta=tta)
+        raw = Predictor.from_path(trained_run.run, device="cpu", tta=tta, calibrated=False)
+        batch = [torch.stack([calibrated.load(path)[0] for path in images])]
+        with_t, _ = calibrated.probabilities(batch)
+        without_t, _ = raw.probabilities(batch)
+        key = "temperatures_tta" if tta else "temperatures"
+        expected = tempered({n: torch.from_numpy(v) for n, v in without_t.items()}, payload[key])
+        for name in with_t:
+            np.testing.assert_array_equal(with_t[name].argmax(axis=1), without_t[name].argmax(axis=1))
+            np.testing.assert_allclose(with_t[name], expected[name].numpy(), atol=1e-5)

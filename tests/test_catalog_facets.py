@@ -27,7 +27,7 @@ from fashionattr.catalog.store import CatalogStore, ItemRow, TagRow
 from fashionattr.cli import main
 from fashionattr.inference import Predictor
 from fashionattr.schema import FASHIONAI
-from test_catalog import Interrupted, InterruptingPredictor, make_photo_folder
+from test_catalog import Interrupted, InterruptingPredictor, catalogue_predictor, make_photo_folder
 
 CONFIDENCES = [0.25, 0.5, 0.5000001, 0.75, 0.9, 1.0]
 """Few distinct confidences: many ties, and thresholds that land exactly on stored values."""
@@ -154,7 +154,7 @@ def test_facets_stay_exact_while_writers_change_the_catalogue(catalog_db, tmp_pa
 
 
 class NotApplying:
-    """The real predictor, but skirt and pant length do not apply to the sleeve-length photos (as a close-up would
+    """A catalogue predictor whose skirt and pant length do not apply to the sleeve-length photos (as a close-up would
     show no hem): those answers get applies=False and value None, as the predictor's contract says."""
 
     ATTRIBUTES = ("skirt_length_labels", "pant_length_labels")
@@ -176,7 +176,7 @@ class NotApplying:
 
 def test_only_tags_that_apply_are_counted_matched_and_shown(trained_run, catalog_db, tmp_path, capsys):
     photos = make_photo_folder(trained_run.data, tmp_path / "photos")
-    predictor = Predictor.from_path(trained_run.run, device="cpu")
+    predictor = catalogue_predictor(trained_run.run)  # every tag applies, but for the two made not to below
     index_catalog(catalog_db, photos, trained_run.run, predictor=NotApplying(predictor), batch_size=4, workers=0,
                   progress=False)  # fmt: skip
     catalog = Catalog(catalog_db)
@@ -201,15 +201,15 @@ def test_only_tags_that_apply_are_counted_matched_and_shown(trained_run, catalog
     assert full_count(store, {}, 0.0)["counts"] == facets.counts
     store.close()
 
-    assert main(["catalog", "search", "--db", catalog_db, "--limit", "100"]) == 0
+    assert main(["catalog", "search", "--catalog", catalog_db, "--limit", "100"]) == 0
     lines = capsys.readouterr().out.splitlines()
     closeup_line = next(line for line in lines if closeup.path in line)
-    assert "skirt_length=n/a" in closeup_line and "pant_length=n/a" in closeup_line
-    assert main(["catalog", "similar", "--db", catalog_db, str(photos / closeup.path), "-k", "1"]) == 0
-    assert "skirt_length=n/a" in capsys.readouterr().out
-    assert main(["catalog", "facets", "--db", catalog_db]) == 0
+    assert "skirt_length_labels=n/a" in closeup_line and "pant_length_labels=n/a" in closeup_line
+    assert main(["catalog", "similar", "--catalog", catalog_db, str(photos / closeup.path), "-k", "1"]) == 0
+    assert "skirt_length_labels=n/a" in capsys.readouterr().out
+    assert main(["catalog", "facets", "--catalog", catalog_db]) == 0
     rows = {line.split("\t")[0]: line.split("\t")[2] for line in capsys.readouterr().out.splitlines()}
-    assert rows["skirt_length"] == "no value=3" and rows["coat_length"] == "no value=0"
+    assert rows["skirt_length_labels"] == "no value=3" and rows["coat_length_labels"] == "no value=0"
     catalog.close()
 
 
@@ -235,7 +235,7 @@ def downgrade_to_format_2(db: str) -> None:
 def test_a_catalogue_of_the_previous_format_opens_and_is_upgraded_by_the_next_index(trained_run, catalog_db,
                                                                                     tmp_path):  # fmt: skip
     photos = make_photo_folder(trained_run.data, tmp_path / "photos")
-    predictor = Predictor.from_path(trained_run.run, device="cpu")
+    predictor = catalogue_predictor(trained_run.run)
     index_catalog(catalog_db, photos, trained_run.run, predictor=predictor, batch_size=4, workers=0, progress=False)
     before = Catalog(catalog_db)
     facets, listed = before.facet_counts(), before.search(limit=100)

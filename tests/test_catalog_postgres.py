@@ -16,9 +16,8 @@ import pytest
 
 from fashionattr.catalog import Catalog, index_catalog, open_store
 from fashionattr.catalog.store import ItemRow, TagRow
-from fashionattr.inference import Predictor
 from fashionattr.schema import FASHIONAI
-from test_catalog import make_photo_folder
+from test_catalog import catalogue_predictor, make_photo_folder
 from test_distributed import free_port
 
 
@@ -48,7 +47,7 @@ def answers(catalog: Catalog) -> dict:
 
 def test_both_backends_give_the_same_answers(trained_run, postgres, tmp_path):
     photos = make_photo_folder(trained_run.data, tmp_path / "photos")
-    predictor = Predictor.from_path(trained_run.run, device="cpu")
+    predictor = catalogue_predictor(trained_run.run)
     results = []
     for db in (str(tmp_path / "catalog.sqlite"), postgres.new_database()):
         index_catalog(db, photos, trained_run.run, predictor=predictor, batch_size=4, workers=0, progress=False)
@@ -134,7 +133,7 @@ def torchrun(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 def test_two_indexers_on_one_folder_at_once_leave_one_row_per_image(trained_run, postgres, tmp_path):
     photos = make_photo_folder(trained_run.data, tmp_path / "photos")
     url = postgres.new_database()
-    argv = cli("catalog", "index", str(photos), "--model", str(trained_run.run), "--db", url, "--workers", "0",
+    argv = cli("catalog", "index", str(trained_run.run), str(photos), "--catalog", url, "--workers", "0",
                "--batch-size", "2", "--device", "cpu")  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     processes = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
@@ -161,7 +160,7 @@ def test_torchrun_ranks_tag_disjoint_shards_and_a_killed_rank_is_finished_by_the
     store.close()
     assert survived < 9
 
-    rerun = torchrun("-m", "fashionattr", "catalog", "index", str(photos), "--model", str(trained_run.run), "--db",
+    rerun = torchrun("-m", "fashionattr", "catalog", "index", str(trained_run.run), str(photos), "--catalog",
                      url, "--workers", "0", "--batch-size", "2", "--device", "cpu")  # fmt: skip
     assert rerun.returncode == 1  # broken.jpg is listed
     summary = [line for line in rerun.stdout.splitlines() if "added" in line]
@@ -183,7 +182,7 @@ def test_the_service_browses_a_postgresql_catalogue(trained_run, postgres, tmp_p
 
     photos = make_photo_folder(trained_run.data, tmp_path / "photos")
     url = postgres.new_database()
-    predictor = Predictor.from_path(trained_run.run, device="cpu")
+    predictor = catalogue_predictor(trained_run.run)
     index_catalog(url, photos, trained_run.run, predictor=predictor, batch_size=4, workers=0, progress=False)
     with start_server(trained_run.run, tmp_path / "server.log", "--catalog", url) as server:
         client = httpx.Client(base_url=server.url, timeout=60)
@@ -211,7 +210,7 @@ def test_a_reader_recovers_when_the_server_drops_its_connection(trained_run, pos
 
     photos = make_photo_folder(trained_run.data, tmp_path / "photos")
     url = postgres.new_database()
-    predictor = Predictor.from_path(trained_run.run, device="cpu")
+    predictor = catalogue_predictor(trained_run.run)
     index_catalog(url, photos, trained_run.run, predictor=predictor, batch_size=4, workers=0, progress=False)
     catalog = Catalog(url)
     assert len(catalog) == 9

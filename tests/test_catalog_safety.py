@@ -25,7 +25,6 @@ from fashionattr.catalog.blobs import verify
 from fashionattr.cli import main
 from fashionattr.errors import UserError
 from fashionattr.inference import Predictor
-from fashionattr.schema import FASHIONAI
 from fashionattr.serve.child import serve_in_child as start_server
 from test_catalog import make_photo_folder
 
@@ -64,8 +63,8 @@ def assert_one_line_error(code: int, err: str, *words: str) -> None:
 
 
 def read_only_commands(db: str, image: Path) -> list[list[str]]:
-    return [["catalog", "search", "--db", db], ["catalog", "facets", "--db", db],
-            ["catalog", "similar", "--db", db, str(image)]]  # fmt: skip
+    return [["catalog", "search", "--catalog", db], ["catalog", "facets", "--catalog", db],
+            ["catalog", "similar", "--catalog", db, str(image)]]  # fmt: skip
 
 
 @pytest.fixture
@@ -77,7 +76,7 @@ def photos(trained_run, tmp_path: Path) -> Path:
 def test_a_foreign_sqlite_file_is_never_changed(trained_run, photos, tmp_path, capsys, wal):
     db = foreign_sqlite(tmp_path / "other.sqlite", wal=wal)
     before = digest(db)
-    code, err = run_cli(capsys, "catalog", "index", str(photos), "--model", str(trained_run.run), "--db", str(db),
+    code, err = run_cli(capsys, "catalog", "index", str(trained_run.run), str(photos), "--catalog", str(db),
                         "--workers", "0", "--device", "cpu")  # fmt: skip
     assert_one_line_error(code, err, str(db), "not a fashionattr catalogue", "items")
     for argv in read_only_commands(str(db), photos / "broken.jpg"):
@@ -95,13 +94,13 @@ def test_files_that_are_not_sqlite_are_refused_untouched(trained_run, photos, tm
     text = tmp_path / "notes.txt"
     text.write_text("shopping list\n" * 20)
     before = digest(text)
-    code, err = run_cli(capsys, "catalog", "index", str(photos), "--model", str(trained_run.run), "--db", str(text))
+    code, err = run_cli(capsys, "catalog", "index", str(trained_run.run), str(photos), "--catalog", str(text))
     assert_one_line_error(code, err, "not an SQLite file")
-    assert_one_line_error(*run_cli(capsys, "catalog", "search", "--db", str(text)), "not an SQLite file")
+    assert_one_line_error(*run_cli(capsys, "catalog", "search", "--catalog", str(text)), "not an SQLite file")
     assert digest(text) == before
     fifo = tmp_path / "pipe.sqlite"
     os.mkfifo(fifo)
-    assert_one_line_error(*run_cli(capsys, "catalog", "search", "--db", str(fifo)), "not an SQLite file")
+    assert_one_line_error(*run_cli(capsys, "catalog", "search", "--catalog", str(fifo)), "not an SQLite file")
 
 
 def test_read_only_commands_never_create_a_database(photos, tmp_path, capsys):
@@ -124,8 +123,8 @@ def test_an_older_catalogue_format_is_named_and_left_alone(trained_run, photos, 
         conn.executemany("INSERT INTO meta VALUES (?, ?)", [("format", "1"), ("model_fingerprint", "abc")])
     conn.close()
     before = digest(db)
-    code, err = run_cli(capsys, "catalog", "index", str(photos), "--model", str(trained_run.run), "--db", str(db))
-    assert_one_line_error(code, err, "older fashionattr", "new --db")
+    code, err = run_cli(capsys, "catalog", "index", str(trained_run.run), str(photos), "--catalog", str(db))
+    assert_one_line_error(code, err, "older fashionattr", "new --catalog")
     assert digest(db) == before
 
 
@@ -133,12 +132,12 @@ def test_a_second_indexer_of_an_sqlite_catalogue_is_told_it_is_busy(trained_run,
     db = tmp_path / "catalog.sqlite"
     writer = open_store(db, write=True)  # what a running `catalog index` holds for its whole run
     try:
-        code, err = run_cli(capsys, "catalog", "index", str(photos), "--model", str(trained_run.run), "--db",
+        code, err = run_cli(capsys, "catalog", "index", str(trained_run.run), str(photos), "--catalog",
                             str(db), "--workers", "0", "--device", "cpu")  # fmt: skip
         assert_one_line_error(code, err, "another `fashionattr catalog index` is writing")
     finally:
         writer.close()
-    code, _ = run_cli(capsys, "catalog", "index", str(photos), "--model", str(trained_run.run), "--db", str(db),
+    code, _ = run_cli(capsys, "catalog", "index", str(trained_run.run), str(photos), "--catalog", str(db),
                       "--workers", "0", "--device", "cpu")  # fmt: skip
     assert code == 1 and len(Catalog(db)) == 9  # free again: broken.jpg listed, the rest indexed
 
@@ -159,7 +158,7 @@ def test_a_foreign_postgresql_database_is_refused_untouched(trained_run, photos,
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE TABLE items (id SERIAL PRIMARY KEY, name TEXT)")
         conn.execute("INSERT INTO items (name) VALUES ('invoice'), ('receipt')")
-    code, err = run_cli(capsys, "catalog", "index", str(photos), "--model", str(trained_run.run), "--db", url,
+    code, err = run_cli(capsys, "catalog", "index", str(trained_run.run), str(photos), "--catalog", url,
                         "--workers", "0", "--device", "cpu")  # fmt: skip
     assert_one_line_error(code, err, "not a fashionattr catalogue", "items")
     for argv in read_only_commands(url, photos / "broken.jpg"):
@@ -179,7 +178,7 @@ def test_a_foreign_postgresql_database_is_refused_untouched(trained_run, photos,
 
 def test_an_unreachable_postgresql_server_is_one_line(capsys, tmp_path):
     url = f"postgresql://someone:secret@/catalog?host={tmp_path}"  # no server listens on this socket folder
-    code, err = run_cli(capsys, "catalog", "search", "--db", url)
+    code, err = run_cli(capsys, "catalog", "search", "--catalog", url)
     assert_one_line_error(code, err, "cannot connect to PostgreSQL")
     assert "secret" not in err
 
@@ -309,21 +308,21 @@ def test_damaged_stored_bytes_never_reach_native_code(trained_run, tmp_path, cas
     blob = case.blob
     damage(db, case, victim.id)
 
-    similar = run_reader("catalog", "similar", "--db", db, other.path, "-k", "9", "--vector-index", "ann")
+    similar = run_reader("catalog", "similar", "--catalog", db, other.path, "-k", "9", "--vector-index", "ann")
     assert similar.returncode == 0 and len(similar.stdout.splitlines()) == (8 if blob == "embedding" else 9)
     note = {"vector_index": "saved similarity index cannot be used (its bytes do not match their checksum)",
             "embedding": "1 stored embedding(s) are damaged", "tag_row": ""}[blob]  # fmt: skip
     assert note in similar.stderr
     if blob == "embedding":
-        refused = run_reader("catalog", "similar", "--db", db, victim.path, "--vector-index", "ann")
+        refused = run_reader("catalog", "similar", "--catalog", db, victim.path, "--vector-index", "ann")
         assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1
         assert "stored embedding of" in refused.stderr and "--rehash" in refused.stderr
-    facets = run_reader("catalog", "facets", "--db", db)
+    facets = run_reader("catalog", "facets", "--catalog", db)
     assert facets.returncode == 0
     rows = {line.split("\t")[0]: line.split("\t")[1] for line in facets.stdout.splitlines()}
     for attribute, counts in expected_facets.items():  # a damaged packed row is packed again from the tag rows
-        assert rows[FASHIONAI.attribute(attribute).short_name] == "  ".join(f"{v}={n}" for v, n in counts.items())
-    assert run_reader("catalog", "search", "--db", db).returncode == 0
+        assert rows[attribute] == "  ".join(f"{v}={n}" for v, n in counts.items())
+    assert run_reader("catalog", "search", "--catalog", db).returncode == 0
 
     with start_server(trained_run.run, tmp_path / "server.log", "--catalog", db, "--vector-index", "ann") as server:
         client = httpx.Client(base_url=server.url, timeout=60)
@@ -335,14 +334,14 @@ def test_damaged_stored_bytes_never_reach_native_code(trained_run, tmp_path, cas
         assert note in server.log.read_text()
 
     rehash = ["--rehash"] if blob != "vector_index" else []
-    repair = run_reader("catalog", "index", str(photos), "--model", str(trained_run.run), "--db", db, "--workers",
+    repair = run_reader("catalog", "index", str(trained_run.run), str(photos), "--catalog", db, "--workers",
                         "0", "--device", "cpu", "--vector-index", "ann", *rehash)  # fmt: skip
     assert repair.returncode == 1, repair.stderr  # broken.jpg is listed; everything else is sound again
     store = open_store(db)
     description, data = store.saved_vector_index()
     assert verify(description, data) is None
     store.close()
-    healed = run_reader("catalog", "similar", "--db", db, victim.path, "-k", "9", "--vector-index", "ann")
+    healed = run_reader("catalog", "similar", "--catalog", db, victim.path, "-k", "9", "--vector-index", "ann")
     assert healed.returncode == 0 and len(healed.stdout.splitlines()) == 9 and "note:" not in healed.stderr
 
 
@@ -375,23 +374,25 @@ def test_no_catalogue_output_holds_the_password(trained_run, photos, postgres, t
 
     for in_query in (False, True):
         url = password_url(postgres, postgres.new_database(owner="tagger"), in_query=in_query)
-        assert run("catalog", "index", str(photos), "--model", str(trained_run.run), "--db", url, "--workers", "0",
+        assert run("catalog", "index", str(trained_run.run), str(photos), "--catalog", url, "--workers", "0",
                    "--device", "cpu") == 1  # fmt: skip
         assert "9 added" in outputs[-1] and "tagger" in outputs[-1]
-        assert run("catalog", "search", "--db", url, "--where", "coat_length=Invisible", "--min-confidence", "0") == 0
-        assert run("catalog", "facets", "--db", url) == 0
-        assert run("catalog", "similar", "--db", url, str(sorted((photos / "coat_length").iterdir())[0])) == 0
+        assert (
+            run("catalog", "search", "--catalog", url, "--where", "coat_length=Invisible", "--min-confidence", "0") == 0
+        )
+        assert run("catalog", "facets", "--catalog", url) == 0
+        assert run("catalog", "similar", "--catalog", url, str(sorted((photos / "coat_length").iterdir())[0])) == 0
         wrong = password_url(postgres, url, password="not-" + PASSWORD, in_query=in_query)
         secrets += ["not-" + PASSWORD, quote("not-" + PASSWORD, safe="")]
-        for argv in (["catalog", "index", str(photos), "--model", str(trained_run.run), "--db", wrong],
-                     ["catalog", "search", "--db", wrong]):  # fmt: skip
+        for argv in (["catalog", "index", str(trained_run.run), str(photos), "--catalog", wrong],
+                     ["catalog", "search", "--catalog", wrong]):  # fmt: skip
             assert run(*argv) == 2 and "password authentication failed" in outputs[-1]
     foreign = password_url(postgres, postgres.new_database(owner="tagger"))
     with psycopg.connect(foreign, autocommit=True) as conn:
         conn.execute("CREATE TABLE orders (id INTEGER)")
-    assert run("catalog", "index", str(photos), "--model", str(trained_run.run), "--db", foreign) == 2
+    assert run("catalog", "index", str(trained_run.run), str(photos), "--catalog", foreign) == 2
     assert "not a fashionattr catalogue" in outputs[-1]
-    assert run("catalog", "facets", "--db", foreign) == 2
+    assert run("catalog", "facets", "--catalog", foreign) == 2
 
     with start_server(trained_run.run, tmp_path / "server.log", "--catalog", url) as server:
         import httpx

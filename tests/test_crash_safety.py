@@ -278,7 +278,7 @@ def test_a_malicious_pickle_is_refused_and_never_run(trained_run: TrainedRun, tm
     photo = next((trained_run.data / "Images" / "coat_length_labels").glob("*.jpg"))
     assert main(["predict", str(evil), str(photo), "--workers", "0"]) == 2
     assert "refused" in capsys.readouterr().err
-    from fashionattr.models import read_state_dict
+    from fashionattr.models.backbones import read_state_dict
 
     with pytest.raises(UserError):  # the same holds for --weights files
         read_state_dict(shutil.copy(evil, tmp_path / "evil.pth"))

@@ -19,10 +19,12 @@ from fashionattr.checkpoint import save_checkpoint
 from fashionattr.cli import main
 from fashionattr.data.parts import PartRow
 from fashionattr.data.preprocessing import Preprocessing
-from fashionattr.explain.cam import Explainer, backbone_of, default_layer, feature_stages
+from fashionattr.explain.cam import Explainer, default_layer, feature_stages
 from fashionattr.explain.pointing import covered_share, letterboxed_boxes, peak_inside
 from fashionattr.inference.torch_backend import LoadedModel
-from fashionattr.models import STUDY_ARCHS, MultiTaskNet, create_model, model_preprocessing
+from fashionattr.models.backbones import model_preprocessing
+from fashionattr.models.layouts import STUDY_ARCHS
+from fashionattr.models.networks import MultiTaskNet, create_model
 from fashionattr.run_dir import RunDir
 from fashionattr.schema import FASHIONAI
 
@@ -86,7 +88,7 @@ def test_every_study_network_gives_a_map_per_attribute(arch: str) -> None:
         assert heatmap.class_index == 2 and heatmap.cam.shape == (64, 64)
         assert heatmap.cam.min() >= 0.0 and heatmap.cam.max() <= 1.0 + 1e-6
     [layer] = explainer.layers_for("coat_length_labels")
-    assert layer in feature_stages(backbone_of(model)), layer
+    assert layer in feature_stages(model.attribute_backbone(model.attributes[0])), layer
 
 
 def test_default_layer_is_the_deepest_stage_fine_enough_to_point_at_a_part() -> None:
@@ -113,10 +115,34 @@ def test_explain_a_multitask_run_writes_a_heatmap_per_image_and_attribute(traine
     assert len(rows) == 2 * len(FASHIONAI)
     assert {row["attribute"] for row in rows} == set(FASHIONAI.names)
     for row in rows:
-        with Image.open(out / row["file"]) as picture:
-            assert picture.size == (32, 32) and picture.mode == "RGB"  # the letterboxed input, 32 px in this run
+        with Image.open(out / row["file"]) as picture:  # the 32 px input enlarged 8 times, with caption and scale
+            assert picture.width >= 256 and picture.height > picture.width and picture.mode == "RGB"
+            assert_ends_with_the_colour_scale(np.asarray(picture))
     with Image.open(out / "contact_sheet.png") as sheet:
-        assert sheet.width > 8 * 100 and sheet.height > 2 * 100
+        assert sheet.width > 8 * 256 and sheet.height > 2 * 256
+        assert_ends_with_the_colour_scale(np.asarray(sheet))
+
+
+def assert_ends_with_the_colour_scale(picture: np.ndarray) -> None:
+    """Near the bottom, a row runs from the scale's dark blue (low) to its dark red (high)."""
+    for row in picture[::-1][:60]:
+        coloured = row[(row.max(axis=1).astype(int) - row.min(axis=1)) > 60]
+        if len(coloured) > 100:
+            first, last = coloured[0].astype(int), coloured[-1].astype(int)
+            assert first[2] > first[0] + 60 and last[0] > last[2] + 60, (first, last)
+            return
+    raise AssertionError("no colour scale at the bottom of the picture")
+
+
+def test_contact_sheet_captions_get_the_room_they_need() -> None:
+    """A long caption wraps onto more lines and its row grows by them, instead of running into the next row."""
+    from fashionattr.explain.pictures import contact_sheet
+
+    tile = np.zeros((64, 64, 3), np.uint8)
+    short = contact_sheet([("a", [(tile, "Skirt length: Knee Length 18%")])] * 2, tile=128)
+    long = contact_sheet([("a", [(tile, "Neckline design: Sweat Heart Neck 97% (chosen) and more words")])] * 2,
+                         tile=128)  # fmt: skip
+    assert long.shape[0] >= short.shape[0] + 2 * 14  # a line more in each of the two rows, 14 px type at least
 
 
 def test_explain_a_per_attribute_folder(trained_per_attribute_run: TrainedRun, tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ QUICK = ["--workers", "0", "--batch-size", "3"]
 @pytest.fixture(scope="module")
 def exported(trained_run: TrainedRun, tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("onnx") / "model.onnx"
-    assert main(["export", str(trained_run.run), "--onnx", str(path)]) == 0
+    assert main(["export", str(trained_run.run), "--out", str(path)]) == 0
     return path
 
 
@@ -42,6 +42,9 @@ def max_difference(a: Predictor, b: Predictor, images: list[Path]) -> tuple[floa
         for name in x.attributes
         for c in x.attributes[name].probabilities
     )
+    # The decision which attributes apply travels in the graph too.
+    probability = max(probability, *(abs(x.attributes[name].applicability - y.attributes[name].applicability)
+                                     for x, y in zip(first, second, strict=True) for name in x.attributes))  # fmt: skip
     embedding = max(float(np.abs(x.embedding - y.embedding).max()) for x, y in zip(first, second, strict=True))
     return probability, embedding
 
@@ -56,7 +59,8 @@ def test_file_carries_schema_preprocessing_and_spec(exported, capsys):
     [graph_input] = model.graph.input
     assert graph_input.type.tensor_type.elem_type == onnx.TensorProto.UINT8
     assert graph_input.type.tensor_type.shape.dim[0].dim_param  # a named, dynamic batch axis
-    assert [o.name for o in model.graph.output] == [*FASHIONAI.names, "embedding"]
+    applicability = [f"{name}.applicability" for name in FASHIONAI.names]
+    assert [o.name for o in model.graph.output] == [*FASHIONAI.names, "embedding", *applicability]
 
 
 def test_onnx_runtime_matches_pytorch_at_batch_1_and_3(trained_run, exported):
@@ -93,7 +97,7 @@ def test_predict_with_the_onnx_backend(trained_run, exported, tmp_path, capsys):
 
 def test_per_attribute_folder_exports_as_one_graph(trained_per_attribute_run, tmp_path, capsys):
     path = tmp_path / "per-attribute.onnx"
-    assert main(["export", str(trained_per_attribute_run.run), "--onnx", str(path)]) == 0
+    assert main(["export", str(trained_per_attribute_run.run), "--out", str(path)]) == 0
     assert "largest probability difference" in capsys.readouterr().out
     onnx_predictor = load_predictor(path)
     assert onnx_predictor.attributes == PER_ATTRIBUTE
@@ -114,5 +118,5 @@ def test_clear_errors_for_wrong_files_and_backends(trained_run, tmp_path, capsys
         load_predictor(trained_run.run, backend="onnx")
     with pytest.raises(UserError, match="not found"):
         load_predictor(tmp_path / "missing.onnx")
-    assert main(["export", str(trained_run.run), "--onnx", str(tmp_path / "model.bin")]) == 2
+    assert main(["export", str(trained_run.run), "--out", str(tmp_path / "model.bin")]) == 2
     assert ".onnx" in capsys.readouterr().err

@@ -22,7 +22,7 @@ from test_catalog import make_photo_folder
 def int8(trained_run: TrainedRun, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     folder = tmp_path_factory.mktemp("int8")
     fp32, small = folder / "model.onnx", folder / "model.int8.onnx"
-    assert main(["export", str(trained_run.run), "--onnx", str(fp32), "--int8", str(small),
+    assert main(["export", str(trained_run.run), "--out", str(fp32), "--int8", str(small),
                  "--calibration-count", "24"]) == 0  # fmt: skip
     return fp32, small
 
@@ -36,8 +36,8 @@ def metadata(path: Path) -> dict[str, str]:
 def test_the_int8_graph_carries_the_metadata_and_says_how_it_was_made(int8, capsys):
     fp32, small = int8
     full, quantized = metadata(fp32), metadata(small)
-    assert set(quantized) == set(full) == set(METADATA_KEYS)
-    for key in METADATA_KEYS:
+    assert set(quantized) == set(full) >= set(METADATA_KEYS)
+    for key in full:
         if key != META_SPEC:
             assert quantized[key] == full[key]
     spec, fp32_spec = json.loads(quantized[META_SPEC]), json.loads(full[META_SPEC])

@@ -13,20 +13,11 @@ import timm
 import torch
 from torch import nn
 
-from fashionattr import models
 from fashionattr.errors import UserError
-from fashionattr.models import (
-    LAYOUTS,
-    STUDY_ARCHS,
-    GroupedNet,
-    MultiTaskNet,
-    create_backbone,
-    create_model,
-    data_config,
-    model_from_spec,
-    model_preprocessing,
-    timm_model_name,
-)
+from fashionattr.models import backbones
+from fashionattr.models.backbones import create_backbone, data_config, model_preprocessing, timm_model_name
+from fashionattr.models.layouts import LAYOUTS, STUDY_ARCHS
+from fashionattr.models.networks import AttributeNet, GroupedNet, MultiTaskNet, create_model, model_from_spec
 from fashionattr.schema import FASHIONAI
 
 SMALL_ARCH = "resnet18"
@@ -83,7 +74,7 @@ def test_study_network_multitask_trains_all_heads(arch: str) -> None:
     for name, head in model.heads.items():
         assert head.out_features == FASHIONAI.attribute(name).num_classes
         assert head.weight.grad is not None
-    assert model.forward_features(torch.randn(2, 3, 64, 64)).shape == (2, model.num_features)
+    assert model.features_and_logits(torch.randn(2, 3, 64, 64))[0].shape == (2, model.num_features)
     assert model.spec["timm_name"] == timm_model_name(arch)
 
 
@@ -121,7 +112,7 @@ def test_grouped_layout_has_one_backbone_per_group(grouping: str, groups: dict[s
     assert isinstance(model, GroupedNet)
     assert {g: len(net.attributes) for g, net in model.groups.items()} == groups
     assert_heads(model, forward_backward(model), FASHIONAI.names)
-    assert model.forward_features(torch.randn(2, 3, 64, 64)).shape == (2, 2 * 512)
+    assert model.features_and_logits(torch.randn(2, 3, 64, 64))[0].shape == (2, 2 * 512)
     for net in model.groups.values():
         assert all(p.grad is not None for p in net.parameters())
 
@@ -188,7 +179,7 @@ def test_weights_file_loads_into_a_new_model(tmp_path: Path, suffix: str, caplog
         safetensors.torch.save_file(source.state_dict(), str(path))
     else:
         torch.save({"state_dict": source.state_dict()}, path)
-    with caplog.at_level(logging.INFO, logger="fashionattr.models"):
+    with caplog.at_level(logging.INFO, logger="fashionattr.models.backbones"):
         model = create_model(SMALL_ARCH, FASHIONAI, layout="multitask", weights=path)
     assert "loaded" in caplog.text
     for name, tensor in model.backbone.state_dict().items():
@@ -217,7 +208,7 @@ def test_hub_failure_says_to_use_a_weights_file(monkeypatch: pytest.MonkeyPatch)
     def offline(*args: object, **kwargs: object) -> nn.Module:
         raise OSError("Name or service not known")
 
-    monkeypatch.setattr(models.timm, "create_model", offline)
+    monkeypatch.setattr(backbones.timm, "create_model", offline)
     with pytest.raises(UserError, match="--weights FILE"):
         create_backbone("resnet50", pretrained=True)
 
@@ -254,3 +245,33 @@ def test_grouped_training_sends_each_image_through_its_own_groups_backbone_only(
     logits = model.train()(images[:3], only_design)
     sum(value.sum() for value in logits.values()).backward()
     assert all(p.grad is not None for p in model.groups["length"].parameters())
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_every_layout_implements_the_network_interface(layout: str) -> None:
+    """What training, inference, export, heatmaps and the optimiser rely on, for every layout in the table."""
+    torch.manual_seed(0)
+    attributes = ["collar_design_labels"] if LAYOUTS[layout].one_model_per_attribute else None
+    model = create_model("test_resnet", FASHIONAI, layout=layout, attributes=attributes).eval()
+    assert isinstance(model, AttributeNet)
+    images = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        features, logits = model.features_and_logits(images)
+        plain = model(images)
+    assert features.shape == (3, model.num_features)
+    assert list(logits) == model.attributes == list(plain)
+    for name in model.attributes:
+        torch.testing.assert_close(logits[name], plain[name])
+        with torch.no_grad():
+            torch.testing.assert_close(model.attribute_network(name)(images), plain[name])
+        backbone = model.attribute_backbone(name)
+        assert any(backbone is module for module in model.modules())
+    roles = {id(parameter): role for _, parameter, role in model.named_parameter_roles()}
+    assert set(roles) == {id(parameter) for parameter in model.parameters()}
+    backbone_ids = {id(p) for name in model.attributes for p in model.attribute_backbone(name).parameters()}
+    assert {pid for pid, role in roles.items() if role == "backbone"} == backbone_ids
+
+
+def test_unknown_layout_is_a_user_error() -> None:
+    with pytest.raises(UserError, match="unknown layout 'shared'; choose one of: per-attribute, multitask, grouped"):
+        create_model("test_resnet", FASHIONAI, layout="shared")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -52,7 +54,8 @@ def test_json_predicts_every_image_and_reports_the_corrupt_one(trained_run, imag
         assert list(entry["attributes"]) == FASHIONAI.names
         for name, answer in entry["attributes"].items():
             classes = FASHIONAI.attribute(name).classes
-            assert answer["value"] == classes[answer["index"]]
+            assert answer["value"] == (classes[answer["index"]] if answer["applies"] else None)
+            assert 0.0 <= answer["applicability"] <= 1.0
             assert list(answer["probabilities"]) == list(classes)
             assert math.isclose(sum(answer["probabilities"].values()), 1.0, abs_tol=1e-5)
             assert answer["confidence"] == max(answer["probabilities"].values())
@@ -60,18 +63,20 @@ def test_json_predicts_every_image_and_reports_the_corrupt_one(trained_run, imag
 
 def test_csv_to_a_file_with_top_k_and_selected_attributes(trained_run, image_folder, tmp_path, capsys):
     out_file = tmp_path / "tags.csv"
-    code = main(["predict", str(trained_run.checkpoint), str(image_folder), "--output", str(out_file), "--top-k", "2",
+    code = main(["predict", str(trained_run.checkpoint), str(image_folder), "--out", str(out_file), "--top-k", "2",
                  "--attributes", "coat_length,sleeve_length_labels", *QUICK])  # fmt: skip
     assert code == 1
     assert f"wrote {GOOD_IMAGES + 1} prediction(s)" in capsys.readouterr().err
     rows = list(csv.DictReader(out_file.open(newline="")))
-    assert list(rows[0]) == ["path", "attribute", "value", "confidence", "probabilities", "error"]
+    assert list(rows[0]) == ["path", "attribute", "value", "confidence", "applies", "applicability", "probabilities",
+                             "error"]  # fmt: skip
     good = [r for r in rows if not r["error"]]
     assert len(good) == GOOD_IMAGES * 2
     assert {r["attribute"] for r in good} == {"coat_length_labels", "sleeve_length_labels"}
     for row in good:
         probabilities = json.loads(row["probabilities"])
-        assert len(probabilities) == 2 and row["value"] == max(probabilities, key=probabilities.get)
+        top = max(probabilities, key=probabilities.get)
+        assert len(probabilities) == 2 and row["value"] == (top if row["applies"] == "true" else "n/a")
         assert float(row["confidence"]) == pytest.approx(max(probabilities.values()), abs=1e-6)
     [bad] = [r for r in rows if r["error"]]
     assert bad["path"].endswith("broken.jpg") and bad["error"]
@@ -90,24 +95,26 @@ def test_table_is_aligned_and_shows_errors(trained_run, image_folder, capsys):
     assert "tqdm" not in err and "img/s" not in err  # no progress bar for a table on stdout
 
 
-def test_min_confidence_above_one_makes_everything_uncertain(trained_run, image_folder, capsys):
+def test_min_confidence_above_one_makes_every_applying_answer_uncertain(trained_run, image_folder, capsys):
     code = main(["predict", str(trained_run.run), str(image_folder / "more"), "--format", "jsonl",
-                 "--min-confidence", "1.01", *QUICK])  # fmt: skip
+                 "--min-confidence", "1", *QUICK])  # fmt: skip
     out, _ = capsys.readouterr()
     assert code == 0
     [entry] = [json.loads(line) for line in out.splitlines()]
-    assert all(a["value"] is None and a["uncertain"] for a in entry["attributes"].values())
+    answers = entry["attributes"].values()
+    assert all(a["value"] is None and a["uncertain"] == a["applies"] for a in answers)
 
-    main(["predict", str(trained_run.run), str(image_folder / "more"), "--min-confidence", "1.01", *QUICK])
+    main(["predict", str(trained_run.run), str(image_folder / "more"), "--min-confidence", "1", *QUICK])
     table = capsys.readouterr().out
-    assert table.count("uncertain") == len(FASHIONAI)
+    assert table.count("uncertain") == sum(a["applies"] for a in answers)
+    assert table.count("n/a") == sum(not a["applies"] for a in answers)
 
 
 def test_tta_averages_the_image_and_its_mirror(trained_run, image_folder, capsys):
     image = Image.open(next(image_folder.glob("*.jpg"))).convert("RGB")
-    plain = Predictor.from_path(trained_run.run, device="cpu")
+    plain = Predictor.from_path(trained_run.run, device="cpu", calibrated=False)
     both = plain.predict_images([image, ImageOps.mirror(image)])
-    [averaged] = Predictor.from_path(trained_run.run, device="cpu", tta=True).predict_images([image])
+    [averaged] = Predictor.from_path(trained_run.run, device="cpu", tta=True, calibrated=False).predict_images([image])
     for name, result in averaged.attributes.items():
         expected = (np.array(list(both[0].attributes[name].probabilities.values()))
                     + np.array(list(both[1].attributes[name].probabilities.values()))) / 2  # fmt: skip
@@ -159,3 +166,30 @@ def test_usage_errors_exit_2(trained_run, trained_per_attribute_run, tmp_path, c
     assert predictor.with_attributes("coat_length").attributes == ["coat_length_labels"]
     with pytest.raises(UserError, match="does not predict skirt_length_labels"):
         predictor.with_attributes(["skirt_length", "coat_length"])
+
+
+def test_an_attribute_that_does_not_apply_is_null_in_json_and_n_a_in_tables(trained_run, image_folder, capsys,
+                                                                             monkeypatch):  # fmt: skip
+    """A close-up has no skirt length: JSON says value null and applies false, the table and CSV print n/a."""
+    original = Predictor.results
+
+    def no_skirt(self, probs, row):
+        answers = original(self, probs, row)
+        answers["skirt_length_labels"] = replace(answers["skirt_length_labels"], value=None, applies=False,
+                                                 applicability=0.03)  # fmt: skip
+        return answers
+
+    monkeypatch.setattr(Predictor, "results", no_skirt)
+    main(["predict", str(trained_run.run), str(image_folder / "more"), "--format", "jsonl", *QUICK])
+    [entry] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    skirt = entry["attributes"]["skirt_length_labels"]
+    assert skirt["value"] is None and skirt["applies"] is False and skirt["uncertain"] is False
+    main(["predict", str(trained_run.run), str(image_folder / "more"), *QUICK])
+    [line] = [line for line in capsys.readouterr().out.splitlines() if "skirt_length_labels" in line]
+    assert line.split()[1] == "n/a"
+    main(["predict", str(trained_run.run), str(image_folder / "more"), "--format", "csv", *QUICK])
+    rows = {row["attribute"]: row for row in csv.DictReader(io.StringIO(capsys.readouterr().out))}
+    assert rows["skirt_length_labels"]["value"] == "n/a" and rows["skirt_length_labels"]["applies"] == "false"
+    coat = entry["attributes"]["coat_length_labels"]
+    assert rows["coat_length_labels"]["applies"] == str(coat["applies"]).lower()
+    assert rows["coat_length_labels"]["value"] == (coat["value"] or "n/a")

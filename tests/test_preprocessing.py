@@ -7,6 +7,7 @@ model then give the same probabilities for the same images.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 from pathlib import Path
@@ -25,9 +26,9 @@ from fashionattr.errors import UserError
 from fashionattr.inference import Predictor
 from fashionattr.inference.predictor import _ImageFiles
 from fashionattr.inference.torch_backend import LoadedModel, TorchBackend
-from fashionattr.models import create_model
+from fashionattr.models.networks import create_model
 from fashionattr.schema import FASHIONAI
-from fashionattr.serve.app import letterboxed_upload
+from fashionattr.serve.uploads import Upload, decode_uploads
 from fashionattr.submission import read_submission
 
 ATTRIBUTES = ["coat_length_labels", "collar_design_labels"]
@@ -95,7 +96,7 @@ def test_every_path_sees_bit_identical_input_pixels(mixed_dataset: Path) -> None
         assert torch.equal(cached[index]["image"], reference), f"cache differs for {path}"
         assert torch.equal(predictor.load(file)[0], reference), f"Predictor.load differs for {path}"
         assert torch.equal(files[index]["images"][0], reference), f"predict's loader differs for {path}"
-        upload = letterboxed_upload(predictor, file.read_bytes(), path)
+        [upload] = asyncio.run(decode_uploads([Upload(path, file.read_bytes())], predictor.load, asyncio.Semaphore(1)))
         assert torch.equal(upload[0], reference), f"the service differs for {path}"
     # The EXIF-rotated photo arrives upright (portrait), like the plain one: same content box.
     exif, plain = training[KINDS.index("exif")]["image"], training[KINDS.index("jpeg")]["image"]
@@ -151,7 +152,7 @@ def test_evaluate_submit_and_onnx_give_the_same_probabilities(tall_jpeg_run, tmp
     torch_answers, onnx_answers, model = tmp_path / "torch.csv", tmp_path / "onnx.csv", tmp_path / "model.onnx"
     common = ["--workers", "0", "--batch-size", "5"]
     assert main(["submit", str(run), str(questions), "--out", str(torch_answers), *common]) == 0
-    assert main(["export", str(run), "--onnx", str(model)]) == 0
+    assert main(["export", str(run), "--out", str(model)]) == 0
     assert main(["submit", str(model), str(questions), "--out", str(onnx_answers), *common]) == 0
     capsys.readouterr()
     for answers, tolerance in ((torch_answers, 1e-5), (onnx_answers, 1e-4)):

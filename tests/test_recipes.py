@@ -9,7 +9,7 @@ from fashionattr.cli import build_parser, main
 from fashionattr.commands.grid import grid_plan
 from fashionattr.config import resolve_config
 from fashionattr.errors import UserError
-from fashionattr.models import STUDY_ARCHS
+from fashionattr.models.layouts import STUDY_ARCHS
 from fashionattr.recipes import load_recipe, recipe_names
 
 

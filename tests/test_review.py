@@ -1,6 +1,6 @@
-"""Label review: switched labels are found from out-of-sample probabilities, `m` labels are respected, the label file
-is never touched (a corrected copy is written beside it), cross-validation reviews every training row once, and
-mistakes in the options are one-line errors."""
+"""Label review: switched labels are found from out-of-sample probabilities, `m` labels are respected, a person's
+decisions go to the corrections file (the label file is never touched) and every reader of the labels applies them,
+cross-validation reviews every training row once, and mistakes in the options are one-line errors."""
 
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ def digest(path: Path) -> str:
 
 
 @pytest.mark.slow
-def test_switched_labels_are_found_and_a_corrected_copy_is_written(tmp_path: Path, capsys) -> None:
+def test_switched_labels_are_found_as_candidates_and_the_label_file_is_untouched(tmp_path: Path, capsys) -> None:
     data = stripes_dataset(tmp_path / "stripes")
     labels = data / "Annotations" / "label.csv"
     before = digest(labels)
@@ -73,7 +73,8 @@ def test_switched_labels_are_found_and_a_corrected_copy_is_written(tmp_path: Pat
     assert score["known_errors"] >= 8  # the switched rows that fell in the validation half
     assert score["precision_at_known"] >= 0.6, score
     assert score["precision"] >= 0.6 and score["recall"] >= 0.4, score
-    assert "precision" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "precision" in printed and "candidates to check" in printed and "wrong" not in printed
 
     with open(out / "label_issues.csv", newline="") as handle:
         issues = list(csv.DictReader(handle))
@@ -83,14 +84,32 @@ def test_switched_labels_are_found_and_a_corrected_copy_is_written(tmp_path: Pat
     assert page.count("data:image/jpeg;base64,") == len(issues) and issues[0]["path"] in page
 
     assert digest(labels) == before  # the label file under review is never modified
+    # Nobody decided anything yet: the "corrected" copy is the label file as it is, not every suggestion applied.
+    assert read_labels(corrected, DatasetRoot.open(data).schema) == read_labels(labels, DatasetRoot.open(data).schema)
+
+    # A person who knows the truth works through the queue: accept a right suggestion, relabel a wrong one.
+    from fashionattr.serve.responses import ReviewDecision
+    from fashionattr.serve.review import ReviewQueueFile
+
+    queue = ReviewQueueFile(out)
     schema = DatasetRoot.open(data).schema
-    original = {(r.path, r.attribute): r.target for r in read_labels(labels, schema)}
-    fixed = {(r.path, r.attribute): r.target for r in read_labels(corrected, schema)}
-    changed = {key for key in original if original[key] != fixed[key]}
-    assert changed == {(row["path"], row["attribute"]) for row in issues}
     truth = {(r.path, r.attribute): r.target for r in read_labels(data / "flipped.csv", schema)}
+    classes = schema.attribute("direction").classes
+    for row in issues:
+        true = truth.get((row["path"], row["attribute"]))
+        if true is None:
+            decision = ReviewDecision(path=row["path"], attribute=row["attribute"], decision="keep")
+        elif classes[true] == row["suggested"]:
+            decision = ReviewDecision(path=row["path"], attribute=row["attribute"], decision="accept")
+        else:
+            decision = ReviewDecision(path=row["path"], attribute=row["attribute"], decision="relabel",
+                                      class_name=classes[true])  # fmt: skip
+        queue.decide(decision)
+    assert digest(labels) == before
+    original = {(r.path, r.attribute): r.target for r in read_labels(labels, schema)}
+    decided = {(r.path, r.attribute): r.target for r in DatasetRoot.open(data).read_labels()}
     wrong_before = sum(original[key] != target for key, target in truth.items())
-    wrong_after = sum(fixed[key] != target for key, target in truth.items())
+    wrong_after = sum(decided[key] != target for key, target in truth.items())
     assert wrong_after < wrong_before
 
 
@@ -145,3 +164,81 @@ def test_option_mistakes_are_one_line_and_exit_2(trained_run: TrainedRun, tmp_pa
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and message in err, err
     assert digest(trained_run.data / "Annotations" / "label.csv") == before
+
+
+def make_review_folder(source: Path, folder: Path, candidates: int = 4) -> Path:
+    """A review folder as `fashionattr review` writes it, over the dataset at `source` (a copy a test may change)."""
+    records = read_labels(source / "Annotations" / "label.csv", FASHIONAI)[:candidates]
+    folder.mkdir(parents=True)
+    rows = ["path,attribute,given,suggested,score,given_probability,suggested_probability"]
+    for n, record in enumerate(records):
+        classes = FASHIONAI.attribute(record.attribute).classes
+        other = classes[(record.target + 1) % len(classes)]
+        rows.append(f"{record.path},{record.attribute},{classes[record.target]},{other},{0.9 - n / 10:.4f},0.1,0.8")
+    (folder / "label_issues.csv").write_text("\n".join(rows) + "\n")
+    (folder / "review.json").write_text(json.dumps({"data": str(source.resolve()), "reviewed": 10, "candidates": 4}))
+    return folder
+
+
+@pytest.fixture
+def dataset_copy(trained_run: TrainedRun, tmp_path: Path) -> Path:
+    import shutil
+
+    copy = tmp_path / "data"
+    shutil.copytree(trained_run.data / "Annotations", copy / "Annotations")
+    shutil.copytree(trained_run.data / "Images", copy / "Images")
+    return copy
+
+
+def test_decisions_are_kept_as_history_beside_the_labels_and_read_on_top_of_them(dataset_copy: Path, tmp_path):
+    from fashionattr.review.issues import write_decided
+    from fashionattr.serve.responses import ReviewDecision
+    from fashionattr.serve.review import ReviewQueueFile
+
+    labels = dataset_copy / "Annotations" / "label.csv"
+    before = digest(labels)
+    queue = ReviewQueueFile(make_review_folder(dataset_copy, tmp_path / "review"))
+    first, second, third, fourth = (queue.candidates[n] for n in range(4))
+    classes = [FASHIONAI.attribute(c.attribute).classes for c in (first, second, third, fourth)]
+    given = {(r.path, r.attribute): r for r in read_labels(labels, FASHIONAI)}
+
+    queue.decide(ReviewDecision(path=first.path, attribute=first.attribute, decision="accept"))
+    relabelled = classes[1][-1] if classes[1][-1] != second.given else classes[1][-2]
+    queue.decide(ReviewDecision(path=second.path, attribute=second.attribute, decision="relabel",
+                                class_name=relabelled))  # fmt: skip
+    queue.decide(ReviewDecision(path=third.path, attribute=third.attribute, decision="maybe",
+                                class_name=third.suggested))  # fmt: skip
+    answer = queue.decide(ReviewDecision(path=fourth.path, attribute=fourth.attribute, decision="keep"))
+    assert answer.decided == 4 and queue.queue(0, 10, undecided=True).total == 0
+
+    assert digest(labels) == before  # never edited in place
+    history = (dataset_copy / "Annotations" / "corrections.csv").read_text().splitlines()
+    assert history[0] == "time,path,attribute,label,decision" and len(history) == 5
+    assert all(line[:4].isdigit() and line[10] == "T" and line.split(",")[0].endswith("Z") for line in history[1:])
+
+    read = {(r.path, r.attribute): r for r in DatasetRoot.open(dataset_copy).read_labels()}
+    assert classes[0][read[(first.path, first.attribute)].target] == first.suggested
+    assert classes[1][read[(second.path, second.attribute)].target] == relabelled
+    hedged = read[(third.path, third.attribute)]
+    assert hedged.target == given[(third.path, third.attribute)].target
+    assert classes[2].index(third.suggested) in hedged.maybe
+    assert read[(fourth.path, fourth.attribute)] == given[(fourth.path, fourth.attribute)]
+
+    # Deciding again replaces the decision; the history keeps both.
+    queue.decide(ReviewDecision(path=first.path, attribute=first.attribute, decision="keep"))
+    assert len((dataset_copy / "Annotations" / "corrections.csv").read_text().splitlines()) == 6
+    again = {(r.path, r.attribute): r for r in DatasetRoot.open(dataset_copy).read_labels()}
+    assert again[(first.path, first.attribute)] == given[(first.path, first.attribute)]
+
+    exported = tmp_path / "decided.csv"
+    assert write_decided(DatasetRoot.open(dataset_copy), exported) == 2  # the relabel and the 'm'
+    assert read_labels(exported, FASHIONAI) == DatasetRoot.open(dataset_copy).read_labels()
+
+
+def test_a_correction_of_a_row_the_labels_lack_is_refused_by_its_line(dataset_copy: Path, capsys) -> None:
+    corrections = dataset_copy / "Annotations" / "corrections.csv"
+    corrections.write_text("time,path,attribute,label,decision\n"
+                           "2026-01-01T00:00:00Z,Images/nowhere.jpg,coat_length_labels,ynnnnnnn,relabel\n")  # fmt: skip
+    assert main(["check", str(dataset_copy), "--no-images"]) == 2
+    err = capsys.readouterr().err
+    assert "corrections.csv:2" in err and "not a row of the label file" in err and "Traceback" not in err

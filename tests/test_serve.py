@@ -29,7 +29,7 @@ from fashionattr.inference import Predictor
 from fashionattr.schema import FASHIONAI
 from fashionattr.serve.child import ServiceProcess as Server
 from fashionattr.serve.child import serve_in_child as start_server
-from test_catalog import make_photo_folder
+from test_catalog import catalogue_predictor, make_photo_folder
 
 UPLOAD_LIMIT_MB = 1
 CONCURRENT_REQUESTS = 16
@@ -50,7 +50,7 @@ def raw_get(server: Server, path: str) -> tuple[int, bytes]:
 
 def build_catalog(trained_run: TrainedRun, folder: Path, db: Path) -> Path:
     make_photo_folder(trained_run.data, folder)
-    predictor = Predictor.from_path(trained_run.run, device="cpu")
+    predictor = catalogue_predictor(trained_run.run)
     index_catalog(db, folder, trained_run.run, predictor=predictor, batch_size=8, workers=0, progress=False)
     return db
 
@@ -108,6 +108,7 @@ def bomb_png(width: int = 30_000, height: int = 30_000) -> bytes:
 def test_health_and_schema(client):
     health = client.get("/healthz").json()
     assert health["status"] == "ok" and health["attributes"] == len(FASHIONAI) and health["catalog_items"] == 9
+    assert health["parts"] == {"model": {"status": "ok", "detail": None}, "catalog": {"status": "ok", "detail": None}}
     schema = client.get("/v1/schema").json()
     assert schema["attributes"] == {a.name: list(a.classes) for a in FASHIONAI}
     assert schema["models"][0]["backend"] == "torch"
@@ -175,13 +176,21 @@ def test_an_upload_over_the_limit_is_413(client, photo_bytes):
     assert client.post("/v1/predict", files=[("files", (name, data))]).status_code == 200
 
 
-def test_a_file_that_is_not_an_image_is_named_in_a_422(client, photo_bytes):
+def item_errors(response: httpx.Response) -> dict[str, str]:
+    """File name -> error of every entry of a 200 batch answer that could not be predicted."""
+    assert response.status_code == 200, response.text
+    return {entry["source"]: entry["error"] for entry in response.json()["predictions"] if entry.get("error")}
+
+
+def test_a_broken_file_in_a_batch_is_an_error_entry_and_the_others_are_answered(client, photo_bytes):
     name, data = photo_bytes[0]
     response = client.post("/v1/predict", files=[("files", (name, data)), ("files", ("notes.txt", b"just words"))])
-    message = assert_json_error(response, 422)
-    assert "notes.txt" in message and name not in message
-    assert response.json()["files"][0]["name"] == "notes.txt"
-    assert "not an image" in response.json()["files"][0]["reason"]
+    assert list(item_errors(response)) == ["notes.txt"]
+    assert "not an image" in item_errors(response)["notes.txt"]
+    good, bad = response.json()["predictions"]
+    assert good["source"] == name and bad["source"] == "notes.txt"
+    assert_full_prediction(good)
+    assert bad["attributes"] is None
     assert client.get("/healthz").status_code == 200
 
 
@@ -190,7 +199,7 @@ def test_a_decompression_bomb_is_refused_without_decoding(client, server):
     assert len(bomb) < 200
     assert struct.unpack(">II", bomb[16:24]) == (30_000, 30_000)  # the header really does declare it
     response = client.post("/v1/predict", files=[("files", ("bomb.png", bomb, "image/png"))])
-    message = assert_json_error(response, 422)
+    message = item_errors(response)["bomb.png"]
     assert "bomb.png" in message and ("pixel limit" in message or "decompression bomb" in message)
     assert server.process.poll() is None
     assert client.get("/healthz").status_code == 200
@@ -201,13 +210,20 @@ def test_a_decompression_bomb_is_refused_without_decoding(client, server):
     [
         (b"{not json", {"content-type": "application/json"}, 422, "not valid JSON"),
         (b'{"pictures": []}', {"content-type": "application/json"}, 422, "`images` list"),
-        (b'{"images": [{"name": "a.jpg", "data": "@@@"}]}', {"content-type": "application/json"}, 422, "base64"),
         (b'{"images": []}', {"content-type": "application/json"}, 422, "no image"),
         (b"hello", {"content-type": "text/plain"}, 415, "unsupported content type"),
     ],
 )
 def test_malformed_requests_get_json_errors(client, body, headers, status, words):
     assert words in assert_json_error(client.post("/v1/predict", content=body, headers=headers), status)
+
+
+def test_bad_base64_is_an_error_entry_of_its_image(client, photo_bytes):
+    name, data = photo_bytes[0]
+    images = [{"name": "a.jpg", "data": "@@@"}, {"name": name, "data": base64.b64encode(data).decode()}]
+    response = client.post("/v1/predict", json={"images": images})
+    assert "base64" in item_errors(response)["a.jpg"]
+    assert_full_prediction(response.json()["predictions"][1])
 
 
 def test_unknown_routes_and_methods_are_json_errors(client):
@@ -359,15 +375,14 @@ def test_every_corpus_file_is_answered_or_refused_by_name(client, server, corpus
     for name, data, case in corpus_uploads:
         response = client.post("/v1/predict", files=[("files", (name, data, "image/jpeg"))])
         if case.good:
-            assert response.status_code == 200, (name, response.text)
+            assert item_errors(response) == {}, name
             assert len(response.json()["predictions"][0]["attributes"]) == len(FASHIONAI)
         else:
-            message = assert_json_error(response, 422)
+            message = item_errors(response)[name]
             assert name in message and case.reason in message, (name, message)
     everything = client.post("/v1/predict", files=[("files", (n, d, "image/jpeg")) for n, d, _ in corpus_uploads])
-    assert_json_error(everything, 422)
-    refused = {entry["name"] for entry in everything.json()["files"]}
-    assert refused == {name for name, _, case in corpus_uploads if not case.good}
+    assert set(item_errors(everything)) == {name for name, _, case in corpus_uploads if not case.good}
+    assert len(everything.json()["predictions"]) == len(corpus_uploads)
     assert server.process.poll() is None and client.get("/healthz").status_code == 200
 
 
@@ -387,7 +402,8 @@ def test_decompression_bombs_cost_no_memory(client, server):
     before = memory_mib(server.process.pid)
     bombs = [("files", (f"bomb-{n}.png", png_declaring(40_000, 40_000), "image/png")) for n in range(32)]
     for _ in range(5):
-        assert "decompression bomb" in assert_json_error(client.post("/v1/predict", files=bombs), 422)
+        errors = item_errors(client.post("/v1/predict", files=bombs))
+        assert len(errors) == 32 and all("decompression bomb" in e for e in errors.values())
     after = memory_mib(server.process.pid)
     print(f"server memory around 160 header bombs: {before['VmRSS']:.0f} -> {after['VmRSS']:.0f} MiB")
     assert after["VmHWM"] - before["VmRSS"] < 200
@@ -444,3 +460,91 @@ def test_an_address_it_cannot_listen_on_is_one_line_before_the_model_loads(tmp_p
         assert main(["serve", str(tmp_path / "no-run"), "--host", host, "--port", str(port)]) == 2
     err = capsys.readouterr().err
     assert words in err and f"{host} port {port}" in err and "Traceback" not in err, err
+
+
+# --- a dependency that is down ------------------------------------------------------------------------------------
+
+
+def test_a_catalogue_database_that_is_down_is_503_and_predicting_goes_on(trained_run, postgres, tmp_path, photo_bytes):
+    """The catalogue's PostgreSQL refuses connections: its routes say so with 503 and a retry hint (never a 4xx
+    blaming the client), /healthz reports the catalogue down and the service degraded but alive (200), predicting
+    still works, and once the database is back the catalogue answers again."""
+    import psycopg
+
+    photos = make_photo_folder(trained_run.data, tmp_path / "photos")
+    url = postgres.new_database()
+    index_catalog(url, photos, trained_run.run, predictor=catalogue_predictor(trained_run.run),
+                  batch_size=4, workers=0, progress=False)  # fmt: skip
+    database = url.split("@/", 1)[1].split("?")[0]
+    admin_url = postgres.url()
+
+    def allow_connections(allowed: bool) -> None:
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute(f'ALTER DATABASE "{database}" WITH ALLOW_CONNECTIONS {str(allowed).lower()}')
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", [database])
+
+    with start_server(trained_run.run, tmp_path / "server.log", "--catalog", url) as server:
+        client = httpx.Client(base_url=server.url, timeout=60)
+        assert client.get("/v1/catalog/facets").status_code == 200
+        allow_connections(False)
+        try:
+            for path in ("/v1/catalog", "/v1/catalog/facets", "/v1/catalog/search", "/v1/catalog/similar/1"):
+                response = client.get(path)
+                assert response.status_code == 503, (path, response.text)
+                assert int(response.headers["retry-after"]) > 0 and "PostgreSQL" in response.json()["error"]
+            health = client.get("/healthz")
+            assert health.status_code == 200, health.text
+            assert health.json()["status"] == "degraded" and health.json()["parts"]["catalog"]["status"] == "down"
+            name, data = photo_bytes[0]
+            assert item_errors(client.post("/v1/predict", files=[("files", (name, data))])) == {}
+        finally:
+            allow_connections(True)
+        assert client.get("/v1/catalog/facets").status_code == 200
+        assert client.get("/healthz").json()["status"] == "ok"
+
+
+def test_a_model_worker_that_stopped_is_503_and_healthz_says_down(trained_run, photo_bytes, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    from fashionattr.serve import ServeSettings, create_app
+    from fashionattr.serve.batching import DynamicBatcher
+
+    async def stops_at_once(self: DynamicBatcher) -> None:
+        return None
+
+    monkeypatch.setattr(DynamicBatcher, "_run", stops_at_once)
+    app = create_app(Predictor.from_path(trained_run.run, device="cpu"), None, ServeSettings(max_batch=4))
+    with TestClient(app) as local:
+        name, data = photo_bytes[0]
+        response = local.post("/v1/predict", files=[("files", (name, data))])
+        assert "worker is not running" in assert_json_error(response, 503)
+        assert int(response.headers["retry-after"]) > 0
+        health = local.get("/healthz")
+        assert health.status_code == 503 and health.json()["parts"]["model"]["status"] == "down"
+        assert local.get("/v1/schema").status_code == 200  # what does not need the model still answers
+
+
+def test_an_attribute_that_does_not_apply_is_answered_with_value_null(trained_run, photo_bytes, monkeypatch):
+    from dataclasses import replace
+
+    from fastapi.testclient import TestClient
+
+    from fashionattr.serve import ServeSettings, create_app
+
+    original = Predictor.results
+
+    def no_skirt(self, probs, row):
+        answers = original(self, probs, row)
+        answers["skirt_length_labels"] = replace(answers["skirt_length_labels"], value=None, applies=False,
+                                                 applicability=0.03)  # fmt: skip
+        return answers
+
+    monkeypatch.setattr(Predictor, "results", no_skirt)
+    app = create_app(Predictor.from_path(trained_run.run, device="cpu"), None, ServeSettings(max_batch=4))
+    with TestClient(app) as local:
+        name, data = photo_bytes[0]
+        [entry] = local.post("/v1/predict", files=[("files", (name, data))]).json()["predictions"]
+    skirt = entry["attributes"]["skirt_length_labels"]
+    assert skirt["value"] is None and skirt["applies"] is False and skirt["applicability"] == 0.03
+    assert skirt["uncertain"] is False and len(skirt["probabilities"]) == 6  # the head's answer is still there
+    assert entry["attributes"]["coat_length_labels"]["applies"] is True

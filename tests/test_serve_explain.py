@@ -71,7 +71,7 @@ def test_mistakes_are_explained_4xx_answers(client, photo) -> None:
 
 def test_an_onnx_model_cannot_explain(trained_run: TrainedRun, photo, tmp_path: Path) -> None:
     exported = tmp_path / "model.onnx"
-    assert main(["export", str(trained_run.run), "--onnx", str(exported), "--no-verify"]) == 0
+    assert main(["export", str(trained_run.run), "--out", str(exported), "--no-verify"]) == 0
     with TestClient(create_app(load_predictor(exported), None, ServeSettings(max_batch=4))) as onnx_client:
         message = error_of(onnx_client.post("/v1/explain", params={"attribute": "coat_length"},
                                             files=[("files", photo)]), 409)  # fmt: skip

@@ -39,10 +39,10 @@ CONFIG_CASES = [
     ("lr: 0", "learning rate must be positive"),
     ("label_smoothing: 1", "label smoothing must be in [0, 1)"),
     ("maybe_weight: 1", "maybe weight must be in [0, 1)"),
-    ("layout: two-headed", "layout must be per-attribute"),
-    ("optimizer: lion", "optimizer must be adamw or sgd"),
-    ("amp: fp8", "amp must be auto, off, bf16 or fp16"),
-    ("cache: maybe", "cache must be auto, build or off"),
+    ("layout: two-headed", "layout must be one of per-attribute"),
+    ("optimizer: lion", "optimizer must be one of adamw, sgd"),
+    ("amp: fp8", "amp must be one of auto, off, bf16, fp16"),
+    ("cache: maybe", "cache must be one of auto, build, off"),
     ("select_metric: f1", "select metric must be"),
     ("interpolation: cubic", "interpolation must be one of"),
     ("max_bad_fraction: 2", "max bad fraction must be in [0, 1]"),
@@ -92,7 +92,10 @@ def test_a_wrong_option_is_one_clear_error_and_exit_2(synthetic_data, tmp_path, 
                  "--epochs", "1", "--no-progress", *extra])  # fmt: skip
     err = capsys.readouterr().err
     assert code == 2, err
-    assert words in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    # One line: ours, or argparse's after its usage line (a number out of range is refused as it is parsed).
+    last = err.strip().splitlines()[-1]
+    assert words in last and "Traceback" not in err, err
+    assert len(err.strip().splitlines()) == 1 or (err.startswith("usage:") and "error: argument" in last), err
     assert not (out / "last.pt").exists()
 
 
@@ -125,13 +128,13 @@ def test_cuda_on_a_machine_without_one_and_an_out_that_is_a_file(trained_run, tm
         ["serve", "x", "--batch-wait-ms", "-1"],
         ["submit", "x", "q.csv", "--out", "a.csv", "--workers", "-3"],
         ["evaluate", "x", "--batch-size", "-1"],
-        ["catalog", "search", "--db", "c.sqlite", "--limit", "0"],
+        ["catalog", "search", "--catalog", "c.sqlite", "--limit", "0"],
         ["split", "d", "--val-fraction", "1"],
-        ["synth", "d", "--per-class", "0"],
-        ["synth", "d", "--size", "4"],
+        ["synth", "--out", "d", "--per-class", "0"],
+        ["synth", "--out", "d", "--size", "4"],
         ["prepare", "d", "--size", "ten"],
         ["bench", "--rounds", "0"],
-        ["export", "x", "--onnx", "m.onnx", "--opset", "3"],
+        ["export", "x", "--out", "m.onnx", "--opset", "3"],
     ],
     ids=lambda argv: " ".join(argv),
 )
@@ -145,16 +148,16 @@ def test_out_of_range_numbers_are_refused_by_every_command(argv, capsys) -> None
 OUTPUT_OPTIONS = [
     (["train", "DATA", "--out", "OUT"], "folder"),
     (["demo", "--out", "OUT"], "folder"),
-    (["synth", "OUT"], "folder"),
-    (["synth", "DATA", "--preview", "OUT"], "file"),
+    (["synth", "--out", "OUT"], "folder"),
+    (["synth", "--out", "DATA", "--preview", "OUT"], "file"),
     (["import-folders", "DATA/Images", "OUT"], "folder"),
     (["split", "DATA", "--out", "OUT"], "file"),
     (["grid", "DATA", "--out", "OUT"], "folder"),
     (["evaluate", "RUN", "--out", "OUT"], "folder"),
     (["evaluate", "RUN", "--save-predictions", "OUT"], "file"),
-    (["predict", "RUN", "DATA/Images", "--output", "OUT"], "file"),
+    (["predict", "RUN", "DATA/Images", "--out", "OUT"], "file"),
     (["submit", "RUN", "DATA/Tests/question.csv", "--out", "OUT"], "file"),
-    (["export", "RUN", "--onnx", "OUT"], "file"),
+    (["export", "RUN", "--out", "OUT"], "file"),
     (["explain", "RUN", "DATA/Images", "--out", "OUT"], "folder"),
     (["review", "RUN", "--out", "OUT"], "folder"),
     (["review", "RUN", "--out", "REVIEW", "--write-corrected", "OUT"], "file"),
@@ -189,7 +192,7 @@ def test_a_file_system_refusal_deep_inside_a_command_is_one_line_naming_the_path
     root = tmp_path / "data"
     root.mkdir()
     (root / "Images").write_text("not a folder")
-    assert main(["synth", str(root), "--per-class", "1", "--size", "32", "--quiet"]) == 2
+    assert main(["synth", "--out", str(root), "--per-class", "1", "--size", "32", "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert str(root / "Images") in err and "a file stands where a folder is needed" in err

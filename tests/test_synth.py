@@ -198,7 +198,7 @@ def test_preview(tmp_path: Path) -> None:
 
 def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "data"
-    assert main(["synth", str(out), "--per-class", "3", "--size", "64", "--workers", "1", "--quiet"]) == 0
+    assert main(["synth", "--out", str(out), "--per-class", "3", "--size", "64", "--workers", "1", "--quiet"]) == 0
     assert len(read_labels(out / "Annotations" / "label.csv", FASHIONAI)) == 3 * FASHIONAI.total_classes
     assert "wrote" in capsys.readouterr().out
     preview = tmp_path / "p.png"
@@ -209,10 +209,10 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     "argv",
     [
         ["synth"],
-        ["synth", "x", "--per-class", "0"],
-        ["synth", "x", "--size", "8"],
-        ["synth", "x", "--test-fraction", "1.5"],
-        ["synth", "x", "--per-class", "1", "--test-fraction", "0.9"],
+        ["synth", "--out", "x", "--per-class", "0"],
+        ["synth", "--out", "x", "--size", "8"],
+        ["synth", "--out", "x", "--test-fraction", "1.5"],
+        ["synth", "--out", "x", "--per-class", "1", "--test-fraction", "0.9"],
         ["synth", "--preview", "sheet.jpg"],
     ],
 )

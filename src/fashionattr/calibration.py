@@ -130,8 +130,15 @@ class AttributeCalibration:
     reliability_before: Reliability
     reliability_after: Reliability
 
+    @property
+    def at_bound(self) -> bool:
+        """The fit stopped at the end of the searched range (separable validation images): no real optimum."""
+        low, high = TEMPERATURE_RANGE
+        return self.temperature <= low * 1.01 or self.temperature >= high / 1.01
+
     def to_dict(self) -> dict[str, Any]:
-        return {"temperature": self.temperature, "count": self.count, "ece_before": _finite(self.ece_before),
+        return {"temperature": self.temperature, "count": self.count, "at_bound": self.at_bound,
+                "ece_before": _finite(self.ece_before),
                 "ece_after": _finite(self.ece_after), "nll_before": _finite(self.nll_before),
                 "nll_after": _finite(self.nll_after), "reliability_before": self.reliability_before.to_dict(),
                 "reliability_after": self.reliability_after.to_dict()}  # fmt: skip

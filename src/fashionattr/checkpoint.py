@@ -15,10 +15,9 @@ import re
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-from torch import nn
 
 from fashionattr.data.augmentation import Augmentation
 from fashionattr.data.preprocessing import Preprocessing
@@ -27,14 +26,19 @@ from fashionattr.io import atomic_write_bytes
 from fashionattr.run_dir import RunDir
 from fashionattr.schema import Schema
 
+if TYPE_CHECKING:
+    from fashionattr.models.networks import AttributeNet
+
 FORMAT = "fashionattr-checkpoint"
 FORMAT_VERSION = 1
 __all__ = [
     "CheckpointError",
+    "applicability_of",
     "load_checkpoint",
     "model_from_checkpoint",
     "save_checkpoint",
     "temperatures_of",
+    "write_applicability",
     "write_temperatures",
 ]
 
@@ -110,9 +114,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 def model_from_checkpoint(
     path: str | Path, device: str | torch.device = "cpu"
-) -> tuple[nn.Module, Schema, Preprocessing, dict[str, Any]]:
+) -> tuple[AttributeNet, Schema, Preprocessing, dict[str, Any]]:
     """Rebuild the model a checkpoint describes and load its weights; also returns schema, preprocessing, payload."""
-    from fashionattr.models import model_from_spec
+    from fashionattr.models.networks import model_from_spec
 
     payload = load_checkpoint(path)
     try:
@@ -129,9 +133,14 @@ def model_from_checkpoint(
     return model, schema, preprocessing, payload
 
 
-def temperatures_of(payload: dict[str, Any], path: str | Path = "checkpoint") -> dict[str, float]:
-    """The calibration temperature of each attribute; {} for checkpoints written before calibration (T = 1)."""
-    data = payload.get("temperatures")
+def temperatures_of(payload: dict[str, Any], path: str | Path = "checkpoint", tta: bool = False) -> dict[str, float]:
+    """The calibration temperature of each attribute, for single-pass answers or (`tta`) flip-averaged ones.
+
+    {} for checkpoints written before calibration (T = 1); checkpoints calibrated before the flip-averaged mode had a
+    temperature of its own give their one set for both.
+    """
+    data = payload.get("temperatures_tta") if tta else None
+    data = data if data is not None else payload.get("temperatures")
     if data is None:
         return {}
     attributes = set(payload.get("attributes", []))
@@ -145,11 +154,39 @@ def temperatures_of(payload: dict[str, Any], path: str | Path = "checkpoint") ->
     return temperatures
 
 
-def write_temperatures(path: str | Path, temperatures: dict[str, float]) -> None:
-    """Store calibration temperatures in a checkpoint (rewritten atomically; the weights are untouched)."""
+def write_temperatures(path: str | Path, temperatures: dict[str, float],
+                       tta_temperatures: dict[str, float] | None = None) -> None:  # fmt: skip
+    """Store calibration temperatures in a checkpoint (rewritten atomically; the weights are untouched): one set for
+    single-pass answers and, for a model that may be asked with flip averaging, one for the averaged answers."""
     payload = load_checkpoint(path)
     payload["temperatures"] = {name: float(value) for name, value in temperatures.items()}
+    payload.pop("temperatures_tta", None)
+    if tta_temperatures is not None:
+        payload["temperatures_tta"] = {name: float(value) for name, value in tta_temperatures.items()}
     save_checkpoint(resolve_checkpoint_path(path), payload)
+
+
+def write_applicability(path: str | Path, description: dict[str, Any], state: dict[str, torch.Tensor]) -> None:
+    """Store a fitted applicability module (`applicability.Applicability`) in a checkpoint, weights untouched."""
+    payload = load_checkpoint(path)
+    payload["applicability"] = {"description": description, "state": {k: v.detach().cpu() for k, v in state.items()}}
+    save_checkpoint(resolve_checkpoint_path(path), payload)
+
+
+def applicability_of(
+    payload: dict[str, Any], path: str | Path = "checkpoint"
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """The stored applicability module's description and tensors; None for checkpoints fitted without one."""
+    data = payload.get("applicability")
+    if data is None:
+        return None
+    try:
+        description, state = dict(data["description"]), dict(data["state"])
+    except (KeyError, TypeError, ValueError):
+        raise CheckpointError(f"{path}: damaged applicability record ({data!r:.100})") from None
+    if not all(isinstance(v, torch.Tensor) and bool(torch.isfinite(v).all()) for v in state.values()):
+        raise CheckpointError(f"{path}: damaged applicability record (tensors missing or not finite)")
+    return description, state
 
 
 def augmentation_of(payload: dict[str, Any]) -> Augmentation | None:

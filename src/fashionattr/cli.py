@@ -18,6 +18,8 @@ from collections.abc import Sequence
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from fashionattr import __version__
+from fashionattr.commands.examples import attach_examples
+from fashionattr.commands.options import check_required
 from fashionattr.data.labels import LabelFileError
 from fashionattr.data.split import SplitError
 from fashionattr.errors import CheckpointError, RunError, UserError, file_system_error
@@ -43,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(f"fashionattr.commands.{name}").register(subparsers)
+    attach_examples(parser)
     return parser
 
 
@@ -60,6 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+        check_required(args)
     except SystemExit as exc:  # argparse's own exit: --help (0) or a usage error, already printed (2)
         return exc.code if isinstance(exc.code, int) else 2
     _write_file_names_as_bytes()

@@ -11,15 +11,23 @@ import dataclasses
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from fashionattr.data.augmentation import Augmentation, resolve_augmentation
-from fashionattr.data.preprocessing import RESAMPLING
+from fashionattr.applicability import DEFAULT_METHOD, METHODS
 from fashionattr.errors import UserError
 from fashionattr.io import FileReadError, atomic_write_text
+from fashionattr.models.layouts import LAYOUTS
 from fashionattr.parsing import DocumentError, read_document
+
+if TYPE_CHECKING:  # torch comes with these: imported when used, so that `fashionattr --help` stays instant
+    from fashionattr.data.augmentation import Augmentation
+
+OPTIMIZERS = ("adamw", "sgd")
+AMP_MODES = ("auto", "off", "bf16", "fp16")
+CACHE_MODES = ("auto", "build", "off")
+SELECT_METRICS = ("mean_accuracy", "map", "loss")
 
 
 @dataclass
@@ -62,6 +70,9 @@ class TrainConfig:
     early_stop: int | None = None
     max_bad_fraction: float = 0.01
     tta: bool = False
+    applicability: str = DEFAULT_METHOD
+    applicability_weight: float = 0.5
+    applicability_negatives: float = 1.0
     augment: str = "standard"
     flip: bool | None = None
     zoom: list[float] | None = None
@@ -77,6 +88,8 @@ class TrainConfig:
 
     def augmentation(self) -> Augmentation:
         """The augmentation preset with this config's settings."""
+        from fashionattr.data.augmentation import resolve_augmentation
+
         return resolve_augmentation(self.augment, flip=self.flip, zoom=self.zoom, shift=self.shift,
                                     color_jitter=self.color_jitter)  # fmt: skip
 
@@ -184,6 +197,8 @@ def _float_pair(text: str, what: str) -> list[float]:
 
 def validate(config: TrainConfig) -> None:
     """The ranges and choices of every setting; the first one wrong is a user error."""
+    from fashionattr.data.preprocessing import RESAMPLING
+
     c = config
     checks = [
         (bool(c.data), "no dataset given"),
@@ -201,11 +216,16 @@ def validate(config: TrainConfig) -> None:
         (0.0 <= c.drop_rate < 1.0, f"drop rate must be in [0, 1), got {c.drop_rate}"),
         (c.clip_grad is None or c.clip_grad > 0, f"clip grad must be positive (or empty for none), got {c.clip_grad}"),
         (c.ema_decay is None or 0.0 <= c.ema_decay < 1.0, f"EMA decay must be in [0, 1) (0: off), got {c.ema_decay}"),
-        (c.optimizer in ("adamw", "sgd"), f"optimizer must be adamw or sgd, got {c.optimizer!r}"),
-        (c.amp in ("auto", "off", "bf16", "fp16"), f"amp must be auto, off, bf16 or fp16, got {c.amp!r}"),
-        (c.cache in ("auto", "build", "off"), f"cache must be auto, build or off, got {c.cache!r}"),
-        (c.layout in ("per-attribute", "multitask", "grouped"),
-         f"layout must be per-attribute, multitask or grouped, got {c.layout!r}"),
+        (c.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {c.optimizer!r}"),
+        (c.amp in AMP_MODES, f"amp must be one of {', '.join(AMP_MODES)}, got {c.amp!r}"),
+        (c.cache in CACHE_MODES, f"cache must be one of {', '.join(CACHE_MODES)}, got {c.cache!r}"),
+        (c.layout in LAYOUTS, f"layout must be one of {', '.join(LAYOUTS)}, got {c.layout!r}"),
+        (0.0 <= c.applicability_weight <= 10.0,
+         f"applicability weight must be in [0, 10] (0: no applicability head), got {c.applicability_weight}"),
+        (0.0 <= c.applicability_negatives <= 1.0,
+         f"applicability negatives must be in [0, 1], got {c.applicability_negatives}"),
+        (c.applicability in (*METHODS, "none"),
+         f"applicability must be one of {', '.join(METHODS)} or none, got {c.applicability!r}"),
         (c.interpolation is None or c.interpolation in RESAMPLING,
          f"interpolation must be one of {', '.join(RESAMPLING)}, got {c.interpolation!r}"),
         (0.0 <= c.max_bad_fraction <= 1.0, f"max bad fraction must be in [0, 1], got {c.max_bad_fraction}"),
@@ -215,8 +235,8 @@ def validate(config: TrainConfig) -> None:
         (c.early_stop is None or c.early_stop >= 1, f"early stop must be at least 1 epoch, got {c.early_stop}"),
         (c.max_steps_per_epoch is None or c.max_steps_per_epoch >= 1,
          f"max steps per epoch must be at least 1, got {c.max_steps_per_epoch}"),
-        (c.select_metric in ("mean_accuracy", "map", "loss"),
-         f"select metric must be mean_accuracy, map or loss, got {c.select_metric!r}"),
+        (c.select_metric in SELECT_METRICS,
+         f"select metric must be one of {', '.join(SELECT_METRICS)}, got {c.select_metric!r}"),
         (bool(c.attributes), "attributes must name at least one attribute, or 'all'"),
     ]  # fmt: skip
     for ok, message in checks:

@@ -24,7 +24,7 @@ from fashionattr.data.augmentation import Augmentation, augment_batch, flip_aver
 from fashionattr.data.preprocessing import Preprocessing, normalize_batch
 from fashionattr.distributed import DistributedContext, gather_objects
 from fashionattr.errors import RunError
-from fashionattr.losses import masked_cross_entropy
+from fashionattr.losses import applicability_loss, masked_cross_entropy
 from fashionattr.metrics import AttributePredictions
 
 
@@ -48,6 +48,14 @@ class StepSettings:
     check_every: int = 20
     temperatures: Mapping[str, float] | None = None
     """Per attribute, the calibration temperature evaluation divides the logits by (none while training)."""
+    tta_temperatures: Mapping[str, float] | None = None
+    """Per attribute, the temperature of flip-averaged answers (`tempered`), fitted on them."""
+    applicability_weight: float = 0.0
+    """Share of the applicability head's loss in the total (networks with the head; `losses.applicability_loss`)."""
+    unlabelled_weight: float = 0.0
+    """Weight of an image as a negative for the attributes it is not labelled for (`losses.applicability_loss`)."""
+    invisible: tuple[int, ...] = ()
+    """Per attribute (in `attributes` order), its `Invisible` class, or -1 where it has none."""
 
 
 def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
@@ -121,6 +129,12 @@ def train_one_epoch(
             logits, settings.attributes, attribute_index, targets, maybe,
             maybe_weight=settings.maybe_weight, label_smoothing=settings.label_smoothing,
         )  # fmt: skip
+        applicability = getattr(logits, "applicability", None)
+        if applicability is not None:
+            invisible = torch.tensor(settings.invisible, device=device)
+            loss = loss + settings.applicability_weight * applicability_loss(
+                applicability, attribute_index, targets, invisible, settings.unlabelled_weight
+            )
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
@@ -175,6 +189,25 @@ def probabilities_from_logits(
     return out
 
 
+def tempered(probabilities: Mapping[str, torch.Tensor],
+             temperatures: Mapping[str, float] | None) -> dict[str, torch.Tensor]:  # fmt: skip
+    """Probabilities recalibrated as if their logits had been divided by each attribute's temperature.
+
+    softmax(log p / T) equals softmax(logits / T) for a single pass; for flip-averaged probabilities it applies the
+    temperature fitted on averaged answers to the averaged answer, the mode it was fitted in. The argmax never moves.
+    """
+    temperatures = temperatures or {}
+    out = {}
+    for name, values in probabilities.items():
+        temperature = float(temperatures.get(name, 1.0))
+        values = values.float()
+        if temperature != 1.0:
+            tiny = torch.finfo(values.dtype).tiny
+            values = (values.clamp_min(tiny).log() / temperature).softmax(dim=1)
+        out[name] = values
+    return out
+
+
 @torch.no_grad()
 def predict_probabilities(
     model: nn.Module,
@@ -190,12 +223,16 @@ def predict_probabilities(
     """
     batch = prepare_images(images, settings, generator=None)
 
-    def probabilities(inputs: torch.Tensor) -> dict[str, torch.Tensor]:
+    def probabilities(inputs: torch.Tensor, temperatures: Mapping[str, float] | None) -> dict[str, torch.Tensor]:
         with autocast(inputs.device, settings.amp_dtype):
             outputs = model(inputs, attribute_index)
-        return probabilities_from_logits(outputs, settings.temperatures)
+        return probabilities_from_logits(outputs, temperatures)
 
-    return flip_averaged(probabilities, batch, settings.attributes) if tta else probabilities(batch)
+    if not tta:
+        return probabilities(batch, settings.temperatures)
+    # Flip averaging averages the raw answers, then applies the temperature fitted on averaged answers.
+    averaged = flip_averaged(lambda inputs: probabilities(inputs, None), batch, settings.attributes)
+    return tempered(averaged, settings.tta_temperatures)
 
 
 @dataclass

@@ -14,6 +14,11 @@ class CheckpointError(UserError):
     """A checkpoint file is missing, damaged, unsafe or not ours; the message says which and what to do."""
 
 
+class UnavailableError(UserError):
+    """Something the command needs is not answering now (a database server down or unreachable); trying again later
+    may work. The service answers it with 503 and `Retry-After`, never as the client's mistake."""
+
+
 class RunError(Exception):
     """A run that cannot go on for a reason that is not a bug (training diverged): the CLI prints it and exits 1."""
 

@@ -3,26 +3,34 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 
+from fashionattr.applicability import THRESHOLD
 from fashionattr.checkpoint import model_from_checkpoint, resolve_checkpoint_path, temperatures_of
 from fashionattr.data.cache import describe_cache_miss, open_cache
+from fashionattr.data.complete_labels import Truth, read_complete
 from fashionattr.data.dataset import DatasetRoot
 from fashionattr.data.datasets import LabelledImages, collate
+from fashionattr.data.images import ImageError
 from fashionattr.data.labels import LabelRecord
 from fashionattr.data.split import apply_split, choose_split, read_split
 from fashionattr.distributed import DistributedContext
 from fashionattr.engine import StepSettings, evaluate, resolve_amp
 from fashionattr.errors import UserError
 from fashionattr.metrics import AttributePredictions, Scores, score
-from fashionattr.run_dir import REPORT_NAME, SCORES_NAME, RunDir, confusion_plot_name
+from fashionattr.run_dir import REPORT_NAME, SCORES_NAME, TAG_PLOT_NAME, TAGS_NAME, RunDir, confusion_plot_name
 from fashionattr.schema import Schema, schema_mismatch
+from fashionattr.tag_scores import UNDECIDED_TRUTH, TagAnswers, TagScores, score_tags
+
+if TYPE_CHECKING:
+    from fashionattr.inference.predictor import Predictor
 
 
 @dataclass
@@ -30,6 +38,7 @@ class Evaluation:
     scores: Scores
     predictions: dict[str, AttributePredictions]
     schema: Schema
+    dataset: Path
     records: dict[str, list[LabelRecord]]
     """Per attribute, the scored images in the row order of `predictions` (unreadable ones left out)."""
     skipped: list[tuple[str, str]]
@@ -122,20 +131,67 @@ def evaluate_checkpoint(
         model = model.to(memory_format=torch.channels_last)
     settings = StepSettings(attributes=attributes, preprocessing=preprocessing, augmentation=None,
                             amp_dtype=resolve_amp("auto", context.device), channels_last=channels_last,
-                            temperatures=temperatures_of(payload, path) if calibrated else None)  # fmt: skip
+                            temperatures=temperatures_of(payload, path) if calibrated else None,
+                            tta_temperatures=temperatures_of(payload, path, tta=True) if calibrated else None,
+                            )  # fmt: skip
     num_classes = {name: schema.attribute(name).num_classes for name in attributes}
     result = evaluate(model, loader, context, settings, num_classes, tta=tta)
     scored = {name: [images.records[i] for i in result.indices[name]] for name in attributes}
     return Evaluation(score(schema.subset(attributes), result.predictions), result.predictions,
-                      schema.subset(attributes), scored, result.skipped,
+                      schema.subset(attributes), dataset.path, scored, result.skipped,
                       str(cache.directory) if cache is not None else None)  # fmt: skip
 
 
-def write_evaluation(result: Evaluation, out: Path) -> None:
-    """scores.json, a confusion-matrix PNG per attribute and report.md in `out`."""
+def score_catalogue_tags(predictor: Predictor, root: Path, truth: Truth, labelled: Mapping[str, str],
+                         batch_size: int = 64, workers: int = 2,
+                         allowed: Mapping[str, Collection[str]] | None = None) -> TagScores:  # fmt: skip
+    """Every attribute the predictor answers, asked of every image in `truth`, scored as a catalogue shows tags.
+
+    `labelled` gives each image's labelled attribute (for the table of how often each attribute is tagged on each
+    labelled set); `allowed`, where given for an image, the only attributes it may be tagged with (its product
+    category's, `Schema.categories`); unreadable images are left out.
+    """
+    paths = sorted(truth)
+    columns: dict[str, list[tuple[int, int, float, bool]]] = {name: [] for name in predictor.attributes}
+    groups: list[str] = []
+    for path, prediction in zip(paths, predictor.predict_paths([root / p for p in paths], batch_size, workers),
+                                strict=True):  # fmt: skip
+        if isinstance(prediction, ImageError):
+            continue
+        groups.append(labelled.get(path, "unlabelled"))
+        for name, answer in prediction.attributes.items():
+            known = truth[path].get(name, None)
+            value = UNDECIDED_TRUTH if known is None else known
+            shown = answer.applies and (allowed is None or path not in allowed or name in allowed[path])
+            columns[name].append((value, answer.index, answer.applicability, shown))
+    answers = {}
+    for name, rows in columns.items():
+        table = np.array(rows, dtype=float).reshape(-1, 4)
+        answers[name] = TagAnswers(truth=table[:, 0].astype(int), predicted=table[:, 1].astype(int),
+                                   applicability=table[:, 2], applies=table[:, 3].astype(bool),
+                                   invisible_index=predictor.invisible.get(name))  # fmt: skip
+    return score_tags(answers, groups)
+
+
+def evaluate_tags(checkpoint: str | Path, complete: str | Path, result: Evaluation, root: Path, tta: bool = False,
+                  workers: int = 2, device: str = "auto", calibrated: bool = True) -> TagScores:  # fmt: skip
+    """The tags a catalogue shows for the images `result` scored, against the complete labels in `complete`."""
+    from fashionattr.inference.predictor import Predictor
+
+    predictor = Predictor.from_path(checkpoint, device=device, tta=tta, calibrated=calibrated)
+    records = [record for rows in result.records.values() for record in rows]
+    wanted = {record.path for record in records}
+    truth = {path: answers for path, answers in read_complete(complete, predictor.schema).items() if path in wanted}
+    if not truth:
+        raise UserError(f"{complete}: holds none of the {len(wanted)} images evaluated; is it this dataset's file?")
+    return score_catalogue_tags(predictor, root, truth, {r.path: r.attribute for r in records}, workers=workers)
+
+
+def write_evaluation(result: Evaluation, out: Path, tags: TagScores | None = None) -> None:
+    """scores.json, a confusion-matrix PNG per attribute and report.md in `out`; with `tags`, tags.json and its plot."""
     from fashionattr.calibration import expected_calibration_error
     from fashionattr.io import atomic_write_text
-    from fashionattr.report import markdown_table, plot_confusion, run_scores_table
+    from fashionattr.report import markdown_table, plot_confusion, plot_tag_curves, run_scores_table, tag_scores_section
 
     errors = {name: expected_calibration_error(p) for name, p in result.predictions.items() if len(p)}
     finite_errors = {name: None if np.isnan(e) else e for name, e in errors.items()}
@@ -153,6 +209,11 @@ def write_evaluation(result: Evaluation, out: Path) -> None:
         name = confusion_plot_name(attribute.short_name)
         plot_confusion(entry.confusion, attribute.classes, attribute.short_name, out / name)
         lines += [f"## {attribute.short_name}", "", f"![{attribute.short_name}]({name})", ""]
+    if tags is not None:
+        record = tags.to_dict()
+        atomic_write_text(out / TAGS_NAME, json.dumps(record, indent=1))
+        plot_tag_curves(record["curves"], out / TAG_PLOT_NAME, marked=THRESHOLD)
+        lines += tag_scores_section(record, TAG_PLOT_NAME)
     if result.skipped:
         lines += ["## Skipped images", "", *[f"- {p}: {reason}" for p, reason in result.skipped], ""]
     atomic_write_text(out / REPORT_NAME, "\n".join(lines))

@@ -27,6 +27,7 @@ from typing import Any
 from fashionattr.config import TrainConfig
 from fashionattr.errors import UserError
 from fashionattr.io import atomic_write_text
+from fashionattr.models.layouts import LAYOUTS, layout_of
 from fashionattr.names import child, name_problem
 from fashionattr.parsing import read_document
 from fashionattr.report import NO_ANSWER_COUNTED
@@ -53,7 +54,11 @@ class Cell:
     @property
     def column(self) -> str:
         """The result table's column: the study's network name, with the layout added for non-study layouts."""
-        return self.arch if self.layout == "per-attribute" else f"{self.arch} ({self.layout})"
+        return self.arch if self.one_model_per_attribute else f"{self.arch} ({self.layout})"
+
+    @property
+    def one_model_per_attribute(self) -> bool:
+        return layout_of(self.layout).one_model_per_attribute
 
 
 @dataclass(frozen=True)
@@ -87,8 +92,6 @@ def parse_list(text: str | Sequence[str], what: str) -> list[str]:
 
 
 def check_layouts(layouts: Sequence[str]) -> None:
-    from fashionattr.models import LAYOUTS
-
     unknown = [layout for layout in layouts if layout not in LAYOUTS]
     if unknown:
         raise UserError(f"unknown layout(s) {', '.join(unknown)} in --layouts; choose from {', '.join(LAYOUTS)}")
@@ -96,7 +99,7 @@ def check_layouts(layouts: Sequence[str]) -> None:
 
 def check_archs(archs: Sequence[str]) -> None:
     """Fail before the first cell, not after hours of training, on a misspelt network name."""
-    from fashionattr.models import timm_model_name
+    from fashionattr.models.backbones import timm_model_name
 
     for arch in archs:
         problem = name_problem(arch)
@@ -134,7 +137,7 @@ def plan_cells(
         for arch in archs:
             # Every component is checked on its way into the path, so no cell folder can lie outside the grid's.
             folder = child(child(grid_dir, layout, "layout"), arch, "architecture")
-            if layout == "per-attribute":
+            if layout_of(layout).one_model_per_attribute:
                 for attribute in attributes:
                     directory = child(folder, attribute.short_name, "attribute")
                     name = f"{layout}/{arch}/{attribute.short_name}"
@@ -181,7 +184,7 @@ def resolve_split(config: TrainConfig, grid_dir: Path) -> str:
 
 def cell_config(base: TrainConfig, cell: Cell) -> TrainConfig:
     """The base settings with this cell's network, layout and attributes; per-attribute `train` adds the folder."""
-    out = cell.directory.parent if cell.layout == "per-attribute" else cell.directory
+    out = cell.directory.parent if cell.one_model_per_attribute else cell.directory
     return replace(base, arch=cell.arch, layout=cell.layout, attributes=list(cell.attributes), out=str(out))
 
 

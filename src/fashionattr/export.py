@@ -29,6 +29,7 @@ from fashionattr.inference.onnx_format import (
     META_PREPROCESSING,
     META_SCHEMA,
     META_SPEC,
+    applicability_output,
     input_name,
 )
 from fashionattr.inference.torch_backend import (
@@ -56,6 +57,7 @@ class ServingGraph(nn.Module):
         super().__init__()
         self.loaded = list(models)
         self.networks = nn.ModuleList(m.model for m in self.loaded)
+        self.deciders = nn.ModuleList(m.applicability for m in self.loaded if m.applicability is not None)
         self.inputs = distinct_inputs([m.preprocessing for m in self.loaded])
         self.keys = [p.pixel_key for p in self.inputs]
         self.attributes = list(attributes)
@@ -65,13 +67,16 @@ class ServingGraph(nn.Module):
 
     def forward(self, *images: torch.Tensor) -> tuple[torch.Tensor, ...]:
         probs: dict[str, torch.Tensor] = {}
+        applies: dict[str, torch.Tensor] = {}
         features = []
-        for loaded, network in zip(self.loaded, self.networks, strict=True):
+        for loaded in self.loaded:  # `self.networks` registers the same modules, for tracing
             batch = images[self.keys.index(loaded.preprocessing.pixel_key)]
-            pooled, model_probs = model_outputs(network, loaded.preprocessing, batch, loaded.temperatures)
+            pooled, model_probs, scores = model_outputs(loaded, batch)
             features.append(pooled)
             probs.update(model_probs)
-        return (*(probs[name] for name in self.attributes), joint_embedding(features))
+            applies.update(scores)
+        return (*(probs[name] for name in self.attributes), joint_embedding(features),
+                *(applies[name] for name in self.attributes))  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -104,7 +109,7 @@ def export_onnx(
     _check_size(graph, source)
     samples = tuple(_sample_batch(p.img_size, batch=2) for p in graph.inputs)
     with torch.no_grad():
-        embedding_size = int(graph(*samples)[-1].shape[1])
+        embedding_size = int(graph(*samples)[len(attributes)].shape[1])
     model = onnx.load_model_from_string(_trace(graph, samples, opset))
     inputs = _input_metadata(graph)
     metadata = {
@@ -140,7 +145,8 @@ def _sample_batch(size: int, batch: int) -> torch.Tensor:
 
 def _trace(graph: ServingGraph, samples: tuple[torch.Tensor, ...], opset: int) -> bytes:
     """The legacy TorchScript exporter: it needs no onnxscript and handles timm's CNNs with a dynamic batch."""
-    names = [*graph.input_names(), *graph.attributes, EMBEDDING_OUTPUT]
+    outputs = [*graph.attributes, EMBEDDING_OUTPUT, *(applicability_output(a) for a in graph.attributes)]
+    names = [*graph.input_names(), *outputs]
     buffer = io.BytesIO()
     try:
         with warnings.catch_warnings():
@@ -149,7 +155,7 @@ def _trace(graph: ServingGraph, samples: tuple[torch.Tensor, ...], opset: int) -
             # The legacy exporter writes to any file object; its type hints only admit paths.
             torch.onnx.export(
                 graph, samples, buffer, input_names=graph.input_names(),  # type: ignore[arg-type]
-                output_names=[*graph.attributes, EMBEDDING_OUTPUT], dynamic_axes={n: {0: "batch"} for n in names},
+                output_names=outputs, dynamic_axes={n: {0: "batch"} for n in names},
                 opset_version=opset, do_constant_folding=True, dynamo=False,
             )  # fmt: skip
     except (ValueError, torch.onnx.errors.OnnxExporterError) as exc:
@@ -171,6 +177,7 @@ def _spec_metadata(graph: ServingGraph, embedding_size: int) -> dict[str, Any]:
     return {
         "attributes": graph.attributes,
         "outputs": {a: "probabilities (N, classes), softmax in schema class order" for a in graph.attributes},
+        "applicability_outputs": {a: applicability_output(a) for a in graph.attributes},
         "embedding": EMBEDDING_OUTPUT,
         "embedding_size": embedding_size,
         "models": [
@@ -181,6 +188,9 @@ def _spec_metadata(graph: ServingGraph, embedding_size: int) -> dict[str, Any]:
                 "preprocessing": m.preprocessing.to_dict(),
                 "trained_with_flip": m.trained_with_flip,
                 "temperatures": m.temperatures,
+                "tta_temperatures": m.tta_temperatures,
+                "calibrated": bool(m.temperatures),
+                "applicability": m.applicability.describe() if m.applicability is not None else None,
                 "input": names[graph.keys.index(m.preprocessing.pixel_key)],
             }
             for m in graph.loaded

@@ -74,3 +74,22 @@ def masked_cross_entropy(
         total = total + attribute_sum
         per_attribute[name] = (attribute_sum / rows.sum().clamp(min=1)).detach()
     return total / max(batch_size, 1), per_attribute
+
+
+def applicability_loss(scores: Tensor, attribute_index: Tensor, targets: Tensor, invisible: Tensor,
+                       unlabelled_weight: float) -> Tensor:  # fmt: skip
+    """Weighted binary cross-entropy of the applicability head (N, A): does each image show each attribute's part?
+
+    An image shows the attribute it is labelled for (a positive), unless labelled `Invisible` there (a negative, as
+    sure). Whether it shows the others nobody said, so it is their negative at `unlabelled_weight` only: a look that
+    those attributes' own images share (a sleeve on a skirt photo) stays positive, one only other attributes' images
+    have (a neckline close-up, for a skirt) is learned as negative. `invisible` holds each attribute's `Invisible`
+    class (-1 where it has none). The mean over images, each counted once for its own attribute.
+    """
+    count, columns = scores.shape
+    own = F.one_hot(attribute_index.long(), columns).bool()
+    shows_own = targets != invisible.to(targets.device)[attribute_index.long()]
+    target = (own & shows_own[:, None]).float()
+    weight = torch.where(own, torch.ones_like(target), torch.full_like(target, unlabelled_weight))
+    losses = F.binary_cross_entropy_with_logits(scores.float(), target, weight=weight, reduction="sum")
+    return losses / max(count, 1)

@@ -144,7 +144,8 @@ def plot_grid_bars(table: dict[str, dict[str, float]], path: str | Path, title: 
 
 
 def plot_reliability(attributes: dict[str, dict[str, Any]], path: str | Path) -> None:
-    """Reliability diagram, a panel per attribute: hit rate per confidence bin before and after calibration.
+    """Reliability diagram, a panel per attribute: hit rate per confidence bin before and after calibration, with the
+    number of images in each calibrated bin.
 
     `attributes` maps an attribute to its `calibration.json` entry (`reliability_before`/`_after` with `edges`,
     `counts`, `confidence`, `accuracy`; `ece_before`/`_after`). A perfectly calibrated model's bars touch the
@@ -169,6 +170,10 @@ def plot_reliability(attributes: dict[str, dict[str, Any]], path: str | Path) ->
             ece = entry.get(f"ece_{key}")
             axes.bar(centres[shown], np.asarray(bins["accuracy"])[shown], width=width / 2, color=colour,
                      label=f"{label} (ECE {100 * ece:.1f}%)" if ece is not None else label)  # fmt: skip
+            if key == "after":  # how many images each calibrated bin holds: a bin of a few swings
+                for x, height, count in zip(centres[shown], np.asarray(bins["accuracy"])[shown], counts[shown],
+                                            strict=True):  # fmt: skip
+                    axes.text(x, min(height + 0.02, 0.95), f"{int(count)}", ha="center", fontsize=5, color=colour)
         axes.plot([0, 1], [0, 1], color="black", linewidth=0.8, linestyle="--")
         axes.set(xlim=(0, 1), ylim=(0, 1), title=f"{name.removesuffix('_labels')} (T={entry['temperature']:.2f})",
                  xlabel="confidence", ylabel="hit rate")  # fmt: skip
@@ -177,6 +182,67 @@ def plot_reliability(attributes: dict[str, dict[str, Any]], path: str | Path) ->
     for axes in axes_grid[len(names) :]:
         axes.set_visible(False)
     _save(figure, path)
+
+
+def plot_tag_curves(curves: dict[str, dict[str, list[Any]]], path: str | Path,
+                    marked: float | None = None) -> None:  # fmt: skip
+    """Tag precision against tag recall as the applicability threshold moves: all attributes pooled, and each one.
+
+    `marked` is the threshold the model uses, drawn as a dot on every curve.
+    """
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(6.4, 4.8), layout="constrained")
+    axes = figure.subplots()
+    for name, curve in curves.items():
+        recall, precision = np.array(curve["recall"], dtype=float), np.array(curve["precision"], dtype=float)
+        pooled = name == "all"
+        axes.plot(recall, precision, label="all attributes" if pooled else name.removesuffix("_labels"),
+                  color="black" if pooled else None, linewidth=2.2 if pooled else 1.0)  # fmt: skip
+        if marked is not None:
+            at = int(np.argmin(np.abs(np.array(curve["threshold"]) - marked)))
+            axes.plot([recall[at]], [precision[at]], "o", color="black" if pooled else axes.lines[-1].get_color())
+    axes.set(xlim=(0, 1.01), ylim=(0, 1.01), xlabel="tag recall (share of what the photos show, tagged right)",
+             ylabel="tag precision (share of tags shown, right)",
+             title="Tags as a catalogue shows them, over the applicability threshold")  # fmt: skip
+    axes.title.set_fontsize(10)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=7, loc="lower left", ncols=2)
+    _save(figure, path)
+
+
+TAG_HEADER = ("attribute", "tags shown", "precision %", "values shown in photos", "recall %", "on a photo showing the "
+              "part %", "parts shown tagged %")  # fmt: skip
+
+
+def tag_scores_section(scores: dict[str, Any], plot_name: str | None = None) -> list[str]:
+    """Markdown: tag precision and recall per attribute and overall, how often each attribute is tagged per labelled
+    set, and the precision-recall plot (`TagScores.to_dict()`)."""
+
+    def row(name: str, entry: dict[str, Any]) -> list[str]:
+        return [name, str(entry["shown"]), _percent_cell(entry["precision"]), str(entry["visible"]),
+                _percent_cell(entry["recall"]), _percent_cell(entry.get("decision_precision")),
+                _percent_cell(entry.get("decision_recall"))]  # fmt: skip
+
+    rows = [row(name.removesuffix("_labels"), entry) for name, entry in scores["attributes"].items()]
+    rows.append(row("**all**", scores["overall"]))
+    lines = ["## Tags as a catalogue shows them", "",
+             f"Every attribute asked of each of {scores['images']} images, scored against complete labels: a tag is "
+             "shown only where the model decides the attribute applies. Precision: of the tags shown (where the truth "
+             "is known), the share right; recall: of the values the photos truly show, the share tagged right. The "
+             "last two columns score the decision alone, whatever the value: the share of tags on photos that show "
+             "the part, and the share of shown parts tagged.", "",
+             markdown_table(rows, TAG_HEADER)]  # fmt: skip
+    rates = scores.get("tag_rates") or {}
+    if rates:
+        names = list(scores["attributes"])
+        table = [[group.removesuffix("_labels"), *(_percent_cell(rates[group].get(name)) for name in names)]
+                 for group, _ in rates.items()]  # fmt: skip
+        lines += ["", "How often each attribute is tagged (%), by the attribute each image is labelled for:", "",
+                  markdown_table(table, ["labelled", *(n.removesuffix("_labels") for n in names)])]  # fmt: skip
+    if plot_name:
+        lines += ["", f"![tag precision and recall]({plot_name})"]
+    return [*lines, ""]
 
 
 def _plot_series(axes: Any, epochs: Sequence[Any], values: Sequence[Any], label: str, **style: Any) -> None:

@@ -150,6 +150,9 @@ class RunDir:
 SCORES_NAME = "scores.json"
 REPORT_NAME = "report.md"
 """Written by a run (the best epoch's scores, the run's report) and, under the same names, by an evaluation."""
+TAGS_NAME = "tags.json"
+TAG_PLOT_NAME = "tag-precision-recall.png"
+"""Written by an evaluation with complete labels: the tags a catalogue shows, scored, and their curve."""
 
 LOCK_NAME = ".lock"
 """In any folder a process writes as a whole (a run, a per-attribute run's attribute, a grid cell, an eval folder)."""

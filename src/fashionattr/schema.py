@@ -40,6 +40,11 @@ class Attribute:
         """`coat_length_labels` -> `coat_length`, the name used in tables."""
         return self.name.removesuffix("_labels")
 
+    @property
+    def label(self) -> str:
+        """`coat_length_labels` -> `Coat length`, the name shown to people on pages and pictures."""
+        return self.short_name.replace("_", " ").capitalize()
+
     def class_index(self, class_name: str) -> int:
         try:
             return self.classes.index(class_name)
@@ -58,6 +63,9 @@ class Schema:
     name: str
     attributes: tuple[Attribute, ...]
     groupings: Mapping[str, Grouping] = field(default_factory=dict)
+    categories: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Product category -> the attributes a photo of it can show (a skirt: its length; trousers: theirs), for
+    catalogues whose photos come filed under categories (`catalog index --categories`)."""
 
     def __post_init__(self) -> None:
         _validate(self, source="schema")
@@ -109,7 +117,8 @@ class Schema:
         for gname, groups in self.groupings.items():
             trimmed = tuple((g, tuple(a for a in members if a in keep)) for g, members in groups)
             groupings[gname] = tuple((g, members) for g, members in trimmed if members)
-        return Schema(name=self.name, attributes=attrs, groupings=groupings)
+        categories = {c: tuple(a for a in members if a in keep) for c, members in self.categories.items()}
+        return Schema(name=self.name, attributes=attrs, groupings=groupings, categories=categories)
 
     def grouping(self, name: str) -> Grouping:
         if name not in self.groupings:
@@ -122,6 +131,7 @@ class Schema:
             "name": self.name,
             "attributes": [{"name": a.name, "classes": list(a.classes)} for a in self.attributes],
             "groupings": {g: {name: list(members) for name, members in groups} for g, groups in self.groupings.items()},
+            "categories": {category: list(members) for category, members in self.categories.items()},
         }
 
     @classmethod
@@ -147,10 +157,18 @@ class Schema:
             if not isinstance(groups, dict) or not all(isinstance(m, list) for m in groups.values()):
                 raise SchemaError(f"{source}: grouping {gname!r} must map group names to lists of attribute names")
             groupings[str(gname)] = tuple((str(g), tuple(str(m) for m in members)) for g, members in groups.items())
+        raw_categories = data.get("categories") or {}
+        if not isinstance(raw_categories, dict) or not all(
+            isinstance(members, list) and all(isinstance(m, str) for m in members)
+            for members in raw_categories.values()
+        ):
+            raise SchemaError(f"{source}: 'categories' must map a product category to a list of attribute names")
+        categories = {str(c): tuple(members) for c, members in raw_categories.items()}
         schema = object.__new__(cls)
         object.__setattr__(schema, "name", str(data.get("name", Path(source).stem)))
         object.__setattr__(schema, "attributes", tuple(attrs))
         object.__setattr__(schema, "groupings", groupings)
+        object.__setattr__(schema, "categories", categories)
         _validate(schema, source=source)
         return schema
 
@@ -191,6 +209,11 @@ def _validate(schema: Schema, source: str) -> None:
                 if member in placed:
                     raise SchemaError(f"{source}: grouping {gname!r} puts attribute {member!r} in two groups")
                 placed.add(member)
+    for category, members in schema.categories.items():
+        unknown = [m for m in members if m not in seen]
+        if not category.strip() or unknown:
+            raise SchemaError(f"{source}: category {category!r} names unknown attribute(s) {', '.join(unknown)}; "
+                              f"known attributes are: {', '.join(schema.names)}")  # fmt: skip
 
 
 def _check_file_name(attr: Attribute, short_names: dict[str, str], source: str) -> None:
@@ -305,6 +328,16 @@ FASHIONAI = Schema.from_dict(
                     "coat_length_labels", "pant_length_labels", "skirt_length_labels", "sleeve_length_labels",
                 ],
             },
+        },
+        "categories": {
+            "skirt": ["skirt_length_labels"],
+            "trousers": ["pant_length_labels"],
+            "dress": ["skirt_length_labels", "sleeve_length_labels", "neckline_design_labels", "collar_design_labels",
+                      "neck_design_labels"],
+            "top": ["sleeve_length_labels", "neckline_design_labels", "collar_design_labels", "neck_design_labels"],
+            "shirt": ["sleeve_length_labels", "collar_design_labels", "neckline_design_labels"],
+            "jacket": ["coat_length_labels", "sleeve_length_labels", "lapel_design_labels", "collar_design_labels"],
+            "coat": ["coat_length_labels", "sleeve_length_labels", "lapel_design_labels", "collar_design_labels"],
         },
     },
     source="built-in FashionAI schema",

@@ -5,20 +5,21 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import nn
 
 from fashionattr.bench.context import BenchContext
 from fashionattr.data.datasets import LabelledImages, collate
 from fashionattr.data.preprocessing import Preprocessing
-from fashionattr.models import MultiTaskNet, create_model, model_preprocessing
+from fashionattr.models.backbones import model_preprocessing
+from fashionattr.models.networks import AttributeNet, MultiTaskNet, create_model
 
 
 def new_model(context: BenchContext, layout: str = "multitask", attributes: list[str] | None = None,
-              arch: str | None = None, seed: int = 0) -> nn.Module:  # fmt: skip
+              arch: str | None = None, seed: int = 0) -> AttributeNet:  # fmt: skip
     """A freshly initialised model of the bench's architecture (the same seed gives the same weights)."""
     torch.manual_seed(seed)
     model = create_model(arch or context.settings.arch, context.data.schema, layout=layout, attributes=attributes)
-    return model.to(context.device)
+    model.to(context.device)
+    return model
 
 
 def shared_multitask(context: BenchContext) -> MultiTaskNet:

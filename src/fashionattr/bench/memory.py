@@ -19,7 +19,8 @@ from fashionattr.bench.context import BenchContext
 from fashionattr.bench.core import Figure
 from fashionattr.bench.isolation import run_probe
 from fashionattr.checkpoint import save_checkpoint
-from fashionattr.models import create_model, model_preprocessing
+from fashionattr.models.backbones import model_preprocessing
+from fashionattr.models.networks import create_model
 from fashionattr.run_dir import RunDir
 
 FLAT_LIMIT = 1.10

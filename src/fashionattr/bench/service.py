@@ -19,7 +19,7 @@ from fashionattr.bench.context import BenchContext
 from fashionattr.bench.core import Figure, Variant, compared, measure
 from fashionattr.bench.inputs import bench_preprocessing
 from fashionattr.checkpoint import save_checkpoint
-from fashionattr.models import create_model
+from fashionattr.models.networks import create_model
 from fashionattr.run_dir import RunDir
 from fashionattr.serve.child import serve_in_child
 

@@ -29,7 +29,7 @@ from fashionattr.data.preprocessing import Preprocessing, normalize_batch
 from fashionattr.distributed import DistributedContext
 from fashionattr.engine import StepSettings, prepare_images, resolve_amp, train_one_epoch
 from fashionattr.losses import masked_cross_entropy
-from fashionattr.models import timm_model_name
+from fashionattr.models.backbones import timm_model_name
 from fashionattr.training.optim import build_optimizer, warmup_cosine
 
 

@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from fashionattr.errors import UserError
+from fashionattr.errors import UnavailableError, UserError
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -272,7 +272,7 @@ def _connect(url: str, write: bool) -> Any:
         conn = psycopg.connect(_libpq_url(url), autocommit=True, connect_timeout=15, application_name="fashionattr")
     except psycopg.Error as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(
+        raise UnavailableError(
             f"{shown_location(url)}: cannot connect to PostgreSQL ({without_secrets(reason, url)})"
         ) from None
     if not write:
@@ -308,7 +308,7 @@ class PostgresDatabase(Database):
         transactions, so a long-running service recovers instead of failing every request from then on."""
         if self.conn.broken or self.conn.closed:
             if self.in_transaction:  # its statements so far are gone with it: never carry on outside it
-                raise UserError(f"{self.name}: lost the connection to PostgreSQL in the middle of a transaction "
+                raise UnavailableError(f"{self.name}: lost the connection to PostgreSQL in the middle of a transaction "
                                 "(nothing of it was kept); run the command again")  # fmt: skip
             self.conn.close()
             self.conn = _connect(self.url, self.writable)

@@ -67,6 +67,7 @@ class FacetIndex:
         self.confidences = np.zeros((width, 0), dtype=CONFIDENCE)
         self.generation: int | None = None
         self._shown: tuple[int | None, np.float32, list[np.ndarray]] | None = None
+        self._last: tuple[tuple[object, ...], FacetCounts] | None = None
         self._lock = threading.RLock()
 
     # -- keeping in step ---------------------------------------------------------------------------------------------
@@ -142,9 +143,21 @@ class FacetIndex:
         return matching
 
     def counts(self, filters: Mapping[str, str], min_confidence: float = 0.0) -> FacetCounts:
-        """Facet counts of every attribute for items matching `filters` (attribute -> class) at `min_confidence`."""
+        """Facet counts of every attribute for items matching `filters` (attribute -> class) at `min_confidence`.
+
+        The last answer is kept for its generation: a page view that asks for the counts, the total and the
+        no-value counts one after another counts once."""
         with self._lock:
             self.refresh()
+            asked = (self.generation, tuple(sorted(filters.items())), min_confidence)
+            if self._last is not None and self._last[0] == asked:
+                return self._last[1]
+            answer = self._count(filters, min_confidence)
+            self._last = (asked, answer)
+            return answer
+
+    def _count(self, filters: Mapping[str, str], min_confidence: float) -> FacetCounts:
+        with self._lock:
             shown = self._shown_codes(min_confidence)
             masks = self._filter_masks(filters, shown)
             everything = self._matching(masks)

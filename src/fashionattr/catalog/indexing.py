@@ -104,7 +104,7 @@ def index_catalog(
     root_path = Path(root).resolve()
     if context.enabled and not is_postgres(db):
         raise UserError(f"{shown_location(db)}: tagging on several processes writes into one shared catalogue; "
-                        "give a PostgreSQL one (--db postgresql://user@host/db), or run `catalog index` without "
+                        "give a PostgreSQL one (--catalog postgresql://user@host/db), or run `catalog index` without "
                         "torchrun")  # fmt: skip
     store: CatalogStore | None = None
     try:
@@ -158,7 +158,7 @@ def _set_up(
     try:
         meta = store.meta()
         if "root" in meta and Path(meta["root"]) != root:
-            raise UserError(f"{store.name}: this catalogue indexes {meta['root']}, not {root}; use another --db "
+            raise UserError(f"{store.name}: this catalogue indexes {meta['root']}, not {root}; use another --catalog "
                             "for this folder")  # fmt: skip
         predictor = predictor if predictor is not None else _load(model, load)
         fingerprint = model_fingerprint(model)
@@ -208,7 +208,7 @@ def _changed_files(store: CatalogStore, root: Path, files: Sequence[str], report
     hashes every file. A file that cannot be read, or is not a regular file (a FIFO, a link to a device), is
     recorded as an error at once: it is never handed to the decoder, which could block on it.
     """
-    from tqdm import tqdm
+    from fashionattr.progress import tracked
 
     known = store.known_items()
     failed = store.known_errors()
@@ -216,7 +216,7 @@ def _changed_files(store: CatalogStore, root: Path, files: Sequence[str], report
     pending: list[ItemRow] = []
     unreadable: list[tuple[ItemRow, str]] = []
     touched: list[tuple[int, float, float, str]] = []
-    for rel in tqdm(files, desc="checking", unit="file", disable=not progress, leave=False):
+    for rel in tracked(files, desc="checking", unit="file", enabled=progress, leave=False):
         recorded = known.get(rel)
         if recorded is not None and not rehash and unchanged_by_stat(root / rel, recorded):
             report.unchanged += 1
@@ -244,14 +244,14 @@ def _changed_files(store: CatalogStore, root: Path, files: Sequence[str], report
 def _tag_files(store: CatalogStore, root: Path, pending: Sequence[ItemRow], predictor: Predictor,
                report: IndexReport, batch_size: int, workers: int, progress: bool) -> None:  # fmt: skip
     """Run the model over `pending` and write each batch's rows in one transaction."""
-    from tqdm import tqdm
+    from fashionattr.progress import progress as progress_bar
 
     if not pending:
         return
     known = set(store.known_items())
     states = {str(root / f.path): f for f in pending}
     rows: list[tuple[ItemRow, Any]] = []
-    with tqdm(total=len(pending), desc="tagging", unit="img", disable=not progress) as bar:
+    with progress_bar(len(pending), desc="tagging", unit="img", enabled=progress) as bar:
         for entry in predictor.predict_paths(list(states), batch_size=batch_size, workers=workers, embed=True):
             rows.append((states[_source(entry)], entry))
             if len(rows) >= batch_size:

@@ -166,6 +166,11 @@ class Catalog:
         """`facets` with, per attribute, how many matching items have no value for it, and the matching total."""
         return self.facet_index.counts(dict(filters or {}), min_confidence)
 
+    def no_value_counts(self, filters: Filters | None = None, min_confidence: float = 0.0) -> dict[str, int]:
+        """Per attribute, how many items matching the other attributes' filters it does not apply to (a close-up has
+        no skirt length): what the catalogue page states beside each facet."""
+        return self.facet_counts(filters, min_confidence).not_applicable
+
     def item(self, key: int | str | Path, probabilities: bool = False) -> CatalogItem | None:
         """An item by id, by its stored path (relative to the root), or by a file path inside the root."""
         if isinstance(key, int):

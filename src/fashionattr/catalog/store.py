@@ -149,11 +149,11 @@ def _open_sqlite(path: Path, write: bool) -> CatalogStore:
     state = sqlite_state(path)
     if state == "other":
         raise UserError(f"{path}: not a catalogue database (not an SQLite file); it is left untouched, give "
-                        "another --db")  # fmt: skip
+                        "another --catalog")  # fmt: skip
     if not write:
         if state in ("missing", "empty"):
-            raise UserError(f"{path}: no such catalogue; make one with `fashionattr catalog index DIR --model CKPT "
-                            f"--db {path}`")  # fmt: skip
+            raise UserError(f"{path}: no such catalogue; make one with `fashionattr catalog index MODEL DIR "
+                            f"--catalog {path}`")  # fmt: skip
         peek = SqliteDatabase.open(path, write=False)
         try:
             found = CatalogStore(peek)
@@ -230,24 +230,24 @@ class CatalogStore:
                 raise UserError(f"{self.name}: not a fashionattr catalogue (its {MARKER_TABLE} table is not ours)")
             if meta.get("format") not in READABLE_FORMATS:
                 raise UserError(f"{self.name}: a fashionattr catalogue of format {meta.get('format')}, this version "
-                                f"reads format {FORMAT_VERSION}; index into a new --db")  # fmt: skip
+                                f"reads format {FORMAT_VERSION}; index into a new --catalog")  # fmt: skip
             self.format = str(meta["format"])
             return False
         if not tables:
             if allow_new:
                 return True
             raise UserError(f"{self.name}: no such catalogue (the database is empty); make one with "
-                            "`fashionattr catalog index DIR --model CKPT --db ...`")  # fmt: skip
+                            "`fashionattr catalog index MODEL DIR --catalog ...`")  # fmt: skip
         old: dict[str, str] = {}
         if "meta" in tables and "items" in tables:
             with contextlib.suppress(Exception):  # another program's `meta` table may have any shape
                 old = dict(self.db.execute("SELECT key, value FROM meta"))
         if "model_fingerprint" in old:
             raise UserError(f"{self.name}: a catalogue made by an older fashionattr (format {old.get('format')}); "
-                            "it is left untouched, index the folder into a new --db")  # fmt: skip
+                            "it is left untouched, index the folder into a new --catalog")  # fmt: skip
         shown = ", ".join(sorted(tables)[:6]) + (", ..." if len(tables) > 6 else "")
         raise UserError(f"{self.name}: not a fashionattr catalogue: it holds other tables ({shown}); it is left "
-                        "untouched, give a new or empty database as --db")  # fmt: skip
+                        "untouched, give a new or empty database as --catalog")  # fmt: skip
 
     def create_tables(self) -> None:
         """Make a new catalogue's tables, or check an existing one; one process at a time (setup lock)."""

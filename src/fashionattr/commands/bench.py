@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from fashionattr.commands.options import BATCH, WORKERS, count, number
+from fashionattr.commands.options import BATCH, WORKERS, add_device, add_out, count, number
 from fashionattr.errors import UserError
 
 FIGURE_HELP = (
@@ -36,14 +36,18 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--data", metavar="DIR", help="sample images from this dataset (copied to a temporary "
                         "folder) instead of generating synthetic ones")  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="smaller sizes and no torch.compile (about 2 minutes)")
-    parser.add_argument("--json", metavar="FILE", help="also write the report (machine, settings, figures) as JSON")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    add_out(parser, old=("--json",), help="also write the report (machine, settings, figures) as JSON")
+    add_device(parser)
     parser.add_argument("--arch", help="timm architecture of the model figures (default resnet18)")
-    parser.add_argument("--img-size", type=count(16), help="input side of the model figures (default 224)")
-    parser.add_argument("--batch-size", type=BATCH, help="batch size of the model figures (default 32; quick 8)")
-    parser.add_argument("--per-class", type=count(1), help="images per class, 54 classes (default 10; quick 3)")
-    parser.add_argument("--rounds", type=count(1), help="alternating rounds per comparison (default 3; quick 2)")
-    parser.add_argument("--workers", type=WORKERS, help="loader worker processes (default 2)")
+    parser.add_argument("--img-size", type=count(32), metavar="PX", help="input side of the model figures (default "
+                        "224)")  # fmt: skip
+    parser.add_argument("--batch-size", type=BATCH, metavar="N", help="batch size of the model figures (default 32; "
+                        "quick 8)")  # fmt: skip
+    parser.add_argument("--per-class", type=count(1), metavar="N", help="images per class, 54 classes (default 10; "
+                        "quick 3)")  # fmt: skip
+    parser.add_argument("--rounds", type=count(1), metavar="N", help="alternating rounds per comparison (default 3; "
+                        "quick 2)")  # fmt: skip
+    parser.add_argument("--workers", type=WORKERS, metavar="N", help="loader worker processes (default 2)")
     parser.add_argument("--compile-budget", type=number(0.0), dest="compile_budget_s", metavar="SECONDS",
                         help="time to compile and time torch.compile; 0 skips it (default 200; quick 0)")  # fmt: skip
     parser.add_argument("--memory-images", type=count(1), metavar="N",
@@ -90,23 +94,9 @@ def _parse_sizes(text: str | None) -> tuple[int, ...] | None:
     return sizes
 
 
-def _check(args: argparse.Namespace) -> None:
-    for name in ("img_size", "batch_size", "per_class", "rounds", "memory_images", "embedding_dim"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
-    if args.img_size is not None and args.img_size < 32:
-        raise UserError(f"--img-size must be at least 32 pixels, got {args.img_size}")
-    if args.workers is not None and args.workers < 0:
-        raise UserError(f"--workers must be 0 or more, got {args.workers}")
-    if args.compile_budget_s is not None and args.compile_budget_s < 0:
-        raise UserError(f"--compile-budget must be 0 or more seconds, got {args.compile_budget_s}")
-
-
 def run(args: argparse.Namespace) -> int:
-    _check(args)
     from fashionattr.bench import BenchSettings, run_bench, write_report
-    from fashionattr.models import timm_model_name
+    from fashionattr.models.backbones import timm_model_name
 
     if args.arch:
         timm_model_name(args.arch)  # an unknown name fails here, not after minutes of other figures
@@ -119,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
         reindex_files=args.reindex_files, int8_run=args.int8_run,
     )  # fmt: skip
     report = run_bench(settings, emit=lambda line: print(line, flush=True))
-    if args.json:
-        write_report(args.json, report)
-        print(f"wrote {args.json}")
+    if args.out:
+        write_report(args.out, report)
+        print(f"wrote {args.out}")
     return 0

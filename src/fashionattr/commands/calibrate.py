@@ -1,4 +1,4 @@
-"""`fashionattr calibrate RUN`: fit a run's calibration temperatures on its validation split (training does it too).
+"""`fashionattr calibrate MODEL`: fit a run's calibration temperatures on its validation split (training does it too).
 
 For runs trained before calibration existed, or to fit again after changing the validation split.
 """
@@ -6,6 +6,8 @@ For runs trained before calibration existed, or to fit again after changing the 
 from __future__ import annotations
 
 import argparse
+
+from fashionattr.commands.options import BATCH, TORCH_MODEL_HELP, WORKERS, add_data, add_device, add_model
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -15,13 +17,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Fit one temperature per attribute on the run's validation split (lowest negative "
         "log-likelihood), store it in the checkpoint, write calibration.json and the reliability diagram, and add "
         "the before/after table to report.md. Training does this by itself; this command is for runs trained "
-        "before calibration existed. RUN is a run directory or a folder of per-attribute runs.",
+        "before calibration existed. MODEL is a run directory or a folder of per-attribute runs.",
     )
-    parser.add_argument("run", metavar="RUN", help="run directory, or a folder of per-attribute run directories")
-    parser.add_argument("--data", help="dataset root (default: the one the run trained on)")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--device", default="auto")
+    add_model(parser, help=TORCH_MODEL_HELP)
+    add_data(parser)
+    parser.add_argument(
+        "--batch-size", type=BATCH, default=64, metavar="N", help="images per forward pass (default 64)"
+    )
+    parser.add_argument("--workers", type=WORKERS, default=2, metavar="N", help="image decoding processes (default 2)")
+    add_device(parser)
     parser.set_defaults(func=run)
 
 
@@ -31,17 +35,23 @@ def run(args: argparse.Namespace) -> int:
     from fashionattr.evaluation import evaluate_checkpoint
     from fashionattr.report import markdown_table, rewrite_run_report
     from fashionattr.run_dir import find_runs
-    from fashionattr.training.calibrate import calibrate_run
+    from fashionattr.training.calibrate import calibrate_run, trained_with_flips
 
-    runs = find_runs(args.run)
+    runs = find_runs(args.model)
     if not runs:
-        raise UserError(f"{args.run}: holds no best.pt or last.pt, here or in its sub-folders; is it a finished run?")
+        raise UserError(f"{args.model}: holds no best.pt or last.pt, here or in its sub-folders; is it a finished run?")
     context = DistributedContext(device=pick_device(args.device))
     for run_dir in runs:
         checkpoint = run_dir.checkpoint
         result = evaluate_checkpoint(checkpoint, context, data=args.data, subset="val", batch_size=args.batch_size,
                                      workers=args.workers, calibrated=False)  # fmt: skip
-        calibration = calibrate_run(run_dir, checkpoint, result.schema, result.predictions)
+        averaged = None
+        if trained_with_flips(checkpoint):
+            averaged = evaluate_checkpoint(checkpoint, context, data=args.data, subset="val", tta=True,
+                                           batch_size=args.batch_size, workers=args.workers,
+                                           calibrated=False)  # fmt: skip
+        calibration = calibrate_run(run_dir, checkpoint, result.schema, result.predictions,
+                                    averaged.predictions if averaged is not None else None)  # fmt: skip
         if run_dir.is_finished:
             rewrite_run_report(run_dir)
         rows = [[result.schema.attribute(name).short_name, str(entry.count), f"{entry.temperature:.3f}",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from fashionattr.commands.options import BATCH, WORKERS, count, number, output_folder
+from fashionattr.commands.options import BATCH, WORKERS, add_out, count, number
 
 DEMO_RECIPE = "cpu-demo"
 
@@ -18,18 +18,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "held-out test set and write a Markdown report with the per-attribute table, learning curves and "
         "confusion matrices. Defaults come from the recipe (`fashionattr recipes cpu-demo`).",
     )
-    parser.add_argument(
-        "--out", default="runs/demo", type=output_folder, help="folder for the dataset and the run (runs/demo)"
-    )
-    parser.add_argument("--per-class", type=count(1), help="synthetic images per class (the recipe's)")
-    parser.add_argument("--size", type=count(16), help="synthetic image side in pixels (the recipe's)")
-    parser.add_argument("--img-size", type=count(16), help="training input side in pixels (the recipe's)")
+    add_out(parser, folder=True, default="runs/demo", help="folder for the dataset and the run (default runs/demo)")
+    parser.add_argument("--per-class", type=count(1), metavar="N", help="synthetic images per class (the recipe's)")
+    parser.add_argument("--size", type=count(32), metavar="PX", help="synthetic image side in pixels (the recipe's)")
+    parser.add_argument("--img-size", type=count(16), metavar="PX", help="training input side in pixels (the recipe's)")
     parser.add_argument("--arch", help="backbone (the recipe's, small enough for a CPU)")
-    parser.add_argument("--epochs", type=count(1), help="training epochs (the recipe's)")
-    parser.add_argument("--batch-size", type=BATCH)
-    parser.add_argument("--workers", type=WORKERS,
+    parser.add_argument("--epochs", type=count(1), metavar="N", help="training epochs (the recipe's)")
+    parser.add_argument("--batch-size", type=BATCH, metavar="N", help="images per training step (the recipe's)")
+    parser.add_argument("--workers", type=WORKERS, metavar="N",
                         help="loader processes (the recipe's: 0, the cache makes them unneeded)")  # fmt: skip
-    parser.add_argument("--seed", type=count(0), default=0)
+    parser.add_argument("--seed", type=count(0), default=0, metavar="S", help="seed of the data and the training "
+                        "(default 0)")  # fmt: skip
     parser.add_argument("--label-noise", type=number(0.0, 1.0, below_maximum=True), default=0.0, metavar="F",
                         help="switch this share of the training labels to another class (true ones in "
                         "data/Annotations/flipped.csv), to try `fashionattr review` on (default 0)")  # fmt: skip
@@ -38,26 +37,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import json
-
-    from fashionattr.errors import UserError
-
-    if not 0.0 <= args.label_noise < 1.0:
-        raise UserError(f"--label-noise must be at least 0 and below 1, got {args.label_noise}")
     import time
     from pathlib import Path
 
     from fashionattr.config import resolve_config
     from fashionattr.data.cache import build_cache, open_cache
+    from fashionattr.data.complete_labels import TEST_COMPLETE_RELPATH
     from fashionattr.data.dataset import DatasetRoot
     from fashionattr.data.split import make_split, write_split
     from fashionattr.data.synth import generate_dataset
     from fashionattr.distributed import DistributedContext
-    from fashionattr.evaluation import evaluate_checkpoint, write_evaluation
+    from fashionattr.evaluation import evaluate_checkpoint, evaluate_tags, write_evaluation
     from fashionattr.metrics import format_scores_table
-    from fashionattr.models import model_preprocessing
+    from fashionattr.models.backbones import model_preprocessing
     from fashionattr.recipes import load_recipe
     from fashionattr.report import run_scores_table
     from fashionattr.run_dir import RunDir
+    from fashionattr.tag_scores import format_tag_scores
     from fashionattr.training import train
 
     start = time.perf_counter()
@@ -100,11 +96,14 @@ def run(args: argparse.Namespace) -> int:
 
     result = evaluate_checkpoint(run.path, DistributedContext(), subset="test", workers=config.workers,
                                  tta=config.tta)  # fmt: skip
-    write_evaluation(result, run.evaluation("test"))
-    step("scored the held-out test set")
+    tags = evaluate_tags(run.path, data / TEST_COMPLETE_RELPATH, result, data, tta=config.tta, workers=config.workers)
+    write_evaluation(result, run.evaluation("test"), tags)
+    step("scored the held-out test set, and the tags a catalogue shows for it")
     print(f"\nValidation (best epoch) — report: {run.report}")
     print(run_scores_table(data_root.schema, json.loads(run.scores.read_text(encoding="utf-8"))))
     print(f"\nTest set — report: {run.evaluation('test') / 'report.md'}")
     print(format_scores_table(result.scores, result.schema))
+    print()
+    print(format_tag_scores(tags))
     step("done")
     return 0

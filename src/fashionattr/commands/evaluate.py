@@ -5,7 +5,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fashionattr.commands.options import BATCH, DEVICE_HELP, WORKERS, output_file, output_folder
+from fashionattr.commands.options import (
+    BATCH,
+    MODEL_HELP,
+    WORKERS,
+    add_data,
+    add_device,
+    add_no_calibration,
+    add_out,
+    add_tta,
+    output_file,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -16,23 +26,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "set (--split test, from DATA/Tests/answers.csv), or on any labelled file (--labels). With --answers, "
         "score a challenge answer file against --labels instead. Works under torchrun too.",
     )
-    parser.add_argument("run", nargs="?", help="run directory or checkpoint file")
-    parser.add_argument("--data", help="dataset root (default: the one the run trained on)")
+    parser.add_argument("model", metavar="MODEL", nargs="?", help=f"{MODEL_HELP} (not with --answers)")
+    add_data(parser)
     parser.add_argument("--split", choices=["val", "train", "test"], default="val", help="images to score (val)")
-    parser.add_argument("--labels", help="a labelled file (label.csv format) to score on instead")
-    parser.add_argument("--answers", help="score this answer file (path,attribute,p0;p1;...) against --labels")
-    parser.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")
-    parser.add_argument("--no-calibration", action="store_true",
-                        help="score the raw network probabilities, without the calibration temperatures (accuracy "
-                        "and BP are the same; AP and the calibration error may differ)")  # fmt: skip
-    parser.add_argument("--batch-size", type=BATCH, default=64, help="images per forward pass (default 64)")
-    parser.add_argument("--workers", type=WORKERS, default=2, help="image decoding processes (default 2)")
-    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
+    parser.add_argument("--labels", metavar="FILE", help="a labelled file (label.csv format) to score on instead")
+    parser.add_argument("--answers", metavar="FILE", help="score this answer file (path,attribute,p0;p1;...) "
+                        "against --labels")  # fmt: skip
+    add_tta(parser)
+    add_no_calibration(parser, help="score the raw network probabilities, without the calibration temperatures "
+                       "(accuracy and BP are the same; AP and the calibration error may differ)")  # fmt: skip
     parser.add_argument(
-        "--out",
-        type=output_folder,
-        help="folder for scores.json, report.md and confusion PNGs (default RUN/eval-SPLIT)",
+        "--batch-size", type=BATCH, default=64, metavar="N", help="images per forward pass (default 64)"
     )
+    parser.add_argument("--workers", type=WORKERS, default=2, metavar="N", help="image decoding processes (default 2)")
+    add_device(parser)
+    add_out(parser, folder=True, help="folder for scores.json, report.md and confusion PNGs (default MODEL/eval-SPLIT)")
+    parser.add_argument("--complete-labels", metavar="FILE",
+                        help="also score the tags a catalogue would show for these images (every attribute asked of "
+                        "every photo, shown only where it applies) against complete labels (path,attribute,value "
+                        "rows; `fashionattr synth` writes DATA/Tests/complete.csv and "
+                        "DATA/Annotations/complete.csv)")  # fmt: skip
     parser.add_argument("--save-predictions", metavar="FILE", type=output_file,
                         help="also write every scored image's class probabilities in the answer-file format "
                         "(path,attribute,p0;p1;...), for error analysis and parity checks")  # fmt: skip
@@ -54,32 +67,40 @@ def run(args: argparse.Namespace) -> int:
         scores = score_submission(args.answers, args.labels, schema)
         print(format_scores_table(scores, schema))
         return 0
-    if not args.run:
+    if not args.model:
         raise UserError("give a run directory or checkpoint to evaluate (or --answers with --labels)")
 
     from fashionattr.checkpoint import resolve_checkpoint_path
     from fashionattr.distributed import init_distributed, shutdown
-    from fashionattr.evaluation import evaluate_checkpoint, write_evaluation
+    from fashionattr.evaluation import evaluate_checkpoint, evaluate_tags, write_evaluation
     from fashionattr.run_dir import REPORT_NAME, SCORES_NAME, RunDir, lock_folder
     from fashionattr.submission import write_submission
+    from fashionattr.tag_scores import format_tag_scores
 
     context = init_distributed(args.device)
     try:
-        result = evaluate_checkpoint(args.run, context, data=args.data, subset=args.split, labels=args.labels,
+        result = evaluate_checkpoint(args.model, context, data=args.data, subset=args.split, labels=args.labels,
                                      tta=args.tta, batch_size=args.batch_size, workers=args.workers,
                                      calibrated=not args.no_calibration)  # fmt: skip
         if context.is_main:
-            checkpoint = resolve_checkpoint_path(args.run)
+            checkpoint = resolve_checkpoint_path(args.model)
             name = "labels" if args.labels else args.split
             out = Path(args.out) if args.out else RunDir(checkpoint.parent).evaluation(name)
             # Two evaluations into one folder take turns, so the folder ends up holding one of them whole.
+            tags = None
+            if args.complete_labels:
+                tags = evaluate_tags(checkpoint, args.complete_labels, result, result.dataset, tta=args.tta,
+                                     workers=args.workers, device=args.device,
+                                     calibrated=not args.no_calibration)  # fmt: skip
             with lock_folder(out, "evaluation folder", wait=True):
-                write_evaluation(result, out)
+                write_evaluation(result, out, tags)
             if args.save_predictions:
                 rows, vectors = result.answer_rows()
                 write_submission(args.save_predictions, rows, vectors, result.schema)
                 print(f"wrote the probabilities of {len(rows)} image(s) to {args.save_predictions}")
             print(format_scores_table(result.scores, result.schema))
+            if tags is not None:
+                print(format_tag_scores(tags))
             if result.skipped:
                 print(f"{len(result.skipped)} unreadable image(s) skipped; listed in {out / REPORT_NAME}")
             print(f"wrote {out / SCORES_NAME} and {out / REPORT_NAME}")

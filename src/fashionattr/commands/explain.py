@@ -1,4 +1,4 @@
-"""`fashionattr explain RUN IMAGES... --out DIR`: heatmaps of where the model looks for each attribute.
+"""`fashionattr explain MODEL IMAGES... --out DIR`: heatmaps of where the model looks for each attribute.
 
 With `--pointing-game` it measures instead whether the heatmaps peak on the labelled part (the hem, the sleeve
 ends, the neckline), on a dataset with part boxes, and adds the result to the run's report.
@@ -14,7 +14,15 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fashionattr.commands.options import output_folder
+from fashionattr.commands.options import (
+    BATCH,
+    TORCH_MODEL_HELP,
+    add_data,
+    add_device,
+    add_model,
+    add_no_calibration,
+    add_out,
+)
 
 if TYPE_CHECKING:
     from fashionattr.explain.cam import Explainer
@@ -34,11 +42,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "predicted image peaks inside the labelled part's box (Annotations/parts.csv or Tests/parts.csv, which "
         "`fashionattr synth` writes), and add the table to the run's report.",
     )
-    parser.add_argument("run", metavar="RUN", help="checkpoint, run directory or folder of per-attribute runs")
+    add_model(parser, help=TORCH_MODEL_HELP)
     parser.add_argument("images", metavar="IMAGES", nargs="*", help="image files and folders (searched recursively)")
-    parser.add_argument(
-        "--out", metavar="DIR", type=output_folder, help="folder for the heatmap PNGs, contact_sheet.png, heatmaps.csv"
-    )
+    add_out(parser, folder=True, help="folder for the heatmap PNGs, contact_sheet.png, heatmaps.csv (required with "
+            "IMAGES)")  # fmt: skip
     parser.add_argument("--attribute", help="only this attribute (short names such as sleeve_length work)")
     parser.add_argument("--class", dest="class_name", metavar="CLASS",
                         help="show the evidence for this class of --attribute, not the predicted one")  # fmt: skip
@@ -52,21 +59,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "steadier peaks)")  # fmt: skip
     parser.add_argument("--pointing-game", action="store_true",
                         help="score where the heatmaps peak against the dataset's part boxes; writes "
-                        "RUN/pointing_game.json and a section of RUN/report.md")  # fmt: skip
+                        "MODEL/pointing_game.json and a section of MODEL/report.md")  # fmt: skip
     parser.add_argument("--split", choices=POINTING_SPLITS, default="val",
                         help="images of the pointing game: the run's validation split or the test set")  # fmt: skip
-    parser.add_argument("--data", help="dataset root for the pointing game (default: the one the run trained on)")
-    parser.add_argument("--no-calibration", action="store_true", help="show raw probabilities in the captions")
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    add_data(parser, help="dataset root for the pointing game (default: the one the run trained on)")
+    add_no_calibration(parser, help="show raw probabilities in the captions")
+    parser.add_argument(
+        "--batch-size", type=BATCH, default=16, metavar="N", help="images per forward pass (default 16)"
+    )
+    add_device(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from fashionattr.errors import UserError
 
-    if args.batch_size < 1:
-        raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.class_name is not None and args.attribute is None:
         raise UserError("--class names a class of one attribute; give that attribute with --attribute")
     if args.pointing_game:
@@ -96,11 +103,11 @@ def load_explainer(args: argparse.Namespace, path: str | Path) -> Explainer:
 def explain_images(args: argparse.Namespace) -> int:
     from fashionattr.data.images import ImageError
     from fashionattr.errors import UserError
-    from fashionattr.explain.pictures import caption, contact_sheet, overlay, write_png
+    from fashionattr.explain.pictures import caption, contact_sheet, heatmap_picture, overlay, write_png
     from fashionattr.inference import expand_inputs
     from fashionattr.io import atomic_write_text
 
-    explainer = load_explainer(args, args.run)
+    explainer = load_explainer(args, args.model)
     attributes = [explainer.resolve_attribute(args.attribute)] if args.attribute else explainer.attributes
     chosen = explainer.resolve_class(attributes[0], args.class_name) if args.class_name else None
     files = expand_inputs(args.images)
@@ -129,9 +136,8 @@ def explain_images(args: argparse.Namespace) -> int:
         for attribute in attributes:
             heatmap = by_attribute[attribute][number]
             name = f"{number:03d}_{path.stem}_{attribute.removesuffix('_labels')}.png"
-            picture = overlay(heatmap)
-            write_png(out / name, picture)
-            tiles.append((picture, caption(heatmap)))
+            write_png(out / name, heatmap_picture(heatmap))  # enlarged, captioned, with the colour scale
+            tiles.append((overlay(heatmap), caption(heatmap)))
             predicted = explainer.schema.attribute(attribute).classes[heatmap.predicted_index]
             writer.writerow([str(path), attribute, heatmap.class_name, f"{heatmap.probability:.6f}", predicted,
                              *heatmap.peak, name])  # fmt: skip
@@ -155,10 +161,10 @@ def pointing_game(args: argparse.Namespace) -> int:
     from fashionattr.report import markdown_table, rewrite_run_report
     from fashionattr.run_dir import find_runs
 
-    runs = find_runs(args.run)
+    runs = find_runs(args.model)
     if not runs:
-        raise UserError(f"{args.run}: the pointing game needs a run directory (or a folder of them) to write into")
-    command = f"fashionattr explain RUN --pointing-game --split {args.split} --method {args.method}"
+        raise UserError(f"{args.model}: the pointing game needs a run directory (or a folder of them) to write into")
+    command = f"fashionattr explain MODEL --pointing-game --split {args.split} --method {args.method}"
     command += "".join(f" --layer {shlex.quote(layer)}" for layer in args.layer or [])
     command += " --smooth" if args.smooth else ""
     rows = []

@@ -1,11 +1,11 @@
-"""`fashionattr export CKPT --onnx model.onnx`: one self-contained ONNX file for serving without PyTorch."""
+"""`fashionattr export MODEL --out model.onnx`: one self-contained ONNX file for serving without PyTorch."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from fashionattr.commands.options import count, output_file
+from fashionattr.commands.options import TORCH_MODEL_HELP, add_model, add_no_calibration, add_out, count, output_file
 
 MAX_DIFFERENCE = 1e-3
 """A larger probability difference between ONNX Runtime and PyTorch means the export is wrong, not rounding."""
@@ -21,13 +21,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "A per-attribute folder becomes one graph holding all its models. Schema, preprocessing and spec are "
         "stored in the file's metadata, so `fashionattr predict model.onnx ...` needs nothing else.",
     )
-    parser.add_argument("checkpoint", metavar="CKPT", help="checkpoint, run directory or per-attribute folder")
-    parser.add_argument(
-        "--onnx", required=True, metavar="FILE", type=output_file, help="ONNX file to write (must end in .onnx)"
-    )
-    parser.add_argument("--opset", type=count(7, 30), help="ONNX opset version (default 17)")
-    parser.add_argument("--no-calibration", action="store_true",
-                        help="export the raw network probabilities, without the calibration temperatures")  # fmt: skip
+    add_model(parser, help=TORCH_MODEL_HELP)
+    add_out(parser, required=True, old=("--onnx",), help="ONNX file to write (must end in .onnx)")
+    parser.add_argument("--opset", type=count(7, 30), metavar="N", help="ONNX opset version (default 17)")
+    add_no_calibration(parser, help="export the raw network probabilities, without the calibration temperatures")
     parser.add_argument("--no-verify", action="store_true",
                         help="skip comparing ONNX Runtime with PyTorch on random images after export")  # fmt: skip
     parser.add_argument("--int8", metavar="FILE", type=output_file,
@@ -51,8 +48,8 @@ def run(args: argparse.Namespace) -> int:
 
     opset = args.opset or DEFAULT_OPSET
     calibrated = not args.no_calibration
-    result = export_onnx(args.checkpoint, args.onnx, opset=opset, calibrated=calibrated)
-    difference = None if args.no_verify else onnx_parity(args.checkpoint, result.path, calibrated=calibrated)
+    result = export_onnx(args.model, args.out, opset=opset, calibrated=calibrated)
+    difference = None if args.no_verify else onnx_parity(args.model, result.path, calibrated=calibrated)
     inputs = ", ".join(f"{item['name']} uint8 (N,3,{item['img_size']},{item['img_size']})" for item in result.inputs)
     print(f"wrote {result.path} ({result.size_bytes / 1e6:.1f} MB, opset {opset})")
     print(f"  inputs:  {inputs}")
@@ -73,10 +70,8 @@ def _write_int8(args: argparse.Namespace, fp32: Path) -> None:
     """The int8 copy, calibrated on N images; its agreement with fp32 on up to 256 other images of the same kind."""
     from fashionattr.inference.quantize import folder_images, int8_agreement, quantize_int8, run_validation_images
 
-    if args.calibration_images:
-        images = folder_images(args.calibration_images)
-    else:
-        images = run_validation_images(args.checkpoint)
+    chosen = args.calibration_images
+    images = folder_images(chosen) if chosen else run_validation_images(args.model)
     calibration, held_out = images[: args.calibration_count], images[args.calibration_count :][:256]
     result = quantize_int8(fp32, args.int8, calibration)
     print(f"wrote {result.path} ({result.size_bytes / 1e6:.1f} MB, int8; calibrated on {result.calibration_images} "

@@ -6,7 +6,7 @@ import argparse
 import shlex
 from typing import TYPE_CHECKING
 
-from fashionattr.commands.options import output_folder
+from fashionattr.commands.options import add_out
 from fashionattr.commands.train import add_training_options
 
 if TYPE_CHECKING:
@@ -33,9 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "dpn131)")  # fmt: skip
     parser.add_argument("--layouts", help="comma-separated layouts, each a column group: per-attribute, multitask, "
                         "grouped (default: the recipe's, else per-attribute)")  # fmt: skip
-    parser.add_argument(
-        "--out", default="runs/grid", type=output_folder, help="grid folder, shared by all shards (default runs/grid)"
-    )
+    add_out(parser, folder=True, default="runs/grid", help="grid folder, shared by all shards (default runs/grid)")
     parser.add_argument("--shard", metavar="K/N",
                         help="run only cells K, K+N, K+2N, ... (1-based), so N machines sharing OUT split the "
                         "work; then `fashionattr report OUT` once all are done")  # fmt: skip
@@ -47,7 +45,7 @@ def command_line(args: argparse.Namespace) -> str:
     """The grid's options in canonical form, without --shard: the command that reproduces the whole table."""
     parts = ["fashionattr", "grid", *([args.data] if args.data else [])]
     for key, value in vars(args).items():
-        if key in _NOT_RECORDED or value is None:
+        if key in _NOT_RECORDED or key.startswith("_") or value is None:
             continue
         option = "--" + key.replace("_", "-")
         if key == "progress":
@@ -65,7 +63,7 @@ def grid_plan(args: argparse.Namespace) -> tuple[TrainConfig, list[str], list[st
     """The grid's base settings, networks and layouts: options, else the config file, else the recipe's."""
     from fashionattr import experiments
     from fashionattr.config import resolve_config
-    from fashionattr.models import STUDY_ARCHS
+    from fashionattr.models.layouts import STUDY_ARCHS
     from fashionattr.recipes import load_recipe
 
     base = resolve_config(args.config, {key: value for key, value in vars(args).items() if key != "out"})

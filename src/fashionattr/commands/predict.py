@@ -1,4 +1,4 @@
-"""`fashionattr predict CKPT IMAGES...`: tag image files with every attribute's value and class probabilities.
+"""`fashionattr predict MODEL IMAGES...`: tag image files with every attribute's value and class probabilities.
 
 Predictions stream: each image's answer is written as soon as its batch is done, so memory stays flat over a
 whole catalogue folder. An unreadable file becomes an error entry in the output and a line on stderr, the
@@ -16,17 +16,34 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
-from fashionattr.commands.options import add_model_options, count, number, output_file
+from fashionattr.commands.options import (
+    add_min_confidence,
+    add_model,
+    add_model_options,
+    add_no_calibration,
+    add_out,
+    add_tta,
+    count,
+)
 
 if TYPE_CHECKING:
     from fashionattr.inference import Prediction, Predictor
+    from fashionattr.inference.predictor import AttributeResult
 
 FORMATS = ("json", "jsonl", "csv", "table")
 SUFFIX_FORMATS = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
 TABLE_TOP_K = 3
 """Classes a table lists per attribute when --top-k is not given (all of them would not fit a line)."""
-CSV_HEADER = ("path", "attribute", "value", "confidence", "probabilities", "error")
+CSV_HEADER = ("path", "attribute", "value", "confidence", "applies", "applicability", "probabilities", "error")
 UNCERTAIN = "uncertain"
+NOT_APPLICABLE = "n/a"
+
+
+def shown_value(result: AttributeResult) -> str:
+    """What a table or CSV cell shows: the value, `n/a` where the attribute does not apply, else `uncertain`."""
+    if not result.applies:
+        return NOT_APPLICABLE
+    return result.value or UNCERTAIN
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -34,62 +51,61 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "predict",
         help="tag images with attribute values and probabilities",
         description="Predict every attribute of the model (or those named) for image files and folders (searched "
-        "recursively). CKPT is a checkpoint, a run directory, a folder of per-attribute runs, or an exported .onnx "
-        "file. Output: json (an array), jsonl (one object per line), csv (path,attribute,value,confidence,"
-        "probabilities,error; probabilities as a JSON object) or an aligned table. Unreadable files get an error "
+        "recursively). MODEL is a checkpoint, a run directory, a folder of per-attribute runs, or an exported "
+        ".onnx file. Output: json (an array), jsonl (one object per line), csv (path,attribute,value,confidence,"
+        "applies,applicability,probabilities,error; probabilities as a JSON object) or an aligned table; an attribute "
+        "that does not apply to the photo has value null (n/a in a table or CSV). Unreadable files get an error "
         "entry and exit code 1; the others are still predicted.",
     )
-    parser.add_argument("checkpoint", metavar="CKPT", help="checkpoint, run directory, per-attribute folder or .onnx")
+    add_model(parser)
     parser.add_argument("inputs", metavar="IMAGES_OR_DIRS", nargs="+", help="image files and folders")
     parser.add_argument("--format", choices=FORMATS,
-                        help="output format (default: from the --output suffix, else table)")  # fmt: skip
-    parser.add_argument(
-        "--output", "-o", metavar="FILE", type=output_file, help="write here instead of stdout (appears when complete)"
-    )
-    parser.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")
+                        help="output format (default: from the --out suffix, else table)")  # fmt: skip
+    add_out(parser, short=True, old=("--output",), help="write here instead of stdout (appears when complete)")
+    add_tta(parser)
     parser.add_argument("--top-k", type=count(1), metavar="K",
                         help="list only the K most probable classes per attribute "
                         f"(default: all; the table shows {TABLE_TOP_K})")  # fmt: skip
-    parser.add_argument("--min-confidence", type=number(0.0), default=0.0, metavar="P",
-                        help="report an attribute as uncertain below this top probability (default 0)")  # fmt: skip
-    parser.add_argument("--attributes", help="comma-separated attributes to predict (default: all the model knows)")
+    add_min_confidence(parser)
+    parser.add_argument("--attributes", help="comma-separated attributes to predict, full or short names (default: "
+                        "all the model knows)")  # fmt: skip
     add_model_options(parser)
-    parser.add_argument("--no-calibration", action="store_true",
-                        help="raw network probabilities instead of the calibrated ones (the checkpoint's "
-                        "temperatures are not applied)")  # fmt: skip
+    add_no_calibration(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from fashionattr.data.images import ImageError
     from fashionattr.errors import UserError
     from fashionattr.inference import expand_inputs, load_predictor
+    from fashionattr.progress import progress
 
-    output_format = args.format or SUFFIX_FORMATS.get(Path(args.output or "").suffix.lower(), "table")
+    output_format = args.format or SUFFIX_FORMATS.get(Path(args.out or "").suffix.lower(), "table")
     files = expand_inputs(args.inputs)
     if not files:
         raise UserError(f"no image files found in {', '.join(args.inputs)}")
-    predictor = load_predictor(args.checkpoint, backend=args.backend, device=args.device, tta=args.tta,
+    predictor = load_predictor(args.model, backend=args.backend, device=args.device, tta=args.tta,
                                min_confidence=args.min_confidence, attributes=args.attributes,
                                calibrated=not args.no_calibration)  # fmt: skip
-    show_progress = args.output is not None or output_format != "table"
+    if not args.no_calibration and not predictor.calibrated:
+        print(f"note: {args.model} gives raw, uncalibrated probabilities (exported with --no-calibration, or "
+              "never calibrated: `fashionattr calibrate RUN`)", file=sys.stderr)  # fmt: skip
+    show_progress = args.out is not None or output_format != "table"
     failed = 0
-    with _open_output(args.output) as stream, tqdm(total=len(files), unit="img", file=sys.stderr,
-                                                   disable=not show_progress, leave=False) as bar:  # fmt: skip
+    with _open_output(args.out) as stream, progress(len(files), unit="img", enabled=show_progress,
+                                                    leave=False) as bar:  # fmt: skip
         writer = _make_writer(output_format, stream, predictor, args.top_k)
         for entry in predictor.predict_paths(files, batch_size=args.batch_size, workers=args.workers):
             if isinstance(entry, ImageError):
                 failed += 1
-                tqdm.write(f"fashionattr predict: {entry.path}: {entry.reason}", file=sys.stderr)
+                bar.write(f"fashionattr predict: {entry.path}: {entry.reason}", file=sys.stderr)
                 writer.write_error(entry.path, entry.reason)
             else:
                 writer.write(entry)
             bar.update(1)
         writer.close()
-    if args.output:
-        print(f"wrote {len(files)} prediction(s) to {args.output}"
+    if args.out:
+        print(f"wrote {len(files)} prediction(s) to {args.out}"
               + (f"; {failed} unreadable image(s)" if failed else ""), file=sys.stderr)  # fmt: skip
     return 1 if failed else 0
 
@@ -182,12 +198,13 @@ class CsvWriter:
     def write(self, prediction: Prediction) -> None:
         for name, result in prediction.attributes.items():
             probabilities = dict(result.top(self.top_k)) if self.top_k else result.probabilities
-            self.writer.writerow([prediction.source, name, result.value or UNCERTAIN, f"{result.confidence:.6f}",
+            self.writer.writerow([prediction.source, name, shown_value(result), f"{result.confidence:.6f}",
+                                  str(result.applies).lower(), f"{result.applicability:.6f}",
                                   json.dumps(probabilities, separators=(",", ":")), ""])  # fmt: skip
         self.stream.flush()
 
     def write_error(self, path: str, reason: str) -> None:
-        self.writer.writerow([path, "", "", "", "", reason])
+        self.writer.writerow([path, "", "", "", "", "", "", reason])
         self.stream.flush()
 
     def close(self) -> None:
@@ -209,7 +226,9 @@ class TableWriter:
             # A confident answer lists the runners-up; an uncertain one lists its best guesses.
             listed = result.top(self.top_k) if result.uncertain else result.top(self.top_k)[1:]
             others = ", ".join(f"{c} {p:.1%}" for c, p in listed)
-            value = result.value or UNCERTAIN
+            value = shown_value(result)
+            if not result.applies:
+                others = f"not shown: the photo shows no {name} (applicability {result.applicability:.0%})"
             lines.append(
                 f"  {name:<{self.name_width}}  {value:<{self.value_width}}  {result.confidence:>6.1%}  {others}"
             )

@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from fashionattr.config import TrainConfig
     from fashionattr.data.cache import build_cache, open_cache
     from fashionattr.data.dataset import DatasetRoot
-    from fashionattr.models import model_preprocessing
+    from fashionattr.models.backbones import model_preprocessing
 
     preprocessing = model_preprocessing(args.arch or TrainConfig.arch, args.size, args.interpolation)
     dataset = DatasetRoot.open(args.data)

@@ -1,8 +1,10 @@
-"""`fashionattr review RUN --out DIR`: rank the labels most likely to be wrong, for a person to check.
+"""`fashionattr review MODEL --out DIR`: rank the labels worth a second look, for a person to check.
 
 From out-of-sample probabilities (the validation split, or K-fold cross-validation over the training split), with
-confident learning (cleanlab). Writes label_issues.csv and review.html; the label file is never modified, and
-`--write-corrected FILE` writes a corrected copy for a person to accept.
+confident learning (cleanlab). Writes label_issues.csv (the candidates), review.json and review.html; the label file
+is never modified. A person decides on each candidate in `fashionattr serve MODEL --review DIR`; the decisions go to
+the dataset's Annotations/corrections.csv, which training reads on top of label.csv. `--write-corrected FILE`
+writes label.csv with those decisions applied.
 """
 
 from __future__ import annotations
@@ -12,7 +14,17 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fashionattr.commands.options import output_file, output_folder
+from fashionattr.commands.options import (
+    BATCH,
+    TORCH_MODEL_HELP,
+    WORKERS,
+    add_data,
+    add_device,
+    add_model,
+    add_out,
+    count,
+    output_file,
+)
 
 if TYPE_CHECKING:
     from fashionattr.review import OutOfSample
@@ -23,31 +35,39 @@ SHOWN = 10
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "review",
-        help="rank the labels most likely to be wrong (confident learning on out-of-sample probabilities)",
-        description="Find labels that are probably wrong: the run's model scores its validation split (--split "
-        "val, the default), or K models trained with the run's own config score the training split by "
-        "cross-validation (--split train --folds K); cleanlab's confident learning flags the labels the "
-        "probabilities contradict. A suggestion on a class the label marks 'm' is not an issue. Writes "
-        "label_issues.csv (path, attribute, given, suggested, score) and review.html with thumbnails, most likely "
-        "wrong first. The label file is never modified.",
+        help="list the labels worth checking (confident learning on out-of-sample probabilities)",
+        description="Find candidate label mistakes for a person to check: the run's model scores its validation "
+        "split (--split val, the default), or K models trained with the run's own config score the training split "
+        "by cross-validation (--split train --folds K); cleanlab's confident learning picks the labels the "
+        "probabilities disagree with. A suggestion on a class the label marks 'm' is not a candidate. Writes "
+        "label_issues.csv (path, attribute, given, suggested, score), review.json and review.html, strongest "
+        "disagreement first. The label file is never modified: decide on the candidates in `fashionattr serve "
+        "MODEL --review DIR` (decisions go to Annotations/corrections.csv, which train and check read on top of "
+        "label.csv).",
     )
-    parser.add_argument("run", metavar="RUN", help="run directory, or a folder of per-attribute run directories")
-    parser.add_argument(
-        "--out", required=True, metavar="DIR", type=output_folder, help="folder for label_issues.csv and review.html"
-    )
-    parser.add_argument("--split", choices=["val", "train"], default="val", help="labels to review (val)")
-    parser.add_argument("--folds", type=int, metavar="K",
+    add_model(parser, help=TORCH_MODEL_HELP)
+    add_out(parser, folder=True, required=True, help="folder for label_issues.csv, review.json and review.html")
+    parser.add_argument("--split", choices=["val", "train"], default="val", help="labels to review (default val)")
+    parser.add_argument("--folds", type=count(2), metavar="K",
                         help="with --split train: train K models by cross-validation (kept in DIR/folds)")  # fmt: skip
-    parser.add_argument("--epochs", type=int, metavar="N", help="epochs of each fold's model (default: the run's)")
-    parser.add_argument("--data", help="dataset root (default: the one the run trained on)")
-    parser.add_argument("--write-corrected", metavar="FILE", type=output_file,
-                        help="also write a copy of the label file, flagged rows given the suggested class")  # fmt: skip
+    parser.add_argument("--epochs", type=count(1), metavar="N", help="epochs of each fold's model (default: the "
+                        "run's)")  # fmt: skip
+    add_data(parser)
+    parser.add_argument(
+        "--write-corrected",
+        metavar="FILE",
+        type=output_file,
+        help="also write the label file as training reads it: label.csv with the decisions of "
+        "Annotations/corrections.csv applied (made in `fashionattr serve MODEL --review DIR`)",
+    )
     parser.add_argument("--known-errors", metavar="FILE",
                         help="a label file of rows known to be wrong, with their true labels (as `synth "
                         "--label-noise` writes Annotations/flipped.csv): report precision and recall")  # fmt: skip
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument(
+        "--batch-size", type=BATCH, default=64, metavar="N", help="images per forward pass (default 64)"
+    )
+    parser.add_argument("--workers", type=WORKERS, default=2, metavar="N", help="image decoding processes (default 2)")
+    add_device(parser)
     parser.set_defaults(func=run)
 
 
@@ -64,10 +84,6 @@ def _check(args: argparse.Namespace) -> None:
         )
     if args.epochs is not None and args.folds is None:
         raise UserError("--epochs sets the training of each fold; it needs --split train --folds K")
-    if args.epochs is not None and args.epochs < 1:
-        raise UserError(f"--epochs must be at least 1, got {args.epochs}")
-    if args.batch_size < 1 or args.workers < 0:
-        raise UserError("--batch-size must be at least 1 and --workers 0 or more")
     if args.known_errors and not Path(args.known_errors).is_file():
         raise UserError(f"{args.known_errors}: known-errors file not found")
 
@@ -79,14 +95,14 @@ def run(args: argparse.Namespace) -> int:
     from fashionattr.io import atomic_write_text
     from fashionattr.report import markdown_table
     from fashionattr.review import cross_validated, find_issues, validation_split
-    from fashionattr.review.issues import issues_csv, refuse_overwriting, score_review, write_corrected
+    from fashionattr.review.issues import issues_csv, refuse_overwriting, score_review, write_decided
     from fashionattr.review.page import review_page
     from fashionattr.review.probabilities import dataset_of
     from fashionattr.run_dir import find_runs
 
-    runs = find_runs(args.run)
+    runs = find_runs(args.model)
     if not runs:
-        raise UserError(f"{args.run}: holds no best.pt or last.pt, here or in its sub-folders; is it a finished run?")
+        raise UserError(f"{args.model}: holds no best.pt or last.pt, here or in its sub-folders; is it a finished run?")
     if args.write_corrected:
         refuse_overwriting(dataset_of(runs[0], args.data)[1].labels_path, Path(args.write_corrected))
     context = DistributedContext(device=pick_device(args.device))
@@ -106,13 +122,14 @@ def run(args: argparse.Namespace) -> int:
     score = score_review(reviewed, issues, Path(args.known_errors)) if args.known_errors else None
     atomic_write_text(out / "label_issues.csv", issues_csv(issues))
     atomic_write_text(out / "review.html", review_page(reviewed.dataset.path, issues, reviewed.source, count, score))
-    summary = {"source": reviewed.source, "reviewed": count, "flagged": len(issues),
+    summary = {"source": reviewed.source, "data": str(reviewed.dataset.path.resolve()), "reviewed": count,
+               "candidates": len(issues),
                "per_attribute": {name: sum(i.record.attribute == name for i in issues) for name in reviewed.records},
                "known_errors": score.to_dict() if score else None}  # fmt: skip
     atomic_write_text(out / "review.json", json.dumps(summary, indent=1))
-    print(f"flagged {len(issues)} of {count} labels as probably wrong ({reviewed.source})")
+    print(f"{len(issues)} of {count} labels are candidates to check ({reviewed.source})")
     if issues:
-        rows = [[i.record.path, i.record.attribute.removesuffix("_labels"), i.given, i.suggested, f"{i.score:.3f}"]
+        rows = [[i.record.path, i.record.attribute, i.given, i.suggested, f"{i.score:.3f}"]
                 for i in issues[:SHOWN]]  # fmt: skip
         print(markdown_table(rows, ["path", "attribute", "given", "suggested", "score"]))
     if score is not None:
@@ -120,11 +137,11 @@ def run(args: argparse.Namespace) -> int:
               f"recall {score.recall:.1%}, precision at {score.known} {score.precision_at_known:.1%}; the suggestion "
               f"is the true class for {score.right_suggestion} of the {score.found} found")  # fmt: skip
     if args.write_corrected:
-        changed = write_corrected(reviewed.dataset.labels_path, issues, reviewed.dataset.schema,
-                                  Path(args.write_corrected))  # fmt: skip
-        print(f"wrote {args.write_corrected}: {reviewed.dataset.labels_path} with {changed} row(s) corrected; the "
-              "original is unchanged")  # fmt: skip
-    print(f"wrote {out / 'label_issues.csv'} and {out / 'review.html'}")
+        changed = write_decided(reviewed.dataset, Path(args.write_corrected))
+        print(f"wrote {args.write_corrected}: {reviewed.dataset.labels_path} with the {changed} decision(s) of "
+              f"{reviewed.dataset.corrections_path.name} applied; the original is unchanged")  # fmt: skip
+    print(f"wrote {out / 'label_issues.csv'} and {out / 'review.html'}; decide on the candidates with `fashionattr "
+          f"serve {args.model} --review {out}`")  # fmt: skip
     return 0
 
 

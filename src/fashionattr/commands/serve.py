@@ -1,4 +1,4 @@
-"""`fashionattr serve CKPT`: the HTTP prediction service and web page, optionally browsing a tagged catalogue."""
+"""`fashionattr serve MODEL`: the HTTP prediction service and web page, optionally browsing a tagged catalogue."""
 
 from __future__ import annotations
 
@@ -12,10 +12,14 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from fashionattr.commands.options import (
-    PROBABILITY,
     VECTOR_INDEX_CHOICES,
     VECTOR_INDEX_HELP,
+    add_catalog,
+    add_min_confidence,
+    add_model,
     add_model_options,
+    add_no_calibration,
+    add_tta,
     count,
     number,
 )
@@ -37,11 +41,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "also browse the catalogue by tags and likeness at /catalog. Concurrent requests are batched together on "
         "the model. Binds to 127.0.0.1 unless --host says otherwise.",
     )
-    parser.add_argument("checkpoint", metavar="CKPT", help="checkpoint, run directory, per-attribute folder or .onnx")
+    add_model(parser)
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=count(0, 65535), default=8000, help="port (default 8000; 0 picks a free one)")
-    parser.add_argument("--catalog", metavar="DB", help="a catalogue made by `fashionattr catalog index` to browse: "
-                        "an SQLite file or postgresql://user@host/db (opened read-only)")  # fmt: skip
+    add_catalog(parser, required=False, help="a catalogue made by `fashionattr catalog index` to browse: an SQLite "
+                "file or postgresql://user@host/db (opened read-only)")  # fmt: skip
+    parser.add_argument("--review", metavar="DIR", help="a folder made by `fashionattr review` to serve as a "
+                        "queue at /review: decisions go to the dataset's Annotations/corrections.csv")  # fmt: skip
     parser.add_argument("--vector-index", choices=VECTOR_INDEX_CHOICES, default="auto",
                         help=f"{VECTOR_INDEX_HELP}, for the catalogue")  # fmt: skip
     parser.add_argument("--max-upload-mb", type=number(0.0, above_minimum=True), default=10.0, metavar="MB",
@@ -53,9 +59,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--decode-threads", type=count(1), default=None, metavar="N",
                         help="uploads decoded at once; each may briefly take ~0.4 GB for a 64-megapixel PNG "
                         "(default: the number of cores, at most 8)")  # fmt: skip
-    parser.add_argument("--min-confidence", type=PROBABILITY, default=0.0, metavar="P",
-                        help="report an attribute as uncertain below this top probability (default 0)")  # fmt: skip
-    parser.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")
+    add_min_confidence(parser)
+    add_tta(parser)
     add_model_options(parser, batching=False)
     parser.add_argument("--header-timeout", type=number(0.0, above_minimum=True), default=10.0, metavar="S",
                         help="seconds a client has to send a request's headers (default 10)")  # fmt: skip
@@ -64,35 +69,39 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-connections", type=count(1), default=1000, metavar="N",
                         help="open connections at most; at the cap the longest idle one is closed "
                         "(default 1000)")  # fmt: skip
-    parser.add_argument("--no-calibration", action="store_true",
-                        help="raw network probabilities instead of the calibrated ones (the checkpoint's "
-                        "temperatures are not applied)")  # fmt: skip
-    parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    add_no_calibration(parser)
+    parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
+                        help="how much the server logs (default info: a line per request)")  # fmt: skip
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     import uvicorn
+    from uvicorn.protocols.http.h11_impl import H11Protocol
 
     from fashionattr.inference import load_predictor
-    from fashionattr.serve import create_app
-    from fashionattr.serve.limits import guarded_protocol
+    from fashionattr.serve import catalog_compatible, create_app
+    from fashionattr.serve.limits import ConnectionGuard
+    from fashionattr.serve.review import ReviewQueueFile
 
     settings = _settings(args)
     limits = _limits(args)
     listening = _listen(args.host, args.port)  # before the slow part: a port in use fails at once
     catalog = _open_catalog(args.catalog, args.vector_index)
-    predictor = load_predictor(args.checkpoint, backend=args.backend, device=args.device, tta=args.tta,
+    review = ReviewQueueFile(args.review) if args.review else None
+    predictor = load_predictor(args.model, backend=args.backend, device=args.device, tta=args.tta,
                                min_confidence=args.min_confidence, calibrated=not args.no_calibration)  # fmt: skip
     if not _is_loopback(args.host):
         print(f"fashionattr serve: warning: listening on {args.host}, reachable from other machines; the service "
               "has no authentication", file=sys.stderr)  # fmt: skip
-    app = create_app(predictor, catalog, settings)
-    if catalog is not None and not app.state.similar_uploads:
-        print(f"fashionattr serve: note: the catalogue was tagged by {catalog.model}, not by {args.checkpoint}; "
+    app = create_app(predictor, catalog, settings, review)
+    if catalog is not None and not catalog_compatible(predictor, catalog):
+        print(f"fashionattr serve: note: the catalogue was tagged by {catalog.model}, not by {args.model}; "
               "browsing works, searching the catalogue by an uploaded photo does not", file=sys.stderr)  # fmt: skip
-    config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level,
-                            http=guarded_protocol(limits))  # fmt: skip
+    guard = ConnectionGuard(limits)
+    # proxy_headers off: scope["client"] must be the connection's own address, which the guard goes by.
+    config = uvicorn.Config(guard.app(app), host=args.host, port=args.port, log_level=args.log_level,
+                            http=guard.protocol(H11Protocol), proxy_headers=False)  # fmt: skip
     bound = listening.getsockname()[1]
     shown = f"[{args.host}]" if ":" in args.host else args.host
     print(f"fashionattr serve: listening on http://{shown}:{bound} (Ctrl+C to stop)", file=sys.stderr)

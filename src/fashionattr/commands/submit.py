@@ -1,4 +1,4 @@
-"""`fashionattr submit CKPT DATA/Tests/question.csv --out answer.csv`: write the challenge's answer file.
+"""`fashionattr submit MODEL DATA/Tests/question.csv --out answer.csv`: write the challenge's answer file.
 
 One line per question row, in the question file's order, `path,attribute,p0;p1;...`. The file is always
 complete: an image that cannot be read is answered with uniform probabilities, reported on stderr, and the
@@ -13,7 +13,7 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fashionattr.commands.options import add_model_options, output_file
+from fashionattr.commands.options import add_model, add_model_options, add_no_calibration, add_out, add_tta
 
 if TYPE_CHECKING:
     import numpy as np
@@ -34,15 +34,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "folder above Tests/, or --data. Unreadable images are answered with uniform probabilities, listed on "
         "stderr, and make the exit code 1.",
     )
-    parser.add_argument("checkpoint", metavar="CKPT", help="checkpoint, run directory, per-attribute folder or .onnx")
+    add_model(parser)
     parser.add_argument("questions", metavar="QUESTIONS", help="question file, e.g. DATA/Tests/question.csv")
-    parser.add_argument("--out", required=True, type=output_file, help="answer file to write (appears when complete)")
-    parser.add_argument("--data", help="dataset root the question paths are relative to (default: above Tests/)")
-    parser.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")
+    add_out(parser, required=True, help="answer file to write (appears when complete)")
+    parser.add_argument("--data", metavar="DIR", help="dataset root the question paths are relative to (default: "
+                        "above Tests/)")  # fmt: skip
+    add_tta(parser)
     add_model_options(parser)
-    parser.add_argument("--no-calibration", action="store_true",
-                        help="write the raw network probabilities instead of the calibrated ones; the argmax is the "
-                        "same, the order of confidences (and so mAP) may differ: see the run report")  # fmt: skip
+    add_no_calibration(parser, help="write the raw network probabilities instead of the calibrated ones; the argmax "
+                       "is the same, the order of confidences (and so mAP) may differ: see the run report")  # fmt: skip
     parser.set_defaults(func=run)
 
 
@@ -53,12 +53,10 @@ def run(args: argparse.Namespace) -> int:
     from fashionattr.inference import load_predictor
     from fashionattr.submission import write_submission
 
-    if args.batch_size < 1 or args.workers < 0:
-        raise UserError("--batch-size must be at least 1 and --workers 0 or more")
     questions_path = Path(args.questions)
     root = dataset_root(questions_path, args.data)
     asked = attributes_asked(questions_path)
-    predictor = load_predictor(args.checkpoint, backend=args.backend, device=args.device, tta=args.tta,
+    predictor = load_predictor(args.model, backend=args.backend, device=args.device, tta=args.tta,
                                calibrated=not args.no_calibration)  # fmt: skip
     unknown = {name: count for name, count in asked.items() if name not in predictor.attributes}
     if unknown:
@@ -135,16 +133,16 @@ def predict_questions(
     Images are predicted one attribute at a time, so of a per-attribute folder only the model asked for runs.
     """
     import numpy as np
-    from tqdm import tqdm
 
     from fashionattr.data.images import ImageError
+    from fashionattr.progress import progress
 
     wanted: dict[str, dict[str, None]] = {}  # attribute -> its image paths, first-seen order, no repeats
     for question in questions:
         wanted.setdefault(question.attribute, {})[question.path] = None
     answers: dict[tuple[str, str], np.ndarray] = {}
     failures: dict[str, str] = {}
-    with tqdm(total=sum(len(paths) for paths in wanted.values()), unit="img", file=sys.stderr, leave=False) as bar:
+    with progress(sum(len(paths) for paths in wanted.values()), unit="img", leave=False) as bar:
         for attribute, paths in wanted.items():
             single = predictor.with_attributes([attribute])
             entries = single.predict_paths([root / p for p in paths], batch_size=batch_size, workers=workers)

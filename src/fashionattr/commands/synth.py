@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
-from fashionattr.commands.options import WORKERS, count, number, output_file, output_folder
+from fashionattr.commands.options import count, number, output_file, output_folder
 from fashionattr.errors import UserError
 
 
@@ -21,14 +22,15 @@ def register(subparsers: Any) -> None:
             "the same files."
         ),
     )
-    parser.add_argument("out", nargs="?", type=output_folder, help="dataset root to write (created if missing)")
+    parser.add_argument("old_out", nargs="?", type=output_folder, help=argparse.SUPPRESS)  # the old spelling of --out
+    parser.add_argument("--out", metavar="DIR", type=output_folder, help="dataset root to write (created if missing)")
     parser.add_argument("--per-class", type=count(1), default=40, metavar="N", help="images per class (default: 40)")
-    parser.add_argument("--size", type=count(16), default=512, metavar="PX",
+    parser.add_argument("--size", type=count(32), default=512, metavar="PX",
                         help="image width in pixels (default: 512)")  # fmt: skip
     parser.add_argument("--seed", type=count(0), default=0, metavar="S", help="random seed (default: 0)")
     parser.add_argument("--test-fraction", type=number(0.0, 1.0, below_maximum=True), default=0.1, metavar="F",
                         help="share of each class put in Tests/ (default: 0.1)")  # fmt: skip
-    parser.add_argument("--workers", type=WORKERS, default=None, metavar="W", help="processes (default: all CPUs)")
+    parser.add_argument("--workers", type=count(1), default=None, metavar="W", help="processes (default: all CPUs)")
     parser.add_argument("--attributes", metavar="LIST",
                         help="comma-separated attributes to draw (default: all eight; short names work)")  # fmt: skip
     parser.add_argument("--label-noise", type=number(0.0, 1.0, below_maximum=True), default=0.0, metavar="F",
@@ -42,18 +44,14 @@ def register(subparsers: Any) -> None:
 
 
 def _check(args: argparse.Namespace) -> None:
+    if args.old_out is not None:
+        if args.out is not None:
+            raise UserError("the dataset folder is given twice; give it once, as --out DIR")
+        print("fashionattr synth: note: the dataset folder is now --out DIR; the old spelling (a bare OUT) goes in "
+              "the next release", file=sys.stderr)  # fmt: skip
+        args.out = args.old_out
     if args.out is None and args.preview is None:
-        raise UserError("give a dataset folder to write (OUT), or --preview FILE.png for a contact sheet only")
-    if args.per_class < 1:
-        raise UserError(f"--per-class must be at least 1, got {args.per_class}")
-    if args.size < 32:
-        raise UserError(f"--size must be at least 32 pixels, got {args.size}")
-    if not 0.0 <= args.test_fraction < 1.0:
-        raise UserError(f"--test-fraction must be at least 0 and below 1, got {args.test_fraction}")
-    if not 0.0 <= args.label_noise < 1.0:
-        raise UserError(f"--label-noise must be at least 0 and below 1, got {args.label_noise}")
-    if args.workers is not None and args.workers < 1:
-        raise UserError(f"--workers must be at least 1, got {args.workers}")
+        raise UserError("give a dataset folder to write (--out DIR), or --preview FILE.png for a contact sheet only")
     if args.preview is not None and not str(args.preview).lower().endswith(".png"):
         raise UserError(f"--preview writes a PNG file; give a name ending in .png, not {args.preview!r}")
 

@@ -18,12 +18,12 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from fashionattr.data.images import ImageError
 from fashionattr.data.preprocessing import Preprocessing, load_letterboxed
 from fashionattr.errors import DiskFullError
 from fashionattr.io import atomic_write_text, is_disk_full
+from fashionattr.progress import progress as progress_bar
 
 CACHE_DIRNAME = ".fashionattr-cache"
 CACHE_VERSION = 1
@@ -117,7 +117,7 @@ def build_cache(
         bad: dict[str, str] = {}
         jobs = [(str(root / p), preprocessing) for p in paths]
         workers = workers or os.cpu_count() or 1
-        with tqdm(total=len(jobs), disable=not progress, desc=f"caching {img_size}px", unit="img") as bar:
+        with progress_bar(len(jobs), desc=f"caching {img_size}px", unit="img", enabled=progress) as bar:
             results: Iterator[np.ndarray | str]
             if workers == 1:
                 results = map(_load_one, jobs)

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from fashionattr.data.corrections import CORRECTIONS_RELPATH, apply_corrections, read_corrections
 from fashionattr.data.labels import (
     ANSWERS_RELPATH,
     LABELS_RELPATH,
@@ -47,6 +48,11 @@ class DatasetRoot:
         return self.path / LABELS_RELPATH
 
     @property
+    def corrections_path(self) -> Path:
+        """Decisions of label review, applied on top of `label.csv` (`fashionattr.data.corrections`)."""
+        return self.path / CORRECTIONS_RELPATH
+
+    @property
     def questions_path(self) -> Path:
         return self.path / QUESTIONS_RELPATH
 
@@ -58,11 +64,19 @@ class DatasetRoot:
     def default_split_path(self) -> Path:
         return self.path / DEFAULT_SPLIT_RELPATH
 
-    def read_labels(self, path: str | Path | None = None) -> list[LabelRecord]:
-        """The rows of a label file (default `Annotations/label.csv`), every image checked to lie inside the root."""
+    def read_labels(self, path: str | Path | None = None, corrected: bool = True) -> list[LabelRecord]:
+        """The rows of a label file, every image checked to lie inside the root.
+
+        By default `Annotations/label.csv` with the review's decisions (`Annotations/corrections.csv`, if there is
+        one) applied on top; `corrected=False` gives the file as it is.
+        """
+        default = path is None
         path = Path(path) if path is not None else self.labels_path
         records = read_labels(path, self.schema)
         check_image_paths(self.path, records, path)
+        if default and corrected and self.corrections_path.is_file():
+            records = apply_corrections(records, read_corrections(self.corrections_path, self.schema),
+                                        self.corrections_path)  # fmt: skip
         return records
 
     def read_questions(self, path: str | Path | None = None) -> list[LabelRecord]:

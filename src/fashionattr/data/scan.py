@@ -8,10 +8,9 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tqdm import tqdm
-
 from fashionattr.data.images import ImageError, open_image, probe_image
 from fashionattr.data.labels import LabelRecord
+from fashionattr.progress import progress as progress_bar
 
 
 @dataclass
@@ -38,7 +37,7 @@ def scan_images(
     workers = workers or os.cpu_count() or 1
     paths = [str(root / p) for p in relative]
     chunk = max(1, len(paths) // (workers * 16))
-    with tqdm(total=len(paths), disable=not progress, desc="images", unit="img") as bar:
+    with progress_bar(len(paths), desc="images", unit="img", enabled=progress) as bar:
         if workers == 1:
             outcomes = [_probe(p) for p in paths]
             bar.update(len(paths))

@@ -20,6 +20,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from fashionattr.data.complete_labels import (
+    CATEGORIES_RELPATH,
+    COMPLETE_RELPATH,
+    TEST_CATEGORIES_RELPATH,
+    TEST_COMPLETE_RELPATH,
+    format_categories,
+    format_complete,
+)
 from fashionattr.data.labels import ANSWERS_RELPATH, LABELS_RELPATH, QUESTIONS_RELPATH, LabelRecord, format_rows
 from fashionattr.data.parts import PARTS_RELPATH, TEST_PARTS_RELPATH, PartRow, format_parts
 from fashionattr.data.synth_scenes import PartBox, render, render_scene
@@ -74,6 +82,8 @@ class _Made:
     path: str
     maybe: tuple[int, ...]
     parts: tuple[PartBox, ...]
+    truth: dict[str, str]
+    category: str
 
     @property
     def record(self) -> LabelRecord:
@@ -82,6 +92,9 @@ class _Made:
     def part_rows(self) -> list[PartRow]:
         attribute = FASHIONAI.attributes[self.job.attr_index].name
         return [PartRow(self.path, attribute, part.name, part.box) for part in self.parts]
+
+    def complete_rows(self) -> list[tuple[str, str, str]]:
+        return [(self.path, attribute, value) for attribute, value in self.truth.items()]
 
 
 def _make_image(args: tuple[str, int, int, _Job]) -> _Made:
@@ -98,7 +111,7 @@ def _make_image(args: tuple[str, int, int, _Job]) -> _Made:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_bytes(buffer.getvalue())
     os.replace(tmp, path)
-    return _Made(job, rel, rendered.maybe, rendered.parts)
+    return _Made(job, rel, rendered.maybe, rendered.parts, rendered.truth, rendered.category)
 
 
 def _jobs(per_class: int, test_fraction: float, attributes: Sequence[str] | None = None) -> list[_Job]:
@@ -145,7 +158,7 @@ def generate_dataset(
         raise ValueError(f"test_fraction {test_fraction} leaves no training image of {per_class} per class")
     if size < 16:
         raise ValueError(f"image size must be at least 16 pixels, got {size}")
-    from tqdm import tqdm
+    from fashionattr.progress import progress as progress_bar
 
     start = time.perf_counter()
     root = Path(out)
@@ -156,7 +169,7 @@ def generate_dataset(
     tasks = [(str(root), size, seed, job) for job in jobs]
     workers = max(1, workers if workers is not None else (os.cpu_count() or 1))
     results: list[_Made] = []
-    with tqdm(total=len(tasks), desc="synth", unit="img", disable=not progress) as bar:
+    with progress_bar(len(tasks), desc="synth", unit="img", enabled=progress) as bar:
         if workers == 1:
             for task in tasks:
                 results.append(_make_image(task))
@@ -177,6 +190,11 @@ def generate_dataset(
     atomic_write_text(root / ANSWERS_RELPATH, format_rows(test, FASHIONAI))
     atomic_write_text(root / PARTS_RELPATH, format_parts(r for m in results if not m.job.test for r in m.part_rows()))
     atomic_write_text(root / TEST_PARTS_RELPATH, format_parts(r for m in results if m.job.test for r in m.part_rows()))
+    sides = ((False, COMPLETE_RELPATH, CATEGORIES_RELPATH), (True, TEST_COMPLETE_RELPATH, TEST_CATEGORIES_RELPATH))
+    for test_side, complete_path, categories_path in sides:
+        made = [m for m in results if m.job.test == test_side]
+        atomic_write_text(root / complete_path, format_complete(row for m in made for row in m.complete_rows()))
+        atomic_write_text(root / categories_path, format_categories((m.path, m.category) for m in made))
     questions = [LabelRecord(r.path, r.attribute, -1) for r in test]
     atomic_write_text(root / QUESTIONS_RELPATH, format_rows(questions, FASHIONAI))
     per_attribute = {
@@ -199,6 +217,7 @@ def generate_dataset(
         "questions": str(root / QUESTIONS_RELPATH),
         "answers": str(root / ANSWERS_RELPATH),
         "parts": str(root / PARTS_RELPATH),
+        "complete_labels": str(root / COMPLETE_RELPATH),
         "size": size,
         "seed": seed,
         "seconds": time.perf_counter() - start,

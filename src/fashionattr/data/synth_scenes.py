@@ -33,6 +33,7 @@ from fashionattr.data.synth_draw import (
     skin_colour,
     strip,
 )
+from fashionattr.data.synth_truth import UNDECIDED, Drawn, class_at, complete_truth
 from fashionattr.schema import Attribute
 
 AMBIGUOUS_RATE = 0.04
@@ -86,6 +87,16 @@ PARTNERS = {
     "neck_design_labels": {"Turtle Neck": "Low Turtle Neck", "Low Turtle Neck": "Turtle Neck"},
 }
 INVISIBLE = "Invisible"
+NECKLINE_OF_KIND = {"scoop": "Round Neckline", "v": "V Neckline", "square": "Square Neckline", "boat": "Straight Neck"}
+"""The neckline class of each everyday top's neckline, for the complete labels of close-ups."""
+SKIRT, COAT, PANT, SLEEVE = "skirt_length_labels", "coat_length_labels", "pant_length_labels", "sleeve_length_labels"
+COLLAR, LAPEL, NECK, NECKLINE = (
+    "collar_design_labels",
+    "lapel_design_labels",
+    "neck_design_labels",
+    "neckline_design_labels",
+)
+DESIGN_ATTRIBUTES = (COLLAR, LAPEL, NECK, NECKLINE)
 
 # Where the labelled part lies (body units), for the part boxes the generator writes beside the labels.
 HEM_MARGIN = 0.05
@@ -116,23 +127,51 @@ class Scene:
     used: list[RGB] = field(default_factory=list)
     parts: list[tuple[str, Poly]] = field(default_factory=list)
     """The labelled part's region(s), by name, as outlines in body units; the pointing game scores heatmaps on them."""
+    drawn: list[Drawn] = field(default_factory=list)
+    """Every part drawn, for every attribute: what the complete labels are decided from."""
+    covers: list[Poly] = field(default_factory=list)
+    """Shapes drawn over others (occluders, a coat, a cape), in drawing order."""
+    category: str = ""
+    """The product the photo shows (skirt, dress, trousers, coat, jacket, top, shirt), as a retailer files it."""
 
     def mark(self, name: str, outline: Poly) -> None:
         self.parts.append((name, outline))
 
     def mark_hem(self, polys: list[Poly], hem: float) -> None:
         """The band around a garment's hem at body-y `hem`, as wide as the garment there."""
-        xs = [x for poly in polys for x, y in poly if y >= hem - HEM_MARGIN]
-        x0, x1 = min(xs) - SIDE_MARGIN, max(xs) + SIDE_MARGIN
-        y0, y1 = hem - HEM_MARGIN, hem + HEM_MARGIN
-        self.mark("hem", [(x0, y0), (x1, y0), (x1, y1), (x0, y1)])
+        self.mark("hem", hem_box(polys, hem))
+
+    def sleeve_boxes(self, end: float) -> tuple[Poly, Poly]:
+        """A square around the end of each sleeve (for a sleeveless top, the armhole)."""
+        m = SLEEVE_END_MARGIN
+        points = [self.body.arm_point(side, end) for side in (-1, 1)]
+        left, right = ([(x - m, y - m), (x + m, y - m), (x + m, y + m), (x - m, y + m)] for x, y in points)
+        return left, right
 
     def mark_sleeve_ends(self, end: float) -> None:
-        """A square around the end of each sleeve (for a sleeveless top, the armhole)."""
-        for side in (-1, 1):
-            x, y = self.body.arm_point(side, end)
-            m = SLEEVE_END_MARGIN
-            self.mark("sleeve_end", [(x - m, y - m), (x + m, y - m), (x + m, y + m), (x - m, y + m)])
+        for box in self.sleeve_boxes(end):
+            self.mark("sleeve_end", box)
+
+    def record(self, attribute: str, value: str | None, boxes: tuple[Poly, ...] = ()) -> None:
+        """A part drawn for `attribute` showing class `value` (None: drawn, but no class can be told)."""
+        self.drawn.append(Drawn(attribute, value, boxes, covers_before=len(self.covers)))
+
+    def record_sleeves(self, end: float | None) -> None:
+        """Sleeves ending `end` along the arm (0: sleeveless; None: drawn so that no class can be told)."""
+        if end is None:
+            self.record(SLEEVE, None)
+        else:
+            self.record(SLEEVE, class_at(SLEEVE_END, end), self.sleeve_boxes(max(end, 0.0)))
+
+    def cover(self, shape: Poly) -> None:
+        self.covers.append(shape)
+
+    def in_picture(self, point: tuple[float, float]) -> bool:
+        [(x, y)] = self.canvas.px([point])
+        return 0 <= x < self.canvas.width * self.canvas.ss and 0 <= y < self.canvas.height * self.canvas.ss
+
+    def truth(self, attributes: list[str]) -> dict[str, str]:
+        return complete_truth(attributes, self.drawn, self.covers, self.in_picture)
 
     def mark_design(self, attribute: str) -> None:
         name, half, top, bottom = DESIGN_REGIONS[attribute]
@@ -147,6 +186,14 @@ class Scene:
         c = distinct_colour(self.rng, self.used)
         self.used.append(c)
         return c
+
+
+def hem_box(polys: list[Poly], hem: float) -> Poly:
+    """The band around a garment's hem at body-y `hem`, as wide as the garment there."""
+    xs = [x for poly in polys for x, y in poly if y >= hem - HEM_MARGIN] or [x for poly in polys for x, _ in poly]
+    x0, x1 = min(xs) - SIDE_MARGIN, max(xs) + SIDE_MARGIN
+    y0, y1 = hem - HEM_MARGIN, hem + HEM_MARGIN
+    return [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]
 
 
 def new_scene(rng: np.random.Generator, size: int, framing: str) -> Scene:
@@ -231,6 +278,8 @@ def draw_top(sc: Scene, paint: Paint, sleeve_end: float, hem: float, kind: str |
     if not sleeveless:
         polys += fig.sleeves(sc.body, sleeve_end)
     sc.canvas.fill(polys, paint)
+    sc.record(NECKLINE, NECKLINE_OF_KIND[kind] if sc.closeup else None)  # too small to tell on a whole figure
+    sc.record_sleeves(0.0 if sleeveless else sleeve_end)
 
 
 def draw_lower(sc: Scene, kind: str, hem: float, paint: Paint) -> list[Poly]:
@@ -241,6 +290,8 @@ def draw_lower(sc: Scene, kind: str, hem: float, paint: Paint) -> list[Poly]:
         ease, flare = float(sc.rng.uniform(0.004, 0.012)), float(sc.rng.choice([0.0, 0.0, 0.05, 0.1]))
         polys = fig.pants_polygons(sc.body, hem, ease, flare)
     sc.canvas.fill(polys, paint)
+    attribute, table = (SKIRT, SKIRT_HEM) if kind == "skirt" else (PANT, PANT_HEM)
+    sc.record(attribute, class_at(table, hem), (hem_box(polys, hem),))
     return polys
 
 
@@ -312,6 +363,7 @@ def draw_prop(sc: Scene) -> None:
 def draw_cover(sc: Scene, poly: Poly) -> None:
     """A big occluder (a counter, a sign, a cape) that hides the labelled part: the Invisible class."""
     sc.canvas.fill([poly], sc.paint())
+    sc.cover(poly)
 
 
 # ------------------------------------------------------------------------------------ length scenes
@@ -320,20 +372,26 @@ def draw_cover(sc: Scene, poly: Poly) -> None:
 def skirt_scene(sc: Scene, attr: Attribute, target: int) -> tuple[int, ...]:
     if attr.classes[target] == INVISIBLE:
         draw_figure(sc)
-        draw_outfit(sc, random_sleeve_end(sc.rng), random_lower(sc))
+        lower = random_lower(sc)
+        sc.category = "skirt" if lower[0] == "skirt" else "trousers"
+        draw_outfit(sc, random_sleeve_end(sc.rng), lower)
         y0 = sc.rng.uniform(0.42, 0.47)
         hw = sc.rng.uniform(0.2, 0.3)
         draw_cover(sc, [(-hw, y0), (hw, y0), (hw, 1.05), (-hw, 1.05)])
         return ()
     hem, maybe = pick_length(sc.rng, attr, target, SKIRT_HEM)
     draw_figure(sc)
-    skirt = draw_outfit(sc, random_sleeve_end(sc.rng), ("skirt", hem), dress=sc.rng.random() < 0.4)
+    dress = sc.rng.random() < 0.4
+    sc.category = "dress" if dress else "skirt"
+    skirt = draw_outfit(sc, random_sleeve_end(sc.rng), ("skirt", hem), dress=dress)
+    maybe_coat_over(sc, hem)
     sc.mark_hem(skirt, hem)
     draw_prop(sc)
     return maybe
 
 
 def pant_scene(sc: Scene, attr: Attribute, target: int) -> tuple[int, ...]:
+    sc.category = "trousers"
     if attr.classes[target] == INVISIBLE:
         draw_figure(sc)
         draw_outfit(sc, random_sleeve_end(sc.rng), random_lower(sc))
@@ -344,16 +402,20 @@ def pant_scene(sc: Scene, attr: Attribute, target: int) -> tuple[int, ...]:
     hem, maybe = pick_length(sc.rng, attr, target, PANT_HEM)
     draw_figure(sc)
     pants = draw_outfit(sc, random_sleeve_end(sc.rng), ("pants", hem))
+    maybe_coat_over(sc, hem)
     sc.mark_hem(pants, hem)
     draw_prop(sc)
     return maybe
 
 
 def sleeve_scene(sc: Scene, attr: Attribute, target: int) -> tuple[int, ...]:
+    sc.category = "top"
     if attr.classes[target] == INVISIBLE:
         cape = sc.rng.random() < 0.6
         draw_figure(sc, arms=cape)
         draw_outfit(sc, SLEEVE_END["Wrist Length"] if cape else 0.0, random_lower(sc))
+        if not cape:  # a figure cut without arms: no sleeve to see
+            sc.record(SLEEVE, INVISIBLE)
         if cape:
             y1 = sc.rng.uniform(0.56, 0.64)
             draw_cover(sc, [(-0.03, 0.185), (0.03, 0.185), (0.13, 0.2), (0.38, y1), (0.0, y1 + 0.04), (-0.38, y1),
@@ -361,30 +423,75 @@ def sleeve_scene(sc: Scene, attr: Attribute, target: int) -> tuple[int, ...]:
         return ()
     end, maybe = pick_length(sc.rng, attr, target, SLEEVE_END)
     draw_figure(sc)
-    draw_outfit(sc, max(end, 0.0), random_lower(sc), dress=sc.rng.random() < 0.3)
+    dress = sc.rng.random() < 0.3
+    sc.category = "dress" if dress else "top"
+    if end >= SLEEVE_END["Elbow Sleeves"] - 0.02 and sc.rng.random() < COAT_OVER_RATE / (1 - COAT_OVER_RATE):
+        # the labelled sleeves are a coat's, over a shirt whose own sleeves it covers
+        draw_outfit(sc, min(max(end, 0.0), SLEEVE_END["Short Sleeves"]), random_lower(sc), dress=dress)
+        draw_coat(sc, float(sc.rng.choice(list(COAT_HEM.values()))), max(end, 0.0))
+        sc.category = "coat"
+    else:
+        draw_outfit(sc, max(end, 0.0), random_lower(sc), dress=dress)
     sc.mark_sleeve_ends(max(end, 0.0))
     draw_prop(sc)
     return maybe
 
 
+def draw_coat(sc: Scene, hem: float, sleeve_end: float) -> Poly:
+    """A buttoned coat over whatever is drawn, hem at body-y `hem`, sleeves ending `sleeve_end` along the arm.
+
+    It covers what is under it (the trousers above its hem, the shirt's sleeves); returns its body's outline.
+    """
+    paint = sc.paint()
+    flare = float(sc.rng.uniform(0.0, 0.15))
+    edge = fig.neckline_edge(sc.body, "v", depth=max(0.0, min(float(sc.rng.uniform(0.0, 0.03)), hem - 0.265)))
+    body = clip_below(fig.top_polygon(sc.body, edge, hem, ease=0.016, flare=flare), hem)
+    coat_sleeves = fig.sleeves(sc.body, sleeve_end, ease=0.01)
+    sc.canvas.fill([body, *coat_sleeves], paint)
+    for shape in (body, *coat_sleeves):
+        sc.cover(shape)
+    sc.record(COAT, class_at(COAT_HEM, hem), (hem_box([body], hem),))
+    sc.record_sleeves(sleeve_end)
+    sc.record(NECKLINE, None)
+    sc.record(LAPEL, None)  # an open coat without lapels, too small to tell from a whole figure
+    edge_colour = paint.edge
+    sc.canvas.lines([(0.0, 0.28), (0.0, hem)], edge_colour, 0.004)
+    for y in np.arange(0.3, min(hem, 0.6) - 0.02, 0.06):
+        sc.canvas.fill([ellipse(0.012, float(y), 0.006, 0.006, n=8)], edge_colour, outline=False)
+    return body
+
+
+COAT_OVER_RATE = 0.15
+"""Share of skirt, trouser and sleeve photos with a coat over the outfit, so each head sees its part beside a coat as
+catalogue photos show it (the coat's hem above the skirt's or trousers', its sleeves the sleeves labelled)."""
+COAT_OVER_GAP = 0.08
+"""How far above a skirt's or trousers' hem the hem of a coat worn over them ends."""
+
+
+def maybe_coat_over(sc: Scene, below: float | None, sleeve_end: float | None = None) -> bool:
+    """Sometimes (`COAT_OVER_RATE`) a coat ending above body-y `below`; with `sleeve_end`, its sleeves end there."""
+    if sc.rng.random() >= COAT_OVER_RATE:
+        return False
+    hems = [h for h in COAT_HEM.values() if below is None or h <= below - COAT_OVER_GAP]
+    if not hems:
+        return False
+    end = sleeve_end if sleeve_end is not None else float(sc.rng.choice([SLEEVE_END["3/4 Sleeves"],
+                                                                          SLEEVE_END["Wrist Length"]]))  # fmt: skip
+    draw_coat(sc, float(sc.rng.choice(hems)), end)
+    return True
+
+
 def coat_scene(sc: Scene, attr: Attribute, target: int) -> tuple[int, ...]:
     invisible = attr.classes[target] == INVISIBLE
     hem, maybe = (0.7, ()) if invisible else pick_length(sc.rng, attr, target, COAT_HEM)
+    sc.category = "coat"
     draw_figure(sc)
     # mostly slim full-length trousers under the coat, so the coat's hem is the one clear edge across the legs
     lower = ("pants", PANT_HEM["Full Length"]) if sc.rng.random() < 0.6 else random_lower(sc)
     inner_sleeve = float(sc.rng.choice([v for v in SLEEVE_END.values() if v <= SLEEVE_END["3/4 Sleeves"]]))
     draw_outfit(sc, inner_sleeve, lower)
-    paint = sc.paint()
-    flare = float(sc.rng.uniform(0.0, 0.15))
-    edge = fig.neckline_edge(sc.body, "v", depth=max(0.0, min(float(sc.rng.uniform(0.0, 0.03)), hem - 0.265)))
-    body = clip_below(fig.top_polygon(sc.body, edge, hem, ease=0.016, flare=flare), hem)
     end = float(sc.rng.choice([SLEEVE_END["3/4 Sleeves"], SLEEVE_END["Wrist Length"], SLEEVE_END["Wrist Length"]]))
-    sc.canvas.fill([body, *fig.sleeves(sc.body, end, ease=0.01)], paint)
-    edge_colour = paint.edge
-    sc.canvas.lines([(0.0, 0.28), (0.0, hem)], edge_colour, 0.004)
-    for y in np.arange(0.3, min(hem, 0.6) - 0.02, 0.06):
-        sc.canvas.fill([ellipse(0.012, float(y), 0.006, 0.006, n=8)], edge_colour, outline=False)
+    body = draw_coat(sc, hem, end)
     if invisible:
         y0, y1, hw = sc.rng.uniform(0.25, 0.28), sc.rng.uniform(0.95, 1.05), sc.rng.uniform(0.2, 0.3)
         draw_cover(sc, [(-hw, y0), (hw, y0), (hw, y1), (-hw, y1)])
@@ -405,6 +512,8 @@ def closeup_base(sc: Scene, attr: Attribute, target: int) -> bool:
     back = sc.rng.random() < 0.5
     draw_figure(sc, back_view=back)
     draw_top(sc, sc.paint(), random_sleeve_end(sc.rng), 0.7, kind="boat" if back else None)
+    for attribute in DESIGN_ATTRIBUTES:  # seen from the back, or under a scarf
+        sc.record(attribute, INVISIBLE)
     if back:
         fig.draw_head(sc.canvas, sc.look, 2, back_view=True)
     else:  # a scarf wound round the neck hides whatever neckline or collar is under it
@@ -422,10 +531,12 @@ def sleeves_for_closeup(sc: Scene) -> float:
 
 
 def neckline_scene(sc: Scene, attr: Attribute, target: int) -> tuple[int, ...]:
+    sc.category = "top"
     if closeup_base(sc, attr, target):
         return ()
     sc.mark_design(attr.name)
     t, maybe = pick_design(sc.rng, attr, target)
+    sc.record(attr.name, None if maybe else attr.classes[target])
     name, body, paint = attr.classes[target], sc.body, sc.paint()
     end = sleeves_for_closeup(sc)
     hem = 0.7
@@ -448,6 +559,7 @@ def neckline_scene(sc: Scene, attr: Attribute, target: int) -> tuple[int, ...]:
         right = [(hw, y), (0.075, y - 0.012 * bump), (0.052, y - 0.022 * bump), (0.032, y - 0.016 * bump),
                  (0.014, y + 0.002 * bump), (0.0, y + 0.02 * bump)]  # fmt: skip
         sc.canvas.fill([fig.top_polygon(body, fig.symmetric_edge(right), hem)], paint)
+        sc.record_sleeves(0.0)
         if name == "Sweat Heart Neck" and sc.rng.random() < 0.4:
             for side in (-1, 1):
                 strap = strip([(side * 0.052, y - 0.02), (side * 0.065, fig.NECK_BASE + 0.003)], [0.005, 0.005])
@@ -461,6 +573,7 @@ def neckline_scene(sc: Scene, attr: Attribute, target: int) -> tuple[int, ...]:
         band = [(-band_hw, y), (band_hw, y), (band_hw, y + 0.022), (-band_hw, y + 0.022)]
         sc.canvas.fill([fig.top_polygon(body, [(-hw, y), (hw, y)], hem), *arms, band], paint)
         sc.canvas.lines([(-band_hw, y + 0.022), (band_hw, y + 0.022)], paint.edge, 0.003)
+        sc.record_sleeves(arm_end)
     elif name == "One Shoulder Neckline":
         side = 1 if sc.rng.random() < 0.5 else -1
         yr = 0.285
@@ -470,6 +583,7 @@ def neckline_scene(sc: Scene, attr: Attribute, target: int) -> tuple[int, ...]:
         if end > 0.012:
             polys.append(fig.sleeves(body, end)[0])
         sc.canvas.fill([p if side == 1 else mirror(p) for p in polys], paint)
+        sc.record_sleeves(None)  # one sleeve and one bare shoulder
     else:
         raise AssertionError(f"no drawing for neckline class {name!r}")
     draw_prop(sc)
@@ -481,13 +595,17 @@ def draw_neck_top(sc: Scene, paint: Paint, edge: Poly, sleeve_end: float, hem: f
     if sleeve_end > 0.012:
         polys += fig.sleeves(sc.body, sleeve_end)
     sc.canvas.fill(polys, paint)
+    sc.record_sleeves(sleeve_end if sleeve_end > 0.012 else 0.0)
 
 
 def collar_scene(sc: Scene, attr: Attribute, target: int) -> tuple[int, ...]:
+    sc.category = "shirt"
     if closeup_base(sc, attr, target):
         return ()
     sc.mark_design(attr.name)
     t, maybe = pick_design(sc.rng, attr, target)
+    sc.record(attr.name, None if maybe else attr.classes[target])
+    sc.record(NECKLINE, None)  # under the collar
     name, body, paint = attr.classes[target], sc.body, sc.paint()
     collar_paint = paint if sc.rng.random() < 0.4 else sc.paint()
     end = float(sc.rng.choice([SLEEVE_END["Short Sleeves"], SLEEVE_END["Elbow Sleeves"], 0.3]))
@@ -529,10 +647,12 @@ def draw_placket(sc: Scene, paint: Paint, y0: float) -> None:
 
 
 def lapel_scene(sc: Scene, attr: Attribute, target: int) -> tuple[int, ...]:
+    sc.category = "jacket"
     if closeup_base(sc, attr, target):
         return ()
     sc.mark_design(attr.name)
     t, maybe = pick_design(sc.rng, attr, target)
+    sc.record(attr.name, None if maybe else attr.classes[target])
     name, body = attr.classes[target], sc.body
     inner, jacket = sc.paint(), sc.paint()
     # Lapels mostly show a facing of their own (a contrast or a sheen), and always a firm edge: in the jacket's own
@@ -542,7 +662,12 @@ def lapel_scene(sc: Scene, attr: Attribute, target: int) -> tuple[int, ...]:
     brk = float(sc.rng.uniform(0.31, 0.35))
     opening = "v" if name != "Collarless" or sc.rng.random() < 0.5 else "scoop"
     edge = fig.neckline_edge(body, opening, depth=brk - 0.26 if opening == "v" else 0.04)
-    sc.canvas.fill([fig.top_polygon(body, edge, 0.7, ease=0.014), *fig.sleeves(body, 0.3, ease=0.01)], jacket)
+    jacket_shapes = [fig.top_polygon(body, edge, 0.7, ease=0.014), *fig.sleeves(body, 0.3, ease=0.01)]
+    sc.canvas.fill(jacket_shapes, jacket)
+    for shape in jacket_shapes:
+        sc.cover(shape)
+    sc.record_sleeves(0.3)
+    sc.record(NECKLINE, None)  # the top inside the jacket's opening
     top = (0.036, fig.NECK_BASE - 0.012)
     if name == "Notched":
         notch = lerp(1.0, 0.0, t)
@@ -574,10 +699,13 @@ def bezier(p0: tuple[float, float], p1: tuple[float, float], p2: tuple[float, fl
 
 
 def neck_scene(sc: Scene, attr: Attribute, target: int) -> tuple[int, ...]:
+    sc.category = "top"
     if closeup_base(sc, attr, target):
         return ()
     sc.mark_design(attr.name)
     t, maybe = pick_design(sc.rng, attr, target)
+    sc.record(attr.name, None if maybe else attr.classes[target])
+    sc.record(NECKLINE, None)  # under the neck piece
     name, body, paint = attr.classes[target], sc.body, sc.paint()
     end = sleeves_for_closeup(sc)
     base = fig.NECK_BASE + 0.012
@@ -627,7 +755,30 @@ SCENES: dict[str, tuple[str, Drawer]] = {
     "pant_length_labels": ("full", pant_scene),
     "sleeve_length_labels": ("three-quarter", sleeve_scene),
 }
-"""attribute name -> (framing, drawer)."""
+"""attribute name -> (framing, drawer): the framing of its Invisible class and the one its other classes mostly get."""
+FRAMINGS: dict[str, tuple[tuple[str, float, frozenset[str]], ...]] = {
+    SLEEVE: (("full", 0.35, frozenset(SLEEVE_END)),
+             ("closeup", 0.15, frozenset({"Sleeveless", "Cup Sleeves", "Short Sleeves"}))),
+    SKIRT: (("three-quarter", 0.2, frozenset({"Short Length", "Knee Length"})),),
+    PANT: (("three-quarter", 0.2, frozenset({"Short Pant", "Mid Length"})),),
+}  # fmt: skip
+"""Other framings a length attribute's images get (framing, share, the classes whose part it keeps in the picture), so
+each head learns its part as photos show it: sleeves on whole figures and close-ups, short hems on three-quarter
+shots. A catalogue asks every attribute of every photo, whatever its framing."""
+
+
+def choose_framing(attr: Attribute, target: int, rng: np.random.Generator) -> str:
+    default, _ = SCENES[attr.name]
+    name, draw = attr.classes[target], float(rng.random())
+    if name == INVISIBLE:
+        return default
+    for framing, share, classes in FRAMINGS.get(attr.name, ()):
+        if draw < share and name in classes:
+            return framing
+        draw -= share
+    return default
+
+
 LENGTH_TABLES = {
     "skirt_length_labels": SKIRT_HEM,
     "coat_length_labels": COAT_HEM,
@@ -646,20 +797,26 @@ class PartBox:
 
 @dataclass(frozen=True)
 class Rendered:
-    """One drawn image, the classes marked `m`, and the boxes of its labelled part (none for Invisible)."""
+    """One drawn image, the classes marked `m`, the boxes of its labelled part (none for Invisible), what it shows
+    of every attribute (`synth_truth.complete_truth`) and the product it shows."""
 
     image: Image.Image
     maybe: tuple[int, ...]
     parts: tuple[PartBox, ...]
+    truth: dict[str, str]
+    category: str
 
 
 def render_scene(attr: Attribute, target: int, rng: np.random.Generator, size: int) -> Rendered:
-    framing, drawer = SCENES[attr.name]
-    sc = new_scene(rng, size, framing)
+    _, drawer = SCENES[attr.name]
+    sc = new_scene(rng, size, choose_framing(attr, target, rng))
     maybe = drawer(sc, attr, target)
     boxes = [(name, sc.canvas.pixel_box(outline)) for name, outline in sc.parts]
     parts = tuple(PartBox(name, box) for name, box in boxes if box is not None)
-    return Rendered(sc.canvas.finish(rng), maybe, parts)
+    truth = sc.truth(list(SCENES))
+    # The labelled attribute is what its label says; the drawing agrees except where the label itself hedges.
+    truth[attr.name] = UNDECIDED if maybe else attr.classes[target]
+    return Rendered(sc.canvas.finish(rng), maybe, parts, truth, sc.category)
 
 
 def render(attr: Attribute, target: int, rng: np.random.Generator, size: int) -> tuple[Image.Image, tuple[int, ...]]:

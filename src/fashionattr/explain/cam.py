@@ -30,6 +30,7 @@ from fashionattr.errors import UserError
 from fashionattr.explain.methods import DEFAULT_METHOD, METHODS
 from fashionattr.inference.predictor import load_inputs
 from fashionattr.inference.torch_backend import LoadedModel, distinct_inputs, load_models
+from fashionattr.models.networks import AttributeNet
 from fashionattr.schema import Schema
 
 CAM_METHODS: dict[str, type[BaseCAM]] = {
@@ -72,35 +73,16 @@ class Heatmap:
 class HeadLogits(nn.Module):
     """One attribute's logits from letterboxed pixels (N,3,S,S, 0-255): the single-output model a CAM method needs.
 
-    Only the backbone that owns the head runs (one group of a grouped network).
+    Only the backbone that answers the attribute runs (one group of a grouped network).
     """
 
-    def __init__(self, network: nn.Module, attribute: str, preprocessing: Preprocessing) -> None:
+    def __init__(self, model: AttributeNet, attribute: str, preprocessing: Preprocessing) -> None:
         super().__init__()
-        self.network = network
-        self.attribute = attribute
+        self.network = model.attribute_network(attribute)
         self.preprocessing = preprocessing
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        inputs = normalize_batch(images, self.preprocessing)
-        network: Any = self.network
-        if hasattr(network, "heads") and hasattr(network, "forward_features"):
-            return network.heads[self.attribute](network.forward_features(inputs))
-        return network(inputs)[self.attribute]
-
-
-def owning_network(model: nn.Module, attribute: str) -> nn.Module:
-    """The network whose head answers `attribute`: a group of a GroupedNet, else the model itself."""
-    for network in getattr(model, "nets", None) or [model]:
-        heads = getattr(network, "heads", None)
-        if heads is not None and attribute in heads:
-            return network
-    return model
-
-
-def backbone_of(network: nn.Module) -> nn.Module:
-    backbone = getattr(network, "backbone", None)
-    return backbone if isinstance(backbone, nn.Module) else network
+        return self.network(normalize_batch(images, self.preprocessing))
 
 
 def spatial_outputs(backbone: nn.Module, size: int) -> list[tuple[str, tuple[int, int]]]:
@@ -237,11 +219,10 @@ class Explainer:
     def layers_for(self, attribute: str) -> list[str]:
         """The layer names (inside the owning backbone) the maps of `attribute` are read from."""
         loaded = self.model_for(attribute)
-        network = owning_network(loaded.model, attribute)
-        key = id(network)
+        backbone = loaded.model.attribute_backbone(attribute)
+        key = id(backbone)
         if key not in self._layers:
-            self._layers[key] = resolve_layers(backbone_of(network), self._requested_layers,
-                                               loaded.preprocessing.img_size)  # fmt: skip
+            self._layers[key] = resolve_layers(backbone, self._requested_layers, loaded.preprocessing.img_size)
         return self._layers[key]
 
     def load(self, source: str | Path | bytes, name: str | None = None) -> list[torch.Tensor]:
@@ -256,8 +237,7 @@ class Explainer:
         loaded = self.model_for(attribute)
         column = [p.pixel_key for p in self.inputs].index(loaded.preprocessing.pixel_key)
         batch = torch.stack([image[column] for image in images]).to(self.device).float()
-        network = owning_network(loaded.model, attribute)
-        head = HeadLogits(network, attribute, loaded.preprocessing)
+        head = HeadLogits(loaded.model, attribute, loaded.preprocessing)
         with torch.no_grad():
             logits = head(batch)
         probabilities = probabilities_from_logits({attribute: logits}, loaded.temperatures)[attribute].cpu().numpy()
@@ -268,7 +248,7 @@ class Explainer:
             chosen = [class_index] * len(images)
         else:
             chosen = [int(c) for c in class_index]
-        backbone = backbone_of(network)
+        backbone = loaded.model.attribute_backbone(attribute)
         layers = [backbone.get_submodule(name) for name in self.layers_for(attribute)]
         method = CAM_METHODS[self.method](model=head, target_layers=layers)
         targets = [ClassifierOutputTarget(c) for c in chosen]
@@ -276,7 +256,7 @@ class Explainer:
             maps = method(input_tensor=batch, targets=targets, aug_smooth=self.smooth)
         finally:  # not `with`: the package's __exit__ swallows IndexErrors
             method.activations_and_grads.release()
-            network.zero_grad(set_to_none=True)
+            head.zero_grad(set_to_none=True)
         classes = self.schema.attribute(attribute).classes
         pixels = batch.to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
         heatmaps = []

@@ -14,9 +14,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from fashionattr.applicability.modules import Applicability, invisible_indices
 from fashionattr.data.augmentation import flip_averaged
 from fashionattr.data.preprocessing import Preprocessing
 from fashionattr.distributed import check_device
+from fashionattr.engine import tempered
 from fashionattr.errors import UserError
 from fashionattr.inference.onnx_format import (
     EMBEDDING_OUTPUT,
@@ -27,6 +29,7 @@ from fashionattr.inference.onnx_format import (
     META_SPEC,
     METADATA_KEYS,
 )
+from fashionattr.inference.torch_backend import BackendOutput
 from fashionattr.schema import Schema
 
 
@@ -93,20 +96,27 @@ class OnnxBackend:
         self.flip_safe = all(model.get("trained_with_flip", True) for model in self.spec.get("models", []))
         self.temperatures = {name: float(t) for model in self.spec.get("models", [])
                              for name, t in (model.get("temperatures") or {}).items()}  # fmt: skip
+        self.tta_temperatures = {name: float(t) for model in self.spec.get("models", [])
+                                 for name, t in (model.get("tta_temperatures") or {}).items()}  # fmt: skip
+        self.calibrated = any(t != 1.0 for t in self.temperatures.values())
+        """Whether the graph's probabilities are calibrated (an export with --no-calibration gives raw ones)."""
         if not calibrated and any(t != 1.0 for t in self.temperatures.values()):
             raise UserError(
                 f"{self.path}: this graph gives calibrated probabilities (its temperatures are built in); for raw "
                 "ones export the model again with `fashionattr export --no-calibration`"
             )
         self.device = torch.device("cpu")  # inputs and outputs are host arrays whatever the provider
+        # Graphs exported before applicability existed decide by the `Invisible` probability alone, as their
+        # checkpoints do.
+        self.applicability_outputs: dict[str, str] = dict(self.spec.get("applicability_outputs") or {})
+        self._fallback = Applicability(self.attributes, invisible_indices(self.schema, self.attributes))
 
-    def run(
-        self, batches: Sequence[torch.Tensor], attributes: Sequence[str], tta: bool, embed: bool
-    ) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    def run(self, batches: Sequence[torch.Tensor], attributes: Sequence[str], tta: bool, embed: bool) -> BackendOutput:
         wanted = [a for a in self.attributes if a in attributes]
-        names = wanted + ([EMBEDDING_OUTPUT] if embed else [])
+        deciding = [self.applicability_outputs[a] for a in wanted if a in self.applicability_outputs]
+        names = wanted + deciding + ([EMBEDDING_OUTPUT] if embed else [])
         if not names:
-            return {}, None
+            return BackendOutput({}, {}, None)
 
         def outputs_of(images: list[torch.Tensor], outputs: Sequence[str]) -> dict[str, np.ndarray]:
             feed = {name: batch.cpu().numpy() for name, batch in zip(self.input_names, images, strict=True)}
@@ -114,9 +124,23 @@ class OnnxBackend:
 
         images = list(batches)
         outputs = outputs_of(images, names)
+        plain = {name: torch.from_numpy(outputs[name]) for name in wanted}
         if tta and wanted:
-            outputs.update(flip_averaged(lambda flipped: outputs_of(flipped, wanted), images, wanted, plain=outputs))
-        return {name: outputs[name] for name in wanted}, outputs.get(EMBEDDING_OUTPUT)
+            # The graph calibrates single passes; flip averaging averages raw answers (the graph's temperature undone),
+            # then applies the temperature fitted on averaged answers.
+            undone = {name: 1.0 / self.temperatures[name] for name in wanted if name in self.temperatures}
+
+            def raw(flipped: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+                views = {name: torch.from_numpy(value) for name, value in outputs_of(flipped, wanted).items()}
+                return tempered(views, undone)
+
+            averaged = flip_averaged(raw, images, wanted, plain=tempered(plain, undone))
+            tta_temperatures = self.tta_temperatures or self.temperatures
+            outputs.update({name: value.numpy() for name, value in tempered(averaged, tta_temperatures).items()})
+        fallback = self._fallback(torch.zeros(len(images[0]), 1), plain) if len(deciding) < len(wanted) else {}
+        applicability = {name: outputs[self.applicability_outputs[name]] if name in self.applicability_outputs
+                         else fallback[name].numpy() for name in wanted}  # fmt: skip
+        return BackendOutput({name: outputs[name] for name in wanted}, applicability, outputs.get(EMBEDDING_OUTPUT))
 
     def describe(self) -> list[dict[str, Any]]:
         return [
@@ -128,6 +152,9 @@ class OnnxBackend:
                 "attributes": model["attributes"],
                 "preprocessing": model["preprocessing"],
                 "temperatures": model.get("temperatures", {}),
+                "tta_temperatures": model.get("tta_temperatures", {}),
+                "calibrated": bool(model.get("temperatures")),
+                "applicability": (model.get("applicability") or {}).get("method"),
             }
             for model in self.spec["models"]
         ]

@@ -14,7 +14,7 @@ from fashionattr.inference.predictor import Predictor
 
 def onnx_parity(source: str | Path, onnx_path: str | Path, images: Sequence[str | Path] = (),
                 random_images: int = 2, calibrated: bool = True) -> float:  # fmt: skip
-    """Largest probability difference between the PyTorch model and its ONNX export.
+    """Largest difference of probability or applicability score between the PyTorch model and its ONNX export.
 
     On `images` (files, loaded by the one preprocessing function) plus `random_images` random uint8 inputs, so a
     check needs no dataset at hand.
@@ -28,6 +28,6 @@ def onnx_parity(source: str | Path, onnx_path: str | Path, images: Sequence[str 
         inputs.append([torch.randint(0, 256, (3, p.img_size, p.img_size), dtype=torch.uint8, generator=generator)
                        for p in torch_predictor.inputs])  # fmt: skip
     batches = [torch.stack(column) for column in zip(*inputs, strict=True)]
-    expected, _ = torch_predictor.probabilities(batches)
-    actual, _ = onnx_predictor.probabilities(batches)
-    return max(float(np.abs(expected[name] - actual[name]).max()) for name in expected)
+    expected, actual = torch_predictor.outputs(batches), onnx_predictor.outputs(batches)
+    return max(float(np.abs(getattr(expected, kind)[name] - getattr(actual, kind)[name]).max())
+               for kind in ("probabilities", "applicability") for name in expected.probabilities)  # fmt: skip

@@ -22,11 +22,13 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+from fashionattr.applicability.modules import applies as tag_applies
+from fashionattr.applicability.modules import invisible_indices
 from fashionattr.data.images import IMAGE_SUFFIXES, ImageError
 from fashionattr.data.preprocessing import Preprocessing, letterbox, load_letterboxed, to_chw_tensor
 from fashionattr.distributed import pick_device
 from fashionattr.errors import UserError
-from fashionattr.inference.torch_backend import LoadedModel, TorchBackend, load_models
+from fashionattr.inference.torch_backend import BackendOutput, LoadedModel, TorchBackend, load_models
 from fashionattr.schema import Schema
 
 
@@ -114,9 +116,9 @@ class Backend(Protocol):
     flip_safe: bool
     device: torch.device
 
-    def run(
-        self, batches: Sequence[torch.Tensor], attributes: Sequence[str], tta: bool, embed: bool
-    ) -> tuple[dict[str, np.ndarray], np.ndarray | None]: ...
+    def run(self, batches: Sequence[torch.Tensor], attributes: Sequence[str], tta: bool, embed: bool) -> BackendOutput:
+        """Probabilities and applicability scores of `attributes` (and the embedding when asked) for the batches."""
+        ...
 
     def describe(self) -> list[dict[str, Any]]: ...
 
@@ -145,6 +147,7 @@ class Predictor:
         self.min_confidence = min_confidence
         self.attributes = self._select(attributes)
         self.inputs = list(self.backend.inputs)
+        self.invisible = invisible_indices(schema, self.backend.attributes)
 
     def _select(self, attributes: Sequence[str] | str | None) -> list[str]:
         available = [a for a in self.schema.names if a in self.backend.attributes]
@@ -176,6 +179,11 @@ class Predictor:
         return clone
 
     @property
+    def calibrated(self) -> bool:
+        """Whether the probabilities are calibrated: every model has temperatures (PyTorch) or the graph does (ONNX)."""
+        return all(model.get("temperatures") for model in self.backend.describe())
+
+    @property
     def models(self) -> list[LoadedModel]:
         """The PyTorch models behind this predictor (empty for another backend)."""
         return list(getattr(self.backend, "models", []))
@@ -192,25 +200,35 @@ class Predictor:
         """A file (path or bytes) as this predictor's inputs; raises ImageError for a file that cannot be used."""
         return load_inputs(source, self.inputs, name)
 
+    def outputs(self, batches: Sequence[torch.Tensor], embed: bool = False) -> BackendOutput:
+        """Class probabilities and applicability scores per attribute for uint8 batches (one per `self.inputs`)."""
+        return self.backend.run(batches, self.attributes, tta=self.tta, embed=embed)
+
     def probabilities(
         self, batches: Sequence[torch.Tensor], embed: bool = False
     ) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
         """Class probabilities per attribute for uint8 batches (one per entry of `self.inputs`)."""
-        return self.backend.run(batches, self.attributes, tta=self.tta, embed=embed)
+        output = self.outputs(batches, embed=embed)
+        return output.probabilities, output.embedding
 
-    def results(self, probs: dict[str, np.ndarray], row: int) -> dict[str, AttributeResult]:
+    def results(self, output: BackendOutput, row: int) -> dict[str, AttributeResult]:
+        """Every attribute's answer for one image: a value only where the attribute applies and is confident."""
         answers = {}
         for name in self.attributes:
             attribute = self.schema.attribute(name)
-            vector = probs[name][row]
+            vector = output.probabilities[name][row]
             best = int(vector.argmax())
             confidence = float(vector[best])
+            score = float(output.applicability[name][row])
+            applies = bool(tag_applies(score, best, self.invisible.get(name)))
             answers[name] = AttributeResult(
                 attribute=name,
-                value=attribute.classes[best] if confidence >= self.min_confidence else None,
+                value=attribute.classes[best] if applies and confidence >= self.min_confidence else None,
                 index=best,
                 confidence=confidence,
                 probabilities={c: float(p) for c, p in zip(attribute.classes, vector, strict=True)},
+                applies=applies,
+                applicability=score,
             )
         return answers
 
@@ -234,12 +252,10 @@ class Predictor:
         if not images:
             return []
         batches = [torch.stack(column) for column in zip(*images, strict=True)]
-        probs, embedding = self.probabilities(batches, embed=embed)
+        output = self.outputs(batches, embed=embed)
         names = names or [f"image {i}" for i in range(len(images))]
-        return [
-            Prediction(names[row], self.results(probs, row), embedding[row] if embedding is not None else None)
-            for row in range(len(images))
-        ]
+        embeddings = list(output.embedding) if output.embedding is not None else [None] * len(images)
+        return [Prediction(names[row], self.results(output, row), embeddings[row]) for row in range(len(images))]
 
     def predict_paths(self, paths: Iterable[str | Path], batch_size: int = 32, workers: int = 2,
                       embed: bool = False) -> Iterator[Prediction | ImageError]:  # fmt: skip
@@ -259,10 +275,10 @@ class Predictor:
             }
             if good:
                 batches = [torch.stack([item["images"][i] for item in good]) for i in range(len(self.inputs))]
-                probs, embedding = self.probabilities(batches, embed=embed)
+                output = self.outputs(batches, embed=embed)
                 for row, item in enumerate(good):
-                    results[item["index"]] = Prediction(paths[item["index"]], self.results(probs, row),
-                                                        embedding[row] if embedding is not None else None)  # fmt: skip
+                    embedding = output.embedding[row] if output.embedding is not None else None
+                    results[item["index"]] = Prediction(paths[item["index"]], self.results(output, row), embedding)
             for item in items:
                 yield results[item["index"]]
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from fashionattr.data.images import IMAGE_SUFFIXES, ImageError
 from fashionattr.errors import UserError
-from fashionattr.inference.onnx_format import META_SPEC, METADATA_KEYS
+from fashionattr.inference.onnx_format import META_SPEC
 from fashionattr.io import atomic_write_bytes
 
 CALIBRATION_IMAGES = 256
@@ -147,9 +147,9 @@ def quantize_int8(fp32: str | Path, out: str | Path, images: Sequence[Path],
                             "calibration_images": used, "fp32_source": fp32.name}  # fmt: skip
     metadata[META_SPEC] = json.dumps(spec)
     del model.metadata_props[:]
-    for key in METADATA_KEYS:
+    for key, value in metadata.items():  # every entry the export wrote, whatever it holds
         entry = model.metadata_props.add()
-        entry.key, entry.value = key, metadata[key]
+        entry.key, entry.value = key, value
     model.producer_name = source.producer_name
     model.doc_string = source.doc_string + " (int8)"
     onnx.checker.check_model(model)
@@ -179,8 +179,8 @@ def int8_agreement(fp32: str | Path, int8: str | Path, images: Sequence[Path]) -
     count = 0
     for feed in calibration_feeds(full, images, CALIBRATION_BATCH):
         batches = [_as_tensor(feed[name]) for name in full.input_names]
-        expected, _ = full.run(batches, full.attributes, tta=False, embed=False)
-        got, _ = small.run(batches, small.attributes, tta=False, embed=False)
+        expected = full.run(batches, full.attributes, tta=False, embed=False).probabilities
+        got = small.run(batches, small.attributes, tta=False, embed=False).probabilities
         for name in full.attributes:
             same += int((expected[name].argmax(1) == got[name].argmax(1)).sum())
             total += len(expected[name])

@@ -6,20 +6,21 @@ so normalisation and softmax are the same in both.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
-from fashionattr.checkpoint import augmentation_of, model_from_checkpoint, temperatures_of
+from fashionattr.applicability.modules import Applicability, build_applicability, invisible_indices
+from fashionattr.checkpoint import applicability_of, augmentation_of, model_from_checkpoint, temperatures_of
 from fashionattr.data.augmentation import flip_averaged
 from fashionattr.data.preprocessing import Preprocessing, normalize_batch
-from fashionattr.engine import autocast, probabilities_from_logits, resolve_amp
+from fashionattr.engine import autocast, probabilities_from_logits, resolve_amp, tempered
 from fashionattr.errors import UserError
+from fashionattr.models.networks import AttributeNet
 from fashionattr.run_dir import find_runs
 from fashionattr.schema import Schema, schema_mismatch
 
@@ -28,7 +29,7 @@ from fashionattr.schema import Schema, schema_mismatch
 class LoadedModel:
     """One network with the attributes it answers, the preprocessing it expects, and how it was trained."""
 
-    model: nn.Module
+    model: AttributeNet
     preprocessing: Preprocessing
     attributes: list[str]
     source: Path
@@ -36,6 +37,23 @@ class LoadedModel:
     """Whether mirror images were part of its training; flip test-time averaging is refused otherwise."""
     temperatures: dict[str, float] = field(default_factory=dict)
     """Calibration temperature per attribute; an attribute without one keeps its raw probabilities (T = 1)."""
+    tta_temperatures: dict[str, float] = field(default_factory=dict)
+    """Calibration temperature of flip-averaged answers, fitted on them (`engine.tempered`)."""
+    applicability: Applicability | None = None
+    """Which of its attributes a photo shows (`load_models` always sets one); None: every attribute applies."""
+
+    def __post_init__(self) -> None:
+        if self.applicability is None:
+            self.applicability = Applicability(self.attributes, {})
+
+
+@dataclass(frozen=True)
+class BackendOutput:
+    """What a backend answers for a batch: class probabilities and applicability scores per attribute, embedding."""
+
+    probabilities: dict[str, np.ndarray]
+    applicability: dict[str, np.ndarray]
+    embedding: np.ndarray | None = None
 
 
 def distinct_inputs(preprocessings: Sequence[Preprocessing]) -> list[Preprocessing]:
@@ -81,9 +99,16 @@ def load_models(
         schema = model_schema
         augmentation = augmentation_of(payload)
         temperatures = temperatures_of(payload, checkpoint) if calibrated else {}
-        loaded.append(LoadedModel(model, preprocessing, list(payload["attributes"]), checkpoint,
+        tta_temperatures = temperatures_of(payload, checkpoint, tta=True) if calibrated else {}
+        attributes = list(payload["attributes"])
+        stored = applicability_of(payload, checkpoint)
+        # Checkpoints fitted before applicability existed decide by the `Invisible` probability alone.
+        applicability = (build_applicability(*stored) if stored is not None
+                         else Applicability(attributes, invisible_indices(model_schema, attributes)))  # fmt: skip
+        loaded.append(LoadedModel(model, preprocessing, attributes, checkpoint,
                                   trained_with_flip=augmentation is None or augmentation.flip,
-                                  temperatures=temperatures))  # fmt: skip
+                                  temperatures=temperatures, tta_temperatures=tta_temperatures,
+                                  applicability=applicability.to(device)))  # fmt: skip
     if schema is None:  # find_checkpoints raises first; this keeps type checkers and readers sure
         raise UserError(f"{path}: no checkpoint found")
     seen: set[str] = set()
@@ -95,38 +120,18 @@ def load_models(
     return loaded, schema
 
 
-def features_and_logits(model: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Pooled features and per-attribute logits from one backbone pass.
-
-    Calling `model(x)` and then `model.forward_features(x)` would run the backbone twice whenever an embedding
-    is wanted; the catalogue wants one for every image. Works on `MultiTaskNet` and `GroupedNet` (a net with
-    `heads`, or `nets` of them; dropout before the heads is off in eval mode) and falls back to two calls.
-    """
-    network: Any = model  # nn.Module's __getattr__ types every attribute as Tensor | Module
-    nets: list[Any] = list(getattr(network, "nets", None) or [network])
-    if not all(hasattr(net, "heads") and hasattr(net, "forward_features") for net in nets):
-        return network.forward_features(images), dict(network(images))
-    features, logits = [], {}
-    for net in nets:
-        pooled = net.forward_features(images)
-        features.append(pooled)
-        logits.update({name: head(pooled) for name, head in net.heads.items()})
-    return torch.cat(features, dim=1), logits
-
-
 def model_outputs(
-    model: nn.Module,
-    preprocessing: Preprocessing,
-    images: torch.Tensor,
-    temperatures: Mapping[str, float] | None = None,
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Features and class probabilities of one model for a uint8 letterboxed batch (N,3,S,S).
+    loaded: LoadedModel, images: torch.Tensor
+) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Features, class probabilities and applicability scores of one model for a uint8 letterboxed batch (N,3,S,S).
 
     Logits are divided by each attribute's calibration temperature before the softmax; ONNX export traces this
-    function, so the exported graph carries the same division.
+    function, so the exported graph carries the same division and the same applicability decision.
     """
-    features, logits = features_and_logits(model, normalize_batch(images, preprocessing))
-    return features, probabilities_from_logits(logits, temperatures)
+    features, logits = loaded.model.features_and_logits(normalize_batch(images, loaded.preprocessing))
+    probabilities = probabilities_from_logits(logits, loaded.temperatures)
+    applicability = loaded.applicability if loaded.applicability is not None else Applicability([], {})
+    return features, probabilities, applicability(features, probabilities)
 
 
 def joint_embedding(features: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -156,12 +161,11 @@ class TorchBackend:
             loaded.model.to(memory_format=self.memory_format)
 
     @torch.no_grad()
-    def run(
-        self, batches: Sequence[torch.Tensor], attributes: Sequence[str], tta: bool, embed: bool
-    ) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    def run(self, batches: Sequence[torch.Tensor], attributes: Sequence[str], tta: bool, embed: bool) -> BackendOutput:
         by_key = {p.pixel_key: batches[i].to(self.device).contiguous(memory_format=self.memory_format)
                   for i, p in enumerate(self.inputs)}  # fmt: skip
         out: dict[str, np.ndarray] = {}
+        applies: dict[str, np.ndarray] = {}
         features = []
         for loaded in self.models:
             wanted = [a for a in loaded.attributes if a in attributes]
@@ -169,28 +173,34 @@ class TorchBackend:
                 continue
             images = by_key[loaded.preprocessing.pixel_key]
 
-            def probabilities(batch: torch.Tensor, model: LoadedModel = loaded) -> dict[str, torch.Tensor]:
+            def raw(batch: torch.Tensor, model: LoadedModel = loaded) -> dict[str, torch.Tensor]:
                 with autocast(self.device, self._amp):
-                    return model_outputs(model.model, model.preprocessing, batch, model.temperatures)[1]
+                    logits = model.model.features_and_logits(normalize_batch(batch, model.preprocessing))[1]
+                return probabilities_from_logits(logits)
 
             with autocast(self.device, self._amp):
-                pooled, probs = model_outputs(loaded.model, loaded.preprocessing, images, loaded.temperatures)
+                pooled, probs, scores = model_outputs(loaded, images)
             if tta and wanted:
-                probs = flip_averaged(probabilities, images, wanted, plain=probs)
+                # The raw answers are averaged, then calibrated in that mode; applicability is the plain image's, as
+                # in ONNX graphs.
+                probs = tempered(flip_averaged(raw, images, wanted), loaded.tta_temperatures)
             out.update({name: probs[name].float().cpu().numpy() for name in wanted})
+            applies.update({name: scores[name].float().cpu().numpy() for name in wanted})
             features.append(pooled)
         embedding = joint_embedding(features).cpu().numpy() if embed and features else None
-        return out, embedding
+        return BackendOutput(out, applies, embedding)
 
     def describe(self) -> list[dict[str, Any]]:
         return [
             {
                 "source": str(m.source),
                 "backend": "torch",
-                "arch": getattr(m.model, "spec", {}).get("arch"),
+                "arch": m.model.spec.get("arch"),
                 "attributes": m.attributes,
                 "preprocessing": m.preprocessing.to_dict(),
                 "temperatures": m.temperatures,
+                "tta_temperatures": m.tta_temperatures,
+                "applicability": m.applicability.method if m.applicability is not None else None,
             }
             for m in self.models
         ]

@@ -1,4 +1,4 @@
-"""Label review: which training labels are probably wrong, from out-of-sample probabilities and confident learning.
+"""Label review: which training labels are worth a second look, from out-of-sample probabilities and confident learning.
 
 `probabilities` gets each reviewed image's class probabilities from a model that never trained on it (the run's
 own model on its validation split, or K models by cross-validation over the training split); `issues` ranks the

@@ -19,18 +19,18 @@ from typing import Any
 
 import numpy as np
 
+from fashionattr.data.dataset import DatasetRoot
 from fashionattr.data.labels import LabelRecord, format_rows, read_labels
 from fashionattr.errors import UserError
 from fashionattr.io import atomic_write_text
 from fashionattr.review.probabilities import OutOfSample
-from fashionattr.schema import Schema
 
 CSV_HEADER = ("path", "attribute", "given", "suggested", "score", "given_probability", "suggested_probability")
 
 
 @dataclass(frozen=True)
 class LabelIssue:
-    """A label that is probably wrong: what it says, what the model suggests, and how sure the review is (0-1)."""
+    """A candidate label: what it says, what the model suggests, and how strongly the model disagrees (0-1)."""
 
     record: LabelRecord
     given: str
@@ -85,19 +85,17 @@ def refuse_overwriting(labels: Path, out: Path) -> None:
                         "person accept it")  # fmt: skip
 
 
-def write_corrected(labels: Path, issues: Sequence[LabelIssue], schema: Schema, out: Path) -> int:
-    """A copy of the label file with every flagged row given its suggested class; the original is never touched.
+def write_decided(dataset: DatasetRoot, out: Path) -> int:
+    """The label file as training reads it, with the decisions of the corrections file applied (a person's, made in
+    the service's review queue; never a suggestion nobody accepted). The original is never touched.
 
-    Rows keep their order; a corrected row loses its `m` marks (they hedged the old label). Returns the rows changed.
+    Rows keep their order. Returns how many rows differ from the label file.
     """
-    refuse_overwriting(labels, out)
-    fixes = {(i.record.path, i.record.attribute): i.suggested_index for i in issues}
-    rows = []
-    for record in read_labels(labels, schema):
-        fix = fixes.get((record.path, record.attribute))
-        rows.append(record if fix is None else LabelRecord(record.path, record.attribute, fix))
-    atomic_write_text(out, format_rows(rows, schema))
-    return len(fixes)
+    refuse_overwriting(dataset.labels_path, out)
+    original = dataset.read_labels(corrected=False)
+    decided = dataset.read_labels()
+    atomic_write_text(out, format_rows(decided, dataset.schema))
+    return sum((a.target, a.maybe) != (b.target, b.maybe) for a, b in zip(original, decided, strict=True))
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""The review page: one self-contained HTML file, a row per flagged label with its thumbnail, given vs suggested.
+"""The review page: one self-contained HTML file, a row per candidate label with its thumbnail, the label beside the
+model's suggestion, shown alike (the model is not assumed right; a person decides, in `fashionattr serve --review`).
 
 Thumbnails are embedded (base64 JPEG), so the page opens anywhere without the dataset at hand; the rows after the
 first `MAX_THUMBNAILS` are listed without one (label_issues.csv has them all).
@@ -27,7 +28,7 @@ table { border-collapse: collapse; }
 td, th { border-bottom: 1px solid #e3e6ea; padding: 0.4rem 0.7rem; text-align: left; vertical-align: middle; }
 th { font-size: 0.8rem; text-transform: uppercase; color: #66707c; }
 img { width: 128px; height: 128px; object-fit: contain; background: #f6f7f9; }
-.given { color: #b91c1c; } .suggested { color: #15803d; font-weight: 600; }
+.given, .suggested { font-weight: 600; }
 .path { font-family: monospace; font-size: 0.8rem; color: #66707c; }
 .score { font-variant-numeric: tabular-nums; }
 """
@@ -50,22 +51,24 @@ def review_page(root: Path, issues: Sequence[LabelIssue], source: str, reviewed:
                 score: ReviewScore | None = None) -> str:  # fmt: skip
     """The HTML of the review page, most likely wrong first."""
     lines = ["<!doctype html>", '<html lang="en"><head><meta charset="utf-8"><title>fashionattr label review</title>',
-             f"<style>{STYLE}</style></head><body>", "<h1>Labels that are probably wrong</h1>",
-             f"<p>{len(issues)} of {reviewed} reviewed labels flagged by confident learning (cleanlab) from "
-             f"out-of-sample probabilities: {html.escape(source)}. Sorted by score, the model's probability that "
-             "the given class is not the image's. The label file was not changed.</p>"]  # fmt: skip
+             f"<style>{STYLE}</style></head><body>", "<h1>Check these labels</h1>",
+             f"<p>{len(issues)} of {reviewed} reviewed labels are candidates: confident learning (cleanlab) finds "
+             f"the out-of-sample probabilities disagreeing with them ({html.escape(source)}). Some are wrong, some "
+             "are right and the model is not. Sorted by score, the model's probability that the given class is not "
+             "the image's. The label file was not changed; decide on each in <code>fashionattr serve MODEL --review "
+             "DIR</code>, which records the decisions in Annotations/corrections.csv.</p>"]  # fmt: skip
     if score is not None:
         lines.append(f"<p>Against {score.known} known errors among the reviewed rows: precision "
                      f"{score.precision:.1%}, recall {score.recall:.1%}, precision at {score.known} "
                      f"{score.precision_at_known:.1%}.</p>")  # fmt: skip
-    lines.append("<table><tr><th>#</th><th>image</th><th>attribute</th><th>given</th><th>suggested</th>"
+    lines.append("<table><tr><th>#</th><th>image</th><th>attribute</th><th>label</th><th>model suggests</th>"
                  "<th>score</th></tr>")  # fmt: skip
     for number, issue in enumerate(issues, start=1):
         url = thumbnail(root / issue.record.path) if number <= MAX_THUMBNAILS else None
         picture = f'<img src="{url}" alt="">' if url else ""
         lines.append(
             f"<tr><td>{number}</td><td>{picture}<div class='path'>{html.escape(issue.record.path)}</div></td>"
-            f"<td>{html.escape(issue.record.attribute.removesuffix('_labels'))}</td>"
+            f"<td>{html.escape(issue.record.attribute)}</td>"
             f"<td class='given'>{html.escape(issue.given)} ({issue.given_probability:.0%})</td>"
             f"<td class='suggested'>{html.escape(issue.suggested)} ({issue.suggested_probability:.0%})</td>"
             f"<td class='score'>{issue.score:.3f}</td></tr>"

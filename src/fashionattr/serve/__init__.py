@@ -1,5 +1,8 @@
-"""HTTP service and web page over a `Predictor`, with optional catalogue browsing: see `create_app`."""
+"""HTTP service and web pages over a `Predictor`, with optional catalogue browsing and label review: see
+`create_app`."""
 
-from fashionattr.serve.app import ServeSettings, create_app
+from fashionattr.serve.app import create_app
+from fashionattr.serve.services import catalog_compatible
+from fashionattr.serve.settings import ServeSettings
 
-__all__ = ["ServeSettings", "create_app"]
+__all__ = ["ServeSettings", "catalog_compatible", "create_app"]

@@ -76,10 +76,16 @@ class DynamicBatcher:
                 await self._worker
         self._worker = None
 
+    @property
+    def running(self) -> bool:
+        """Whether the worker is there to run batches (it stops only with the service, or by a bug)."""
+        return self._queue is not None and self._worker is not None and not self._worker.done()
+
     async def submit(self, images: Sequence[Any], names: Sequence[str]) -> list[Any]:
         """Answers for `images`, in order; they may be batched with other callers' images."""
-        if self._queue is None or self._worker is None or self._worker.done():
+        if not self.running:
             raise RuntimeError("the batcher is not running; call start() first")
+        assert self._queue is not None
         loop = asyncio.get_running_loop()
         jobs = [_Job(image, name, loop.create_future()) for image, name in zip(images, names, strict=True)]
         for job in jobs:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from fashionattr.calibration import Calibration, calibrate
-from fashionattr.checkpoint import write_temperatures
+from fashionattr.checkpoint import augmentation_of, load_checkpoint, write_temperatures
 from fashionattr.io import atomic_write_text
 from fashionattr.metrics import AttributePredictions
 from fashionattr.report import plot_reliability
@@ -21,12 +21,36 @@ from fashionattr.schema import Schema
 
 
 def calibrate_run(
-    run: RunDir, checkpoint: Path, schema: Schema, predictions: Mapping[str, AttributePredictions]
+    run: RunDir,
+    checkpoint: Path,
+    schema: Schema,
+    predictions: Mapping[str, AttributePredictions],
+    tta_predictions: Mapping[str, AttributePredictions] | None = None,
 ) -> Calibration:
-    """Fit temperatures on a checkpoint's raw validation `predictions`, store them in it, record the effect."""
+    """Fit temperatures on a checkpoint's raw validation `predictions`, store them in it, record the effect.
+
+    `tta_predictions` (raw flip-averaged answers, for a model trained with mirrored images) get temperatures of their
+    own: each mode is calibrated in the mode it is used.
+    """
     calibration = calibrate(schema, predictions)
-    write_temperatures(checkpoint, calibration.temperatures)
+    averaged = calibrate(schema, tta_predictions) if tta_predictions is not None else None
+    write_temperatures(checkpoint, calibration.temperatures, averaged.temperatures if averaged is not None else None)
     record = calibration.to_dict()
+    if averaged is not None:
+        record["tta"] = averaged.to_dict()
     atomic_write_text(run.calibration, json.dumps(record, indent=1))
     plot_reliability(record["attributes"], run.reliability_plot)
+    for name, entry in {**calibration.attributes, **(averaged.attributes if averaged else {})}.items():
+        if entry.at_bound:
+            print(
+                f"warning: {run}: the temperature of {name} stops at its bound ({entry.temperature:.3g}): its "
+                "validation images are separated with no error, so the fit cannot tell how sure to be",
+                flush=True,
+            )
     return calibration
+
+
+def trained_with_flips(checkpoint: Path) -> bool:
+    """Whether a checkpoint's model saw mirrored images (flip averaging is refused otherwise, so needs no fit)."""
+    augmentation = augmentation_of(load_checkpoint(checkpoint))
+    return augmentation is None or augmentation.flip

@@ -10,9 +10,10 @@ import torch
 from torch import nn
 
 from fashionattr.config import TrainConfig
+from fashionattr.models.networks import AttributeNet
 
 
-def build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+def build_optimizer(config: TrainConfig, model: AttributeNet) -> torch.optim.Optimizer:
     """timm's optimiser, with the backbone at `backbone_lr_scale` of the rate when that is not 1.
 
     A smaller share fine-tunes a pretrained backbone gently while new heads learn at the full rate (the
@@ -27,11 +28,11 @@ def build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimi
     params: Any = model
     if scale != 1.0:
         grouped: dict[tuple[float, float], list[nn.Parameter]] = {}
-        for name, param in model.named_parameters():
+        for name, param, role in model.named_parameter_roles():
             if not param.requires_grad:
                 continue
             decay = 0.0 if param.ndim <= 1 or name.endswith(".bias") else config.weight_decay
-            grouped.setdefault((decay, scale if _is_backbone(name) else 1.0), []).append(param)
+            grouped.setdefault((decay, scale if role == "backbone" else 1.0), []).append(param)
         params = [{"params": group, "weight_decay": decay, "lr_scale": lr_scale}
                   for (decay, lr_scale), group in grouped.items()]  # fmt: skip
     optimizer = create_optimizer_v2(params, opt=config.optimizer, lr=config.lr, weight_decay=config.weight_decay,
@@ -39,11 +40,6 @@ def build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimi
     for group in optimizer.param_groups:
         group.setdefault("lr_scale", 1.0)
     return optimizer
-
-
-def _is_backbone(name: str) -> bool:
-    """Backbone parameters are `backbone.*` (multitask) or `groups.<g>.backbone.*` (grouped); the rest are heads."""
-    return name.startswith("backbone.") or ".backbone." in name
 
 
 def warmup_cosine(total_steps: int, warmup_steps: int, min_ratio: float) -> Callable[[int], float]:

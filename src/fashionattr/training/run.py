@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from tqdm import tqdm
 
+from fashionattr.applicability.modules import invisible_indices
 from fashionattr.checkpoint import load_checkpoint, model_from_checkpoint
 from fashionattr.config import TrainConfig
 from fashionattr.data.dataset import DatasetRoot
@@ -37,9 +37,13 @@ from fashionattr.engine import StepSettings, TrainingDiverged, evaluate, resolve
 from fashionattr.errors import DiskFullError, UserError
 from fashionattr.io import atomic_write_text, is_disk_full
 from fashionattr.metrics import Scores, score
-from fashionattr.models import create_model, model_preprocessing
+from fashionattr.models.backbones import model_preprocessing
+from fashionattr.models.layouts import layout_of
+from fashionattr.models.networks import create_model
+from fashionattr.progress import progress
 from fashionattr.run_dir import RunDir
 from fashionattr.schema import Schema
+from fashionattr.training.applicability import fit_run_applicability
 from fashionattr.training.calibrate import calibrate_run
 from fashionattr.training.checkpoints import RunCheckpoints, Trainables, TrainState
 from fashionattr.training.data import (
@@ -96,7 +100,8 @@ def _fit(config: TrainConfig, attributes: list[str], run: RunDir, context: Distr
 
     # Model, optimiser, schedule, precision, weight average.
     model = create_model(config.arch, schema, layout=config.layout, attributes=attributes, grouping=config.grouping,
-                         pretrained=config.pretrained, weights=config.weights, drop_rate=config.drop_rate)  # fmt: skip
+                         pretrained=config.pretrained, weights=config.weights, drop_rate=config.drop_rate,
+                         applicability_head=config.applicability_weight > 0)  # fmt: skip
     channels_last = config.channels_last if config.channels_last is not None else device.type == "cuda"
     model.to(device)
     if channels_last:
@@ -129,6 +134,9 @@ def _fit(config: TrainConfig, attributes: list[str], run: RunDir, context: Distr
         augmentation=None if augmentation.is_identity else augmentation, amp_dtype=amp_dtype,
         channels_last=channels_last, maybe_weight=config.maybe_weight, label_smoothing=config.label_smoothing,
         clip_grad=config.clip_grad, max_steps=config.max_steps_per_epoch,
+        applicability_weight=config.applicability_weight,
+        unlabelled_weight=config.applicability_negatives,
+        invisible=tuple(invisible_indices(schema, attributes).get(name, -1) for name in attributes),
     )  # fmt: skip
     num_classes = {name: schema.attribute(name).num_classes for name in attributes}
 
@@ -145,8 +153,8 @@ def _fit(config: TrainConfig, attributes: list[str], run: RunDir, context: Distr
         loaders.sampler.set_epoch(epoch)
         generator = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch * 7_919 + context.rank)
         total = min(len(loaders.sampler), steps_per_epoch * config.batch_size)
-        with tqdm(total=total, disable=not (config.progress and context.is_main), unit="img",
-                  desc=f"epoch {epoch + 1}/{config.epochs}", leave=False) as bar:  # fmt: skip
+        with progress(total, desc=f"epoch {epoch + 1}/{config.epochs}", unit="img",
+                      enabled=config.progress and context.is_main, leave=False) as bar:  # fmt: skip
             try:
                 stats = train_one_epoch(train_model, optimizer, trainables.scheduler, loaders.train, context,
                                         settings, generator, scaler=trainables.scaler, ema=trainables.ema,
@@ -180,21 +188,29 @@ def _fit(config: TrainConfig, attributes: list[str], run: RunDir, context: Distr
     if writer is not None:
         writer.close()
     barrier(context)
-    calibrate_best(run, schema.subset(attributes), loaders, settings, num_classes, context, config.tta)
+    calibrate_best(run, schema.subset(attributes), loaders, settings, num_classes, context, augmentation.flip)
+    if config.applicability != "none" and context.is_main:
+        # Images of attributes the model does not answer are evidence too (a per-attribute model sees only its own).
+        others = [r for r in data.dataset.read_labels() if r.attribute not in attributes]
+        fit_run_applicability(run.best, config.applicability, data.dataset.path, data.train + others, data.val,
+                              device, workers=min(config.workers, 2))  # fmt: skip
+    barrier(context)
     image_cache = str(cache.directory) if cache is not None else None
     summary = write_on_main(lambda: finish_run(run, schema, attributes, config, image_cache), checkpoints, context)
     return FitResult(broadcast_object(summary or {}, context), model)
 
 
 def calibrate_best(run: RunDir, schema: Schema, loaders: Loaders, settings: StepSettings, num_classes: dict[str, int],
-                   context: DistributedContext, tta: bool) -> None:  # fmt: skip
-    """Fit the best checkpoint's temperatures on the validation split (every rank evaluates its shard)."""
+                   context: DistributedContext, flip: bool) -> None:  # fmt: skip
+    """Fit the best checkpoint's temperatures on the validation split (every rank evaluates its shard): for single
+    passes, and for flip-averaged answers when the model was trained with mirrored images (TTA may be asked then)."""
     best, *_ = model_from_checkpoint(run.best, context.device)
     if settings.channels_last:
         best.to(memory_format=torch.channels_last)
-    validation = evaluate(best, loaders.val, context, settings, num_classes, tta=tta)
+    single = evaluate(best, loaders.val, context, settings, num_classes, tta=False)
+    averaged = evaluate(best, loaders.val, context, settings, num_classes, tta=True) if flip else None
     if context.is_main:
-        calibrate_run(run, run.best, schema, validation.predictions)
+        calibrate_run(run, run.best, schema, single.predictions, averaged.predictions if averaged else None)
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -304,7 +320,7 @@ def train(config: TrainConfig, resume: bool = False) -> list[dict[str, Any]]:
             attributes = schema.resolve_names(config.attributes)
         except KeyError as exc:
             raise UserError(f"--attributes: {exc.args[0]}") from None
-        if config.layout != "per-attribute":
+        if not layout_of(config.layout).one_model_per_attribute:
             return [fit(config, attributes, config.out, context, resume=resume).summary]
         summaries = []
         for name in attributes:

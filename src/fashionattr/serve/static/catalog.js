@@ -1,9 +1,11 @@
-// Catalogue page: facet filters with counts, a grid of matching images, and "more like this" on click.
-// The state (filters, minimum confidence, similar item) lives in the URL hash so views can be linked and reloaded.
+// Catalogue page: facet filters with counts (only tags that apply are counted; how many photos have no value for an
+// attribute is said under it), a grid of thumbnails with their tags by name, an item view (every tag with its
+// confidence, the large image, heatmaps where the server's model can make them, similar items), and an export of
+// the current selection. The state (filters, minimum confidence, open item) lives in the URL hash.
 "use strict";
 
 const PAGE = 48;
-const state = { filters: {}, minConfidence: 0, offset: 0, similar: null };
+const state = { filters: {}, minConfidence: 0, offset: 0, item: null };
 const grid = document.getElementById("grid");
 const summary = document.getElementById("summary");
 const moreButton = document.getElementById("more");
@@ -17,12 +19,12 @@ function readHash() {
     if (at > 0) state.filters[expression.slice(0, at)] = expression.slice(at + 1);
   }
   state.minConfidence = Number(params.get("min_confidence") || 0);
-  state.similar = params.get("similar");
+  state.item = params.get("item") || params.get("similar");  // `similar=` is the older spelling of a link
 }
 
 function writeHash() {
   const params = query();
-  if (state.similar) params.set("similar", state.similar);
+  if (state.item) params.set("item", state.item);
   history.replaceState(null, "", `#${params.toString()}`);
 }
 
@@ -36,7 +38,7 @@ function query() {
 function toggleFilter(attribute, value) {
   if (state.filters[attribute] === value) delete state.filters[attribute];
   else state.filters[attribute] = value;
-  state.similar = null;
+  state.item = null;
   refresh().then(() => window.scrollTo({ top: 0 }));
 }
 
@@ -51,18 +53,29 @@ function renderFacets(data) {
         onclick: () => toggleFilter(attribute, value),
       }, el("span", { text: value }), el("span", { class: "count", text: String(count) })));
     });
-    return el("section", { class: "facet" }, el("h3", { text: shortName(attribute) }), el("ul", {}, ...buttons));
+    const missing = data.no_value ? data.no_value[attribute] : undefined;
+    const note = missing ? el("p", { class: "no-value", "data-testid": "no-value", "data-attribute": attribute,
+      text: `${missing} photo${missing === 1 ? "" : "s"} with no ${attributeLabel(attribute).toLowerCase()} (it does not apply)` }) : null;
+    return el("section", { class: "facet", "data-attribute": attribute },
+      el("h3", { text: attributeLabel(attribute) }), el("ul", {}, ...buttons), note);
   }));
   const chips = document.getElementById("active-filters");
   chips.replaceChildren(...Object.entries(state.filters).map(([attribute, value]) =>
-    el("button", { class: "chip", type: "button", title: `remove ${shortName(attribute)} filter`,
-                   onclick: () => toggleFilter(attribute, value), text: `${shortName(attribute)}: ${value}` })));
+    el("button", { class: "chip", type: "button", title: `remove the ${attributeLabel(attribute).toLowerCase()} filter`,
+                   onclick: () => toggleFilter(attribute, value), text: `${attributeLabel(attribute)}: ${value}` })));
   document.getElementById("clear-filters").hidden = Object.keys(state.filters).length === 0;
 }
 
 function cardOptions() {
-  const filtered = Object.keys(state.filters);
-  return { tags: filtered.length ? filtered : undefined, onclick: (item) => openSimilar(item.id) };
+  return { tags: Object.keys(state.filters), onclick: (item) => openItem(item.id) };
+}
+
+function updateExportLinks() {
+  for (const format of ["csv", "jsonl"]) {
+    const params = query();
+    params.set("format", format);
+    document.getElementById(`export-${format}`).href = `/v1/catalog/export?${params}`;
+  }
 }
 
 async function loadPage(append) {
@@ -73,6 +86,7 @@ async function loadPage(append) {
   const cards = data.items.map((item) => itemCard(item, cardOptions()));
   if (append) grid.append(...cards); else grid.replaceChildren(...cards);
   const shown = state.offset + data.items.length;
+  summary.classList.remove("error");
   summary.textContent = data.total === 0 ? "No image matches these filters." :
     `${data.total} image${data.total === 1 ? "" : "s"} match${data.total === 1 ? "es" : ""}` +
     (shown < data.total ? ` · showing ${shown}` : "");
@@ -81,40 +95,85 @@ async function loadPage(append) {
 
 async function refresh() {
   writeHash();
+  updateExportLinks();
   state.offset = 0;
   try {
     const facets = await api(`/v1/catalog/facets?${query()}`);
     renderFacets(facets);
     await loadPage(false);
-    if (state.similar) await openSimilar(state.similar); else closeSimilar();
+    if (state.item) await openItem(state.item); else closeItem();
   } catch (error) {
     summary.textContent = error.message;
     summary.classList.add("error");
   }
 }
 
-async function openSimilar(id) {
-  state.similar = String(id);
-  writeHash();
+function heatmapsOffered() {
+  // Heatmaps of a catalogue image come from the served model: only when it is the catalogue's and a PyTorch one.
+  return Boolean(serverSchema && serverSchema.heatmaps && serverSchema.similar_uploads);
+}
+
+function tagRow(itemId, attribute, tag) {
+  const shown = applies(tag);
+  const explain = shown && heatmapsOffered() ? () => showHeatmap(itemId, attribute) : undefined;
+  return el("tr", { "data-attribute": attribute, "data-applies": String(tag.applies !== false),
+                    class: `${shown ? "" : "inapplicable"}${explain ? " explainable" : ""}`, onclick: explain,
+                    title: explain ? "show where the model looks for this" : undefined },
+    el("th", { text: attributeLabel(attribute) }),
+    el("td", { class: "value", text: shown ? tag.value : "n/a" }),
+    el("td", { class: "probability", text: shown ? percent(tag.confidence)
+      : tag.applicability !== null && tag.applicability !== undefined ? `applies ${percent(tag.applicability)}` : "" }));
+}
+
+async function showHeatmap(itemId, attribute) {
+  const caption = document.getElementById("item-heatmap-caption");
   try {
-    const data = await api(`/v1/catalog/similar/${encodeURIComponent(id)}?k=12`);
-    const cards = data.results.map((item) => {
-      const card = itemCard(item, cardOptions());
-      if (item.id === data.query.id) card.classList.add("query");
-      return card;
-    });
-    document.getElementById("similar-grid").replaceChildren(...cards);
-    document.getElementById("similar-view").hidden = false;
-    window.scrollTo({ top: 0, behavior: "smooth" });
+    const body = await api(`/v1/catalog/items/${encodeURIComponent(itemId)}/heatmap?attribute=${encodeURIComponent(attribute)}`);
+    document.getElementById("item-image").src = body.overlay;
+    document.getElementById("item-heatmap-text").textContent =
+      `${attributeLabel(body.attribute)}: where the model sees ${body.class} (${percent(body.probability)})`;
+    caption.hidden = false;
   } catch (error) {
-    summary.textContent = error.message;
+    document.getElementById("item-heatmap-text").textContent = error.message;
+    caption.hidden = false;
   }
 }
 
-function closeSimilar() {
-  state.similar = null;
+async function openItem(id) {
+  state.item = String(id);
   writeHash();
-  document.getElementById("similar-view").hidden = true;
+  try {
+    const [item, similar] = await Promise.all([
+      api(`/v1/catalog/items/${encodeURIComponent(id)}`),
+      api(`/v1/catalog/similar/${encodeURIComponent(id)}?k=12`),
+    ]);
+    document.getElementById("item-title").textContent = item.path.split("/").pop();
+    document.getElementById("item-path").textContent = item.path;
+    const image = document.getElementById("item-image");
+    image.src = item.image_url;
+    image.alt = item.path;
+    image.dataset.photo = item.image_url;
+    document.getElementById("item-heatmap-caption").hidden = true;
+    document.getElementById("item-heatmap-hint").hidden = !heatmapsOffered();
+    const rows = Object.entries(item.tags);
+    rows.sort((a, b) => !applies(a[1]) - !applies(b[1]));
+    document.getElementById("item-tags").replaceChildren(...rows.map(([a, tag]) => tagRow(item.id, a, tag)));
+    const cards = similar.results.filter((other) => other.id !== item.id).map((other) => itemCard(other, cardOptions()));
+    document.getElementById("similar-grid").replaceChildren(...cards);
+    document.getElementById("item-view").hidden = false;
+    document.getElementById("results-view").hidden = true;
+    window.scrollTo({ top: 0 });
+  } catch (error) {
+    summary.textContent = error.message;
+    summary.classList.add("error");
+  }
+}
+
+function closeItem() {
+  state.item = null;
+  writeHash();
+  document.getElementById("item-view").hidden = true;
+  document.getElementById("results-view").hidden = false;
 }
 
 slider.addEventListener("input", () => {
@@ -122,11 +181,15 @@ slider.addEventListener("input", () => {
 });
 slider.addEventListener("change", () => { state.minConfidence = Number(slider.value); refresh(); });
 moreButton.addEventListener("click", () => { state.offset += PAGE; loadPage(true); });
-document.getElementById("back").addEventListener("click", closeSimilar);
+document.getElementById("back").addEventListener("click", closeItem);
+document.getElementById("item-show-photo").addEventListener("click", () => {
+  const image = document.getElementById("item-image");
+  image.src = image.dataset.photo;
+  document.getElementById("item-heatmap-caption").hidden = true;
+});
 document.getElementById("clear-filters").addEventListener("click", () => { state.filters = {}; refresh(); });
 
 readHash();
 slider.value = String(state.minConfidence);
 document.getElementById("confidence-value").textContent = percent(state.minConfidence);
-showModelInfo();
-refresh();
+showModelInfo().then(refresh);

@@ -1,5 +1,7 @@
-// Helpers shared by the predict and catalogue pages: API calls with readable errors, names, small DOM builders.
+// Helpers shared by the pages: API calls with readable errors, attribute names, small DOM builders, item cards.
 "use strict";
+
+let serverSchema = null;  // GET /v1/schema, once loaded: attribute labels and what the server offers
 
 async function api(url, options) {
   const response = await fetch(url, options);
@@ -12,12 +14,20 @@ async function api(url, options) {
   return body;
 }
 
-function shortName(attribute) {
-  return attribute.replace(/_labels$/, "").replace(/_/g, " ");
+function attributeLabel(attribute) {
+  // The server's label for people ("Skirt length"); the key itself until the schema has arrived.
+  if (serverSchema && serverSchema.labels && serverSchema.labels[attribute]) return serverSchema.labels[attribute];
+  const words = attribute.replace(/_labels$/, "").replace(/_/g, " ");
+  return words.charAt(0).toUpperCase() + words.slice(1);
 }
 
 function percent(p) {
   return `${(p * 100).toFixed(p >= 0.995 || p < 0.001 ? 0 : 1)}%`;
+}
+
+function applies(answer) {
+  // A tag is shown only where its attribute applies to the photo and it has a value.
+  return answer && answer.applies !== false && answer.value !== null && answer.value !== undefined;
 }
 
 function el(tag, attributes, ...children) {
@@ -33,28 +43,35 @@ function el(tag, attributes, ...children) {
 }
 
 function itemCard(item, options) {
-  // Filtered attributes show how sure the model is of the matched tag; otherwise the first two tags say what it is.
-  const filtered = options && options.tags;
-  const shown = (filtered || Object.keys(item.tags).slice(0, 2)).filter((a) => item.tags[a]);
-  const tags = shown.map((a) => item.tags[a].value + (filtered ? ` ${percent(item.tags[a].confidence)}` : "")).join(" · ");
+  // A thumbnail and a few tags by name ("Skirt length: Knee Length"): the filtered ones first, with confidence.
+  const filtered = (options && options.tags) || [];
+  const others = Object.keys(item.tags).filter((a) => !filtered.includes(a) && applies(item.tags[a]));
+  const shown = [...filtered.filter((a) => applies(item.tags[a])), ...others].slice(0, Math.max(3, filtered.length));
+  const lines = shown.map((a) => el("li", { "data-attribute": a },
+    el("span", { class: "tag-name", text: `${attributeLabel(a)}: ` }),
+    el("span", { class: "tag-value", text: item.tags[a].value }),
+    filtered.includes(a) ? el("span", { class: "tag-confidence", text: ` ${percent(item.tags[a].confidence)}` }) : null));
   const score = item.similarity !== undefined ? el("span", { class: "score", text: percent(item.similarity) + " alike" }) : null;
   return el("button", { class: "item", type: "button", "data-id": item.id, "data-testid": "item", title: item.path,
                         onclick: options && options.onclick ? () => options.onclick(item) : undefined },
-    el("img", { src: item.image_url, alt: item.path, loading: "lazy" }),
+    el("img", { src: item.thumbnail_url || item.image_url, alt: item.path, loading: "lazy" }),
     el("div", { class: "caption" },
       el("div", { class: "file", text: item.path.split("/").pop() }),
-      el("div", { class: "tags", text: tags }),
+      el("ul", { class: "tags", "data-testid": "card-tags" }, ...lines),
       score));
 }
 
 async function showModelInfo() {
   try {
     const schema = await api("/v1/schema");
+    serverSchema = schema;
     const count = Object.keys(schema.attributes).length;
     const models = schema.models.map((m) => m.arch || m.backend).join(", ");
     document.getElementById("model-info").textContent = `${models} · ${count} attributes${schema.tta ? " · TTA" : ""}`;
     const link = document.getElementById("catalog-link");
     if (link && schema.catalog) link.hidden = false;
+    const review = document.getElementById("review-link");
+    if (review && schema.review) review.hidden = false;
     return schema;
   } catch (error) {
     document.getElementById("model-info").textContent = "service unreachable";
