@@ -4,6 +4,8 @@
 RGB of a given size (CMYK, grayscale, alpha, 16-bit, EXIF rotation, a PNG named .jpg, ...) or be refused
 with a reason containing given words (empty, truncated, random bytes, a decompression bomb, a symlink loop ...).
 Shared by tests/test_bad_inputs.py (files, check, train, predict, catalogue) and tests/test_serve.py (uploads).
+The catalogue's own cases (damaged stored bytes, database locations with passwords) are at the end, for
+tests/test_catalog_safety.py.
 """
 
 from __future__ import annotations
@@ -748,3 +750,70 @@ def _one_file_two_classes(source: Path, outside: Path) -> str:
 IMPORT_LINK_CASES = [_loop_file, _loop_folder, _leaving_file, _leaving_folder, _dangling, _one_file_two_classes]
 """Link trees `import-folders` once imported into datasets `check` then refused; each maker returns words of the
 reason the import gives for leaving the path out."""
+# --- the catalogue's stored bytes, its vector index and its database location ---------------------------------------
+
+
+@dataclass(frozen=True)
+class BlobDamage:
+    """A stored blob of the catalogue as a failing disk or a half-restored backup leaves it.
+
+    `blob`: the saved vector index (`vector_index`), an item's `embedding` or its packed `tag_row`. `damage`
+    turns the stored bytes into the damaged ones. `refused`: whether a search *from the damaged item itself* must
+    be refused (its own vector is gone); every other reader answers, with a note where something was left out.
+    """
+
+    id: str
+    blob: str
+    damage: Callable[[bytes], bytes]
+    refused: bool = False
+
+
+def _flip(data: bytes, start: float = 0.5, length: int = 512) -> bytes:
+    """XOR a region of `length` bytes from `start` (a share of the length) with a pattern."""
+    at = int(len(data) * start)
+    return data[:at] + bytes(b ^ 0xA5 for b in data[at : at + length]) + data[at + length :]
+
+
+BLOB_DAMAGES = [
+    BlobDamage("index-flipped-region", "vector_index", _flip),
+    BlobDamage("index-flipped-header", "vector_index", lambda d: _flip(d, 0.0, 64)),
+    BlobDamage("index-cut-in-half", "vector_index", lambda d: d[: len(d) // 2]),
+    BlobDamage("index-zeroed", "vector_index", lambda d: bytes(len(d))),
+    BlobDamage("index-empty", "vector_index", lambda d: b""),
+    BlobDamage("embedding-nan", "embedding", lambda d: b"\xff" * len(d), refused=True),
+    BlobDamage("embedding-infinite", "embedding", lambda d: b"\x00\x00\x80\x7f" * (len(d) // 4), refused=True),
+    BlobDamage("embedding-zero", "embedding", lambda d: bytes(len(d)), refused=True),
+    BlobDamage("embedding-cut", "embedding", lambda d: d[: len(d) // 2 + 1], refused=True),
+    BlobDamage("embedding-flipped", "embedding", lambda d: _flip(d, 0.0, 16)),  # finite: a wrong vector, still used
+    BlobDamage("tag-row-flipped", "tag_row", lambda d: _flip(d, 0.0, 8)),
+    BlobDamage("tag-row-cut", "tag_row", lambda d: d[:-3]),
+    BlobDamage("tag-row-empty", "tag_row", lambda d: b""),
+]  # fmt: skip
+"""Every reader (similar, search, facets, index, the service) answers or refuses in one line; none crashes."""
+
+
+@dataclass(frozen=True)
+class SecretLocation:
+    """A database location holding a password, and the password as it must never appear."""
+
+    id: str
+    url: str
+    secrets: tuple[str, ...]
+
+
+SECRET_LOCATIONS = [
+    SecretLocation("userinfo", "postgresql://tagger:hunter2@db.example/catalog", ("hunter2",)),
+    SecretLocation("postgres-scheme", "postgres://tagger:hunter2@db.example:5433/catalog", ("hunter2",)),
+    SecretLocation("upper-case-scheme", "POSTGRESQL://tagger:hunter2@db.example/catalog", ("hunter2",)),
+    SecretLocation("percent-encoded", "postgresql://tagger:p%40ss%2Fw%3Ard@/catalog?host=/run/postgresql",
+                   ("p%40ss%2Fw%3Ard", "p@ss/w:rd")),
+    SecretLocation("raw-at-sign", "postgresql://tagger:p@ss@db.example/catalog", ("p@ss",)),
+    SecretLocation("raw-slash", "postgresql://tagger:pa/ss@db.example/catalog", ("pa/ss",)),
+    SecretLocation("no-user", "postgresql://:hunter2@db.example/catalog", ("hunter2",)),
+    SecretLocation("query-password", "postgresql://tagger@db.example/catalog?password=hunter2&sslmode=require",
+                   ("hunter2",)),
+    SecretLocation("query-password-encoded", "postgresql://tagger@/catalog?host=/tmp&password=s%26cret",
+                   ("s%26cret", "s&cret")),
+    SecretLocation("both", "postgresql://tagger:first1@db.example/catalog?password=second2", ("first1", "second2")),
+]  # fmt: skip
+"""`shown_location` hides every password; `without_secrets` scrubs it from a library's error text."""

@@ -48,10 +48,12 @@ def test_catalogue_figures_print_latencies_recall_and_throughput(tmp_path: Path,
                                                                  postgres) -> None:  # fmt: skip
     report = tmp_path / "bench.json"
     argv = ["bench", "--quick", "--only", "catalog", *TINY, "--catalog-sizes", "1000", "--embedding-dim", "64",
-            "--postgres", postgres.new_database(), "--out", str(report)]  # fmt: skip
+            "--postgres", postgres.new_database(), "--reindex-files", "300", "--out", str(report)]  # fmt: skip
     assert main(argv) == 0
     out = capsys.readouterr().out
-    for key in ("[similar.1k]", "[similar.p99]", "[similar.recall]", "[facets.1k]", "[service]", "summary"):
+    for key in ("[similar.1k]", "[similar.p99]", "[similar.recall]", "[facets.sqlite.1k]", "[facets.postgresql.1k]",
+                "[search.sqlite.1k]", "[search.postgresql.1k]", "[facets.p99]", "[search.p99]", "[reindex.300]",
+                "[reindex.seconds]", "[service]", "summary"):  # fmt: skip
         assert key in out
     figures = {figure["key"]: figure for figure in json.loads(report.read_text(encoding="utf-8"))["figures"]}
     sides = ("exact p50", "exact p99", "approximate p50", "approximate p99")
@@ -61,7 +63,17 @@ def test_catalogue_figures_print_latencies_recall_and_throughput(tmp_path: Path,
     recall = figures["similar.recall"]
     assert 0 <= recall["ratio"] <= 1 and recall["status"] in ("met", "missed")
     assert figures["similar.p99"]["goal_kind"] == "at_most"
-    assert figures["facets.1k"]["settings"]["tags"] == 8000
+    for backend in ("sqlite", "postgresql"):
+        facets = figures[f"facets.{backend}.1k"]
+        assert facets["settings"]["tags"] == 8000 and facets["settings"]["answers_equal"] is True
+        assert set(facets["values"]) == {"facet index p50", "facet index p99", "previous (tag rows) p50",
+                                         "previous (tag rows) p99"}  # fmt: skip
+    assert figures["facets.p99"]["goal_kind"] == "at_most" and figures["search.p99"]["ratio"] > 0
+    assert figures["reindex.300"]["settings"]["unchanged"] == {"size and time": 300, "content hash (--rehash)": 300}
+    if "page" in figures:  # no Chromium here
+        assert figures["page"]["status"] == "skipped"
+    else:
+        assert figures["page.first_grid"]["ratio"] > 0 and figures["page.1k"]["settings"]["filter_changes"] == 18
     assert set(figures["service"]["values"]) == {"8 clients", "1 client"} and figures["service"]["ratio"] > 0
 
 

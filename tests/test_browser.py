@@ -25,9 +25,8 @@ import pytest
 
 from conftest import TrainedRun
 from fashionattr.catalog import index_catalog
-from fashionattr.inference import Predictor
 from fashionattr.schema import FASHIONAI
-from test_catalog import make_photo_folder
+from test_catalog import catalogue_predictor, make_photo_folder
 from test_review import make_review_folder
 from test_serve import Server, start_server
 
@@ -84,7 +83,7 @@ def mixed_catalog(trained_run: TrainedRun, workdir: Path) -> Path:
         for source in sorted((trained_run.data / "Images" / attribute).glob("*.jpg"))[:3]:
             shutil.copy(source, target / source.name)
     db = workdir / "catalog.sqlite"
-    predictor = Predictor.from_path(trained_run.run, device="cpu")
+    predictor = catalogue_predictor(trained_run.run)
     index_catalog(db, photos, trained_run.run, predictor=predictor, batch_size=8, workers=0, progress=False)
     return db
 

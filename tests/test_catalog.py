@@ -35,13 +35,47 @@ def make_photo_folder(data: Path, folder: Path) -> Path:
     return folder
 
 
+LENGTHS = ("skirt_length_labels", "coat_length_labels", "pant_length_labels", "sleeve_length_labels")
+
+
+class ShownParts:
+    """The tests' model as one that has learned which parts a photo shows: a full figure shows every attribute, an
+    upper-body close-up (the design attributes' photos) none of the lengths.
+
+    The tests' model is trained for two steps, so its own applicability decides that nothing applies; a catalogue
+    whose every tag is hidden would leave facets and tag search nothing to count. Catalogue tests index through
+    this, which keeps the model's values, probabilities and embeddings and sets only `applies`.
+    """
+
+    def __init__(self, predictor: Predictor) -> None:
+        self.predictor = predictor
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.predictor, name)
+
+    def predict_paths(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        for entry in self.predictor.predict_paths(*args, **kwargs):
+            close_up = "_design" in str(getattr(entry, "source", ""))
+            for name, result in getattr(entry, "attributes", {}).items():
+                result.applies = not (close_up and name in LENGTHS)
+                result.applicability = 0.9 if result.applies else 0.1
+                shown = result.applies and result.confidence >= self.predictor.min_confidence
+                result.value = self.predictor.schema.attribute(name).classes[result.index] if shown else None
+            yield entry
+
+
+def catalogue_predictor(run: Path) -> Any:
+    """The predictor catalogue tests index with (`ShownParts` over the run's model)."""
+    return ShownParts(Predictor.from_path(run, device="cpu"))
+
+
 def index_quietly(db: Path, folder: Path, run: Path, predictor: Any, batch_size: int = 4) -> Any:
     return index_catalog(db, folder, run, predictor=predictor, batch_size=batch_size, workers=0, progress=False)
 
 
 @pytest.fixture(scope="module")
-def predictor(trained_run: TrainedRun) -> Predictor:
-    return Predictor.from_path(trained_run.run, device="cpu")
+def predictor(trained_run: TrainedRun) -> Any:
+    return catalogue_predictor(trained_run.run)
 
 
 @pytest.fixture
@@ -76,7 +110,8 @@ def test_index_tags_every_image_and_records_the_unreadable_one(photos, trained_r
     assert item is not None and list(item.tags) == FASHIONAI.names
     for name, tag in item.tags.items():
         assert tag.probabilities is not None and list(tag.probabilities) == list(FASHIONAI.attribute(name).classes)
-        assert tag.value == max(tag.probabilities, key=tag.probabilities.get)
+        top = max(tag.probabilities, key=tag.probabilities.get)
+        assert tag.value == (top if tag.applies else None)  # a tag that does not apply to the photo shows no value
         assert tag.confidence == pytest.approx(max(tag.probabilities.values()))
     ids, matrix = catalog.embeddings()
     assert matrix.dtype == np.float32 and matrix.shape[0] == len(ids) == 9
@@ -229,14 +264,21 @@ def test_opening_a_missing_or_foreign_database_is_a_user_error(tmp_path):
         Catalog(tmp_path / "junk.sqlite")
 
 
-def test_command_line_index_search_and_similar(photos, trained_run, tmp_path, capsys, catalog_db):
-    db = catalog_db
-    code = main(["catalog", "index", str(trained_run.run), str(photos), "--catalog", str(db),
+def test_command_line_index_search_and_similar(photos, trained_run, tmp_path, capsys, catalog_db, predictor,
+                                               request):  # fmt: skip
+    code = main(["catalog", "index", str(trained_run.run), str(photos), "--catalog", str(catalog_db),
                  "--workers", "0", "--batch-size", "4", "--device", "cpu"])  # fmt: skip
     out, err = capsys.readouterr()
     assert code == 1  # broken.jpg is listed, the rest indexed
     assert "9 added" in out and "broken.jpg" in err
+    assert main(["catalog", "facets", "--catalog", str(catalog_db)]) == 0
+    no_values = [line.split("\t")[2] for line in capsys.readouterr().out.strip().splitlines()]
+    assert no_values == ["no value=9"] * len(FASHIONAI)  # the tests' two-step model finds no part shown
 
+    # Browsing: a catalogue of the same photos whose tags apply (`ShownParts`), read through the command line.
+    in_postgres = str(catalog_db).startswith("postgresql://")
+    db = request.getfixturevalue("postgres").new_database() if in_postgres else str(tmp_path / "shown.sqlite")
+    index_quietly(db, photos, trained_run.run, predictor)
     catalog = Catalog(db)
     attribute, value = next((a, v) for a, c in catalog.facets().items() for v, n in c.items() if n > 0)
     short = FASHIONAI.attribute(attribute).short_name
@@ -252,21 +294,25 @@ def test_command_line_index_search_and_similar(photos, trained_run, tmp_path, ca
 
     assert main(["catalog", "facets", "--catalog", str(db), "--where", f"{short}={value}"]) == 0
     out, err = capsys.readouterr()
-    rows = dict(line.split("\t") for line in out.strip().splitlines())
+    rows = {
+        name: (counts, no_value) for name, counts, no_value in (line.split("\t") for line in out.strip().splitlines())
+    }
     assert list(rows) == FASHIONAI.names  # attributes are output by their one name
-    counts = dict(pair.rsplit("=", 1) for pair in rows[attribute].split("  "))
+    counts = dict(pair.rsplit("=", 1) for pair in rows[attribute][0].split("  "))
     assert int(counts[value]) == catalog.facets()[attribute][value]  # its own filter does not narrow it
+    assert rows[attribute][1] == f"no value={catalog.facet_counts({attribute: value}).no_value[attribute]}"
     assert f"{catalog.search({attribute: value}, limit=0).total} matching" in err
 
     indexed_file = sorted((photos / "pant_length").iterdir())[0]
     assert main(["catalog", "similar", "--catalog", str(db), str(indexed_file), "-k", "3"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 3
-    score, path = lines[0].split("\t")
+    score, path, tags = lines[0].split("\t")
     assert Path(path) == indexed_file.resolve() and float(score) == pytest.approx(1.0, abs=1e-3)
+    assert tags.split("  ")[0].startswith(f"{FASHIONAI.attributes[0].name}=")
 
     new_file = tmp_path / "outside.jpg"  # not in the catalogue: embedded with the catalogue's model
     shutil.copy(indexed_file, new_file)
     assert main(["catalog", "similar", "--catalog", str(db), str(new_file), "-k", "2", "--device", "cpu"]) == 0
-    score, path = capsys.readouterr().out.strip().splitlines()[0].split("\t")
+    score, path, _ = capsys.readouterr().out.strip().splitlines()[0].split("\t")
     assert Path(path) == indexed_file.resolve() and float(score) == pytest.approx(1.0, abs=1e-3)

@@ -16,9 +16,8 @@ import pytest
 
 from fashionattr.catalog import Catalog, index_catalog, open_store
 from fashionattr.catalog.store import ItemRow, TagRow
-from fashionattr.inference import Predictor
 from fashionattr.schema import FASHIONAI
-from test_catalog import make_photo_folder
+from test_catalog import catalogue_predictor, make_photo_folder
 from test_distributed import free_port
 
 
@@ -48,7 +47,7 @@ def answers(catalog: Catalog) -> dict:
 
 def test_both_backends_give_the_same_answers(trained_run, postgres, tmp_path):
     photos = make_photo_folder(trained_run.data, tmp_path / "photos")
-    predictor = Predictor.from_path(trained_run.run, device="cpu")
+    predictor = catalogue_predictor(trained_run.run)
     results = []
     for db in (str(tmp_path / "catalog.sqlite"), postgres.new_database()):
         index_catalog(db, photos, trained_run.run, predictor=predictor, batch_size=4, workers=0, progress=False)
@@ -71,7 +70,9 @@ def test_concurrent_writers_leave_one_row_per_path_and_lose_no_update(postgres):
     """Eight connections write overlapping batches at once; every path ends as one complete item, and the change
     log (generations and tombstones) accounts for every write."""
     url = postgres.new_database()
-    open_store(url, write=True).close()
+    setup = open_store(url, write=True)
+    setup.set_meta({"schema": json.dumps(FASHIONAI.to_dict())})
+    setup.close()
     writers, rounds, paths = 8, 12, [f"shared/{n:03d}.jpg" for n in range(40)]
     failures: list[BaseException] = []
 
@@ -106,8 +107,9 @@ def test_concurrent_writers_leave_one_row_per_path_and_lose_no_update(postgres):
     for item_id, sha in store.db.execute("SELECT id, sha256 FROM items"):  # no item carries another write's tags
         seed = int(sha.removeprefix("hash-"))
         expected = {a.name: a.classes[seed % a.num_classes] for a in FASHIONAI}
-        assert {a: v for _, a, v, _, _ in store.tags_of([item_id])} == expected
-    assert store.generation() == writers * rounds + removed  # one generation per write transaction, none shared
+        assert {row[1]: row[2] for row in store.tags_of([item_id])} == expected
+    # one generation per write transaction (and one for the schema), none shared
+    assert store.generation() == 1 + writers * rounds + removed
     changes = store.changes_since(0)
     assert len(changes.upserted) == len(rows) and len(changes.removed) == removed
     store.close()
@@ -180,7 +182,7 @@ def test_the_service_browses_a_postgresql_catalogue(trained_run, postgres, tmp_p
 
     photos = make_photo_folder(trained_run.data, tmp_path / "photos")
     url = postgres.new_database()
-    predictor = Predictor.from_path(trained_run.run, device="cpu")
+    predictor = catalogue_predictor(trained_run.run)
     index_catalog(url, photos, trained_run.run, predictor=predictor, batch_size=4, workers=0, progress=False)
     with start_server(trained_run.run, tmp_path / "server.log", "--catalog", url) as server:
         client = httpx.Client(base_url=server.url, timeout=60)
@@ -208,7 +210,7 @@ def test_a_reader_recovers_when_the_server_drops_its_connection(trained_run, pos
 
     photos = make_photo_folder(trained_run.data, tmp_path / "photos")
     url = postgres.new_database()
-    predictor = Predictor.from_path(trained_run.run, device="cpu")
+    predictor = catalogue_predictor(trained_run.run)
     index_catalog(url, photos, trained_run.run, predictor=predictor, batch_size=4, workers=0, progress=False)
     catalog = Catalog(url)
     assert len(catalog) == 9

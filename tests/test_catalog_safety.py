@@ -12,14 +12,20 @@ import hashlib
 import os
 import shutil
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
+from urllib.parse import quote, urlsplit
 
 import pytest
 
+from corpus import BLOB_DAMAGES, SECRET_LOCATIONS, BlobDamage
 from fashionattr.catalog import Catalog, index_catalog, open_store
+from fashionattr.catalog.blobs import verify
 from fashionattr.cli import main
 from fashionattr.errors import UserError
 from fashionattr.inference import Predictor
+from fashionattr.serve.child import serve_in_child as start_server
 from test_catalog import make_photo_folder
 
 SIDECARS = ("-wal", "-shm", "-journal")
@@ -118,7 +124,7 @@ def test_an_older_catalogue_format_is_named_and_left_alone(trained_run, photos, 
     conn.close()
     before = digest(db)
     code, err = run_cli(capsys, "catalog", "index", str(trained_run.run), str(photos), "--catalog", str(db))
-    assert_one_line_error(code, err, "older fashionattr", "new --db")
+    assert_one_line_error(code, err, "older fashionattr", "new --catalog")
     assert digest(db) == before
 
 
@@ -196,3 +202,218 @@ def test_fifos_and_device_links_are_reported_without_hanging(trained_run, tmp_pa
     assert (again.added, again.unchanged) == (0, 9) and dict(again.errors) == errors
     shutil.rmtree(folder / "coat_length")
     assert index_catalog(db, folder, trained_run.run, predictor=predictor, workers=0, progress=False).removed == 3
+
+
+# --- stored bytes that native code reads: checked first, repaired or refused in one line -------------------------
+
+DAMAGED_IN_SUBPROCESSES = [("index-flipped-region", "sqlite"), ("embedding-nan", "sqlite"),
+                           ("tag-row-flipped", "sqlite"), ("index-flipped-region", "postgresql")]  # fmt: skip
+"""The corpus cases every reader also meets in a process of its own (where a crash would be a signal)."""
+
+
+def damage(db: str, case: BlobDamage, item_id: int) -> None:
+    """Apply one corpus damage to the stored blob it names (of item `item_id` where the blob is an item's)."""
+    store = open_store(db, write=True)
+    try:
+        with store.db.transaction():
+            if case.blob == "vector_index":
+                (data,) = store.db.execute("SELECT data FROM vector_index WHERE part = 0")[0]
+                store.db.execute("UPDATE vector_index SET data = ? WHERE part = 0", [case.damage(bytes(data))])
+            else:
+                (data,) = store.db.execute(f"SELECT {case.blob} FROM items WHERE id = ?", [item_id])[0]
+                store.db.execute(f"UPDATE items SET {case.blob} = ? WHERE id = ?", [case.damage(bytes(data)), item_id])
+    finally:
+        store.close()
+
+
+@pytest.fixture(scope="module")
+def ann_catalogue(trained_run, tmp_path_factory) -> tuple[Path, Path]:
+    """Nine photos indexed with a saved approximate index, to be copied and damaged."""
+    folder = tmp_path_factory.mktemp("ann")
+    photos = make_photo_folder(trained_run.data, folder / "photos")
+    predictor = Predictor.from_path(trained_run.run, device="cpu")
+    index_catalog(folder / "catalog.sqlite", photos, trained_run.run, predictor=predictor, batch_size=4, workers=0,
+                  progress=False, vector_index="ann")  # fmt: skip
+    return photos, folder / "catalog.sqlite"
+
+
+@pytest.mark.parametrize("case", BLOB_DAMAGES, ids=[c.id for c in BLOB_DAMAGES])
+def test_every_reader_answers_or_refuses_a_damaged_blob(trained_run, ann_catalogue, tmp_path, case):
+    """Each corpus damage, against every reader in this process: similar answers (leaving a damaged embedding
+    out, with a note), a search from the damaged item itself is one `UserError`, facets and search answer as
+    before, and `catalog index` (with --rehash for an item's bytes) repairs it."""
+    photos, pristine = ann_catalogue
+    db = str(tmp_path / "catalog.sqlite")
+    shutil.copy(pristine, db)
+    catalog = Catalog(db)
+    victim, other = catalog.search(limit=2).items
+    expected = catalog.facet_counts()
+    catalog.close()
+    damage(db, case, victim.id)
+
+    catalog = Catalog(db, vector_index="ann")
+    found = catalog.similar(other.id, k=9)
+    assert other.id == found[0][0].id and len(found) == (8 if case.refused else 9)
+    if case.refused:
+        with pytest.raises(UserError, match=r"stored embedding of .* is damaged.*--rehash"):
+            catalog.similar(victim.id, k=3)
+    else:
+        assert catalog.similar(victim.id, k=1)[0][0].id == victim.id
+    if case.blob == "vector_index":
+        assert "saved similarity index cannot be used" in " ".join(catalog.similarity.notes)
+    assert catalog.facet_counts() == expected  # a damaged packed row is packed again from the tag rows
+    assert catalog.search(limit=100).total == 9
+    catalog.close()
+
+    predictor = Predictor.from_path(trained_run.run, device="cpu")
+    report = index_catalog(db, photos, trained_run.run, predictor=predictor, workers=0, progress=False,
+                           vector_index="ann", rehash=case.blob != "vector_index")  # fmt: skip
+    assert report.updated == (1 if case.refused else 0)
+    store = open_store(db)
+    assert verify(*store.saved_vector_index()) is None
+    store.close()
+    healed = Catalog(db, vector_index="ann")
+    assert len(healed.similar(victim.id, k=9)) == 9 and healed.similarity.notes == []
+    healed.close()
+
+
+def run_reader(*argv: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
+    result = subprocess.run([sys.executable, "-m", "fashionattr", *argv], capture_output=True, text=True,
+                            timeout=300, env=env)  # fmt: skip
+    assert result.returncode >= 0, f"killed by signal {-result.returncode}: {result.stderr[-2000:]}"
+    assert "Traceback" not in result.stderr, result.stderr
+    return result
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("case_id", "backend"), DAMAGED_IN_SUBPROCESSES,
+                         ids=[f"{c}-{d}" for c, d in DAMAGED_IN_SUBPROCESSES])  # fmt: skip
+def test_damaged_stored_bytes_never_reach_native_code(trained_run, tmp_path, case_id, backend, request):
+    """A flipped region of the saved vector index, an item's embedding or its packed tag row: every reader (CLI
+    similar, search, facets, index, and the service's similar route) answers or refuses in one line; the service
+    stays up; `catalog index` (with --rehash for an item's bytes) repairs it."""
+    import httpx
+
+    photos = make_photo_folder(trained_run.data, tmp_path / "photos")
+    db = str(tmp_path / "catalog.sqlite") if backend == "sqlite" else request.getfixturevalue("postgres").new_database()
+    predictor = Predictor.from_path(trained_run.run, device="cpu")
+    index_catalog(db, photos, trained_run.run, predictor=predictor, batch_size=4, workers=0, progress=False,
+                  vector_index="ann")  # fmt: skip
+    catalog = Catalog(db)
+    victim, other = catalog.search(limit=2).items
+    expected_facets = catalog.facet_counts().counts
+    catalog.close()
+    case = next(c for c in BLOB_DAMAGES if c.id == case_id)
+    blob = case.blob
+    damage(db, case, victim.id)
+
+    similar = run_reader("catalog", "similar", "--catalog", db, other.path, "-k", "9", "--vector-index", "ann")
+    assert similar.returncode == 0 and len(similar.stdout.splitlines()) == (8 if blob == "embedding" else 9)
+    note = {"vector_index": "saved similarity index cannot be used (its bytes do not match their checksum)",
+            "embedding": "1 stored embedding(s) are damaged", "tag_row": ""}[blob]  # fmt: skip
+    assert note in similar.stderr
+    if blob == "embedding":
+        refused = run_reader("catalog", "similar", "--catalog", db, victim.path, "--vector-index", "ann")
+        assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1
+        assert "stored embedding of" in refused.stderr and "--rehash" in refused.stderr
+    facets = run_reader("catalog", "facets", "--catalog", db)
+    assert facets.returncode == 0
+    rows = {line.split("\t")[0]: line.split("\t")[1] for line in facets.stdout.splitlines()}
+    for attribute, counts in expected_facets.items():  # a damaged packed row is packed again from the tag rows
+        assert rows[attribute] == "  ".join(f"{v}={n}" for v, n in counts.items())
+    assert run_reader("catalog", "search", "--catalog", db).returncode == 0
+
+    with start_server(trained_run.run, tmp_path / "server.log", "--catalog", db, "--vector-index", "ann") as server:
+        client = httpx.Client(base_url=server.url, timeout=60)
+        assert client.get(f"/v1/catalog/similar/{other.id}").status_code == 200
+        answer = client.get(f"/v1/catalog/similar/{victim.id}")
+        assert answer.status_code == (422 if blob == "embedding" else 200), answer.text
+        assert client.get("/healthz").status_code == 200 and server.process.poll() is None
+    if note:
+        assert note in server.log.read_text()
+
+    rehash = ["--rehash"] if blob != "vector_index" else []
+    repair = run_reader("catalog", "index", str(trained_run.run), str(photos), "--catalog", db, "--workers",
+                        "0", "--device", "cpu", "--vector-index", "ann", *rehash)  # fmt: skip
+    assert repair.returncode == 1, repair.stderr  # broken.jpg is listed; everything else is sound again
+    store = open_store(db)
+    description, data = store.saved_vector_index()
+    assert verify(description, data) is None
+    store.close()
+    healed = run_reader("catalog", "similar", "--catalog", db, victim.path, "-k", "9", "--vector-index", "ann")
+    assert healed.returncode == 0 and len(healed.stdout.splitlines()) == 9 and "note:" not in healed.stderr
+
+
+# --- secrets: no output of any catalogue command holds a database password --------------------------------------
+
+PASSWORD = "S3cr3t-p@ss/w:rd"
+"""With the characters that trip naive masking: '@', '/', ':'."""
+
+
+def password_url(postgres, database_url: str, password: str = PASSWORD, in_query: bool = False) -> str:
+    """`database_url` (the superuser's) for the role `tagger` with `password`, in the userinfo or the query."""
+    name = urlsplit(database_url).path.lstrip("/")
+    if in_query:
+        return f"postgresql://tagger@/{name}?host={postgres.socket_dir}&password={quote(password, safe='')}"
+    return f"postgresql://tagger:{quote(password, safe='')}@/{name}?host={postgres.socket_dir}"
+
+
+def test_no_catalogue_output_holds_the_password(trained_run, photos, postgres, tmp_path, capsys):
+    import psycopg
+
+    postgres.new_role("tagger", PASSWORD)
+    secrets = [PASSWORD, quote(PASSWORD, safe=""), quote(PASSWORD), "S3cr3t"]
+    outputs: list[str] = []
+
+    def run(*argv: str) -> int:
+        code = main(list(argv))
+        captured = capsys.readouterr()
+        outputs.append(captured.out + captured.err)
+        return code
+
+    for in_query in (False, True):
+        url = password_url(postgres, postgres.new_database(owner="tagger"), in_query=in_query)
+        assert run("catalog", "index", str(trained_run.run), str(photos), "--catalog", url, "--workers", "0",
+                   "--device", "cpu") == 1  # fmt: skip
+        assert "9 added" in outputs[-1] and "tagger" in outputs[-1]
+        assert (
+            run("catalog", "search", "--catalog", url, "--where", "coat_length=Invisible", "--min-confidence", "0") == 0
+        )
+        assert run("catalog", "facets", "--catalog", url) == 0
+        assert run("catalog", "similar", "--catalog", url, str(sorted((photos / "coat_length").iterdir())[0])) == 0
+        wrong = password_url(postgres, url, password="not-" + PASSWORD, in_query=in_query)
+        secrets += ["not-" + PASSWORD, quote("not-" + PASSWORD, safe="")]
+        for argv in (["catalog", "index", str(trained_run.run), str(photos), "--catalog", wrong],
+                     ["catalog", "search", "--catalog", wrong]):  # fmt: skip
+            assert run(*argv) == 2 and "password authentication failed" in outputs[-1]
+    foreign = password_url(postgres, postgres.new_database(owner="tagger"))
+    with psycopg.connect(foreign, autocommit=True) as conn:
+        conn.execute("CREATE TABLE orders (id INTEGER)")
+    assert run("catalog", "index", str(trained_run.run), str(photos), "--catalog", foreign) == 2
+    assert "not a fashionattr catalogue" in outputs[-1]
+    assert run("catalog", "facets", "--catalog", foreign) == 2
+
+    with start_server(trained_run.run, tmp_path / "server.log", "--catalog", url) as server:
+        import httpx
+
+        page = httpx.get(f"{server.url}/v1/catalog", timeout=60).text
+    outputs += [server.log.read_text(), page]
+    with psycopg.connect(url) as conn:  # what the catalogue stores about itself
+        outputs += [str(conn.execute("SELECT * FROM fashionattr_catalog").fetchall())]
+    everything = "\n".join(outputs)
+    assert "***" in everything
+    for secret in secrets:
+        assert secret not in everything, secret
+
+
+@pytest.mark.parametrize("case", SECRET_LOCATIONS, ids=[c.id for c in SECRET_LOCATIONS])
+def test_every_spelling_of_a_password_is_masked(case):
+    from fashionattr.catalog.backends import shown_location, without_secrets
+
+    shown = shown_location(case.url)
+    scrubbed = without_secrets(f"connection failed for {case.url} ({' '.join(case.secrets)})", case.url)
+    assert "***" in shown and "***" in scrubbed
+    for secret in case.secrets:
+        assert secret not in shown and secret not in scrubbed, secret
+    assert ("tagger" in shown or case.id == "no-user") and "catalog" in shown  # the rest is still there to read

@@ -29,7 +29,7 @@ from fashionattr.inference import Predictor
 from fashionattr.schema import FASHIONAI
 from fashionattr.serve.child import ServiceProcess as Server
 from fashionattr.serve.child import serve_in_child as start_server
-from test_catalog import make_photo_folder
+from test_catalog import catalogue_predictor, make_photo_folder
 
 UPLOAD_LIMIT_MB = 1
 CONCURRENT_REQUESTS = 16
@@ -50,7 +50,7 @@ def raw_get(server: Server, path: str) -> tuple[int, bytes]:
 
 def build_catalog(trained_run: TrainedRun, folder: Path, db: Path) -> Path:
     make_photo_folder(trained_run.data, folder)
-    predictor = Predictor.from_path(trained_run.run, device="cpu")
+    predictor = catalogue_predictor(trained_run.run)
     index_catalog(db, folder, trained_run.run, predictor=predictor, batch_size=8, workers=0, progress=False)
     return db
 
@@ -473,7 +473,7 @@ def test_a_catalogue_database_that_is_down_is_503_and_predicting_goes_on(trained
 
     photos = make_photo_folder(trained_run.data, tmp_path / "photos")
     url = postgres.new_database()
-    index_catalog(url, photos, trained_run.run, predictor=Predictor.from_path(trained_run.run, device="cpu"),
+    index_catalog(url, photos, trained_run.run, predictor=catalogue_predictor(trained_run.run),
                   batch_size=4, workers=0, progress=False)  # fmt: skip
     database = url.split("@/", 1)[1].split("?")[0]
     admin_url = postgres.url()

@@ -1,22 +1,17 @@
-"""Figures `similar` (approximate vs exact index) and `facets` (PostgreSQL vs SQLite) of the catalogue.
+"""Figure `similar`: similar-garment search through the approximate index against the exact one.
 
-Both run on synthetic catalogues of the sizes in `--catalog-sizes` (10k, 100k and 1M by default), no model
-needed. similar: unit embeddings of the backbone's dimension (fashionattr.bench.embeddings, 512 numbers: resnet18's
+It runs on synthetic catalogues of the sizes in `--catalog-sizes` (10k, 100k and 1M by default), no model
+needed: unit embeddings of the backbone's dimension (fashionattr.bench.embeddings, 512 numbers: resnet18's
 pooled features), queries from the same distribution but not in the catalogue, each timed alone on the exact
 index and on the approximate one (asked for 2k candidates re-scored exactly, as `Catalog.similar` does), the
 two alternating query by query; recall@10 is the share of the exact top ten the approximate path returns.
-facets: the same number of items with eight tags each (skewed value frequencies, confidences 0.3-1) written through
-the catalogue store into an SQLite file and a PostgreSQL database, then `Catalog.facets` with no, one and two
-filters, alternating between the backends.
+(Facets and tag search: `bench.facets`.)
 """
 
 from __future__ import annotations
 
-import statistics
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,7 +28,6 @@ from fashionattr.catalog.vectors import (
     ExactIndex,
     unit,
 )
-from fashionattr.io import json_text
 
 K = 10
 ANN_P99_GOAL_MS = 10.0
@@ -44,7 +38,9 @@ FACET_BUDGET_S = 90.0
 
 
 def size_label(count: int) -> str:
-    return f"{count // 1_000_000}M" if count % 1_000_000 == 0 else f"{count // 1000}k"
+    if count % 1_000_000 == 0:
+        return f"{count // 1_000_000}M"
+    return f"{count // 1000}k" if count >= 1000 else str(count)
 
 
 def percentile_ms(seconds: list[float], q: float) -> float:
@@ -157,103 +153,3 @@ def _time_alone(search: Callable[[np.ndarray], np.ndarray], probes: np.ndarray) 
         wall_s.append(time.perf_counter() - began)
         cpu_s.append(time.thread_time() - cpu)
     return wall_s, cpu_s
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# facets: facet queries
-
-
-def facet_figures(context: BenchContext) -> Iterator[Figure]:
-    from fashionattr.bench.postgres import find_bindir, throwaway_postgres
-
-    settings = context.settings
-    with ExitStack() as stack:
-        postgres_url = settings.postgres
-        origin = "given by --postgres" if postgres_url else ""
-        if postgres_url is None:
-            bindir = find_bindir()
-            if bindir is None:
-                missing = "no PostgreSQL server: give --postgres URL or install the server binaries"
-                yield Figure(key="facets", title="facet queries: PostgreSQL vs SQLite", skipped=missing)
-                return
-            server = stack.enter_context(throwaway_postgres(bindir))
-            origin = "a throwaway local server (Unix socket, fsync off)"
-        for count in settings.catalog_sizes:
-            url = postgres_url if postgres_url else server.new_database()
-            sqlite_db = context.workdir / f"facets-{count}.sqlite"
-            load_s = {"sqlite": _load_catalogue(str(sqlite_db), count, context.workdir),
-                      "postgresql": _load_catalogue(url, count, context.workdir)}  # fmt: skip
-            times = _time_facets({"sqlite": str(sqlite_db), "postgresql": url}, settings.rounds)
-            sqlite_db.unlink(missing_ok=True)
-            yield Figure(
-                key=f"facets.{size_label(count)}", title=f"facet counts at {count:,} items: PostgreSQL / SQLite time",
-                ratio=statistics.median(times["postgresql"]) / statistics.median(times["sqlite"]), unit="ms",
-                values={"SQLite p50": percentile_ms(times["sqlite"], 50),
-                        "SQLite p99": percentile_ms(times["sqlite"], 99),
-                        "PostgreSQL p50": percentile_ms(times["postgresql"], 50),
-                        "PostgreSQL p99": percentile_ms(times["postgresql"], 99)},
-                settings={"items": count, "tags": count * 8, "queries": len(times["sqlite"]),
-                          "load_s": {k: round(v, 1) for k, v in load_s.items()}, "postgresql": origin},
-                notes=["one Catalog.facets call: eight GROUP BY counts (one per attribute), with no, one or two "
-                       "filters in turn; a ratio above 1 means PostgreSQL is slower"],
-            )  # fmt: skip
-
-
-def _load_catalogue(db: str, count: int, root: Path) -> float:
-    """Write a synthetic catalogue of `count` items through the store, as the indexer would; returns seconds."""
-    from fashionattr.catalog.store import ItemRow, TagRow, open_store
-    from fashionattr.schema import FASHIONAI
-
-    began = time.perf_counter()
-    rng = np.random.default_rng(count)
-    attributes = list(FASHIONAI)
-    weights = [1.0 / np.arange(1, a.num_classes + 1) for a in attributes]
-    weights = [w / w.sum() for w in weights]
-    probabilities = {(a.name, v): json_text({c: round(1.0 / a.num_classes, 4) for c in a.classes}, indent=None)
-                     for a in attributes for v in a.classes}  # fmt: skip
-    store = open_store(db, write=True)
-    try:
-        store.set_meta({"root": str(root), "model": "synthetic", "model_fingerprint": "synthetic",
-                        "schema": json_text(FASHIONAI.to_dict(), indent=None)})  # fmt: skip
-        embedding = np.zeros(1, dtype=np.float32).tobytes()  # facets never read embeddings
-        for start in range(0, count, LOAD_BATCH):
-            size = min(LOAD_BATCH, count - start)
-            values = [rng.choice(a.num_classes, size=size, p=w) for a, w in zip(attributes, weights, strict=True)]
-            confidences = rng.uniform(0.3, 1.0, size=(len(attributes), size))
-            batch = []
-            for row in range(size):
-                path = f"catalogue/{start + row:08d}.jpg"
-                chosen = [a.classes[values[n][row]] for n, a in enumerate(attributes)]
-                tags = [TagRow(a.name, value, float(confidences[n][row]), probabilities[(a.name, value)])
-                        for n, (a, value) in enumerate(zip(attributes, chosen, strict=True))]  # fmt: skip
-                batch.append((ItemRow(path, f"{start + row:064x}", 50_000, 0.0, embedding), tags))
-            store.write_batch(batch, [], now=0.0)
-        store.analyze()  # as `catalog index` does at the end of a run
-    finally:
-        store.close()
-    return time.perf_counter() - began
-
-
-def _time_facets(databases: dict[str, str], rounds: int) -> dict[str, list[float]]:
-    from fashionattr.catalog import Catalog
-    from fashionattr.schema import FASHIONAI
-
-    catalogs = {name: Catalog(db) for name, db in databases.items()}
-    sleeve, collar = FASHIONAI.attribute("sleeve_length_labels"), FASHIONAI.attribute("collar_design_labels")
-    filters: list[dict[str, str]] = [{}, {sleeve.name: sleeve.classes[7]},
-                                     {sleeve.name: sleeve.classes[3], collar.name: collar.classes[1]}]  # fmt: skip
-    times: dict[str, list[float]] = {name: [] for name in catalogs}
-    for catalog in catalogs.values():
-        catalog.facets()  # warm the caches once
-    started = time.perf_counter()
-    for n in range(max(3, rounds * 10)):
-        names = list(catalogs) if n % 2 == 0 else list(reversed(catalogs))
-        for name in names:
-            began = time.perf_counter()
-            catalogs[name].facets(filters[n % len(filters)])
-            times[name].append(time.perf_counter() - began)
-        if n >= 2 and time.perf_counter() - started > FACET_BUDGET_S:
-            break
-    for catalog in catalogs.values():
-        catalog.close()
-    return times

@@ -15,12 +15,13 @@ from fashionattr.data.dataset import DatasetRoot
 from fashionattr.data.labels import LabelRecord, format_rows, read_labels
 from fashionattr.schema import SCHEMA_FILE_NAMES, Schema
 
-FIGURES = ("a", "b", "c", "d", "e", "g", "mem", "gpu", "similar", "facets", "service")
+FIGURES = ("a", "b", "c", "d", "e", "g", "mem", "gpu", "int8", "similar", "facets", "page", "reindex", "service")
 """Every figure `--only` can name, in the order they run."""
-CATALOG_FIGURES = ("similar", "facets", "service")
-"""What `--only catalog` names: similar search, facet queries, service throughput."""
-NO_IMAGE_FIGURES = ("similar", "facets")
-"""Figures on synthetic embeddings and tags only: a run of just these makes no JPEGs."""
+CATALOG_FIGURES = ("similar", "facets", "page", "reindex", "service")
+"""What `--only catalog` names: similar search, facets and tag search, the page in Chromium, re-indexing an
+unchanged folder, service throughput."""
+NO_IMAGE_FIGURES = ("similar", "facets", "page", "reindex")
+"""Figures on synthetic embeddings, tags and files only: a run of just these makes no JPEGs."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,10 @@ class BenchSettings:
     similar_queries: int = 300
     postgres: str | None = None
     """PostgreSQL database of the facets figure (it gets the catalogue's tables); None starts a throwaway server."""
+    int8_run: str | None = None
+    """A trained run whose int8 and fp32 exports the int8 figure scores (BP, mAP); without one, speed only."""
+    reindex_files: int = 100_000
+    """Files of the reindex figure: a folder whose every file is unchanged since the last `catalog index`."""
     service_requests: int = 96
     """Requests per 8-client round of the service figure (a 1-client round sends a quarter of them)."""
     quick: bool = False
@@ -59,7 +64,8 @@ class BenchSettings:
         # A smaller batch rather than a smaller image: fixed per-image costs (decoding, augmentation) keep the
         # same weight against the network as in the full run, so the ratios stay comparable.
         return cls(batch_size=8, per_class=3, rounds=2, compile_budget_s=0.0, memory_images=200,
-                   catalog_sizes=(10_000,), similar_queries=100, service_requests=48, quick=True)  # fmt: skip
+                   catalog_sizes=(10_000,), similar_queries=100, service_requests=48, reindex_files=5_000,
+                   quick=True)  # fmt: skip
 
     def with_overrides(self, **overrides: Any) -> BenchSettings:
         known = {f.name for f in fields(self)}
@@ -68,9 +74,9 @@ class BenchSettings:
     def describe(self) -> dict[str, Any]:
         described = {f.name: getattr(self, f.name) for f in fields(self)}
         if self.postgres:
-            from fashionattr.catalog.backends import shown_url
+            from fashionattr.catalog.backends import shown_location
 
-            described["postgres"] = shown_url(self.postgres)
+            described["postgres"] = shown_location(self.postgres)
         return described
 
 

@@ -64,13 +64,25 @@ class PostgresServer:
             raise RuntimeError(f"{' '.join(argv)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
         return result
 
-    def new_database(self) -> str:
+    def new_database(self, owner: str | None = None) -> str:
+        """A fresh, empty database (owned by `owner`, a role made by `new_role`, or the superuser); its URL as the
+        superuser."""
         import psycopg
 
         name = f"catalog_{os.getpid()}_{next(self.names)}"
         with psycopg.connect(self.url(), autocommit=True) as conn:
-            conn.execute(f"CREATE DATABASE {name}")  # a name made above, never user input
+            conn.execute(f"CREATE DATABASE {name}" + (f" OWNER {owner}" if owner else ""))  # names made here
         return self.url(name)
+
+    def new_role(self, name: str, password: str) -> None:
+        """A login role that must give `password` (scram-sha-256): every role but the superuser needs one."""
+        import psycopg
+        from psycopg import sql
+
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(name), sql.Literal(password))
+            )
 
 
 def _die_with_parent() -> None:
@@ -98,6 +110,8 @@ def throwaway_postgres(bindir: Path) -> Iterator[PostgresServer]:
             for path in (folder, server.socket_dir):
                 os.chown(path, account.pw_uid, account.pw_gid)
         server.run("initdb", "-D", data, "-U", SUPERUSER, "--auth=trust", "--encoding=UTF8", "--no-sync")
+        # The superuser connects without a password; any other role must give its own (as a real server asks).
+        (Path(data) / "pg_hba.conf").write_text(f"local all {SUPERUSER} trust\nlocal all all scram-sha-256\n")
         command = [str(bindir / "postgres"), "-D", data, "-k", str(server.socket_dir), "-c", "listen_addresses=",
                    "-c", "fsync=off", "-c", "full_page_writes=off"]  # fmt: skip
         with (folder / "server.log").open("wb") as log:

@@ -25,18 +25,24 @@ FigureFunction = Callable[[BenchContext], Iterable[Figure]]
 
 
 def _sections() -> dict[str, FigureFunction]:
-    from fashionattr.bench.catalog import facet_figures, similar_figures
+    from fashionattr.bench.catalog import similar_figures
     from fashionattr.bench.cpu_options import cpu_options_figures
+    from fashionattr.bench.facets import facet_figures
     from fashionattr.bench.gpu import gpu_figures
     from fashionattr.bench.inference import multitask_figure, predict_figure
+    from fashionattr.bench.int8 import int8_figures
     from fashionattr.bench.loader import loader_figure
     from fashionattr.bench.memory import memory_figures
+    from fashionattr.bench.page import page_figures
+    from fashionattr.bench.reindex import reindex_figures
     from fashionattr.bench.service import service_figures
     from fashionattr.bench.training import engine_figure, grouped_figure
 
     return {"a": loader_figure, "b": multitask_figure, "c": engine_figure, "d": predict_figure,
             "e": cpu_options_figures, "g": grouped_figure, "mem": memory_figures, "gpu": gpu_figures,
-            "similar": similar_figures, "facets": facet_figures, "service": service_figures}  # fmt: skip
+            "int8": int8_figures,
+            "similar": similar_figures, "facets": facet_figures, "page": page_figures,
+            "reindex": reindex_figures, "service": service_figures}  # fmt: skip
 
 
 def run_bench(settings: BenchSettings, emit: Callable[[str], None] = print) -> dict[str, Any]:

@@ -26,12 +26,45 @@ SQLITE_HEADER = b"SQLite format 3\x00"
 
 
 def is_postgres(db: str | Path) -> bool:
-    return str(db).startswith(POSTGRES_SCHEMES)
+    """A postgresql:// (or postgres://) URL, the scheme in any letter case (as URL schemes are)."""
+    return str(db).lower().startswith(POSTGRES_SCHEMES)
 
 
-def shown_url(url: str) -> str:
-    """A connection URL fit for messages and logs: any password replaced by ***."""
-    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+def _libpq_url(url: str) -> str:
+    """The URL with its scheme in lower case, the only spelling libpq reads."""
+    scheme, sep, rest = url.partition("://")
+    return scheme.lower() + sep + rest
+
+
+_USERINFO_PASSWORD = re.compile(r"^([a-z][a-z0-9+.-]*://[^:@/?]*:)(.*)@", re.IGNORECASE | re.DOTALL)
+"""The password of `scheme://user:password@...`; greedy to the last '@', so a password holding '@' or '/' (which
+libpq would misread, but a user may still type) is covered whole."""
+_QUERY_PASSWORD = re.compile(r"([?&]password=)([^&#]*)", re.IGNORECASE)
+
+
+def _passwords(url: str) -> list[str]:
+    """Every spelling of the passwords in a connection URL (as typed and percent-decoded), longest first."""
+    userinfo = _USERINFO_PASSWORD.match(url)
+    found = ([userinfo.group(2)] if userinfo else []) + [value for _, value in _QUERY_PASSWORD.findall(url)]
+    spellings = {p for p in found if p} | {urllib.parse.unquote(p) for p in found if p}
+    return sorted(spellings, key=len, reverse=True)
+
+
+def shown_location(db: str | Path) -> str:
+    """Where a catalogue lives, for people: a file path as it is; a connection URL with every password replaced
+    by ***. The one rendering used by errors, summaries, logs, the page and anything stored."""
+    text = str(db)
+    if "://" not in text:
+        return text  # a file path
+    text = _USERINFO_PASSWORD.sub(r"\1***@", text)
+    return _QUERY_PASSWORD.sub(r"\1***", text)
+
+
+def without_secrets(text: str, db: str | Path) -> str:
+    """`text` (an error from a database library, which may quote parts of the URL) with `db`'s passwords masked."""
+    for password in _passwords(str(db)):
+        text = text.replace(password, "***")
+    return text
 
 
 class Database:
@@ -236,10 +269,12 @@ def _connect(url: str, write: bool) -> Any:
         needed = "a postgresql:// catalogue needs the psycopg package: pip install 'psycopg[binary]'"
         raise UserError(needed) from None
     try:
-        conn = psycopg.connect(url, autocommit=True, connect_timeout=15, application_name="fashionattr")
+        conn = psycopg.connect(_libpq_url(url), autocommit=True, connect_timeout=15, application_name="fashionattr")
     except psycopg.Error as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UnavailableError(f"{shown_url(url)}: cannot connect to PostgreSQL ({reason})") from None
+        raise UnavailableError(
+            f"{shown_location(url)}: cannot connect to PostgreSQL ({without_secrets(reason, url)})"
+        ) from None
     if not write:
         conn.execute("SET default_transaction_read_only = on")
     return conn
@@ -260,7 +295,7 @@ class PostgresDatabase(Database):
     """Advisory lock key held while the tables are checked and created (any constant, the same everywhere)."""
 
     def __init__(self, url: str, conn: Any, writable: bool) -> None:
-        super().__init__(shown_url(url), writable)
+        super().__init__(shown_location(url), writable)
         self.url = url
         self.conn = conn
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -18,10 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fashionattr.catalog.backends import is_postgres
+from fashionattr.catalog.backends import is_postgres, shown_location
 from fashionattr.catalog.files import file_state, model_fingerprint, scan_images, shown_name
 from fashionattr.catalog.similarity import SimilarityIndex
-from fashionattr.catalog.store import CatalogStore, ItemRow, TagRow, open_store
+from fashionattr.catalog.store import CatalogStore, ItemRow, KnownItem, TagRow, open_store
 from fashionattr.catalog.vectors import VECTOR_INDEX_KINDS, resolve_kind
 from fashionattr.distributed import DistributedContext, barrier, broadcast_object, gather_objects
 from fashionattr.errors import UserError
@@ -31,6 +32,9 @@ if TYPE_CHECKING:
     from fashionattr.inference import Predictor
 
 MISNAMED_REASON = "the file name is not valid UTF-8 text; rename the file to index it"
+RACY_SECONDS = 2.0
+"""A file modified less than this before it was tagged is hashed on the next run rather than trusted by its size and
+time (the coarsest common file-system time resolution: FAT's 2 s)."""
 
 
 @dataclass
@@ -48,6 +52,8 @@ class IndexReport:
     """The similarity index saved for readers ('ann'), or '' when readers search exactly."""
     tagged_per_process: list[int] = field(default_factory=list)
     """Under torchrun: how many files each rank tagged, in rank order."""
+    notes: list[str] = field(default_factory=list)
+    """What was found damaged and repaired (a saved similarity index rebuilt), one line each."""
 
     @property
     def tagged(self) -> int:
@@ -80,8 +86,12 @@ def index_catalog(
     load: Callable[[str | Path], Predictor] | None = None,
     context: DistributedContext | None = None,
     vector_index: str = "auto",
+    rehash: bool = False,
 ) -> IndexReport:
     """Tag every image under `root` into the catalogue `db`, skipping files whose content is unchanged.
+
+    A file tagged before is unchanged when its size and modification time are as recorded (nothing is read), else
+    when its content hash is; `rehash` hashes every file whatever its size and time.
 
     `predictor` (or `load(model)`, default `load_predictor`) must be the model at `model`: the path and its
     fingerprint are recorded so a later run with another model re-tags everything instead of mixing answers.
@@ -93,8 +103,9 @@ def index_catalog(
         raise UserError(f"unknown vector index {vector_index!r}; choose one of: {', '.join(VECTOR_INDEX_KINDS)}")
     root_path = Path(root).resolve()
     if context.enabled and not is_postgres(db):
-        raise UserError(f"{db}: tagging on several processes writes into one shared catalogue; give a PostgreSQL "
-                        "one (--db postgresql://user@host/db), or run `catalog index` without torchrun")  # fmt: skip
+        raise UserError(f"{shown_location(db)}: tagging on several processes writes into one shared catalogue; "
+                        "give a PostgreSQL one (--catalog postgresql://user@host/db), or run `catalog index` without "
+                        "torchrun")  # fmt: skip
     store: CatalogStore | None = None
     try:
         setup = _Setup()
@@ -112,7 +123,7 @@ def index_catalog(
             predictor = _load(model, load)
         report = IndexReport(root=root_path, removed=setup.removed, retagged_for_new_model=setup.retagged)
         shard = setup.files[context.rank :: context.world_size]
-        pending = _changed_files(store, root_path, shard, report, progress)
+        pending = _changed_files(store, root_path, shard, report, progress, rehash)
         _tag_files(store, root_path, pending, predictor, report, batch_size, workers, progress)
         reports = gather_objects(report, context)
         if context.is_main:
@@ -121,7 +132,7 @@ def index_catalog(
                 report.merge(other)
             if report.tagged or report.removed:
                 store.analyze()
-            report.vector_index = _save_vector_index(store, vector_index)
+            report.vector_index = _save_vector_index(store, vector_index, report)
             report.errors = store.errors()
         barrier(context)
         return report
@@ -147,7 +158,7 @@ def _set_up(
     try:
         meta = store.meta()
         if "root" in meta and Path(meta["root"]) != root:
-            raise UserError(f"{store.name}: this catalogue indexes {meta['root']}, not {root}; use another --db "
+            raise UserError(f"{store.name}: this catalogue indexes {meta['root']}, not {root}; use another --catalog "
                             "for this folder")  # fmt: skip
         predictor = predictor if predictor is not None else _load(model, load)
         fingerprint = model_fingerprint(model)
@@ -173,30 +184,53 @@ def _set_up(
     return store, predictor, _Setup(files=files, removed=len(gone_items), retagged=retagged)
 
 
-def _changed_files(store: CatalogStore, root: Path, files: Sequence[str], report: IndexReport,
-                   progress: bool) -> list[ItemRow]:  # fmt: skip
-    """Files whose content hash differs from what was tagged (or that are new); the rest count as unchanged.
+def unchanged_by_stat(path: Path, recorded: KnownItem) -> bool:
+    """Whether a tagged file is unchanged by its size and modification time alone, without reading it.
 
-    A file that cannot be read, or is not a regular file (a FIFO, a link to a device), is recorded as an error
-    at once: it is never handed to the decoder, which could block on it.
+    Trusted only for a regular file whose time is older than the moment it was tagged by `RACY_SECONDS`: a file
+    written again within the file system's time resolution of being hashed could keep its size and time with new
+    content (git's "racily clean" entries), so such a file is hashed instead.
+    """
+    try:
+        info = os.stat(path)
+    except (OSError, ValueError):
+        return False
+    return (stat.S_ISREG(info.st_mode) and info.st_size == recorded.size and info.st_mtime == recorded.mtime
+            and info.st_mtime < recorded.indexed_at - RACY_SECONDS)  # fmt: skip
+
+
+def _changed_files(store: CatalogStore, root: Path, files: Sequence[str], report: IndexReport,
+                   progress: bool, rehash: bool) -> list[ItemRow]:  # fmt: skip
+    """Files that are new or whose content differs from what was tagged; the rest count as unchanged.
+
+    A tagged file whose size and modification time are as recorded is unchanged without being read
+    (`unchanged_by_stat`); any other is hashed, and counts as changed only when its content hash differs. `rehash`
+    hashes every file. A file that cannot be read, or is not a regular file (a FIFO, a link to a device), is
+    recorded as an error at once: it is never handed to the decoder, which could block on it.
     """
     from fashionattr.progress import tracked
 
     known = store.known_items()
     failed = store.known_errors()
+    damaged = store.damaged_embeddings() if rehash else set()
     pending: list[ItemRow] = []
     unreadable: list[tuple[ItemRow, str]] = []
-    touched: list[tuple[int, float, str]] = []
-    for rel in tracked(files, desc="hashing", unit="file", enabled=progress, leave=False):
+    touched: list[tuple[int, float, float, str]] = []
+    for rel in tracked(files, desc="checking", unit="file", enabled=progress, leave=False):
+        recorded = known.get(rel)
+        if recorded is not None and not rehash and unchanged_by_stat(root / rel, recorded):
+            report.unchanged += 1
+            continue
+        checked_at = time.time()
         try:
             digest, size, mtime = file_state(root / rel)
         except FileReadError as exc:
             if failed.get(rel) != f"unreadable:{exc.reason}":
                 unreadable.append((ItemRow(rel, f"unreadable:{exc.reason}", 0, 0.0, b""), exc.reason))
             continue
-        if known.get(rel) == digest:
+        if recorded is not None and recorded.sha256 == digest and rel not in damaged:
             report.unchanged += 1
-            touched.append((size, mtime, rel))
+            touched.append((size, mtime, checked_at, rel))  # the next run can trust its size and time
         elif failed.get(rel) == digest:
             continue  # still the same undecodable file: listed among the errors again, not retried
         else:
@@ -247,7 +281,9 @@ def _write_rows(store: CatalogStore, rows: Sequence[tuple[ItemRow, Any]], predic
             continue
         embedding = np.asarray(entry.embedding, dtype=np.float32).tobytes()
         tags = [TagRow(name, predictor.schema.attribute(name).classes[result.index], float(result.confidence),
-                       json.dumps(result.probabilities)) for name, result in entry.attributes.items()]  # fmt: skip
+                       json.dumps(result.probabilities), applies=bool(result.applies),
+                       applicability=float(result.applicability))
+                for name, result in entry.attributes.items()]  # fmt: skip
         tagged.append((ItemRow(state.path, state.sha256, state.size, state.mtime, embedding), tags))
     store.write_batch(tagged, failed, time.time())
     for state, _ in tagged:
@@ -261,15 +297,18 @@ def _write_rows(store: CatalogStore, rows: Sequence[tuple[ItemRow, Any]], predic
         store.set_meta({"embedding_dim": str(min(dims))})
 
 
-def _save_vector_index(store: CatalogStore, requested: str) -> str:
-    """Save the approximate index in the catalogue when readers will use one, so they need not build it."""
+def _save_vector_index(store: CatalogStore, requested: str, report: IndexReport) -> str:
+    """Save the approximate index in the catalogue when readers will use one, so they need not build it; a saved
+    one that is current and sound is left as it is."""
     if resolve_kind(requested, store.count()) != "ann":
         store.drop_vector_index()
         return ""
     similarity = SimilarityIndex(store, requested, threads=os.cpu_count() or 1)
     index = similarity.refresh()
+    report.notes += similarity.notes
     if index is None or index.kind != "ann":
         store.drop_vector_index()
         return ""
-    store.save_vector_index({**index.describe(), "generation": similarity.generation}, index.to_bytes())
+    if similarity.origin != "saved" or similarity.saved_generation != similarity.generation:
+        store.save_vector_index({**index.describe(), "generation": similarity.generation}, index.to_bytes())
     return index.kind

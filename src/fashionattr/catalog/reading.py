@@ -1,8 +1,8 @@
 """Browsing a catalogue: tag search with facet counts, single items, and similar garments by embedding.
 
-`Catalog` opens the database read-only and answers from it; similar-garment search goes through a
-`SimilarityIndex` that follows the database's generation, so an item removed by an indexer is gone from the
-results, and one added appears, without reopening anything.
+`Catalog` opens the database read-only and answers from it: facet counts and filtered tag search through the
+`FacetIndex`, similar-garment search through a `SimilarityIndex`. Both follow the database's generation, so an item
+removed by an indexer is gone from the answers, and one added appears, without reopening anything.
 """
 
 from __future__ import annotations
@@ -16,9 +16,11 @@ from typing import Any
 
 import numpy as np
 
+from fashionattr.catalog.facets import FacetCounts, FacetIndex
+from fashionattr.catalog.layout import TagLayout
 from fashionattr.catalog.similarity import SimilarityIndex
 from fashionattr.catalog.store import CatalogStore, open_store
-from fashionattr.catalog.vectors import VECTOR_INDEX_KINDS
+from fashionattr.catalog.vectors import VECTOR_INDEX_KINDS, sound_rows
 from fashionattr.errors import UserError
 from fashionattr.schema import Schema
 
@@ -28,14 +30,18 @@ Filters = Mapping[str, str]
 
 @dataclass
 class Tag:
-    """One attribute's stored answer for an item: the most probable class and its probability."""
+    """One attribute's stored answer for an item: its value, or None where the attribute does not apply to the photo
+    (a close-up has no skirt length); the head's top probability; and the applicability decision behind it."""
 
-    value: str
+    value: str | None
     confidence: float
     probabilities: dict[str, float] | None = None
+    applies: bool = True
+    applicability: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"value": self.value, "confidence": self.confidence}
+        out: dict[str, Any] = {"value": self.value, "applies": self.applies, "applicability": self.applicability,
+                               "confidence": self.confidence}  # fmt: skip
         if self.probabilities is not None:
             out["probabilities"] = self.probabilities
         return out
@@ -86,6 +92,7 @@ class Catalog:
         self.model_fingerprint = meta["model_fingerprint"]
         self.schema = Schema.from_dict(json.loads(meta["schema"]), source=f"{self.store.name} (schema)")
         self.similarity = SimilarityIndex(self.store, vector_index)
+        self.facet_index = FacetIndex(self.store, TagLayout.from_schema(self.schema))
 
     def close(self) -> None:
         self.store.close()
@@ -138,23 +145,31 @@ class Catalog:
     def search(
         self, filters: Filters | None = None, min_confidence: float = 0.0, limit: int = 50, offset: int = 0
     ) -> SearchResult:
-        """Items carrying every filtered tag, most confident first (the least confident filter decides)."""
-        total, rows = self.store.search(dict(filters or {}), min_confidence, limit, offset)
-        return SearchResult(total=total, items=self._with_tags(rows))
+        """Items carrying every filtered tag (applying, at `min_confidence` or more), most confident first (the least
+        confident filter decides, ties to the earlier indexed item); without filters every item, by path."""
+        filters = dict(filters or {})
+        if not filters:  # every item, by path: the database alone answers (no columns to load for a listing)
+            return SearchResult(total=self.store.count(), items=self._with_tags(self.store.list_by_path(limit, offset)))
+        total, ids = self.facet_index.search(filters, min_confidence, limit, offset)
+        rows = {int(r[0]): r for r in self.store.rows_by_id(ids)}
+        return SearchResult(total=total, items=self._with_tags([rows[i] for i in ids if i in rows]))
 
     def facets(self, filters: Filters | None = None, min_confidence: float = 0.0) -> dict[str, dict[str, int]]:
         """For every attribute, how many items would match if its value were added to (or replaced in) `filters`.
 
         Each attribute's counts apply the *other* attributes' filters only, the usual faceted-search rule, so a
-        user can switch a filter's value and see what every alternative would give.
+        user can switch a filter's value and see what every alternative would give. Only tags that apply count.
         """
-        filters = dict(filters or {})
-        # Attributes without a filter of their own share one query; each filtered one needs the others' only.
-        counts = self.store.value_counts(filters, min_confidence)
-        for name in filters:
-            others = {a: v for a, v in filters.items() if a != name}
-            counts[name] = self.store.value_counts(others, min_confidence, attribute=name).get(name, {})
-        return {a.name: {cls: counts.get(a.name, {}).get(cls, 0) for cls in a.classes} for a in self.schema}
+        return self.facet_counts(filters, min_confidence).counts
+
+    def facet_counts(self, filters: Filters | None = None, min_confidence: float = 0.0) -> FacetCounts:
+        """`facets` with, per attribute, how many matching items have no value for it, and the matching total."""
+        return self.facet_index.counts(dict(filters or {}), min_confidence)
+
+    def no_value_counts(self, filters: Filters | None = None, min_confidence: float = 0.0) -> dict[str, int]:
+        """Per attribute, how many items matching the other attributes' filters it does not apply to (a close-up has
+        no skirt length): what the catalogue page states beside each facet."""
+        return self.facet_counts(filters, min_confidence).not_applicable
 
     def item(self, key: int | str | Path, probabilities: bool = False) -> CatalogItem | None:
         """An item by id, by its stored path (relative to the root), or by a file path inside the root."""
@@ -189,8 +204,9 @@ class Catalog:
             return []
         order = {name: n for n, name in enumerate(self.schema.names)}
         tag_rows = sorted(self.store.tags_of(list(items)), key=lambda r: order.get(r[1], 0))
-        for item_id, attribute, value, confidence, probs in tag_rows:
-            tag = Tag(value, float(confidence), json.loads(probs) if probabilities else None)
+        for item_id, attribute, value, confidence, probs, applies, applicability in tag_rows:
+            tag = Tag(value if applies else None, float(confidence), json.loads(probs) if probabilities else None,
+                      applies=bool(applies), applicability=float(applicability))  # fmt: skip
             items[int(item_id)].tags[attribute] = tag
         return list(items.values())
 
@@ -206,7 +222,10 @@ class Catalog:
 
     def embedding(self, item_id: int) -> np.ndarray | None:
         rows = self.store.embeddings_of([item_id])
-        return np.frombuffer(rows[0][1], dtype=np.float32) if rows else None
+        if not rows:
+            return None
+        data = rows[0][1]
+        return np.frombuffer(data[: len(data) - len(data) % 4], dtype=np.float32)
 
     def similar(self, query: int | str | Path | np.ndarray, k: int = 10) -> list[tuple[CatalogItem, float]]:
         """The `k` items whose embeddings are most cosine-similar to the query's (an item queried is its own first).
@@ -236,4 +255,8 @@ class Catalog:
                             "or a new image file to embed")  # fmt: skip
         vector = self.embedding(found.id)
         assert vector is not None  # the item was just found
+        dim = self.similarity.dim()
+        if found.id in self.similarity.damaged or vector.size != dim or not sound_rows(vector.reshape(1, -1))[0]:
+            raise UserError(f"{self.name}: the stored embedding of {found.path} is damaged, so it cannot be compared; "
+                            "`fashionattr catalog index --rehash` tags it again")  # fmt: skip
         return vector

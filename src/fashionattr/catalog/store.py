@@ -10,11 +10,14 @@ index that remembers the generation it reflects can therefore catch up by readin
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from fashionattr.catalog.backends import (
     Database,
@@ -24,12 +27,17 @@ from fashionattr.catalog.backends import (
     reopen_for_reading,
     sqlite_state,
 )
+from fashionattr.catalog.blobs import seal
+from fashionattr.catalog.layout import TagLayout, as_float32
 from fashionattr.errors import UserError
 
 MARKER_TABLE = "fashionattr_catalog"
 KIND = "fashionattr-catalog"
-FORMAT_VERSION = "2"
+FORMAT_VERSION = "3"
 """Bumped when the tables change shape; another version is refused with a message rather than misread."""
+READABLE_FORMATS = ("2", FORMAT_VERSION)
+"""Formats this version opens. Format 2 (no `applies` per tag, no packed tag rows) is read as it is, every tag
+applying; `catalog index` upgrades it in place (`_upgrade_from_2`), re-tagging nothing."""
 
 TABLES = """
 CREATE TABLE IF NOT EXISTS fashionattr_catalog (key {text_key} PRIMARY KEY, value TEXT NOT NULL);
@@ -42,7 +50,8 @@ CREATE TABLE IF NOT EXISTS items (
     mtime {real} NOT NULL,
     embedding {blob} NOT NULL,
     indexed_at {real} NOT NULL,
-    generation BIGINT NOT NULL
+    generation BIGINT NOT NULL,
+    tag_row {blob}
 );
 CREATE INDEX IF NOT EXISTS items_by_generation ON items (generation);
 CREATE TABLE IF NOT EXISTS tags (
@@ -51,6 +60,8 @@ CREATE TABLE IF NOT EXISTS tags (
     value {text_key} NOT NULL,
     confidence {real} NOT NULL,
     probabilities TEXT NOT NULL,
+    applies INTEGER NOT NULL DEFAULT 1,
+    applicability {real} NOT NULL DEFAULT 1,
     PRIMARY KEY (item_id, attribute)
 );
 CREATE INDEX IF NOT EXISTS tags_by_value ON tags (attribute, value, confidence);
@@ -67,6 +78,9 @@ CREATE TABLE IF NOT EXISTS vector_index (part INTEGER PRIMARY KEY, data {blob} N
 """
 
 ITEM_COLUMNS = "i.id, i.path, i.sha256, i.size"
+TAG_COLUMNS = ("item_id", "attribute", "value", "confidence", "probabilities", "applies", "applicability")
+UPGRADE_ITEMS = 20_000
+"""Items whose packed tag rows one step of the format 2 -> 3 upgrade computes (bounds its memory)."""
 ROWS_PER_STATEMENT = 200
 """Items upserted by one multi-row INSERT: one round trip for many rows, far below both databases' limits."""
 VECTOR_PART_BYTES = 16 << 20
@@ -86,19 +100,38 @@ class ItemRow:
 
 @dataclass(frozen=True)
 class TagRow:
+    """One attribute's answer for an item: the head's top class and its probability, and whether it applies.
+
+    `value` is the head's top class even where the tag does not apply (`applies` False), as the probabilities are
+    kept; readers show no value there, and facets and search never count or match it.
+    """
+
     attribute: str
     value: str
     confidence: float
     probabilities: str
+    applies: bool = True
+    applicability: float = 1.0
 
 
 @dataclass(frozen=True)
 class Changes:
-    """What changed after a generation: items added or re-embedded, and ids of items gone."""
+    """What changed after a generation: items added or re-written (id and one of their columns), and ids of items
+    gone."""
 
     generation: int
     upserted: list[tuple[int, bytes]]
     removed: list[int]
+
+
+@dataclass(frozen=True)
+class KnownItem:
+    """What the catalogue recorded of a tagged file: its content hash, and the size and time it had then."""
+
+    sha256: str
+    size: int
+    mtime: float
+    indexed_at: float
 
 
 def open_store(db: str | Path, write: bool = False) -> CatalogStore:
@@ -116,18 +149,21 @@ def _open_sqlite(path: Path, write: bool) -> CatalogStore:
     state = sqlite_state(path)
     if state == "other":
         raise UserError(f"{path}: not a catalogue database (not an SQLite file); it is left untouched, give "
-                        "another --db")  # fmt: skip
+                        "another --catalog")  # fmt: skip
     if not write:
         if state in ("missing", "empty"):
-            raise UserError(f"{path}: no such catalogue; make one with `fashionattr catalog index DIR --model CKPT "
-                            f"--db {path}`")  # fmt: skip
+            raise UserError(f"{path}: no such catalogue; make one with `fashionattr catalog index MODEL DIR "
+                            f"--catalog {path}`")  # fmt: skip
         peek = SqliteDatabase.open(path, write=False)
         try:
-            CatalogStore(peek).identify(allow_new=False)
+            found = CatalogStore(peek)
+            found.identify(allow_new=False)
         except BaseException:
             peek.close()
             raise
-        return CatalogStore(reopen_for_reading(peek))
+        store = CatalogStore(reopen_for_reading(peek))
+        store.format = found.format
+        return store
     if state == "sqlite":  # identified read-only first: a foreign file is never opened for writing
         peek = SqliteDatabase.open(path, write=False)
         try:
@@ -167,6 +203,9 @@ class CatalogStore:
 
     def __init__(self, database: Database) -> None:
         self.db = database
+        self.format = FORMAT_VERSION
+        """The format of the catalogue's tables, found by `identify` (a reader may open format 2 as it is)."""
+        self._layout: tuple[str, TagLayout] | None = None
 
     @property
     def name(self) -> str:
@@ -189,31 +228,34 @@ class CatalogStore:
             meta = dict(self.db.execute(f"SELECT key, value FROM {MARKER_TABLE}"))
             if meta.get("kind") != KIND:
                 raise UserError(f"{self.name}: not a fashionattr catalogue (its {MARKER_TABLE} table is not ours)")
-            if meta.get("format") != FORMAT_VERSION:
+            if meta.get("format") not in READABLE_FORMATS:
                 raise UserError(f"{self.name}: a fashionattr catalogue of format {meta.get('format')}, this version "
-                                f"reads format {FORMAT_VERSION}; index into a new --db")  # fmt: skip
+                                f"reads format {FORMAT_VERSION}; index into a new --catalog")  # fmt: skip
+            self.format = str(meta["format"])
             return False
         if not tables:
             if allow_new:
                 return True
             raise UserError(f"{self.name}: no such catalogue (the database is empty); make one with "
-                            "`fashionattr catalog index DIR --model CKPT --db ...`")  # fmt: skip
+                            "`fashionattr catalog index MODEL DIR --catalog ...`")  # fmt: skip
         old: dict[str, str] = {}
         if "meta" in tables and "items" in tables:
             with contextlib.suppress(Exception):  # another program's `meta` table may have any shape
                 old = dict(self.db.execute("SELECT key, value FROM meta"))
         if "model_fingerprint" in old:
             raise UserError(f"{self.name}: a catalogue made by an older fashionattr (format {old.get('format')}); "
-                            "it is left untouched, index the folder into a new --db")  # fmt: skip
+                            "it is left untouched, index the folder into a new --catalog")  # fmt: skip
         shown = ", ".join(sorted(tables)[:6]) + (", ..." if len(tables) > 6 else "")
         raise UserError(f"{self.name}: not a fashionattr catalogue: it holds other tables ({shown}); it is left "
-                        "untouched, give a new or empty database as --db")  # fmt: skip
+                        "untouched, give a new or empty database as --catalog")  # fmt: skip
 
     def create_tables(self) -> None:
         """Make a new catalogue's tables, or check an existing one; one process at a time (setup lock)."""
         with self.db.transaction():
             self.db.lock_for_setup()
             if not self.identify(allow_new=True):
+                if self.format == "2":
+                    self._upgrade_from_2()
                 return
             for statement in TABLES.format(**self.db.types).split(";"):
                 if statement.strip():
@@ -221,10 +263,43 @@ class CatalogStore:
             self.db.execute("INSERT INTO catalog_state (id, generation) VALUES (1, 0)")
             self._set_meta({"kind": KIND, "format": FORMAT_VERSION})
 
+    def _upgrade_from_2(self) -> None:
+        """Format 2 -> 3 inside the set-up transaction: every stored tag applies (format 2 had no such decision),
+        each item gets its packed tag row from its tag rows, and the saved similarity index, which carries no
+        checksum, is dropped (the indexer saves a checked one at the end of its run). No image is tagged again."""
+        types = self.db.types
+        self.db.execute("ALTER TABLE tags ADD COLUMN applies INTEGER NOT NULL DEFAULT 1")
+        self.db.execute(f"ALTER TABLE tags ADD COLUMN applicability {types['real']} NOT NULL DEFAULT 1")
+        self.db.execute(f"ALTER TABLE items ADD COLUMN tag_row {types['blob']}")
+        self.format = FORMAT_VERSION
+        layout = self.layout()
+        if layout is not None:
+            ids = [int(i) for (i,) in self.db.execute("SELECT id FROM items ORDER BY id")]
+            for start in range(0, len(ids), UPGRADE_ITEMS):
+                part = ids[start : start + UPGRADE_ITEMS]
+                rows = self._packed_from_tags(layout, "t.item_id BETWEEN ? AND ?", [part[0], part[-1]])
+                self.db.executemany("UPDATE items SET tag_row = ? WHERE id = ?", [(row, i) for i, row in rows])
+        self.db.execute("DELETE FROM vector_index")
+        self.db.execute(f"DELETE FROM {MARKER_TABLE} WHERE key = 'vector_index'")
+        self._set_meta({"format": FORMAT_VERSION})
+
     # -- metadata and generation ---------------------------------------------------------------------------------
 
     def meta(self) -> dict[str, str]:
         return dict(self.db.execute(f"SELECT key, value FROM {MARKER_TABLE}"))
+
+    def layout(self) -> TagLayout | None:
+        """What packed tag rows mean: the attributes and classes of the schema the indexer recorded (None before
+        the first `catalog index` got that far)."""
+        rows = self.db.execute(f"SELECT value FROM {MARKER_TABLE} WHERE key = 'schema'")
+        if not rows:
+            return None
+        if self._layout is None or self._layout[0] != rows[0][0]:
+            from fashionattr.schema import Schema
+
+            schema = Schema.from_dict(json.loads(rows[0][0]), source=f"{self.name} (schema)")
+            self._layout = (rows[0][0], TagLayout.from_schema(schema))
+        return self._layout[1]
 
     def _set_meta(self, values: Mapping[str, str]) -> None:
         self.db.executemany(f"INSERT INTO {MARKER_TABLE} (key, value) VALUES (?, ?) "
@@ -264,9 +339,30 @@ class CatalogStore:
         self.db.execute(f"DELETE FROM tags WHERE item_id IN (SELECT id FROM items WHERE {condition})", params)
         self.db.execute(f"DELETE FROM items WHERE {condition}", params)
 
-    def known_items(self) -> dict[str, str]:
-        """path -> content hash of every tagged item."""
-        return dict(self.db.execute("SELECT path, sha256 FROM items"))
+    def known_items(self) -> dict[str, KnownItem]:
+        """path -> what was recorded of every tagged item (content hash, size, modification time, when tagged)."""
+        rows = self.db.execute("SELECT path, sha256, size, mtime, indexed_at FROM items")
+        return {path: KnownItem(sha, int(size), float(mtime), float(at)) for path, sha, size, mtime, at in rows}
+
+    def damaged_embeddings(self) -> set[str]:
+        """Paths of items whose stored embedding is not `embedding_dim` finite float32 numbers (read in parts)."""
+        from fashionattr.catalog.vectors import sound_rows
+
+        dim = int(self.meta().get("embedding_dim") or 0)
+        damaged: set[str] = set()
+        if dim < 1:
+            return damaged  # nothing tagged yet, so nothing to judge by
+        last = -1
+        while True:
+            rows = self.db.execute("SELECT id, path, embedding FROM items WHERE id > ? ORDER BY id LIMIT ?",
+                                   [last, UPGRADE_ITEMS])  # fmt: skip
+            for _, path, embedding in rows:
+                data = bytes(embedding)
+                if len(data) != 4 * dim or not sound_rows(np.frombuffer(data, dtype=np.float32).reshape(1, dim))[0]:
+                    damaged.add(path)
+            if not rows:
+                return damaged
+            last = int(rows[-1][0])
 
     def known_errors(self) -> dict[str, str]:
         """path -> content hash of every file recorded as unreadable."""
@@ -282,16 +378,21 @@ class CatalogStore:
                 self._remove_items("path = ?", [path], generation)
             self.db.executemany("DELETE FROM errors WHERE path = ?", [(p,) for p in errors])
 
-    def touch(self, stats: Sequence[tuple[int, float, str]]) -> None:
-        """Refresh (size, mtime) of unchanged files, by path."""
+    def touch(self, stats: Sequence[tuple[int, float, float, str]]) -> None:
+        """Record (size, mtime, when the content was found unchanged) of files whose content hash matched, by path.
+
+        No item's tags or embedding change, so the generation stays: readers have nothing to catch up on."""
         if stats:
-            with self.writing():
-                self.db.executemany("UPDATE items SET size = ?, mtime = ? WHERE path = ?", stats)
+            with self.db.transaction():
+                self.db.executemany("UPDATE items SET size = ?, mtime = ?, indexed_at = ? WHERE path = ?", stats)
 
     def write_batch(self, tagged: Sequence[tuple[ItemRow, Sequence[TagRow]]],
                     failed: Sequence[tuple[ItemRow, str]], now: float) -> None:  # fmt: skip
         """One batch of results in one transaction: tagged files become items, failed ones error entries."""
         with self.writing() as generation:
+            layout = self.layout() if tagged else None
+            if tagged and layout is None:
+                raise RuntimeError("tags written before the catalogue's schema was recorded (set_meta 'schema')")
             for row, reason in failed:
                 self._remove_items("path = ?", [row.path], generation)
                 self.db.execute("INSERT INTO errors (path, sha256, size, mtime, reason) VALUES (?, ?, ?, ?, ?) "
@@ -302,23 +403,28 @@ class CatalogStore:
                 return
             paths = [row.path for row, _ in tagged]
             self._in_values("DELETE FROM errors WHERE path IN ({})", paths)
+            assert layout is not None
+            # Both the tag rows and the packed row hold the confidence as a float32 number, so facets counted from
+            # either agree at any threshold.
+            tagged = [(row, [replace(t, confidence=as_float32(t.confidence)) for t in tags]) for row, tags in tagged]
             ids: dict[str, int] = {}
             for start in range(0, len(tagged), ROWS_PER_STATEMENT):
-                part = [(row.path, row.sha256, row.size, row.mtime, row.embedding, now, generation)
-                        for row, _ in tagged[start : start + ROWS_PER_STATEMENT]]  # fmt: skip
+                part = [(row.path, row.sha256, row.size, row.mtime, row.embedding, now, generation,
+                         layout.encode((t.attribute, t.value, t.confidence, t.applies) for t in tags))
+                        for row, tags in tagged[start : start + ROWS_PER_STATEMENT]]  # fmt: skip
                 returned = self.db.execute(
-                    "INSERT INTO items (path, sha256, size, mtime, embedding, indexed_at, generation) VALUES "
-                    + ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * len(part))
+                    "INSERT INTO items (path, sha256, size, mtime, embedding, indexed_at, generation, tag_row) VALUES "
+                    + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * len(part))
                     + " ON CONFLICT (path) DO UPDATE SET sha256 = excluded.sha256, size = excluded.size, "
                     "mtime = excluded.mtime, embedding = excluded.embedding, indexed_at = excluded.indexed_at, "
-                    "generation = excluded.generation RETURNING id, path",
+                    "generation = excluded.generation, tag_row = excluded.tag_row RETURNING id, path",
                     [value for row in part for value in row],
                 )
                 ids.update((path, int(item_id)) for item_id, path in returned)
             self._in_values("DELETE FROM tags WHERE item_id IN ({})", list(ids.values()))
-            self.db.insert_rows("tags", ("item_id", "attribute", "value", "confidence", "probabilities"),
-                                [(ids[row.path], t.attribute, t.value, t.confidence, t.probabilities)
-                                 for row, tags in tagged for t in tags])  # fmt: skip
+            self.db.insert_rows("tags", TAG_COLUMNS,
+                                [(ids[row.path], t.attribute, t.value, t.confidence, t.probabilities, int(t.applies),
+                                  float(t.applicability)) for row, tags in tagged for t in tags])  # fmt: skip
 
     # -- the readers' queries ------------------------------------------------------------------------------------
 
@@ -328,43 +434,57 @@ class CatalogStore:
     def errors(self) -> list[tuple[str, str]]:
         return [(p, r) for p, r in self.db.execute("SELECT path, reason FROM errors ORDER BY path")]
 
-    @staticmethod
+    def _applies(self, alias: str) -> str:
+        """SQL true for a tag row that applies (every tag of a format 2 catalogue does)."""
+        return f"{alias}.applies = 1" if self.format != "2" else "TRUE"
+
     def _filter_joins(
-        filters: Mapping[str, str], min_confidence: float, item_id: str = "i.id"
+        self, filters: Mapping[str, str], min_confidence: float, item_id: str = "i.id"
     ) -> tuple[str, list[Any]]:
-        """JOINs keeping the rows whose `item_id` carries every filtered tag at or above `min_confidence`."""
+        """JOINs keeping the rows whose `item_id` carries every filtered tag, applying, at or above `min_confidence`."""
         joins, params = [], []
         for n, (attribute, value) in enumerate(sorted(filters.items())):
             joins.append(f"JOIN tags f{n} ON f{n}.item_id = {item_id} AND f{n}.attribute = ? AND f{n}.value = ? "
-                         f"AND f{n}.confidence >= ?")  # fmt: skip
+                         f"AND f{n}.confidence >= ? AND {self._applies(f'f{n}')}")  # fmt: skip
             params += [attribute, value, min_confidence]
         return " ".join(joins), params
 
+    def list_by_path(self, limit: int, offset: int) -> list[tuple[Any, ...]]:
+        """One page of every item's rows (id, path, sha256, size), by path."""
+        return self.db.execute(f"SELECT {ITEM_COLUMNS} FROM items i ORDER BY i.path LIMIT ? OFFSET ?",
+                               [max(0, limit), max(0, offset)])  # fmt: skip
+
     def search(self, filters: Mapping[str, str], min_confidence: float, limit: int,
                offset: int) -> tuple[int, list[tuple[Any, ...]]]:  # fmt: skip
-        """(how many match, one page of item rows) carrying every filtered tag, the most confident first."""
+        """(how many match, one page of item rows) carrying every filtered tag, by joins over the tag rows.
+
+        The order of `FacetIndex.search`: the least confident filtered tag first decides, then the lower id. Readers
+        answer from the facet index; this is the full count it is tested and measured against.
+        """
         joins, params = self._filter_joins(filters, min_confidence)
         total = self.db.execute(f"SELECT COUNT(*) FROM items i {joins}", params)[0][0]
         if not filters:
             order = "i.path"
         elif len(filters) == 1:
-            order = "f0.confidence DESC, i.path"
+            order = "f0.confidence DESC, i.id"
         else:
             scores = ", ".join(f"f{n}.confidence" for n in range(len(filters)))
-            order = f"{self.db.least}({scores}) DESC, i.path"
+            order = f"{self.db.least}({scores}) DESC, i.id"
         rows = self.db.execute(f"SELECT {ITEM_COLUMNS} FROM items i {joins} ORDER BY {order} LIMIT ? OFFSET ?",
                                [*params, max(0, limit), max(0, offset)])  # fmt: skip
         return int(total), rows
 
     def value_counts(self, filters: Mapping[str, str], min_confidence: float,
                      attribute: str | None = None) -> dict[str, dict[str, int]]:  # fmt: skip
-        """attribute -> value -> how many items matching `filters` carry that value (at `min_confidence` or more);
-        of one `attribute`, or of every attribute at once (one query)."""
-        # Counted on the tags alone (every tag belongs to an item): without filters, one pass over the tags.
+        """attribute -> value -> how many items matching `filters` carry that value, applying, at `min_confidence` or
+        more; of one `attribute`, or of every attribute at once (one GROUP BY over the tag rows).
+
+        Readers count from the facet index; this full count is what it is tested and measured against.
+        """
         joins, params = self._filter_joins(filters, min_confidence, item_id="t.item_id")
         only = "t.attribute = ? AND " if attribute is not None else ""
         rows = self.db.execute(f"SELECT t.attribute, t.value, COUNT(*) FROM tags t {joins} WHERE {only}"
-                               "t.confidence >= ? GROUP BY t.attribute, t.value",
+                               f"t.confidence >= ? AND {self._applies('t')} GROUP BY t.attribute, t.value",
                                [*params, *([attribute] if attribute is not None else []), min_confidence])  # fmt: skip
         counts: dict[str, dict[str, int]] = {}
         for name, value, count in rows:
@@ -379,8 +499,9 @@ class CatalogStore:
         return self.db.execute(f"SELECT {ITEM_COLUMNS} FROM items i WHERE i.path = ?", [path])
 
     def tags_of(self, ids: Sequence[int]) -> list[tuple[Any, ...]]:
-        """(item_id, attribute, value, confidence, probabilities JSON) of every tag of `ids`."""
-        return self._in("SELECT item_id, attribute, value, confidence, probabilities FROM tags "
+        """(item_id, attribute, value, confidence, probabilities JSON, applies, applicability) of every tag of `ids`."""
+        applies = "applies, applicability" if self.format != "2" else "1, 1.0"
+        return self._in(f"SELECT item_id, attribute, value, confidence, probabilities, {applies} FROM tags "
                         "WHERE item_id IN ({})", ids)  # fmt: skip
 
     def embeddings_of(self, ids: Sequence[int]) -> list[tuple[int, bytes]]:
@@ -414,29 +535,67 @@ class CatalogStore:
                 removed = self.db.execute("SELECT item_id FROM removed_items WHERE generation > ?", [generation])
         return Changes(current, [(int(i), bytes(e)) for i, e in upserted], [int(i) for (i,) in removed])
 
+    def tag_changes_since(self, generation: int | None, layout: TagLayout) -> Changes:
+        """Packed tag rows of every item (generation None) or of those written after `generation`, and the ids
+        removed since, in one consistent snapshot. A format 2 catalogue has none stored: they are packed from its
+        tag rows here."""
+        with self.db.transaction(write=False):
+            current = self.generation()
+            after = "" if generation is None else "WHERE i.generation > ?"
+            params = [] if generation is None else [generation]
+            if self.format == "2":
+                upserted = self._packed_from_tags(layout, f"t.item_id IN (SELECT i.id FROM items i {after})", params)
+            else:
+                rows = self.db.execute(f"SELECT i.id, i.tag_row FROM items i {after} ORDER BY i.id", params)
+                upserted = [(int(i), bytes(row) if row is not None else b"") for i, row in rows]
+            removed: list[tuple[Any, ...]] = []
+            if generation is not None:
+                removed = self.db.execute("SELECT item_id FROM removed_items WHERE generation > ?", [generation])
+        return Changes(current, upserted, [int(i) for (i,) in removed])
+
+    def packed_rows(self, ids: Sequence[int], layout: TagLayout) -> list[tuple[int, bytes]]:
+        """(item id, packed tag row) of `ids`, packed from their tag rows (when a stored one is found damaged)."""
+        rows: list[tuple[int, bytes]] = []
+        for start in range(0, len(ids), 500):
+            part = [int(i) for i in ids[start : start + 500]]
+            rows += self._packed_from_tags(layout, f"t.item_id IN ({', '.join('?' * len(part))})", part)
+        return rows
+
+    def _packed_from_tags(self, layout: TagLayout, condition: str, params: Sequence[Any]) -> list[tuple[int, bytes]]:
+        """(item id, packed tag row) built from the tag rows matching `condition` (on alias t)."""
+        applies = "t.applies" if self.format != "2" else "1"
+        rows = self.db.execute(f"SELECT t.item_id, t.attribute, t.value, t.confidence, {applies} FROM tags t "
+                               f"WHERE {condition} ORDER BY t.item_id", params)  # fmt: skip
+        return [(int(item_id), layout.encode((a, v, as_float32(c), bool(ok)) for _, a, v, c, ok in tags))
+                for item_id, tags in itertools.groupby(rows, key=lambda row: row[0])]  # fmt: skip
+
     # -- the saved similarity index -------------------------------------------------------------------------------
 
-    def saved_vector_index(self) -> tuple[dict[str, Any], bytes] | None:
-        """(description, bytes) of the similarity index saved by the last indexer, if any."""
-        described = self.meta().get("vector_index")
-        if not described:
+    def saved_vector_index(self) -> tuple[Any, bytes] | None:
+        """(description, bytes) of the similarity index saved by the last indexer, if any, read in one snapshot.
+
+        Nothing here is checked: the description may be anything (None when it is not JSON); the reader verifies
+        both with `blobs.verify` before the bytes reach the vector library.
+        """
+        if not self.meta().get("vector_index"):
             return None
         with self.db.transaction(write=False):
             parts = self.db.execute("SELECT data FROM vector_index ORDER BY part")
-            description = json.loads(self.meta().get("vector_index") or "null")
-        data = b"".join(bytes(p) for (p,) in parts)
-        if not description or len(data) != description.get("bytes"):
-            return None
-        return description, data
+            described = self.meta().get("vector_index") or "null"
+        try:
+            description = json.loads(described)
+        except ValueError:
+            description = None
+        return description, b"".join(bytes(p) for (p,) in parts)
 
     def save_vector_index(self, description: Mapping[str, Any], data: bytes) -> None:
-        """Replace the saved similarity index (a reader applies the changes made after its generation)."""
+        """Replace the saved similarity index, sealed with its checksum (a reader applies later changes itself)."""
         with self.writing():
             self.db.execute("DELETE FROM vector_index")
             self.db.executemany("INSERT INTO vector_index (part, data) VALUES (?, ?)",
                                 [(n, data[start : start + VECTOR_PART_BYTES]) for n, start in
                                  enumerate(range(0, len(data), VECTOR_PART_BYTES))])  # fmt: skip
-            self._set_meta({"vector_index": json.dumps({**description, "bytes": len(data)})})
+            self._set_meta({"vector_index": json.dumps(seal(description, data))})
 
     def drop_vector_index(self) -> None:
         if self.meta().get("vector_index"):

@@ -14,8 +14,11 @@ FIGURE_HELP = (
     "e: channels_last, bf16 and torch.compile on CPU; g: a grouped-layout training step vs a multitask one; "
     "mem: peak memory of training and predict; "
     "gpu: AMP, channels_last, compile and resnet50 images/s on a GPU (skipped without one); "
-    "similar: similar-garment search, approximate vs exact index; facets: facet queries, PostgreSQL vs SQLite; "
-    "service: service throughput at 8 clients vs 1; catalog: similar,facets,service"
+    "int8: int8 ONNX model vs fp32 on a CPU (images/s, BP, mAP, top-class agreement); "
+    "similar: similar-garment search, approximate vs exact index; facets: facet counts and filtered search "
+    "through the facet index vs the previous GROUP BYs, SQLite and PostgreSQL; page: the catalogue page in Chromium; "
+    "reindex: re-indexing an unchanged folder by size and time vs content hash; "
+    "service: service throughput at 8 clients vs 1; catalog: similar,facets,page,reindex,service"
 )
 
 
@@ -28,8 +31,8 @@ def register(subparsers: Any) -> None:
         "(the two alternate round by round; medians are reported), then a summary of ratios against goals. "
         f"Figures: {FIGURE_HELP}. The defaults take about ten minutes on two CPU cores; --quick about two.",
     )
-    parser.add_argument("--only", metavar="LIST", help="comma-separated figures to run (default: all): "
-                        "a,b,c,d,e,g,mem,gpu,similar,facets,service, or catalog for the last three")  # fmt: skip
+    parser.add_argument("--only", metavar="LIST", help="comma-separated figures to run (default: all): a,b,c,d,e,g,"
+                        "mem,gpu,int8,similar,facets,page,reindex,service, or catalog for the last five")  # fmt: skip
     parser.add_argument("--data", metavar="DIR", help="sample images from this dataset (copied to a temporary "
                         "folder) instead of generating synthetic ones")  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="smaller sizes and no torch.compile (about 2 minutes)")
@@ -52,6 +55,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--catalog-sizes", metavar="LIST",
                         help="catalogue sizes of the similar and facets figures (default 10000,100000,1000000; "
                         "quick 10000)")  # fmt: skip
+    parser.add_argument("--int8-run", metavar="RUN",
+                        help="a trained run for the int8 figure's accuracy (BP, mAP against fp32 on its test or "
+                        "validation images), e.g. runs/demo/run")  # fmt: skip
+    parser.add_argument("--reindex-files", type=count(100), metavar="N",
+                        help="files of the reindex figure (default 100000; quick 5000)")  # fmt: skip
     parser.add_argument("--embedding-dim", type=count(1), metavar="N",
                         help="embedding size of the similar figure (default 512, resnet18's; resnet50 gives "
                         "2048)")  # fmt: skip
@@ -98,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, per_class=args.per_class, rounds=args.rounds, workers=args.workers,
         compile_budget_s=args.compile_budget_s, memory_images=args.memory_images,
         catalog_sizes=_parse_sizes(args.catalog_sizes), embedding_dim=args.embedding_dim, postgres=args.postgres,
+        reindex_files=args.reindex_files, int8_run=args.int8_run,
     )  # fmt: skip
     report = run_bench(settings, emit=lambda line: print(line, flush=True))
     if args.out:

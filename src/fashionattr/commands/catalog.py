@@ -26,6 +26,7 @@ from fashionattr.commands.options import (
 if TYPE_CHECKING:
     import numpy as np
 
+    from fashionattr.catalog import CatalogItem
     from fashionattr.inference import Predictor
 
 WHERE_HELP = "a tag to match, full or short attribute name (sleeve_length=Long Sleeves); repeat for several"
@@ -57,6 +58,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                 "postgresql://user@host/db (a new file or an empty database becomes one)")  # fmt: skip
     add_model_options(index)
     index.add_argument("--vector-index", choices=VECTOR_INDEX_CHOICES, default="auto", help=VECTOR_INDEX_HELP)
+    index.add_argument("--rehash", action="store_true",
+                       help="read and hash every file, even those whose size and modification time are as recorded "
+                       "(by default those are skipped unread); also tags again images whose stored embedding is "
+                       "damaged")  # fmt: skip
     index.set_defaults(func=run_index)
 
     search = actions.add_parser(
@@ -100,6 +105,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_index(args: argparse.Namespace) -> int:
     from fashionattr.catalog import index_catalog
+    from fashionattr.catalog.backends import shown_location
     from fashionattr.distributed import init_distributed, shutdown
     from fashionattr.inference import load_predictor
 
@@ -111,15 +117,18 @@ def run_index(args: argparse.Namespace) -> int:
     try:
         report = index_catalog(args.catalog, args.folder, args.model, batch_size=args.batch_size, workers=args.workers,
                                load=load, context=context, vector_index=args.vector_index,
-                               progress=context.is_main)  # fmt: skip
+                               progress=context.is_main, rehash=args.rehash)  # fmt: skip
     finally:
         shutdown(context)
     if not context.is_main:
         return 0
     if report.retagged_for_new_model:
         print("the model changed since the last index: every image was tagged again", file=sys.stderr)
-    print(f"{args.catalog}: {report.added} added, {report.updated} re-tagged, {report.unchanged} unchanged, "
-          f"{report.removed} removed, {len(report.errors)} unreadable (root {report.root})"
+    for note in report.notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(f"{shown_location(args.catalog)}: {report.added} added, {report.updated} re-tagged, "
+          f"{report.unchanged} unchanged, {report.removed} removed, {len(report.errors)} unreadable "
+          f"(root {report.root})"
           + (f"; {context.world_size} processes tagged {', '.join(map(str, report.tagged_per_process))}"
              if context.enabled else ""))  # fmt: skip
     for path, reason in report.errors:
@@ -134,12 +143,18 @@ def run_search(args: argparse.Namespace) -> int:
     filters = catalog.parse_filters(args.where)
     result = catalog.search(filters, min_confidence=args.min_confidence, limit=args.limit)
     for item in result.items:
-        shown = filters or {name: tag.value for name, tag in item.tags.items()}
-        tags = "  ".join(f"{a}={item.tags[a].value} {item.tags[a].confidence:.2f}"
-                         for a in shown)  # fmt: skip
-        print(f"{catalog.root / item.path}\t{tags}")
+        print(f"{catalog.root / item.path}\t{_tags_text(item, list(filters) or None)}")
     print(f"{len(result.items)} shown of {result.total} matching, {len(catalog)} in the catalogue", file=sys.stderr)
     return 0
+
+
+def _tags_text(item: CatalogItem, attributes: list[str] | None = None) -> str:
+    """`attribute=Value 0.97` per tag (of `attributes`, or all), `attribute=n/a` where the tag does not apply."""
+    shown = []
+    for attribute in attributes or list(item.tags):
+        tag = item.tags[attribute]
+        shown.append(f"{attribute}={tag.value} {tag.confidence:.2f}" if tag.applies else f"{attribute}=n/a")
+    return "  ".join(shown)
 
 
 def run_facets(args: argparse.Namespace) -> int:
@@ -147,11 +162,12 @@ def run_facets(args: argparse.Namespace) -> int:
 
     catalog = Catalog(args.catalog)
     filters = catalog.parse_filters(args.where)
-    total = catalog.search(filters, min_confidence=args.min_confidence, limit=0).total
-    for attribute, counts in catalog.facets(filters, min_confidence=args.min_confidence).items():
+    facets = catalog.facet_counts(filters, min_confidence=args.min_confidence)
+    for attribute, counts in facets.counts.items():
         shown = "  ".join(f"{value}={count}" for value, count in counts.items())
-        print(f"{attribute}\t{shown}")
-    print(f"{total} matching, {len(catalog)} in the catalogue", file=sys.stderr)
+        print(f"{attribute}\t{shown}\tno value={facets.no_value[attribute]}")
+    print(f"{facets.total} matching, {len(catalog)} in the catalogue; 'no value': the attribute does not apply to "
+          "the photo, or its tag is below --min-confidence", file=sys.stderr)  # fmt: skip
     return 0
 
 
@@ -164,8 +180,10 @@ def run_similar(args: argparse.Namespace) -> int:
         results = catalog.similar(indexed.id, k=args.k)
     else:
         results = catalog.similar(_embed(args.image, args.model or catalog.model, args.device), k=args.k)
+    for note in catalog.similarity.notes:
+        print(f"note: {note}", file=sys.stderr)
     for item, score in results:
-        print(f"{score:.4f}\t{catalog.root / item.path}")
+        print(f"{score:.4f}\t{catalog.root / item.path}\t{_tags_text(item)}")
     return 0
 
 

@@ -160,10 +160,17 @@ def _open_catalog(db: str | None, vector_index: str) -> Catalog | None:
     catalog = Catalog(db, vector_index=vector_index)
     began = time.perf_counter()
     index = catalog.similarity.refresh()
+    for note in catalog.similarity.notes:
+        print(f"fashionattr serve: note: {note}", file=sys.stderr)
+    catalog.similarity.on_note = lambda note: print(f"fashionattr serve: note: {note}", file=sys.stderr, flush=True)
     if index is not None:
         how = "loaded from the catalogue" if catalog.similarity.origin == "saved" else "built"
         print(f"fashionattr serve: catalogue {catalog.name}: {len(index):,} images, {index.kind} similarity index "
               f"{how} in {time.perf_counter() - began:.1f} s", file=sys.stderr)  # fmt: skip
+    began = time.perf_counter()
+    catalog.facet_index.refresh()
+    print(f"fashionattr serve: catalogue {catalog.name}: tags of {len(catalog):,} images ready for facets in "
+          f"{time.perf_counter() - began:.1f} s", file=sys.stderr)  # fmt: skip
     return catalog
 
 
