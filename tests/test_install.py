@@ -20,6 +20,9 @@ LOCK = ROOT / "requirements-lock.txt"
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
 RUNTIME = [Requirement(text) for text in PROJECT["dependencies"]]
 DEV = [Requirement(text) for text in PROJECT["optional-dependencies"]["dev"]]
+OPTIONAL = [Requirement(text) for name, texts in PROJECT["optional-dependencies"].items() if name != "dev"
+            for text in texts]  # fmt: skip
+"""Extras a user installs for one feature (`pip install fashionattr[bench]`); the library imports them lazily."""
 DIRECT_MARK = "fashionattr (pyproject.toml)"
 """How pip-compile annotates a pin that pyproject.toml asks for itself (rather than another package)."""
 
@@ -68,7 +71,7 @@ def imported_top_level_names(folder: Path) -> set[str]:
     return names
 
 
-@pytest.mark.parametrize(("folder", "declared"), [("src", RUNTIME), ("tests", RUNTIME + DEV),
+@pytest.mark.parametrize(("folder", "declared"), [("src", RUNTIME + OPTIONAL), ("tests", RUNTIME + DEV),
                                                   ("benchmarks", RUNTIME + DEV)])  # fmt: skip
 def test_every_imported_package_is_declared(folder: str, declared: list[Requirement]):
     """A package the code imports but pyproject.toml does not name works only while something else pulls it in."""

@@ -92,7 +92,9 @@ def assert_full_prediction(entry: dict) -> None:
         classes = FASHIONAI.attribute(name).classes
         assert list(answer["probabilities"]) == list(classes)
         assert math.isclose(sum(answer["probabilities"].values()), 1.0, abs_tol=1e-4)
-        assert answer["value"] == classes[answer["index"]]
+        # a value where the attribute applies to the photo, null where it does not; the head's answer either way
+        assert answer["value"] == (classes[answer["index"]] if answer["applies"] else None)
+        assert 0.0 <= answer["applicability"] <= 1.0
         assert answer["confidence"] == max(answer["probabilities"].values())
         assert answer["uncertain"] is False
 
@@ -547,4 +549,6 @@ def test_an_attribute_that_does_not_apply_is_answered_with_value_null(trained_ru
     skirt = entry["attributes"]["skirt_length_labels"]
     assert skirt["value"] is None and skirt["applies"] is False and skirt["applicability"] == 0.03
     assert skirt["uncertain"] is False and len(skirt["probabilities"]) == 6  # the head's answer is still there
-    assert entry["attributes"]["coat_length_labels"]["applies"] is True
+    coat = entry["attributes"]["coat_length_labels"]
+    assert coat["value"] == (FASHIONAI.attribute("coat_length_labels").classes[coat["index"]] if coat["applies"]
+                             else None)  # fmt: skip

@@ -41,7 +41,7 @@ def test_a_checkpoint_holding_absurd_numbers_is_refused_by_every_reader(trained_
                                                                        case: TamperCase):  # fmt: skip
     path = tampered_checkpoint(trained_run, tmp_path, case.edit)
     for argv in (["predict", str(path), str(first_image(trained_run)), "--workers", "0"],
-                 ["export", str(path), "--onnx", str(tmp_path / "out.onnx")],
+                 ["export", str(path), "--out", str(tmp_path / "out.onnx")],
                  ["evaluate", str(path), "--data", str(trained_run.data), "--workers", "0", "--out",
                   str(tmp_path / "eval")]):  # fmt: skip
         assert main(argv) == 2, argv
@@ -77,7 +77,7 @@ def test_a_forward_pass_that_yields_nan_is_an_error_not_an_answer(trained_run, t
 @pytest.fixture(scope="module")
 def exported(trained_run: TrainedRun, tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("onnx") / "model.onnx"
-    assert main(["export", str(trained_run.run), "--onnx", str(path)]) == 0
+    assert main(["export", str(trained_run.run), "--out", str(path)]) == 0
     return path
 
 

@@ -130,8 +130,8 @@ def train_one_epoch(
             maybe_weight=settings.maybe_weight, label_smoothing=settings.label_smoothing,
         )  # fmt: skip
         applicability = getattr(logits, "applicability", None)
-        if applicability is not None:
-            invisible = torch.tensor(settings.invisible, device=device)
+        if applicability is not None and settings.applicability_weight > 0:
+            invisible = torch.tensor(settings.invisible or [-1] * len(settings.attributes), device=device)
             loss = loss + settings.applicability_weight * applicability_loss(
                 applicability, attribute_index, targets, invisible, settings.unlabelled_weight
             )

@@ -31,16 +31,15 @@ from fashionattr.engine import StepSettings, prepare_images, resolve_amp, train_
 from fashionattr.losses import masked_cross_entropy
 from fashionattr.models.backbones import timm_model_name
 from fashionattr.training.optim import build_optimizer, warmup_cosine
+from fashionattr.training.run import step_settings
 
 
-def engine_step_settings(context: BenchContext, model: nn.Module, config: TrainConfig, amp: torch.dtype | None,
+def engine_step_settings(context: BenchContext, config: TrainConfig, amp: torch.dtype | None,
                          channels_last: bool) -> StepSettings:  # fmt: skip
-    """The step settings `fit` resolves from this config (its augmentation, loss and clipping defaults)."""
-    return StepSettings(attributes=context.data.schema.names,
-                        preprocessing=bench_preprocessing(context, config.img_size, config.arch),
-                        augmentation=config.augmentation(), amp_dtype=amp, channels_last=channels_last,
-                        maybe_weight=config.maybe_weight, label_smoothing=config.label_smoothing,
-                        clip_grad=config.clip_grad)  # fmt: skip
+    """The step settings `fit` resolves from this config (its augmentation, loss, clipping and applicability)."""
+    schema = context.data.schema
+    return step_settings(config, schema, schema.names, bench_preprocessing(context, config.img_size, config.arch), amp,
+                         channels_last)  # fmt: skip
 
 
 class EngineTrainer:
@@ -56,7 +55,7 @@ class EngineTrainer:
             self.model.to(memory_format=torch.channels_last)
         self.optimizer = build_optimizer(config, self.model)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, warmup_cosine(10_000, 100, 1e-3))
-        self.settings = engine_step_settings(context, self.model, config, amp, channels_last)
+        self.settings = engine_step_settings(context, config, amp, channels_last)
         self.scaler = torch.amp.GradScaler(self.device.type) if amp == torch.float16 else None
         self.train_model: nn.Module = torch.compile(self.model) if compiled else self.model  # type: ignore[assignment]
         self.generator = torch.Generator().manual_seed(seed)

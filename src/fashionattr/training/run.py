@@ -24,6 +24,7 @@ from fashionattr.applicability.modules import invisible_indices
 from fashionattr.checkpoint import load_checkpoint, model_from_checkpoint
 from fashionattr.config import TrainConfig
 from fashionattr.data.dataset import DATASET_KEY, DatasetRoot, dataset_record
+from fashionattr.data.preprocessing import Preprocessing
 from fashionattr.distributed import (
     DistributedContext,
     barrier,
@@ -135,15 +136,7 @@ def _fit(config: TrainConfig, attributes: list[str], run: RunDir, context: Distr
         train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     if config.compile:
         train_model = torch.compile(train_model)  # type: ignore[assignment]
-    settings = StepSettings(
-        attributes=attributes, preprocessing=preprocessing,
-        augmentation=None if augmentation.is_identity else augmentation, amp_dtype=amp_dtype,
-        channels_last=channels_last, maybe_weight=config.maybe_weight, label_smoothing=config.label_smoothing,
-        clip_grad=config.clip_grad, max_steps=config.max_steps_per_epoch,
-        applicability_weight=config.applicability_weight,
-        unlabelled_weight=config.applicability_negatives,
-        invisible=tuple(invisible_indices(schema, attributes).get(name, -1) for name in attributes),
-    )  # fmt: skip
+    settings = step_settings(config, schema, attributes, preprocessing, amp_dtype, channels_last)
     num_classes = {name: schema.attribute(name).num_classes for name in attributes}
 
     def write_settings() -> Any:
@@ -206,6 +199,21 @@ def _fit(config: TrainConfig, attributes: list[str], run: RunDir, context: Distr
     image_cache = str(cache.directory) if cache is not None else None
     summary = write_on_main(lambda: finish_run(run, schema, attributes, config, image_cache), checkpoints, context)
     return FitResult(broadcast_object(summary or {}, context), model, trainables.evaluated)
+
+
+def step_settings(config: TrainConfig, schema: Schema, attributes: list[str], preprocessing: Preprocessing,
+                  amp_dtype: torch.dtype | None, channels_last: bool) -> StepSettings:  # fmt: skip
+    """How each training step of this config runs: the one place the config's loss, augmentation and clipping
+    settings become `StepSettings` (the training bench asks here too)."""
+    augmentation = config.augmentation()
+    return StepSettings(
+        attributes=attributes, preprocessing=preprocessing,
+        augmentation=None if augmentation.is_identity else augmentation, amp_dtype=amp_dtype,
+        channels_last=channels_last, maybe_weight=config.maybe_weight, label_smoothing=config.label_smoothing,
+        clip_grad=config.clip_grad, max_steps=config.max_steps_per_epoch,
+        applicability_weight=config.applicability_weight, unlabelled_weight=config.applicability_negatives,
+        invisible=tuple(invisible_indices(schema, attributes).get(name, -1) for name in attributes),
+    )  # fmt: skip
 
 
 def calibrate_best(run: RunDir, schema: Schema, loaders: Loaders, settings: StepSettings, num_classes: dict[str, int],
