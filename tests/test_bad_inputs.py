@@ -1271,7 +1271,7 @@ def test_submit_and_evaluate_refuse_data_whose_schema_gives_the_model_s_attribut
     index = next(n for n, entry in enumerate(entries) if entry["name"] == edit.attribute)
     if edit.classes is None:
         del entries[index]
-        schema["groupings"] = {}
+        schema["groupings"], schema["categories"] = {}, {}
     else:
         entries[index]["classes"] = list(edit.classes)
     (root / "schema.json").write_text(json.dumps(schema))
