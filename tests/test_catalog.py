@@ -316,3 +316,40 @@ def test_command_line_index_search_and_similar(photos, trained_run, tmp_path, ca
     assert main(["catalog", "similar", "--catalog", str(db), str(new_file), "-k", "2", "--device", "cpu"]) == 0
     score, path, _ = capsys.readouterr().out.strip().splitlines()[0].split("\t")
     assert Path(path) == indexed_file.resolve() and float(score) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_photos_filed_under_a_category_get_only_its_attributes(photos, trained_run, predictor, tmp_path):
+    """`--categories`: a skirt's photo gets a skirt length and nothing else, whatever the model decides."""
+    files = sorted(p.relative_to(photos).as_posix() for p in photos.rglob("*.jpg") if p.name != "broken.jpg")
+    skirt_photo, trouser_photo, unfiled = files[0], files[1], files[2]
+    categories = tmp_path / "categories.csv"
+    categories.write_text(f"path,category\n{skirt_photo},skirt\n{trouser_photo},trousers\n")
+    db = tmp_path / "filed.sqlite"
+    index_catalog(db, photos, trained_run.run, predictor=predictor, categories=categories, workers=0, progress=False)
+    catalog = Catalog(db)
+    items = {item.path: item for item in catalog.search({}, limit=100).items}
+    catalog.close()
+    assert [n for n, tag in items[skirt_photo].tags.items() if tag.applies] == ["skirt_length_labels"]
+    assert [n for n, tag in items[trouser_photo].tags.items() if tag.applies] == ["pant_length_labels"]
+    assert items[trouser_photo].tags["skirt_length_labels"].value is None
+    unfiled_tags = items[unfiled].tags
+    assert sum(tag.applies for tag in unfiled_tags.values()) > 2  # the model's own decision (full figures: all)
+    other = tmp_path / "other.csv"
+    other.write_text(f"path,category\n{skirt_photo},trousers\n")
+    report = index_catalog(db, photos, trained_run.run, predictor=predictor, categories=other, workers=0,
+                           progress=False)  # fmt: skip
+    assert report.retagged_for_new_model and report.tagged == len(files)  # other categories: every photo again
+    catalog = Catalog(db)
+    [item] = [i for i in catalog.search({}, limit=100).items if i.path == skirt_photo]
+    catalog.close()
+    assert [n for n, tag in item.tags.items() if tag.applies] == ["pant_length_labels"]
+
+
+def test_an_unknown_category_is_refused_naming_its_line(photos, trained_run, predictor, tmp_path, capsys):
+    categories = tmp_path / "categories.csv"
+    categories.write_text("path,category\na.jpg,skirt\nb.jpg,hats\n")
+    code = main(["catalog", "index", str(trained_run.run), str(photos), "--catalog", str(tmp_path / "c.sqlite"),
+                 "--categories", str(categories), "--workers", "0"])  # fmt: skip
+    assert code == 2
+    assert f"{categories}:3: unknown category 'hats'" in capsys.readouterr().err
+    assert not (tmp_path / "c.sqlite").exists()  # refused before the catalogue is made

@@ -12,7 +12,7 @@ import json
 import os
 import stat
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fashionattr.catalog.backends import is_postgres, shown_location
-from fashionattr.catalog.files import file_state, model_fingerprint, scan_images, shown_name
+from fashionattr.catalog.files import file_state, files_fingerprint, model_fingerprint, scan_images, shown_name
 from fashionattr.catalog.similarity import SimilarityIndex
 from fashionattr.catalog.store import CatalogStore, ItemRow, KnownItem, TagRow, open_store
 from fashionattr.catalog.vectors import VECTOR_INDEX_KINDS, resolve_kind
@@ -87,11 +87,16 @@ def index_catalog(
     context: DistributedContext | None = None,
     vector_index: str = "auto",
     rehash: bool = False,
+    categories: str | Path | None = None,
 ) -> IndexReport:
     """Tag every image under `root` into the catalogue `db`, skipping files whose content is unchanged.
 
     A file tagged before is unchanged when its size and modification time are as recorded (nothing is read), else
     when its content hash is; `rehash` hashes every file whatever its size and time.
+
+    `categories` is a file of `path,category` rows (paths relative to `root`): a photo filed under a category is
+    tagged only with the attributes the schema's `categories` mapping gives it (a skirt's photo gets no sleeve length),
+    on top of the model's own decision. A catalogue indexed with other categories is tagged again whole.
 
     `predictor` (or `load(model)`, default `load_predictor`) must be the model at `model`: the path and its
     fingerprint are recorded so a later run with another model re-tags everything instead of mixing answers.
@@ -111,7 +116,7 @@ def index_catalog(
         setup = _Setup()
         if context.is_main:
             try:
-                store, predictor, setup = _set_up(db, root_path, model, predictor, load, progress)
+                store, predictor, setup = _set_up(db, root_path, model, predictor, load, progress, categories)
             except UserError as exc:
                 setup = _Setup(error=str(exc))
         setup = broadcast_object(setup, context)
@@ -121,10 +126,11 @@ def index_catalog(
             store = open_store(db, write=True)
         if predictor is None:
             predictor = _load(model, load)
+        allowed = allowed_attributes(categories, predictor) if categories is not None else None
         report = IndexReport(root=root_path, removed=setup.removed, retagged_for_new_model=setup.retagged)
         shard = setup.files[context.rank :: context.world_size]
         pending = _changed_files(store, root_path, shard, report, progress, rehash)
-        _tag_files(store, root_path, pending, predictor, report, batch_size, workers, progress)
+        _tag_files(store, root_path, pending, predictor, report, batch_size, workers, progress, allowed)
         reports = gather_objects(report, context)
         if context.is_main:
             report.tagged_per_process = [r.tagged for r in reports] if context.enabled else []
@@ -147,27 +153,43 @@ def _load(model: str | Path, load: Callable[[str | Path], Predictor] | None) -> 
     return (load or load_predictor)(model)
 
 
+def allowed_attributes(categories: str | Path, predictor: Predictor) -> dict[str, frozenset[str]]:
+    """Photo path -> the attributes its product category can show (`Schema.categories`), from a `path,category` file."""
+    from fashionattr.data.complete_labels import read_categories
+
+    mapping = predictor.schema.categories
+    if not mapping:
+        raise UserError(f"{categories}: the model's schema {predictor.schema.name!r} maps no product categories to "
+                        "attributes; add 'categories' to the dataset's schema file")  # fmt: skip
+    return {path: frozenset(mapping[category]) for path, category in read_categories(categories, mapping).items()}
+
+
 def _set_up(
     db: str | Path, root: Path, model: str | Path, predictor: Predictor | None,
-    load: Callable[[str | Path], Predictor] | None, progress: bool,
+    load: Callable[[str | Path], Predictor] | None, progress: bool, categories: str | Path | None = None,
 ) -> tuple[CatalogStore, Predictor, _Setup]:  # fmt: skip
     """Open (or create) the catalogue, check it is this folder's, record the model, list the files, drop the gone."""
     if not root.is_dir():
         raise UserError(f"{root}: no such folder to index")
+    predictor = predictor if predictor is not None else _load(model, load)
+    if categories is not None:
+        allowed_attributes(categories, predictor)  # refused before the catalogue is opened, when it is wrong
     store = open_store(db, write=True)
     try:
         meta = store.meta()
         if "root" in meta and Path(meta["root"]) != root:
             raise UserError(f"{store.name}: this catalogue indexes {meta['root']}, not {root}; use another --catalog "
                             "for this folder")  # fmt: skip
-        predictor = predictor if predictor is not None else _load(model, load)
+        # What decides the tags: the model, and the categories photos are filed under.
         fingerprint = model_fingerprint(model)
-        retagged = meta.get("model_fingerprint") not in (None, fingerprint)
+        filed = files_fingerprint([categories]) if categories is not None else ""
+        retagged = "model_fingerprint" in meta and (meta["model_fingerprint"] != fingerprint
+                                                    or meta.get("categories_fingerprint", "") != filed)  # fmt: skip
         if retagged:
             store.clear()
         schema = predictor.schema.subset(predictor.attributes)
         store.set_meta({"root": str(root), "model": str(Path(model).resolve()), "model_fingerprint": fingerprint,
-                        "schema": json.dumps(schema.to_dict())})  # fmt: skip
+                        "categories_fingerprint": filed, "schema": json.dumps(schema.to_dict())})  # fmt: skip
         files = scan_images(root)
         misnamed = {rel: shown_name(rel) for rel in files if shown_name(rel) != rel}
         files = [rel for rel in files if rel not in misnamed]
@@ -242,7 +264,8 @@ def _changed_files(store: CatalogStore, root: Path, files: Sequence[str], report
 
 
 def _tag_files(store: CatalogStore, root: Path, pending: Sequence[ItemRow], predictor: Predictor,
-               report: IndexReport, batch_size: int, workers: int, progress: bool) -> None:  # fmt: skip
+               report: IndexReport, batch_size: int, workers: int, progress: bool,
+               allowed: Mapping[str, frozenset[str]] | None = None) -> None:  # fmt: skip
     """Run the model over `pending` and write each batch's rows in one transaction."""
     from fashionattr.progress import progress as progress_bar
 
@@ -255,10 +278,10 @@ def _tag_files(store: CatalogStore, root: Path, pending: Sequence[ItemRow], pred
         for entry in predictor.predict_paths(list(states), batch_size=batch_size, workers=workers, embed=True):
             rows.append((states[_source(entry)], entry))
             if len(rows) >= batch_size:
-                _write_rows(store, rows, predictor, known, report)
+                _write_rows(store, rows, predictor, known, report, allowed)
                 rows = []
             bar.update(1)
-        _write_rows(store, rows, predictor, known, report)
+        _write_rows(store, rows, predictor, known, report, allowed)
 
 
 def _source(entry: Any) -> str:
@@ -268,7 +291,7 @@ def _source(entry: Any) -> str:
 
 
 def _write_rows(store: CatalogStore, rows: Sequence[tuple[ItemRow, Any]], predictor: Predictor, known: set[str],
-                report: IndexReport) -> None:  # fmt: skip
+                report: IndexReport, allowed: Mapping[str, frozenset[str]] | None = None) -> None:  # fmt: skip
     from fashionattr.data.images import ImageError
 
     if not rows:
@@ -280,8 +303,10 @@ def _write_rows(store: CatalogStore, rows: Sequence[tuple[ItemRow, Any]], predic
             failed.append((state, entry.reason))
             continue
         embedding = np.asarray(entry.embedding, dtype=np.float32).tobytes()
+        can_show = allowed.get(state.path) if allowed is not None else None  # None: filed under no category
         tags = [TagRow(name, predictor.schema.attribute(name).classes[result.index], float(result.confidence),
-                       json.dumps(result.probabilities), applies=bool(result.applies),
+                       json.dumps(result.probabilities),
+                       applies=bool(result.applies) and (can_show is None or name in can_show),
                        applicability=float(result.applicability))
                 for name, result in entry.attributes.items()]  # fmt: skip
         tagged.append((ItemRow(state.path, state.sha256, state.size, state.mtime, embedding), tags))

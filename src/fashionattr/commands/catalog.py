@@ -58,6 +58,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                 "postgresql://user@host/db (a new file or an empty database becomes one)")  # fmt: skip
     add_model_options(index)
     index.add_argument("--vector-index", choices=VECTOR_INDEX_CHOICES, default="auto", help=VECTOR_INDEX_HELP)
+    index.add_argument("--categories", metavar="FILE",
+                       help="path,category rows (paths relative to DIR): a photo filed under a product category is "
+                       "tagged only with the attributes the schema's categories give it (a skirt: its length), on top "
+                       "of the model's own decision; docs/applicability.md")  # fmt: skip
     index.add_argument("--rehash", action="store_true",
                        help="read and hash every file, even those whose size and modification time are as recorded "
                        "(by default those are skipped unread); also tags again images whose stored embedding is "
@@ -117,13 +121,15 @@ def run_index(args: argparse.Namespace) -> int:
     try:
         report = index_catalog(args.catalog, args.folder, args.model, batch_size=args.batch_size, workers=args.workers,
                                load=load, context=context, vector_index=args.vector_index,
-                               progress=context.is_main, rehash=args.rehash)  # fmt: skip
+                               progress=context.is_main, rehash=args.rehash,
+                               categories=args.categories)  # fmt: skip
     finally:
         shutdown(context)
     if not context.is_main:
         return 0
     if report.retagged_for_new_model:
-        print("the model changed since the last index: every image was tagged again", file=sys.stderr)
+        print("the model or the categories changed since the last index: every image was tagged again",
+              file=sys.stderr)  # fmt: skip
     for note in report.notes:
         print(f"note: {note}", file=sys.stderr)
     print(f"{shown_location(args.catalog)}: {report.added} added, {report.updated} re-tagged, "

@@ -89,6 +89,10 @@ EXAMPLES: dict[str, list[tuple[str, str]]] = {
             "a shared PostgreSQL catalogue",
             "fashionattr catalog index runs/demo/run /shared/photos --catalog postgresql://tagger@db.example/catalog",
         ),
+        (
+            "photos filed under product categories (path,category rows)",
+            "fashionattr catalog index runs/demo/run shop/ --catalog catalog.sqlite --categories shop/categories.csv",
+        ),
     ],
     "catalog search": [
         (

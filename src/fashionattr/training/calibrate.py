@@ -41,11 +41,13 @@ def calibrate_run(
     plot_reliability(record["attributes"], run.reliability_plot)
     for name, entry in {**calibration.attributes, **(averaged.attributes if averaged else {})}.items():
         if entry.at_bound:
-            print(
-                f"warning: {run}: the temperature of {name} stops at its bound ({entry.temperature:.3g}): its "
-                "validation images are separated with no error, so the fit cannot tell how sure to be",
-                flush=True,
+            why = (
+                "its validation images are told apart with no error, so the fit cannot tell how sure to be"
+                if entry.temperature < 1
+                else "its answers are no better than chance on the validation images"
             )
+            print(f"warning: {run}: the temperature of {name} stops at its bound ({entry.temperature:.3g}): {why}",
+                  flush=True)  # fmt: skip
     return calibration
 
 
