@@ -195,3 +195,16 @@ def test_a_photo_decoded_in_memory_matches_the_file(mixed_dataset: Path) -> None
     from fashionattr.data.preprocessing import load_letterboxed
 
     assert np.array_equal(load_letterboxed(buffer.getvalue(), preprocessing), load_letterboxed(path, preprocessing))
+
+
+def test_an_augmentation_recorded_before_a_field_existed_still_loads() -> None:
+    """A checkpoint keeps the augmentation it was trained with; one written before a setting was added loads with
+    that setting's default, and every setting it does record is kept."""
+    from fashionattr.data.augmentation import Augmentation
+
+    recorded = Augmentation(flip=False, zoom=(0.9, 1.0), shift=0.5, color_jitter=0.1).to_dict()
+    assert Augmentation.from_dict(recorded) == Augmentation(flip=False, zoom=(0.9, 1.0), shift=0.5, color_jitter=0.1)
+    older = {key: value for key, value in recorded.items() if key != "color_jitter"}
+    assert Augmentation.from_dict(older) == Augmentation(flip=False, zoom=(0.9, 1.0), shift=0.5)
+    newer = {**recorded, "a_setting_of_a_later_version": 3}
+    assert Augmentation.from_dict(newer) == Augmentation.from_dict(recorded)

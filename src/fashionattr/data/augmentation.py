@@ -9,7 +9,7 @@ true value never changes. What comes into view is padded with the letterbox pad 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, TypeVar
 
 import torch
@@ -51,9 +51,16 @@ class Augmentation:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Augmentation:
-        low, high = (float(v) for v in data["zoom"])
-        return cls(flip=bool(data["flip"]), zoom=(low, high), shift=float(data["shift"]),
-                   color_jitter=float(data["color_jitter"]))  # fmt: skip
+        """The augmentation a config or checkpoint recorded; a field added since it was written takes its default,
+        so checkpoints and run folders of earlier versions still load."""
+        values: dict[str, Any] = {f.name: data[f.name] for f in fields(cls) if f.name in data}
+        if "zoom" in values:
+            low, high = (float(v) for v in values["zoom"])
+            values["zoom"] = (low, high)
+        for name, kind in (("flip", bool), ("shift", float), ("color_jitter", float)):
+            if name in values:
+                values[name] = kind(values[name])
+        return cls(**values)
 
 
 AUGMENTATION_PRESETS: dict[str, Augmentation] = {
