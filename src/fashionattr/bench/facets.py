@@ -12,7 +12,6 @@ the facet index answers every query of the list several times.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -24,6 +23,7 @@ import numpy as np
 from fashionattr.bench.catalog import percentile_ms, size_label
 from fashionattr.bench.context import BenchContext
 from fashionattr.bench.core import Figure
+from fashionattr.io import json_text
 from fashionattr.schema import FASHIONAI
 
 FACETS_P99_GOAL_MS = 100.0
@@ -60,12 +60,12 @@ def load_catalogue(db: str, count: int, root: Path) -> float:
     attributes = list(FASHIONAI)
     weights = [1.0 / np.arange(1, a.num_classes + 1) for a in attributes]
     weights = [w / w.sum() for w in weights]
-    probabilities = {(a.name, v): json.dumps({c: round(1.0 / a.num_classes, 4) for c in a.classes})
+    probabilities = {(a.name, v): json_text({c: round(1.0 / a.num_classes, 4) for c in a.classes}, indent=None)
                      for a in attributes for v in a.classes}  # fmt: skip
     store = open_store(db, write=True)
     try:
         store.set_meta({"root": str(root), "model": "synthetic", "model_fingerprint": "synthetic",
-                        "schema": json.dumps(FASHIONAI.to_dict())})  # fmt: skip
+                        "schema": json_text(FASHIONAI.to_dict(), indent=None)})  # fmt: skip
         embedding = np.full(8, 0.25, dtype=np.float32).tobytes()  # facets never read embeddings
         for start in range(0, count, LOAD_BATCH):
             size = min(LOAD_BATCH, count - start)

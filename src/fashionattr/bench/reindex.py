@@ -11,7 +11,6 @@ cache and the reading side is at its fastest; on a cold cache it is slower still
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ import numpy as np
 from fashionattr.bench.catalog import size_label
 from fashionattr.bench.context import BenchContext
 from fashionattr.bench.core import Figure, Variant, compared, measure
+from fashionattr.io import json_text
 from fashionattr.schema import FASHIONAI
 
 FILE_BYTES = 8 << 10
@@ -49,8 +49,9 @@ def _populate(folder: Path, db: Path, model: Path, count: int) -> None:
     past = time.time() - 3600
     store = open_store(db, write=True)
     try:
+        schema = json_text(FASHIONAI.to_dict(), indent=None)
         store.set_meta({"root": str(folder.resolve()), "model": str(model.resolve()),
-                        "model_fingerprint": model_fingerprint(model), "schema": json.dumps(FASHIONAI.to_dict()),
+                        "model_fingerprint": model_fingerprint(model), "schema": schema,
                         "embedding_dim": str(EMBEDDING_DIM)})  # fmt: skip
         tags = [TagRow(a.name, a.classes[0], 0.9, "{}") for a in FASHIONAI]
         for start in range(0, count, BATCH):

@@ -24,7 +24,7 @@ import numpy as np
 from fashionattr.data.images import IMAGE_SUFFIXES, ImageError
 from fashionattr.errors import UserError
 from fashionattr.inference.onnx_format import META_SPEC
-from fashionattr.io import atomic_write_bytes
+from fashionattr.io import atomic_write_bytes, json_text
 
 CALIBRATION_IMAGES = 256
 """Images whose activations set the int8 ranges: ONNX Runtime's guidance is a few hundred representative inputs."""
@@ -145,7 +145,7 @@ def quantize_int8(fp32: str | Path, out: str | Path, images: Sequence[Path],
     spec["quantization"] = {"kind": "int8 static (ONNX Runtime)", "format": "QDQ", "weights": "int8 per channel",
                             "activations": "uint8, MinMax ranges", "operators": list(QUANTIZED_OPS),
                             "calibration_images": used, "fp32_source": fp32.name}  # fmt: skip
-    metadata[META_SPEC] = json.dumps(spec)
+    metadata[META_SPEC] = json_text(spec, indent=None)
     del model.metadata_props[:]
     for key, value in metadata.items():  # every entry the export wrote, whatever it holds
         entry = model.metadata_props.add()
