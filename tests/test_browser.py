@@ -233,35 +233,12 @@ def test_the_export_link_downloads_the_filtered_selection(page, served):
     assert len(lines) == count and all(json.loads(line)["tags"][attribute]["value"] == value for line in lines)
 
 
-def not_applying(body: dict) -> dict:
-    """The catalogue's answer as it is where length tags do not apply to close-ups (applies false, no value)."""
-    for item in body.get("items", []) + body.get("results", []) + ([body] if "tags" in body else []):
-        if item["path"].startswith(tuple(a.removesuffix("_labels") for a in CLOSE_UPS)):
-            for attribute in LENGTHS:
-                item["tags"][attribute].update(value=None, applies=False, applicability=0.02)
-    return body
-
-
 def test_the_catalogue_page_shows_only_tags_that_apply(page, served):
     """Close-ups and full figures in one catalogue: a close-up's card and item view show no skirt, coat or pant
     length (the item view says n/a), and the facets say how many photos have no value for an attribute.
 
-    The answers are the catalogue API's own, with the length tags of close-ups turned into what a catalogue that
-    decides applicability stores (value null, applies false): the page is tested on that contract."""
-
-    def rewrite(route: Any) -> None:
-        response = route.fetch()
-        body = response.json()
-        if "/v1/catalog/facets" in route.request.url:
-            body["no_value"] = {a: (3 * len(CLOSE_UPS) if a in LENGTHS else 0) for a in body["facets"]}
-        else:
-            body = not_applying(body)
-        route.fulfill(response=response, json=body)
-
-    page.route("**/v1/catalog/search*", rewrite)
-    page.route("**/v1/catalog/facets*", rewrite)
-    page.route("**/v1/catalog/items/*", lambda route: rewrite(route) if "heatmap" not in route.request.url
-               else route.continue_())  # fmt: skip
+    The catalogue is indexed through the tests' `catalogue_predictor`, which decides as a trained model does that a
+    close-up shows no hem; the store, the API and the page are the real ones end to end."""
     page.goto(served.url + "/catalog")
     page.locator("[data-testid=grid] [data-testid=item]").first.wait_for()
     close_ups = page.locator("[data-testid=grid] [data-testid=item][title^=collar], "
