@@ -2,7 +2,7 @@
 
 Indexes DATA's held-out test images (DATA/Tests/Images, else DATA/Images) into a throwaway catalogue, serves RUN
 with it on a free loopback port, uploads one test photo on the predict page (then clicks its skirt-length card
-for the heatmap) and filters the catalogue page by a tag, in Debian's headless Chromium driven by Playwright,
+for the heatmap) and filters the catalogue page by the tag most of its photos carry, in Debian's headless Chromium driven by Playwright,
 and saves `screenshot-predict.png`, `screenshot-heatmap.png`, `screenshot-catalog.png` and `screenshot-item.png`
 (the catalogue's item view). The README shows the ones made from the model `make demo` trains:
 
@@ -111,8 +111,11 @@ def main() -> int:
                 page.screenshot(path=str(args.out / "screenshot-heatmap.png"), full_page=True)
                 page.goto(url + "/catalog")
                 page.locator("[data-testid=grid] [data-testid=item]").first.wait_for()
-                button = page.locator("[data-testid=facet-value][data-attribute=skirt_length_labels]"
-                                      "[data-value='Midi Length']")  # fmt: skip
+                # the tag most photos carry, among those that apply (a filter that matches nothing shows nothing)
+                facets = httpx.get(url + "/v1/catalog/facets", timeout=30).json()["facets"]
+                attribute, value = max(((a, v) for a, counts in facets.items() for v, n in counts.items()
+                                        if n and v != "Invisible"), key=lambda pair: facets[pair[0]][pair[1]])
+                button = page.locator(f"[data-testid=facet-value][data-attribute={attribute}][data-value='{value}']")
                 button.click()
                 page.locator("[data-testid=active-filters] .chip").first.wait_for()
                 page.wait_for_function(LOADED, arg="[data-testid=grid] img")
