@@ -134,7 +134,7 @@ def test_evaluate_scores_the_catalogue_tags_against_complete_labels(trained_run,
                  "--complete-labels", str(trained_run.data / TEST_COMPLETE_RELPATH)])  # fmt: skip
     assert code == 0
     printed = capsys.readouterr().out
-    assert "Tags as a catalogue shows them" in printed
+    assert "Tags a catalogue would show" in printed and "| **all** |" in printed
     tags = json.loads((out / "tags.json").read_text())
     assert tags["images"] == len({line.split(",")[0] for line in trained_run.answers.read_text().splitlines()})
     assert set(tags["attributes"]) == set(trained_run_attributes(trained_run))

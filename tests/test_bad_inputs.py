@@ -1219,7 +1219,7 @@ def test_an_attribute_no_answer_counts_for_is_shown_as_n_a_and_named(tmp_path, c
 def test_the_run_report_scores_json_and_the_grid_name_an_undefined_ap(tmp_path):
     from fashionattr.experiments import GridSpec, collect_results, plan_cells, results_markdown, write_spec
     from fashionattr.metrics import AttributePredictions, score
-    from fashionattr.report import run_scores_table
+    from fashionattr.render.tables import scores_table
     from fashionattr.training.checkpoints import TrainState
 
     schema = FASHIONAI.subset(["coat_length_labels", "sleeve_length_labels"])
@@ -1234,7 +1234,7 @@ def test_the_run_report_scores_json_and_the_grid_name_an_undefined_ap(tmp_path):
     assert saved["attributes"]["sleeve_length_labels"]["average_precision"] is None
     assert "no answer counted" in saved["attributes"]["sleeve_length_labels"]["average_precision_note"]
     assert saved["notes"] == scores.notes and "mean over the other 1 attribute(s)" in scores.notes[0]
-    table = run_scores_table(schema, saved)
+    table = scores_table(schema, saved)
     assert "| sleeve_length | 2 | 0.0 | n/a |" in table and "Note: AP n/a for sleeve_length" in table
 
     grid = tmp_path / "grid"

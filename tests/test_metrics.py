@@ -15,11 +15,11 @@ from fashionattr.metrics import (
     accuracy,
     average_precision,
     confusion_matrix,
-    format_scores_table,
     maybe_mask,
     precision_recall,
     score,
 )
+from fashionattr.render.tables import scores_table
 from fashionattr.schema import Attribute, Schema
 
 TOY = Schema(
@@ -181,9 +181,8 @@ def test_predictions_validate_shapes() -> None:
 
 def test_scores_table_lists_attributes_and_summary() -> None:
     colour = AttributePredictions(confident([1, 0], [0.9, 0.8]), np.array([1, 2]), no_maybe(2))
-    table = format_scores_table(score(TOY, {"colour_labels": colour}), TOY)
+    table = scores_table(TOY, score(TOY, {"colour_labels": colour}).to_dict())
     lines = table.strip().splitlines()
     assert lines[0] == "| attribute | images | accuracy % | AP % |"
-    assert lines[2] == "| colour | 2 | 50.00 | 75.00 |"
-    assert lines[3] == "| size | 0 | n/a | n/a |"
-    assert lines[4] == "| BP / mAP | 2 | 50.00 | 75.00 |"
+    assert lines[2] == "| colour | 2 | 50.0 | 75.0 |"
+    assert lines[3] == "| **BP / mAP** | 2 | 50.0 | 75.0 |"  # an attribute with no images has no row

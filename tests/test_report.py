@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fashionattr.report import markdown_table, plot_confusion, plot_grid_bars, plot_learning_curves
+from fashionattr.render.plots import plot_confusion, plot_grid_bars, plot_learning_curves
+from fashionattr.render.tables import markdown_table
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -239,7 +239,9 @@ def write_evaluation(result: Evaluation, out: Path, tags: TagScores | None = Non
     """scores.json, a confusion-matrix PNG per attribute and report.md in `out`; with `tags`, tags.json and its plot."""
     from fashionattr.calibration import expected_calibration_error
     from fashionattr.io import atomic_write_text, write_json
-    from fashionattr.report import markdown_table, plot_confusion, plot_tag_curves, run_scores_table, tag_scores_section
+    from fashionattr.render.plots import plot_confusion, plot_tag_curves
+    from fashionattr.render.tables import markdown_table, scores_table
+    from fashionattr.report import tag_scores_section
 
     errors = {name: expected_calibration_error(p) for name, p in result.predictions.items() if len(p)}
     finite_errors = {name: None if np.isnan(e) else e for name, e in errors.items()}
@@ -248,7 +250,7 @@ def write_evaluation(result: Evaluation, out: Path, tags: TagScores | None = Non
               "expected_calibration_error": finite_errors}  # fmt: skip
     write_json(out / SCORES_NAME, scores)
     title = f"# Evaluation on the {SPLIT_WORDS.get(measured.split, measured.split)}"
-    lines = [title, "", measured.describe(), "", run_scores_table(result.schema, scores, measured.images)]
+    lines = [title, "", measured.describe(), "", scores_table(result.schema, scores, measured.images)]
     if errors:
         rows = [[result.schema.attribute(name).short_name, f"{100 * e:.1f}"] for name, e in errors.items()]
         lines += ["Expected calibration error (15 bins) of the probabilities scored:", "",

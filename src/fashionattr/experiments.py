@@ -27,10 +27,10 @@ from typing import Any
 from fashionattr.config import TrainConfig
 from fashionattr.errors import UserError
 from fashionattr.io import atomic_write_text, write_json
+from fashionattr.metrics import NO_ANSWER_COUNTED
 from fashionattr.models.layouts import LAYOUTS, layout_of
 from fashionattr.names import child, name_problem
 from fashionattr.parsing import read_document
-from fashionattr.report import NO_ANSWER_COUNTED
 from fashionattr.run_dir import FolderBusyError, RunDir, lock_folder
 from fashionattr.schema import Attribute, Schema, SchemaError
 
@@ -382,7 +382,7 @@ def grid_notes(grid_dir: Path, spec: GridSpec, cells: Sequence[Cell], finished: 
 
 
 def results_markdown(results: GridResults) -> str:
-    from fashionattr.report import markdown_table
+    from fashionattr.render.tables import markdown_table
 
     lines = [
         "# Network comparison: validation accuracy (%)",
@@ -410,7 +410,7 @@ def results_csv(results: GridResults) -> str:
 
 def write_results(grid_dir: str | Path, results: GridResults) -> Path:
     """results.md, results.csv and the bar chart, each replaced atomically; returns the Markdown file."""
-    from fashionattr.report import plot_grid_bars
+    from fashionattr.render.plots import plot_grid_bars
 
     grid_dir = Path(grid_dir)
     plot_grid_bars(results.chart_table(), grid_dir / RESULTS_PNG, "validation accuracy (%)")

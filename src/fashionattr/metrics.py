@@ -13,8 +13,20 @@ from typing import Any
 
 import numpy as np
 
-from fashionattr.report import NO_ANSWER_COUNTED, map_notes, markdown_table
 from fashionattr.schema import Schema
+
+NO_ANSWER_COUNTED = "every answer landed on a class labelled 'm', so no answer counted and AP is undefined"
+
+
+def map_notes(left_out: Sequence[str], with_images: int) -> list[str]:
+    """The note under a score table when attributes are left out of mAP (why: `Scores.mean_average_precision`)."""
+    if not left_out:
+        return []
+    names = ", ".join(name.removesuffix("_labels") for name in left_out)
+    others = with_images - len(left_out)
+    return [f"AP n/a for {names}: {NO_ANSWER_COUNTED}; mAP is the mean over the other {others} attribute(s) "
+            "(accuracy and BP still count it)."]  # fmt: skip
+
 
 TEMPERATURE_RANGE = (0.05, 20.0)
 """Calibration temperatures searched (calibration.py), and the only ones a stored model may hold: beyond them a
@@ -287,32 +299,9 @@ def score(schema: Schema, predictions: Mapping[str, AttributePredictions]) -> Sc
     return Scores(scores)
 
 
-def format_scores_table(scores: Scores, schema: Schema) -> str:
-    """A Markdown table of per-attribute images, accuracy % and AP %, ending with a BP / mAP row."""
-    rows = [
-        [
-            attribute.short_name,
-            str(scores.attributes[attribute.name].count),
-            _percent(scores.attributes[attribute.name].accuracy),
-            _percent(scores.attributes[attribute.name].average_precision),
-        ]
-        for attribute in schema
-        if attribute.name in scores.attributes
-    ]
-    rows.append(
-        ["BP / mAP", str(scores.count), _percent(scores.basic_precision), _percent(scores.mean_average_precision)]
-    )
-    table = markdown_table(rows, header=["attribute", "images", "accuracy %", "AP %"])
-    return table + "".join(f"\nNote: {note}\n" for note in scores.notes)
-
-
 def _mean_of_defined(values: Iterable[float]) -> float:
     defined = [value for value in values if not math.isnan(value)]
     return float(np.mean(defined)) if defined else math.nan
-
-
-def _percent(value: float) -> str:
-    return "n/a" if math.isnan(value) else f"{100 * value:.2f}"
 
 
 def _json_float(value: float) -> float | None:

@@ -151,18 +151,3 @@ def score_tags(answers: Mapping[str, TagAnswers], labelled: Sequence[str] | None
             rows = groups == group
             scores.tag_rates[group] = {name: float(a.applies[rows].mean()) for name, a in answers.items()}
     return scores
-
-
-def format_tag_scores(scores: TagScores) -> str:
-    """A plain-text table of tag precision and recall per attribute and overall, for the terminal."""
-    lines = [f"Tags as a catalogue shows them ({scores.images} images, every attribute asked):",
-             f"  {'attribute':<24} {'shown':>6} {'precision':>10} {'in photos':>10} {'recall':>8} "
-             f"{'on a shown part':>16}"]  # fmt: skip
-    rows = [*scores.attributes.items(), ("all", scores.overall)]
-    for name, counts in rows:
-        precision = f"{100 * counts.precision:.1f}%" if counts.shown else "n/a"
-        recall = f"{100 * counts.recall:.1f}%" if counts.visible else "n/a"
-        decision = f"{100 * counts.decision_precision:.1f}%" if counts.shown else "n/a"
-        lines.append(f"  {name.removesuffix('_labels'):<24} {counts.shown:>6} {precision:>10} {counts.visible:>10} "
-                     f"{recall:>8} {decision:>16}")  # fmt: skip
-    return "\n".join(lines)

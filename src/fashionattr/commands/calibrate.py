@@ -33,7 +33,8 @@ def run(args: argparse.Namespace) -> int:
     from fashionattr.distributed import DistributedContext, pick_device
     from fashionattr.errors import UserError
     from fashionattr.evaluation import evaluate_checkpoint
-    from fashionattr.report import markdown_table, rewrite_run_report
+    from fashionattr.render.tables import markdown_table
+    from fashionattr.report import rewrite_run_report
     from fashionattr.run_dir import find_runs
     from fashionattr.training.calibrate import calibrate_run, trained_with_flips
 

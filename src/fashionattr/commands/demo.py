@@ -48,12 +48,10 @@ def run(args: argparse.Namespace) -> int:
     from fashionattr.data.synth import generate_dataset
     from fashionattr.distributed import DistributedContext
     from fashionattr.evaluation import evaluate_checkpoint, evaluate_tags, write_evaluation
-    from fashionattr.metrics import format_scores_table
     from fashionattr.models.backbones import model_preprocessing
     from fashionattr.recipes import load_recipe
-    from fashionattr.report import run_scores_table
+    from fashionattr.render.tables import scores_table, tag_table
     from fashionattr.run_dir import RunDir
-    from fashionattr.tag_scores import format_tag_scores
     from fashionattr.training import train
 
     start = time.perf_counter()
@@ -100,10 +98,10 @@ def run(args: argparse.Namespace) -> int:
     write_evaluation(result, run.evaluation("test"), tags)
     step("scored the held-out test set, and the tags a catalogue shows for it")
     print(f"\nValidation (best epoch) — report: {run.report}")
-    print(run_scores_table(data_root.schema, json.loads(run.scores.read_text(encoding="utf-8"))))
+    print(scores_table(data_root.schema, json.loads(run.scores.read_text(encoding="utf-8")), "val images"))
     print(f"\nTest set — report: {run.evaluation('test') / 'report.md'}")
-    print(format_scores_table(result.scores, result.schema))
-    print()
-    print(format_tag_scores(tags))
+    print(scores_table(result.schema, result.scores.to_dict(), "test images"))
+    print(f"\nTags a catalogue would show for the test images (every attribute asked of each of {tags.images}):")
+    print(tag_table(tags.to_dict()))
     step("done")
     return 0

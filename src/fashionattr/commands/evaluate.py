@@ -54,7 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from fashionattr.errors import UserError
-    from fashionattr.metrics import format_scores_table
+    from fashionattr.render.tables import scores_table, tag_table
 
     if args.answers:
         from fashionattr.data.dataset import DatasetRoot
@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
             raise UserError("--answers needs --labels, the labelled file to score it against")
         schema = DatasetRoot.open(args.data, require_labels=False).schema if args.data else FASHIONAI
         scores = score_submission(args.answers, args.labels, schema)
-        print(format_scores_table(scores, schema))
+        print(scores_table(schema, scores.to_dict()))
         return 0
     if not args.model:
         raise UserError("give a run directory or checkpoint to evaluate (or --answers with --labels)")
@@ -76,7 +76,6 @@ def run(args: argparse.Namespace) -> int:
     from fashionattr.evaluation import evaluate_checkpoint, evaluate_tags, write_evaluation
     from fashionattr.run_dir import REPORT_NAME, SCORES_NAME, RunDir, lock_folder
     from fashionattr.submission import write_submission
-    from fashionattr.tag_scores import format_tag_scores
 
     labels = [("the label file", args.labels)] if args.labels else []
     folder = [("--out", Path(args.out) / name) for name in (SCORES_NAME, REPORT_NAME)] if args.out else []
@@ -103,9 +102,12 @@ def run(args: argparse.Namespace) -> int:
                 rows, vectors = result.answer_rows()
                 write_submission(args.save_predictions, rows, vectors, result.schema)
                 print(f"wrote the probabilities of {len(rows)} image(s) to {args.save_predictions}")
-            print(format_scores_table(result.scores, result.schema))
+            print(scores_table(result.schema, result.scores.to_dict(), result.measured.images))
             if tags is not None:
-                print(format_tag_scores(tags))
+                print(
+                    f"\nTags a catalogue would show for these images (every attribute asked of each of {tags.images}):"
+                )
+                print(tag_table(tags.to_dict()))
             if result.skipped:
                 print(f"{len(result.skipped)} unreadable image(s) skipped; listed in {out / REPORT_NAME}")
             print(f"wrote {out / SCORES_NAME} and {out / REPORT_NAME}")

@@ -169,7 +169,8 @@ def pointing_game(args: argparse.Namespace) -> int:
     from fashionattr.errors import UserError
     from fashionattr.evaluation import run_split_records
     from fashionattr.explain.pointing import play, write_pointing_game
-    from fashionattr.report import markdown_table, rewrite_run_report
+    from fashionattr.render.tables import markdown_table
+    from fashionattr.report import rewrite_run_report
     from fashionattr.run_dir import find_runs
 
     runs = find_runs(args.model)

@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     from fashionattr.data.dataset import DatasetRoot
     from fashionattr.data.overwrite import dataset_inputs, refuse_output_over_inputs
     from fashionattr.errors import UserError
-    from fashionattr.report import markdown_table
+    from fashionattr.render.tables import markdown_table
 
     shard = experiments.parse_shard(args.shard)
     base, archs, layouts = grid_plan(args)

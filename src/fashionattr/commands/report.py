@@ -39,7 +39,7 @@ def rebuild_run_report(run: RunDir) -> Path:
 def run(args: argparse.Namespace) -> int:
     from fashionattr import experiments
     from fashionattr.errors import UserError
-    from fashionattr.report import markdown_table
+    from fashionattr.render.tables import markdown_table
 
     folder = Path(args.folder)
     if RunDir(folder).is_finished:

@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     from fashionattr.distributed import DistributedContext, pick_device
     from fashionattr.errors import UserError
     from fashionattr.io import atomic_write_text, write_json
-    from fashionattr.report import markdown_table
+    from fashionattr.render.tables import markdown_table
     from fashionattr.review import cross_validated, find_issues, validation_split
     from fashionattr.review.issues import issues_csv, score_review, write_decided
     from fashionattr.review.page import review_page

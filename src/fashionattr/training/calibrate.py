@@ -14,7 +14,7 @@ from fashionattr.calibration import Calibration, calibrate
 from fashionattr.checkpoint import augmentation_of, load_checkpoint, write_temperatures
 from fashionattr.io import write_json
 from fashionattr.metrics import AttributePredictions
-from fashionattr.report import plot_reliability
+from fashionattr.render.plots import plot_reliability
 from fashionattr.run_dir import RunDir
 from fashionattr.schema import Schema
 
