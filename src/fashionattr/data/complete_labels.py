@@ -19,7 +19,7 @@ import io
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from fashionattr.data.labels import parse_csv_line, read_lines
+from fashionattr.data.labels import table_rows
 from fashionattr.errors import UserError
 from fashionattr.schema import Schema
 
@@ -54,21 +54,11 @@ def format_categories(rows: Iterable[tuple[str, str]]) -> str:
     return out.getvalue()
 
 
-def _rows(path: Path, header: tuple[str, ...], what: str, problems: list[str]) -> Iterable[tuple[int, list[str]]]:
-    """The data rows of a small CSV file with `header`, each with its line number; bad lines go to `problems`."""
+def _existing_rows(path: Path, header: tuple[str, ...], what: str,
+                   problems: list[str]) -> Iterable[tuple[int, list[str]]]:  # fmt: skip
     if not path.is_file():
         raise UserError(f"{path}: no {what} file here")
-    for line_no, line in enumerate(read_lines(path), start=1):
-        cells = parse_csv_line(line)
-        if isinstance(cells, str):
-            problems.append(f"{path}:{line_no}: {cells}")
-            continue
-        if not cells or all(not c for c in cells) or (line_no == 1 and tuple(cells) == header):
-            continue
-        if len(cells) != len(header):
-            problems.append(f"{path}:{line_no}: expected the columns {','.join(header)}, found {len(cells)} cells")
-            continue
-        yield line_no, [c.strip() for c in cells]
+    return table_rows(path, header, problems)
 
 
 def _refuse(problems: list[str]) -> None:
@@ -83,7 +73,7 @@ def read_complete(path: str | Path, schema: Schema) -> Truth:
     path = Path(path)
     truth: Truth = {}
     problems: list[str] = []
-    for line_no, (image, attribute, value) in _rows(path, HEADER, "complete-label", problems):
+    for line_no, (image, attribute, value) in _existing_rows(path, HEADER, "complete-label", problems):
         try:
             [name] = schema.resolve_names([attribute])
         except KeyError as exc:
@@ -112,7 +102,7 @@ def read_categories(path: str | Path, known: Mapping[str, object] | None = None)
     path = Path(path)
     categories: dict[str, str] = {}
     problems: list[str] = []
-    for line_no, (image, category) in _rows(path, CATEGORY_HEADER, "category", problems):
+    for line_no, (image, category) in _existing_rows(path, CATEGORY_HEADER, "category", problems):
         if known is not None and category not in known:
             problems.append(f"{path}:{line_no}: unknown category {category!r}; the schema maps: {', '.join(known)}")
             continue

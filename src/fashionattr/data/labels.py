@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -237,3 +237,20 @@ def format_rows(records: Iterable[LabelRecord], schema: Schema) -> str:
         )
         writer.writerow([rec.path, rec.attribute, label])
     return out.getvalue()
+
+
+def table_rows(path: Path, header: tuple[str, ...], problems: list[str]) -> Iterator[tuple[int, list[str]]]:
+    """The data rows of a small CSV file with a header line (part boxes, complete labels, categories), each with its
+    line number and its cells stripped; blank lines and the header are skipped, and each malformed line goes to
+    `problems` as `file:line: what is wrong`."""
+    for line_no, line in enumerate(read_lines(path), start=1):
+        cells = parse_csv_line(line)
+        if isinstance(cells, str):
+            problems.append(f"{path}:{line_no}: {cells}")
+            continue
+        if not cells or all(not c for c in cells) or (line_no == 1 and tuple(cells) == header):
+            continue
+        if len(cells) != len(header):
+            problems.append(f"{path}:{line_no}: expected the columns {','.join(header)}, found {len(cells)} cells")
+            continue
+        yield line_no, [cell.strip() for cell in cells]

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from fashionattr.data.labels import parse_csv_line, read_lines
+from fashionattr.data.labels import table_rows
 from fashionattr.errors import UserError
 
 PARTS_RELPATH = Path("Annotations") / "parts.csv"
@@ -49,16 +49,7 @@ def read_parts(path: str | Path) -> dict[tuple[str, str], list[PartRow]]:
         raise UserError(f"{path}: no part-box file here; `fashionattr synth` writes one beside the labels it draws")
     boxes: dict[tuple[str, str], list[PartRow]] = {}
     problems: list[str] = []
-    for line_no, line in enumerate(read_lines(Path(path)), start=1):
-        cells = parse_csv_line(line)
-        if isinstance(cells, str):
-            problems.append(f"{path}:{line_no}: {cells}")
-            continue
-        if not cells or all(not c for c in cells) or (line_no == 1 and tuple(cells) == HEADER):
-            continue
-        if len(cells) != len(HEADER):
-            problems.append(f"{path}:{line_no}: expected the columns {','.join(HEADER)}, found {len(cells)} cells")
-            continue
+    for line_no, cells in table_rows(path, HEADER, problems):
         try:
             x0, y0, x1, y1 = (float(v) for v in cells[3:])
         except ValueError:
