@@ -526,13 +526,13 @@ class MaybeCase:
 
 
 MAYBE_CASES = [
-    MaybeCase("every-answer-on-m", ("nymnnnnnn", "nymnnnnnn"), (ON_CLASS_2, ON_CLASS_2), "n/a", "100.00"),
-    MaybeCase("one-image-on-m", ("nymnnnnnn",), (ON_CLASS_2,), "n/a", "100.00"),
+    MaybeCase("every-answer-on-m", ("nymnnnnnn", "nymnnnnnn"), (ON_CLASS_2, ON_CLASS_2), "n/a", "100.0"),
+    MaybeCase("one-image-on-m", ("nymnnnnnn",), (ON_CLASS_2,), "n/a", "100.0"),
     MaybeCase("m-on-different-classes", ("nymnnnnnn", "mnnynnnnn"), (ON_CLASS_2, "0.6;0.05;0.05;0.05;0.05;0.05;0.05;"
-              "0.05;0.05"), "n/a", "100.00"),
-    MaybeCase("one-on-m-one-right", ("nymnnnnnn", "nynnnnnnn"), (ON_CLASS_2, ON_CLASS_1), "100.00", "100.00"),
-    MaybeCase("one-on-m-one-wrong", ("nymnnnnnn", "nnnynnnnn"), (ON_CLASS_2, ON_CLASS_1), "0.00", "50.00"),
-    MaybeCase("m-label-but-answer-on-y", ("nymnnnnnn",), (ON_CLASS_1,), "100.00", "100.00"),
+              "0.05;0.05"), "n/a", "100.0"),
+    MaybeCase("one-on-m-one-right", ("nymnnnnnn", "nynnnnnnn"), (ON_CLASS_2, ON_CLASS_1), "100.0", "100.0"),
+    MaybeCase("one-on-m-one-wrong", ("nymnnnnnn", "nnnynnnnn"), (ON_CLASS_2, ON_CLASS_1), "0.0", "50.0"),
+    MaybeCase("m-label-but-answer-on-y", ("nymnnnnnn",), (ON_CLASS_1,), "100.0", "100.0"),
 ]  # fmt: skip
 """AP is undefined when no answer counts; the attribute shows n/a with a note and mAP is the mean of the others."""
 

@@ -1211,7 +1211,7 @@ def test_an_attribute_no_answer_counts_for_is_shown_as_n_a_and_named(tmp_path, c
     assert f"| sleeve_length | {len(names)} | " in out and out.split("| sleeve_length |")[1].split("\n")[0].endswith(
         f"| {case.sleeve_ap} |"
     )
-    assert out.split("| BP / mAP |")[1].split("\n")[0].endswith(f"| {case.map_cell} |")
+    assert out.split("| **BP / mAP** |")[1].split("\n")[0].endswith(f"| {case.map_cell} |")
     note = "AP n/a for sleeve_length: every answer landed on a class labelled 'm'"
     assert (note in out) == (case.sleeve_ap == "n/a"), out
 
