@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
 
     from fashionattr.checkpoint import resolve_checkpoint_path
     from fashionattr.data.overwrite import model_files, refuse_output_over_inputs
-    from fashionattr.distributed import init_distributed, shutdown
+    from fashionattr.distributed import barrier, init_distributed, shutdown
     from fashionattr.evaluation import evaluate_checkpoint, evaluate_tags, write_evaluation
     from fashionattr.run_dir import REPORT_NAME, SCORES_NAME, RunDir, lock_folder
     from fashionattr.submission import write_submission
@@ -104,13 +104,14 @@ def run(args: argparse.Namespace) -> int:
                 print(f"wrote the probabilities of {len(rows)} image(s) to {args.save_predictions}")
             print(scores_table(result.schema, result.scores.to_dict(), result.measured.images))
             if tags is not None:
-                print(
-                    f"\nTags a catalogue would show for these images (every attribute asked of each of {tags.images}):"
-                )
+                print("\nTags a catalogue would show for these images (every attribute asked of each of "
+                      f"{tags.images}):")  # fmt: skip
                 print(tag_table(tags.to_dict()))
             if result.skipped:
                 print(f"{len(result.skipped)} unreadable image(s) skipped; listed in {out / REPORT_NAME}")
             print(f"wrote {out / SCORES_NAME} and {out / REPORT_NAME}")
+        # The other ranks wait for rank 0's writing: a rank tearing its process group down alone can abort.
+        barrier(context)
     finally:
         shutdown(context)
     return 0
