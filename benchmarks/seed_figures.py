@@ -9,7 +9,9 @@ dataset, e.g. those `benchmarks/applicability_study.py` trains), each with its o
 For each run it runs the commands a user would: `evaluate --split test --tta --complete-labels` (the challenge's
 scores, the tags a catalogue shows, the calibration error), the same with `--no-calibration` (the raw error), and
 `explain --pointing-game` (where the heatmaps point, validation split), then prints every figure as mean ± sd over
-the runs, per attribute where it has one. `--skip-pointing` leaves out the slowest part.
+the runs, per attribute where it has one. `--skip-pointing` leaves out the slowest part. `--review` scores a label
+review of runs trained with switched labels (`fashionattr demo --seed S --label-noise 0.05`) against the switched
+ones the generator recorded (`Annotations/flipped.csv`).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ def fashionattr(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "fashionattr", *args], check=True, stdout=subprocess.DEVNULL)
 
 
-def measure(run: Path, pointing: bool) -> dict[str, Any]:
+def measure(run: Path, pointing: bool, review: bool = False) -> dict[str, Any]:
     """Every figure of one run, from the files its commands write."""
     from fashionattr.checkpoint import load_checkpoint
     from fashionattr.data.complete_labels import TEST_COMPLETE_RELPATH
@@ -50,6 +52,13 @@ def measure(run: Path, pointing: bool) -> dict[str, Any]:
     }  # fmt: skip
     tags = json.loads((calibrated / "tags.json").read_text())
     figures["tag precision"], figures["tag recall"] = tags["overall"]["precision"], tags["overall"]["recall"]
+    if review:
+        folder = run / "seed-figures-review"
+        fashionattr("review", str(run), "--out", str(folder), "--known-errors",
+                    str(data / "Annotations" / "flipped.csv"))  # fmt: skip
+        known = json.loads((folder / "review.json").read_text())["known_errors"]
+        figures["review precision at the number switched"] = known["precision_at_known"]
+        figures["review recall"], figures["review precision"] = known["recall"], known["precision"]
     if pointing:
         fashionattr("explain", str(run), "--pointing-game")
         game = json.loads(RunDir(run).pointing_game.read_text())
@@ -74,14 +83,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", type=Path, help="run folders, one per seed")
     parser.add_argument("--skip-pointing", action="store_true", help="leave out the pointing game")
+    parser.add_argument("--review", action="store_true", help="also score a label review against the switched labels")
     parser.add_argument("--json", type=Path, help="also write every run's figures here")
     args = parser.parse_args(argv)
-    results = [measure(run, not args.skip_pointing) for run in args.runs]
+    results = [measure(run, not args.skip_pointing, args.review) for run in args.runs]
     if args.json:
         args.json.write_text(json.dumps({str(r): f for r, f in zip(args.runs, results, strict=True)}, indent=1))
     print(f"mean ± sd over {len(results)} runs (%)\n")
-    for key in ("test BP", "test mAP", "tag precision", "tag recall", "ECE raw", "ECE calibrated"):
-        print(f"{key:<16} {spread([r[key] for r in results])}")
+    keys = ["test BP", "test mAP", "tag precision", "tag recall", "ECE raw", "ECE calibrated"]
+    if args.review:
+        keys += ["review precision at the number switched", "review recall", "review precision"]
+    for key in keys:
+        print(f"{key:<40} {spread([r[key] for r in results])}")
     pointing = "pointing" in results[0]
     print("\n| attribute | test accuracy % |" + (" pointing game % | random point % |" if pointing else ""))
     print("|---|---|" + ("---|---|" if pointing else ""))
