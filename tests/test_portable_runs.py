@@ -58,3 +58,37 @@ def test_a_dataset_found_nowhere_names_data(demo_like, tmp_path, monkeypatch, ca
                  str(tmp_path / "eval")]) == 0  # fmt: skip
     assert main(["evaluate", str(demo_like / "run"), "--data", str(tmp_path / "nowhere")]) == 2
     assert "(--data)" in capsys.readouterr().err
+
+
+FORMAT_1 = Path(__file__).parent / "fixtures" / "run-format-1"
+"""A run folder written by the release before the packages were rearranged (checkpoint format 1), with two images
+and the answers that release gave for them (`predictions.json`)."""
+
+
+def test_a_run_written_by_the_previous_release_predicts_the_same_answers(tmp_path, monkeypatch):
+    import json
+
+    project = tmp_path / "old"
+    shutil.copytree(FORMAT_1, project)
+    monkeypatch.chdir(project)
+    assert main(["predict", "run", "images", "--format", "json", "--out", "now.json"]) == 0
+    then = {item["source"]: item["attributes"] for item in json.loads((project / "predictions.json").read_text())}
+    now = {item["source"]: item["attributes"] for item in json.loads((project / "now.json").read_text())}
+    assert then.keys() == now.keys()
+    for source, attributes in then.items():
+        assert attributes.keys() == now[source].keys()
+        for name, answer in attributes.items():
+            assert now[source][name]["applies"] == answer["applies"], (source, name)
+            assert now[source][name]["applicability"] == pytest.approx(answer["applicability"], abs=1e-5)
+            assert now[source][name]["probabilities"] == pytest.approx(answer["probabilities"], abs=1e-5)
+
+
+def test_a_run_written_by_the_previous_release_rebuilds_its_report_and_exports(tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(FORMAT_1 / "run", run)
+    assert main(["report", str(run)]) == 0
+    report = (run / "report.md").read_text()
+    assert "| **BP / mAP** | 54 | 15.9 | 14.2 |" in report  # the scores that release stored, drawn again
+    assert (run / "plots" / "learning_curves.png").stat().st_size > 0
+    assert main(["export", str(run), "--out", str(tmp_path / "model.onnx")]) == 0
+    assert (tmp_path / "model.onnx").stat().st_size > 0
