@@ -27,18 +27,22 @@ LENGTHS = ("skirt_length_labels", "pant_length_labels", "coat_length_labels")
 DESIGNS = ("collar_design_labels", "lapel_design_labels", "neck_design_labels", "neckline_design_labels")
 
 
-def train_seed(workdir: Path, seed: int, per_class: int, epochs: int | None, weight: float) -> tuple[Path, Path]:
+def train_seed(
+    workdir: Path, seed: int, per_class: int, epochs: int | None, weight: float, negatives: float = 1.0
+) -> tuple[Path, Path]:
     from fashionattr.config import resolve_config
-    from fashionattr.data.synth import generate_dataset
     from fashionattr.run_dir import RunDir
+    from fashionattr.synthetic.generate import generate_dataset
     from fashionattr.training import train
 
-    data, run = workdir / f"data-{seed}", workdir / f"run-{seed}-w{weight:g}"
+    suffix = "" if negatives == 1.0 else f"-n{negatives:g}"
+    data, run = workdir / f"data-{seed}", workdir / f"run-{seed}-w{weight:g}{suffix}"
     if not (data / "Tests" / "complete.csv").is_file():
         generate_dataset(data, per_class=per_class, size=128, seed=seed, progress=False)
     if not RunDir(run).summary.is_file():
         overrides: dict[str, Any] = {"recipe": "cpu-demo", "data": str(data), "out": str(run), "seed": seed,
-                                     "split_seed": seed, "progress": False, "applicability_weight": weight}  # fmt: skip
+                                     "split_seed": seed, "progress": False, "applicability_weight": weight,
+                                     "applicability_negatives": negatives}  # fmt: skip
         if epochs:
             overrides["epochs"] = epochs
         train(resolve_config(None, overrides), resume=(run / "last.pt").is_file())
@@ -150,16 +154,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--applicability-weights", default="0,0.5", help="applicability-head loss weights to train with (0: no head)"
     )
+    parser.add_argument(
+        "--applicability-negatives",
+        default="1",
+        help="weights of the other attributes' images as the head's negatives to train with (1: the default)",
+    )
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
     methods = [m.strip() for m in args.methods.split(",")]
     weights = [float(w) for w in args.applicability_weights.split(",")]
+    negatives = [float(n) for n in args.applicability_negatives.split(",")]
+    trainings = [(w, n) for w in weights for n in (negatives if w else [1.0])]
     results: dict[str, dict[int, dict[str, Any]]] = {}
-    for weight in weights:
+    for weight, negative in trainings:
+        key = f"{weight:g}" if negative == 1.0 else f"{weight:g} n{negative:g}"
         for seed in seeds:
-            data, run = train_seed(args.workdir, seed, args.per_class, args.epochs, weight)
-            results.setdefault(f"{weight:g}", {})[seed] = score_methods(data, run, methods)
-            print(f"weight {weight:g}, seed {seed}: scored", file=sys.stderr)
+            data, run = train_seed(args.workdir, seed, args.per_class, args.epochs, weight, negative)
+            results.setdefault(key, {})[seed] = score_methods(data, run, methods)
+            print(f"weight {key}, seed {seed}: scored", file=sys.stderr)
     (args.workdir / "study.json").write_text(json.dumps(results, indent=1))
     print(f"Held-out synthetic test images, mean ± sd over seeds {args.seeds} (%)")
     print(f"{'head weight':<12} {'test BP':>12} {'test mAP':>12}")

@@ -26,7 +26,7 @@ import httpx
 import numpy as np
 from PIL import Image
 
-from fashionattr.serve.child import serve_in_child
+from fashionattr.bench.service_process import serve_in_child
 
 
 @dataclass

@@ -66,7 +66,7 @@ def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
 def pretrained_weights(workdir: Path, base: dict[str, Any], per_class: int, size: int) -> Path:
     """Backbone weights from a run on another synthetic dataset (another seed): a stand-in for ImageNet weights."""
     from fashionattr.config import resolve_config
-    from fashionattr.data.synth import generate_dataset
+    from fashionattr.synthetic.generate import generate_dataset
     from fashionattr.training import train
 
     data, run = workdir / "pretrain-data", workdir / "pretrain-run"
@@ -148,7 +148,7 @@ def main() -> int:
                         "the backbone of this run folder's best.pt")  # fmt: skip
     args = parser.parse_args()
 
-    from fashionattr.data.synth import generate_dataset
+    from fashionattr.synthetic.generate import generate_dataset
 
     variants = dict(STUDIES[args.study]) if args.study else {"default": {}}
     variants.update(parse_variant(text) for text in args.variant)

@@ -15,8 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from fashionattr.data.synth import generate_dataset
 from fashionattr.serve.thumbnails import DEFAULT_SIDE, Thumbnails, make_thumbnail
+from fashionattr.synthetic.generate import generate_dataset
 
 
 def main() -> None:

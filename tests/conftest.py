@@ -59,7 +59,7 @@ def _train(data: Path, out: Path, **overrides: object) -> None:
 @pytest.fixture(scope="session")
 def synthetic_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A FashionAI-layout dataset, 4 images per class of 64 px, one per class held out in Tests/."""
-    from fashionattr.data.synth import generate_dataset
+    from fashionattr.synthetic.generate import generate_dataset
 
     root = tmp_path_factory.mktemp("synthetic") / "data"
     generate_dataset(root, per_class=4, size=64, test_fraction=0.25, workers=1, progress=False)

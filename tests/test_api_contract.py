@@ -19,8 +19,8 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 
 from conftest import TrainedRun
-from fashionattr.serve.child import ServiceProcess
-from fashionattr.serve.child import serve_in_child as start_server
+from fashionattr.bench.service_process import ServiceProcess
+from fashionattr.bench.service_process import serve_in_child as start_server
 from test_review import make_review_folder
 from test_serve import build_catalog
 

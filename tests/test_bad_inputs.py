@@ -71,9 +71,9 @@ from fashionattr.data.dataset import DatasetRoot
 from fashionattr.data.images import ImageError, open_image, probe_image
 from fashionattr.data.labels import LABELS_RELPATH, QUESTIONS_RELPATH, LabelFileError, read_labels
 from fashionattr.data.split import read_split
-from fashionattr.data.synth import generate_dataset
 from fashionattr.run_dir import RunDir
 from fashionattr.schema import FASHIONAI
+from fashionattr.synthetic.generate import generate_dataset
 from test_serve import Server, build_catalog, start_server
 
 CORPUS_DIR = "Images/coat_length_labels/corpus"
@@ -855,7 +855,7 @@ def test_attribute_names_that_cannot_be_file_names_are_refused_by_the_schema(syn
 
 def test_every_path_built_from_a_name_is_checked_even_past_the_schema(tmp_path):
     """Defence in depth: a schema built around the checks still cannot steer a write out of the folder."""
-    from fashionattr.experiments import plan_cells
+    from fashionattr.grid import plan_cells
     from fashionattr.names import UnsafeNameError
     from fashionattr.report import write_run_report
     from fashionattr.run_dir import confusion_plot_name
@@ -1217,10 +1217,10 @@ def test_an_attribute_no_answer_counts_for_is_shown_as_n_a_and_named(tmp_path, c
 
 
 def test_the_run_report_scores_json_and_the_grid_name_an_undefined_ap(tmp_path):
-    from fashionattr.experiments import GridSpec, collect_results, plan_cells, results_markdown, write_spec
+    from fashionattr.grid import GridSpec, collect_results, plan_cells, results_markdown, write_spec
     from fashionattr.metrics import AttributePredictions, score
     from fashionattr.render.tables import scores_table
-    from fashionattr.training.checkpoints import TrainState
+    from fashionattr.training.saver import TrainState
 
     schema = FASHIONAI.subset(["coat_length_labels", "sleeve_length_labels"])
     on_m = np.zeros((2, 9), dtype=bool)

@@ -20,12 +20,12 @@ from urllib.parse import quote, urlsplit
 import pytest
 
 from corpus import BLOB_DAMAGES, SECRET_LOCATIONS, BlobDamage
+from fashionattr.bench.service_process import serve_in_child as start_server
 from fashionattr.catalog import Catalog, index_catalog, open_store
 from fashionattr.catalog.blobs import verify
 from fashionattr.cli import main
 from fashionattr.errors import UserError
 from fashionattr.inference import Predictor
-from fashionattr.serve.child import serve_in_child as start_server
 from test_catalog import make_photo_folder
 
 SIDECARS = ("-wal", "-shm", "-journal")

@@ -16,11 +16,11 @@ from fashionattr.data.complete_labels import (
     read_complete,
 )
 from fashionattr.data.labels import read_labels
-from fashionattr.data.synth import generate_dataset
-from fashionattr.data.synth_scenes import render_scene
-from fashionattr.data.synth_truth import INVISIBLE, UNDECIDED, class_at
 from fashionattr.errors import UserError
 from fashionattr.schema import FASHIONAI
+from fashionattr.synthetic.generate import generate_dataset
+from fashionattr.synthetic.scenes import render_scene
+from fashionattr.synthetic.truth import INVISIBLE, UNDECIDED, class_at
 
 LENGTHS = ("skirt_length_labels", "pant_length_labels", "coat_length_labels")
 ABSENT_ON_FIGURES = ("collar_design_labels", "neck_design_labels")

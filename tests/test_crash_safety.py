@@ -29,8 +29,8 @@ import fashionattr.training.run as training
 from conftest import TrainedRun
 from fashionattr.checkpoint import FORMAT, FORMAT_VERSION, load_checkpoint
 from fashionattr.cli import main
-from fashionattr.data.synth import generate_dataset
 from fashionattr.errors import CheckpointError, UserError
+from fashionattr.synthetic.generate import generate_dataset
 
 ATTRIBUTES = "coat_length,sleeve_length"
 EPOCHS = 3

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from fashionattr.data.synth import generate_dataset
 from fashionattr.distributed import DistributedContext
 from fashionattr.evaluation import evaluate_checkpoint
+from fashionattr.synthetic.generate import generate_dataset
 
 pytestmark = pytest.mark.slow
 

@@ -16,12 +16,12 @@ import pytest
 import torch
 import yaml
 
-from fashionattr import experiments
+from fashionattr import grid as grid_study
 from fashionattr.cli import main
 from fashionattr.config import TrainConfig
-from fashionattr.data.synth import generate_dataset
 from fashionattr.errors import UserError
 from fashionattr.schema import FASHIONAI
+from fashionattr.synthetic.generate import generate_dataset
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 ARCHS = ("test_resnet", "test_efficientnet")
@@ -177,17 +177,15 @@ def test_rerun_redoes_only_unfinished_cells(grid: tuple[Path, list[str], str]) -
 
 def test_shards_cover_every_cell_once(tmp_path: Path) -> None:
     archs = ["resnet50", "resnet152", "se-resnet50"]
-    everything = experiments.plan_cells(tmp_path, archs, ["per-attribute", "multitask"], list(FASHIONAI))
+    everything = grid_study.plan_cells(tmp_path, archs, ["per-attribute", "multitask"], list(FASHIONAI))
     assert len(everything) == 3 * 8 + 3
     assert len({cell.directory for cell in everything}) == len(everything)
     for count in (1, 2, 5, 40):
-        shards = [experiments.plan_cells(tmp_path, archs, ["per-attribute", "multitask"], list(FASHIONAI), (k, count))
+        shards = [grid_study.plan_cells(tmp_path, archs, ["per-attribute", "multitask"], list(FASHIONAI), (k, count))
                   for k in range(1, count + 1)]  # fmt: skip
         names = [cell.name for shard in shards for cell in shard]
         assert sorted(names) == sorted(cell.name for cell in everything)
-    first, second = (
-        experiments.plan_cells(tmp_path, archs, ["per-attribute"], list(FASHIONAI), (k, 2)) for k in (1, 2)
-    )
+    first, second = (grid_study.plan_cells(tmp_path, archs, ["per-attribute"], list(FASHIONAI), (k, 2)) for k in (1, 2))
     assert [cell.name for cell in first][:2] == [
         "per-attribute/resnet50/skirt_length",
         "per-attribute/resnet50/collar_design",
@@ -196,7 +194,7 @@ def test_shards_cover_every_cell_once(tmp_path: Path) -> None:
 
 
 def test_cell_folders_and_columns(tmp_path: Path) -> None:
-    cells = experiments.plan_cells(tmp_path, ["se-resnet50"], ["per-attribute", "grouped"], list(FASHIONAI))
+    cells = grid_study.plan_cells(tmp_path, ["se-resnet50"], ["per-attribute", "grouped"], list(FASHIONAI))
     assert cells[0].directory == tmp_path / "per-attribute" / "se-resnet50" / "skirt_length"
     assert cells[0].attributes == ("skirt_length_labels",) and cells[0].column == "se-resnet50"
     assert cells[-1].directory == tmp_path / "grouped" / "se-resnet50"
@@ -206,7 +204,7 @@ def test_cell_folders_and_columns(tmp_path: Path) -> None:
 @pytest.mark.parametrize("text", ["0/2", "3/2", "1/0", "a/b", "1", "1/2/3", "-1/2", ""])
 def test_bad_shard_is_a_user_error(text: str) -> None:
     with pytest.raises(UserError, match="K/N"):
-        experiments.parse_shard(text)
+        grid_study.parse_shard(text)
 
 
 def test_bad_shard_exits_2_before_training(data_root: Path, tmp_path: Path) -> None:
@@ -230,12 +228,12 @@ def test_failing_cell_is_recorded_and_the_grid_goes_on(
     """No training here: `run_cell` is replaced, so only the grid's bookkeeping runs."""
     ran: list[str] = []
 
-    def fake_run_cell(cell: experiments.Cell, base: TrainConfig, resume: bool) -> None:
+    def fake_run_cell(cell: grid_study.Cell, base: TrainConfig, resume: bool) -> None:
         ran.append(cell.name)
         if cell.name.endswith("coat_length"):
             raise RuntimeError("out of memory")
 
-    monkeypatch.setattr(experiments, "run_cell", fake_run_cell)
+    monkeypatch.setattr(grid_study, "run_cell", fake_run_cell)
     grid_dir = tmp_path / "grid"
     argv = ["grid", str(data_root), "--archs", "test_resnet", "--attributes", "coat_length,pant_length",
             "--out", str(grid_dir), *QUICK]  # fmt: skip
@@ -250,7 +248,7 @@ def test_failing_cell_is_recorded_and_the_grid_goes_on(
     assert "| coat_length | – |" in text and "| BP | – |" in text and "Failed cells: 1" in text
     assert (grid_dir / "results.csv").read_text(encoding="utf-8").splitlines()[1] == "coat_length,"
 
-    monkeypatch.setattr(experiments, "run_cell", lambda cell, base, resume: None)
+    monkeypatch.setattr(grid_study, "run_cell", lambda cell, base, resume: None)
     code, _, _ = run_cli(argv)
     assert code == 0
     assert json.loads((grid_dir / "failures.json").read_text(encoding="utf-8")) == {}
@@ -258,12 +256,12 @@ def test_failing_cell_is_recorded_and_the_grid_goes_on(
 
 def test_grid_split_is_made_once_and_guarded(data_root: Path, tmp_path: Path) -> None:
     config = TrainConfig(data=str(data_root), split_seed=0)
-    path = experiments.resolve_split(config, tmp_path)
+    path = grid_study.resolve_split(config, tmp_path)
     assert path == str(tmp_path / "split.csv")
-    assert experiments.resolve_split(config, tmp_path) == path
+    assert grid_study.resolve_split(config, tmp_path) == path
     with pytest.raises(UserError, match="another split"):
-        experiments.resolve_split(TrainConfig(data=str(data_root), split_seed=1), tmp_path)
+        grid_study.resolve_split(TrainConfig(data=str(data_root), split_seed=1), tmp_path)
     given = TrainConfig(data=str(data_root), split_file=path)
-    assert experiments.resolve_split(given, tmp_path / "other") == path
+    assert grid_study.resolve_split(given, tmp_path / "other") == path
     with pytest.raises(UserError, match="not found"):
-        experiments.resolve_split(TrainConfig(data=str(data_root), split_file=str(tmp_path / "nope.csv")), tmp_path)
+        grid_study.resolve_split(TrainConfig(data=str(data_root), split_file=str(tmp_path / "nope.csv")), tmp_path)

@@ -110,11 +110,14 @@ def test_min_confidence_above_one_makes_every_applying_answer_uncertain(trained_
     assert table.count("n/a") == sum(not a["applies"] for a in answers)
 
 
-def test_tta_averages_the_image_and_its_mirror(trained_run, image_folder, capsys):
+def test_tta_averages_the_image_and_its_mirror(trained_run, image_folder, tmp_path, capsys):
     image = Image.open(next(image_folder.glob("*.jpg"))).convert("RGB")
+    image.save(tmp_path / "image.png")  # lossless: the file and its mirror hold exactly these pixels
+    ImageOps.mirror(image).save(tmp_path / "mirror.png")
     plain = Predictor.from_path(trained_run.run, device="cpu", calibrated=False)
-    both = plain.predict_images([image, ImageOps.mirror(image)])
-    [averaged] = Predictor.from_path(trained_run.run, device="cpu", tta=True, calibrated=False).predict_images([image])
+    both = list(plain.predict_paths([tmp_path / "image.png", tmp_path / "mirror.png"], workers=0))
+    tta = Predictor.from_path(trained_run.run, device="cpu", tta=True, calibrated=False)
+    [averaged] = tta.predict_paths([tmp_path / "image.png"], workers=0)
     for name, result in averaged.attributes.items():
         expected = (np.array(list(both[0].attributes[name].probabilities.values()))
                     + np.array(list(both[1].attributes[name].probabilities.values()))) / 2  # fmt: skip

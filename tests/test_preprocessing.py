@@ -19,9 +19,9 @@ from PIL import Image
 
 from fashionattr.cli import main
 from fashionattr.data.cache import build_cache, open_cache
-from fashionattr.data.datasets import LabelledImages
 from fashionattr.data.labels import label_string, read_labels
 from fashionattr.data.preprocessing import Preprocessing, resolve_preprocessing
+from fashionattr.data.torch_dataset import LabelledImages
 from fashionattr.errors import UserError
 from fashionattr.inference import Predictor
 from fashionattr.inference.predictor import _ImageFiles

@@ -24,11 +24,11 @@ from PIL import Image
 
 from conftest import TrainedRun
 from corpus import png_declaring, write_image_corpus
+from fashionattr.bench.service_process import ServiceProcess as Server
+from fashionattr.bench.service_process import serve_in_child as start_server
 from fashionattr.catalog import index_catalog
 from fashionattr.inference import Predictor
 from fashionattr.schema import FASHIONAI
-from fashionattr.serve.child import ServiceProcess as Server
-from fashionattr.serve.child import serve_in_child as start_server
 from test_catalog import catalogue_predictor, make_photo_folder
 
 UPLOAD_LIMIT_MB = 1

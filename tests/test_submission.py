@@ -10,7 +10,8 @@ import pytest
 from fashionattr.data.labels import LabelFileError, LabelRecord, read_questions
 from fashionattr.errors import UserError
 from fashionattr.schema import Attribute, Schema
-from fashionattr.submission import read_submission, score_submission, validate_against_questions, write_submission
+from fashionattr.submission import read_submission, score_submission, write_submission
+from helpers import answers_follow_questions
 
 TOY = Schema(
     name="toy",
@@ -114,21 +115,21 @@ def test_validate_against_questions_finds_the_differing_line(tmp_path: Path) -> 
     vectors = {"colour_labels": np.full(3, 1 / 3), "size_labels": np.full(4, 0.25)}
 
     write_submission(answer_path, ROWS, [vectors[attribute] for _, attribute in ROWS], TOY)
-    validate_against_questions(read_submission(answer_path, TOY), questions, answer_path)
+    answers_follow_questions(read_submission(answer_path, TOY), questions, answer_path)
 
     swapped = ROWS[::-1]
     write_submission(answer_path, swapped, [vectors[attribute] for _, attribute in swapped], TOY)
     with pytest.raises(LabelFileError, match=r"answer\.csv:1: answer is for Images/size_labels/b\.jpg"):
-        validate_against_questions(read_submission(answer_path, TOY), questions, answer_path)
+        answers_follow_questions(read_submission(answer_path, TOY), questions, answer_path)
 
     write_submission(answer_path, ROWS[:1], [vectors["colour_labels"]], TOY)
     with pytest.raises(LabelFileError, match="1 answers for 2 questions; the first unanswered question is"):
-        validate_against_questions(read_submission(answer_path, TOY), questions, answer_path)
+        answers_follow_questions(read_submission(answer_path, TOY), questions, answer_path)
 
     extra = [*ROWS, ("Images/size_labels/c.jpg", "size_labels")]
     write_submission(answer_path, extra, [vectors[attribute] for _, attribute in extra], TOY)
     with pytest.raises(LabelFileError, match=r"answer\.csv:3: 3 answers for 2 questions"):
-        validate_against_questions(read_submission(answer_path, TOY), questions, answer_path)
+        answers_follow_questions(read_submission(answer_path, TOY), questions, answer_path)
 
 
 LABELS = """\

@@ -10,7 +10,8 @@ from conftest import PER_ATTRIBUTE, TrainedRun
 from fashionattr.cli import main
 from fashionattr.data.labels import read_questions
 from fashionattr.schema import FASHIONAI
-from fashionattr.submission import read_submission, validate_against_questions
+from fashionattr.submission import read_submission
+from helpers import answers_follow_questions
 
 QUICK = ["--workers", "0", "--batch-size", "8"]
 
@@ -20,7 +21,7 @@ def test_round_trip_then_evaluate(trained_run: TrainedRun, tmp_path, capsys):
     assert main(["submit", str(trained_run.run), str(trained_run.questions), "--out", str(answer), *QUICK]) == 0
     questions = read_questions(trained_run.questions, FASHIONAI)
     answers = read_submission(answer, FASHIONAI)
-    validate_against_questions(answers, questions, answer)
+    answers_follow_questions(answers, questions, answer)
     assert len(answers) == len(questions) > 0
     for _, attribute, probabilities in answers:
         assert len(probabilities) == FASHIONAI.attribute(attribute).num_classes
@@ -67,7 +68,7 @@ def test_unreadable_image_still_gets_a_line_and_exit_code_1(trained_run, tmp_pat
     err = capsys.readouterr().err
     assert "bad.jpg" in err and "uniform" in err
     answers = read_submission(answer, FASHIONAI)
-    validate_against_questions(answers, read_questions(questions, FASHIONAI), answer)
+    answers_follow_questions(answers, read_questions(questions, FASHIONAI), answer)
     np.testing.assert_allclose(answers[1][2], np.full(8, 1 / 8), atol=1e-6)
     assert not np.allclose(answers[0][2], answers[1][2])
 

@@ -12,9 +12,9 @@ from PIL import Image
 from fashionattr.cli import main
 from fashionattr.data.labels import read_labels, read_questions
 from fashionattr.data.parts import read_parts
-from fashionattr.data.synth import draw_preview, generate_dataset, render_sample
-from fashionattr.data.synth_scenes import LENGTH_TABLES, PARTNERS, SCENES
 from fashionattr.schema import FASHIONAI
+from fashionattr.synthetic.generate import draw_preview, generate_dataset, render_sample
+from fashionattr.synthetic.scenes import LENGTH_TABLES, PARTNERS, SCENES
 
 
 @pytest.fixture(scope="module")
@@ -199,7 +199,7 @@ def test_preview(tmp_path: Path) -> None:
 def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "data"
     assert main(["synth", "--out", str(out), "--per-class", "3", "--size", "64", "--workers", "1", "--quiet"]) == 0
-    assert len(read_labels(out / "Annotations" / "label.csv", FASHIONAI)) == 3 * FASHIONAI.total_classes
+    assert len(read_labels(out / "Annotations" / "label.csv", FASHIONAI)) == 3 * sum(FASHIONAI.num_classes)
     assert "wrote" in capsys.readouterr().out
     preview = tmp_path / "p.png"
     assert main(["synth", "--preview", str(preview), "--size", "48"]) == 0 and preview.is_file()

@@ -9,13 +9,13 @@ import torch
 from PIL import Image, ImageDraw
 
 import fashionattr.training as training
-import fashionattr.training.checkpoints as checkpoints
+import fashionattr.training.saver as checkpoints
 from fashionattr.checkpoint import load_checkpoint, model_from_checkpoint
 from fashionattr.cli import main
 from fashionattr.config import resolve_config
 from fashionattr.data.labels import label_string
-from fashionattr.data.synth import generate_dataset
 from fashionattr.errors import UserError
+from fashionattr.synthetic.generate import generate_dataset
 
 ATTRIBUTES = ["skirt_length_labels", "neckline_design_labels"]
 

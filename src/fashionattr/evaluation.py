@@ -16,10 +16,10 @@ from fashionattr.checkpoint import model_from_checkpoint, resolve_checkpoint_pat
 from fashionattr.data.cache import describe_cache_miss, open_cache
 from fashionattr.data.complete_labels import Truth, read_complete
 from fashionattr.data.dataset import DatasetRoot, dataset_of_run
-from fashionattr.data.datasets import LabelledImages, collate
 from fashionattr.data.images import ImageError
 from fashionattr.data.labels import LabelRecord
 from fashionattr.data.split import apply_split, choose_split, read_split
+from fashionattr.data.torch_dataset import LabelledImages, collate
 from fashionattr.distributed import DistributedContext
 from fashionattr.engine import StepSettings, evaluate, resolve_amp
 from fashionattr.errors import UserError

@@ -91,10 +91,6 @@ class Schema:
     def num_classes(self) -> list[int]:
         return [a.num_classes for a in self.attributes]
 
-    @property
-    def total_classes(self) -> int:
-        return sum(self.num_classes)
-
     def attribute(self, name: str) -> Attribute:
         for attr in self.attributes:
             if attr.name == name or attr.short_name == name:

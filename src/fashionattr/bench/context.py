@@ -113,7 +113,7 @@ def no_images(workdir: Path) -> BenchData:
 
 
 def make_synthetic(workdir: Path, per_class: int) -> BenchData:
-    from fashionattr.data.synth import generate_dataset
+    from fashionattr.synthetic.generate import generate_dataset
 
     root = workdir / "data"
     start = time.perf_counter()

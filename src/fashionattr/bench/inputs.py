@@ -7,8 +7,8 @@ from typing import Any
 import torch
 
 from fashionattr.bench.context import BenchContext
-from fashionattr.data.datasets import LabelledImages, collate
 from fashionattr.data.preprocessing import Preprocessing
+from fashionattr.data.torch_dataset import LabelledImages, collate
 from fashionattr.models.backbones import model_preprocessing
 from fashionattr.models.networks import AttributeNet, MultiTaskNet, create_model
 

@@ -26,7 +26,7 @@ BP_LOSS_GOAL = 0.5
 
 
 def _graphs(checkpoint: Path, folder: Path, calibration: list[Path]) -> tuple[Path, Path, float]:
-    from fashionattr.export import export_onnx
+    from fashionattr.inference.export import export_onnx
     from fashionattr.inference.quantize import quantize_int8
 
     folder.mkdir(parents=True, exist_ok=True)

@@ -19,9 +19,9 @@ from fashionattr.bench.context import BenchContext
 from fashionattr.bench.core import Figure, Variant, compared, measure
 from fashionattr.config import TrainConfig
 from fashionattr.data.cache import build_cache
-from fashionattr.data.datasets import LabelledImages, collate
 from fashionattr.data.images import open_image
 from fashionattr.data.preprocessing import PAD_VALUE, Preprocessing, letterbox
+from fashionattr.data.torch_dataset import LabelledImages, collate
 
 DECODE_SAMPLE = 100
 """Images the decoder comparison decodes per round."""

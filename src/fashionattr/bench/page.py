@@ -78,7 +78,7 @@ def page_figures(context: BenchContext) -> Iterator[Figure]:
         return
     from fashionattr.bench.facets import load_catalogue
     from fashionattr.bench.service import service_checkpoint
-    from fashionattr.serve.child import serve_in_child
+    from fashionattr.bench.service_process import serve_in_child
 
     count, db = context.shared.get("page_catalogue", (0, None))
     if db is None:

@@ -18,10 +18,10 @@ import torch
 from fashionattr.bench.context import BenchContext
 from fashionattr.bench.core import Figure, Variant, compared, measure
 from fashionattr.bench.inputs import bench_preprocessing
+from fashionattr.bench.service_process import serve_in_child
 from fashionattr.checkpoint import save_checkpoint
 from fashionattr.models.networks import create_model
 from fashionattr.run_dir import RunDir
-from fashionattr.serve.child import serve_in_child
 
 CLIENTS = 8
 THROUGHPUT_GOAL = 3.0

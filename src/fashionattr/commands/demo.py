@@ -45,13 +45,13 @@ def run(args: argparse.Namespace) -> int:
     from fashionattr.data.complete_labels import TEST_COMPLETE_RELPATH
     from fashionattr.data.dataset import DatasetRoot
     from fashionattr.data.split import make_split, write_split
-    from fashionattr.data.synth import generate_dataset
     from fashionattr.distributed import DistributedContext
     from fashionattr.evaluation import evaluate_checkpoint, evaluate_tags, write_evaluation
     from fashionattr.models.backbones import model_preprocessing
     from fashionattr.recipes import load_recipe
     from fashionattr.render.tables import scores_table, tag_table
     from fashionattr.run_dir import RunDir
+    from fashionattr.synthetic.generate import generate_dataset
     from fashionattr.training import train
 
     start = time.perf_counter()

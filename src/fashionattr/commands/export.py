@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from fashionattr.data.overwrite import model_files, refuse_output_over_inputs
-    from fashionattr.export import DEFAULT_OPSET, export_onnx
+    from fashionattr.inference.export import DEFAULT_OPSET, export_onnx
     from fashionattr.inference.parity import onnx_parity
 
     refuse_output_over_inputs([("--out", args.out)], model_files(args.model))

@@ -61,17 +61,17 @@ def command_line(args: argparse.Namespace) -> str:
 
 def grid_plan(args: argparse.Namespace) -> tuple[TrainConfig, list[str], list[str]]:
     """The grid's base settings, networks and layouts: options, else the config file, else the recipe's."""
-    from fashionattr import experiments
+    from fashionattr import grid
     from fashionattr.config import resolve_config
     from fashionattr.models.layouts import STUDY_ARCHS
     from fashionattr.recipes import load_recipe
 
     base = resolve_config(args.config, {key: value for key, value in vars(args).items() if key != "out"})
     recipe_grid = load_recipe(base.recipe).grid if base.recipe else {}
-    layouts = experiments.parse_list(args.layouts or recipe_grid.get("layouts") or "per-attribute", "layouts")
-    experiments.check_layouts(layouts)
-    archs = experiments.parse_list(args.archs or recipe_grid.get("archs") or STUDY_ARCHS, "architectures")
-    experiments.check_archs(archs)
+    layouts = grid.parse_list(args.layouts or recipe_grid.get("layouts") or "per-attribute", "layouts")
+    grid.check_layouts(layouts)
+    archs = grid.parse_list(args.archs or recipe_grid.get("archs") or STUDY_ARCHS, "architectures")
+    grid.check_archs(archs)
     return base, archs, layouts
 
 
@@ -79,13 +79,13 @@ def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
     from pathlib import Path
 
-    from fashionattr import experiments
+    from fashionattr import grid
     from fashionattr.data.dataset import DatasetRoot
     from fashionattr.data.overwrite import dataset_inputs, refuse_output_over_inputs
     from fashionattr.errors import UserError
     from fashionattr.render.tables import markdown_table
 
-    shard = experiments.parse_shard(args.shard)
+    shard = grid.parse_shard(args.shard)
     base, archs, layouts = grid_plan(args)
     schema = DatasetRoot.open(base.data).schema
     try:
@@ -96,25 +96,25 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--attributes selects no attribute; give names such as coat_length,pant_length or 'all'")
 
     grid_dir = Path(args.out)
-    written = (experiments.MANIFEST_NAME, experiments.SPLIT_NAME, experiments.FAILURES_NAME)
+    written = (grid.MANIFEST_NAME, grid.SPLIT_NAME, grid.FAILURES_NAME)
     refuse_output_over_inputs([("--out", grid_dir / name) for name in written], dataset_inputs(base.data))
     grid_dir.mkdir(parents=True, exist_ok=True)
-    base = replace(base, split_file=experiments.resolve_split(base, grid_dir))
-    experiments.write_spec(grid_dir, experiments.GridSpec(base.data, archs, layouts, schema, command_line(args)))
-    cells = experiments.plan_cells(grid_dir, archs, layouts, list(schema), shard)
+    base = replace(base, split_file=grid.resolve_split(base, grid_dir))
+    grid.write_spec(grid_dir, grid.GridSpec(base.data, archs, layouts, schema, command_line(args)))
+    cells = grid.plan_cells(grid_dir, archs, layouts, list(schema), shard)
     print(f"grid {grid_dir}: {len(cells)} cell(s){f' (shard {args.shard})' if shard else ''}, split {base.split_file}")
-    outcome = experiments.run_grid(grid_dir, cells, base)
+    outcome = grid.run_grid(grid_dir, cells, base)
 
-    results = experiments.collect_results(grid_dir)
-    path = experiments.write_results(grid_dir, results)
+    results = grid.collect_results(grid_dir)
+    path = grid.write_results(grid_dir, results)
     print()
-    print(markdown_table(results.rows(experiments.MISSING_MD), ["attribute", *results.columns]))
-    print(f"wrote {path}, {grid_dir / experiments.RESULTS_CSV} and {grid_dir / experiments.RESULTS_PNG}")
+    print(markdown_table(results.rows(grid.MISSING_MD), ["attribute", *results.columns]))
+    print(f"wrote {path}, {grid_dir / grid.RESULTS_CSV} and {grid_dir / grid.RESULTS_PNG}")
     if outcome.busy:
         print(f"{len(outcome.busy)} cell(s) passed over, being trained by another process: {', '.join(outcome.busy)}; "
               "`fashionattr report` tabulates them once they finish")  # fmt: skip
     if outcome.failed:
         print(f"{len(outcome.failed)} cell(s) failed: {', '.join(outcome.failed)}; see "
-              f"{grid_dir / experiments.FAILURES_NAME}")  # fmt: skip
+              f"{grid_dir / grid.FAILURES_NAME}")  # fmt: skip
         return 1
     return 0

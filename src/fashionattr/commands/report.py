@@ -37,7 +37,7 @@ def rebuild_run_report(run: RunDir) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fashionattr import experiments
+    from fashionattr import grid
     from fashionattr.errors import UserError
     from fashionattr.render.tables import markdown_table
 
@@ -45,10 +45,10 @@ def run(args: argparse.Namespace) -> int:
     if RunDir(folder).is_finished:
         print(f"wrote {rebuild_run_report(RunDir(folder))}")
         return 0
-    if not (folder / experiments.MANIFEST_NAME).is_file():
+    if not (folder / grid.MANIFEST_NAME).is_file():
         raise UserError(f"{folder}: neither a finished run (no summary.json) nor a grid folder (no grid.json)")
-    results = experiments.collect_results(folder)
-    path = experiments.write_results(folder, results)
-    print(markdown_table(results.rows(experiments.MISSING_MD), ["attribute", *results.columns]))
-    print(f"wrote {path}, {folder / experiments.RESULTS_CSV} and {folder / experiments.RESULTS_PNG}")
+    results = grid.collect_results(folder)
+    path = grid.write_results(folder, results)
+    print(markdown_table(results.rows(grid.MISSING_MD), ["attribute", *results.columns]))
+    print(f"wrote {path}, {folder / grid.RESULTS_CSV} and {folder / grid.RESULTS_PNG}")
     return 0

@@ -59,7 +59,7 @@ def _check(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     _check(args)
     from fashionattr.data.overwrite import refuse_output_over_inputs
-    from fashionattr.data.synth import draw_preview, generate_dataset
+    from fashionattr.synthetic.generate import draw_preview, generate_dataset
 
     refuse_output_over_inputs([("--preview", args.preview)], [])
     if args.out is not None:

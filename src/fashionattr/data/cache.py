@@ -13,8 +13,6 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +21,7 @@ from fashionattr.data.images import ImageError
 from fashionattr.data.preprocessing import Preprocessing, load_letterboxed
 from fashionattr.errors import DiskFullError
 from fashionattr.io import is_disk_full, write_json
+from fashionattr.parallel import map_in_processes
 from fashionattr.progress import progress as progress_bar
 
 CACHE_DIRNAME = ".fashionattr-cache"
@@ -116,26 +115,15 @@ def build_cache(
         slots: dict[str, int] = {}
         bad: dict[str, str] = {}
         jobs = [(str(root / p), preprocessing) for p in paths]
-        workers = workers or os.cpu_count() or 1
         with progress_bar(len(jobs), desc=f"caching {img_size}px", unit="img", enabled=progress) as bar:
-            results: Iterator[np.ndarray | str]
-            if workers == 1:
-                results = map(_load_one, jobs)
-                pool = None
-            else:
-                pool = ProcessPoolExecutor(max_workers=workers)
-                results = pool.map(_load_one, jobs, chunksize=max(1, min(64, len(jobs) // (workers * 8))))
-            try:
-                for slot, (rel, result) in enumerate(zip(paths, results, strict=True)):
-                    if isinstance(result, str):
-                        bad[rel] = result
-                    else:
-                        array[slot] = result
-                        slots[rel] = slot
-                    bar.update()
-            finally:
-                if pool is not None:
-                    pool.shutdown()
+            results = map_in_processes(_load_one, jobs, workers)
+            for slot, (rel, result) in enumerate(zip(paths, results, strict=True)):
+                if isinstance(result, str):
+                    bad[rel] = result
+                else:
+                    array[slot] = result
+                    slots[rel] = slot
+                bar.update()
         array.flush()
         del array
         meta = {"version": CACHE_VERSION, "preprocessing": preprocessing.to_dict(), "img_size": img_size,

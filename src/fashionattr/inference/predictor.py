@@ -19,13 +19,12 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from fashionattr.applicability.modules import applies as tag_applies
 from fashionattr.applicability.modules import invisible_indices
 from fashionattr.data.images import IMAGE_SUFFIXES, ImageError
-from fashionattr.data.preprocessing import Preprocessing, letterbox, load_letterboxed, to_chw_tensor
+from fashionattr.data.preprocessing import Preprocessing, load_letterboxed, to_chw_tensor
 from fashionattr.distributed import pick_device
 from fashionattr.errors import ModelOutputError, UserError
 from fashionattr.inference.torch_backend import BackendOutput, LoadedModel, TorchBackend, load_models
@@ -244,16 +243,6 @@ class Predictor:
                 applicability=score,
             )
         return answers
-
-    def predict_images(self, images: Sequence[Image.Image], names: Sequence[str] | None = None,
-                       embed: bool = False) -> list[Prediction]:  # fmt: skip
-        """Images already decoded (PIL) -> predictions, in one batch.
-
-        For files, `predict_paths` (or `load`) gives the exact pixels of training: a JPEG decoded there may take
-        the DCT-scaled shortcut that an image decoded elsewhere at full size did not.
-        """
-        letterboxed = [[to_chw_tensor(letterbox(image, p)) for p in self.inputs] for image in images]
-        return self.predict_letterboxed(letterboxed, names, embed=embed)
 
     def predict_letterboxed(self, images: Sequence[Sequence[torch.Tensor]], names: Sequence[str] | None = None,
                             embed: bool = False) -> list[Prediction]:  # fmt: skip

@@ -18,9 +18,9 @@ from fashionattr.applicability.fitting import Embedded, fit_applicability
 from fashionattr.applicability.modules import Applicability
 from fashionattr.checkpoint import model_from_checkpoint, write_applicability
 from fashionattr.data.cache import open_cache
-from fashionattr.data.datasets import LabelledImages, collate
 from fashionattr.data.labels import LabelRecord
 from fashionattr.data.preprocessing import Preprocessing, normalize_batch
+from fashionattr.data.torch_dataset import LabelledImages, collate
 from fashionattr.models.networks import AttributeNet
 from fashionattr.schema import Schema
 

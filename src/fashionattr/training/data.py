@@ -13,11 +13,11 @@ from torch.utils.data.distributed import DistributedSampler
 from fashionattr.config import TrainConfig
 from fashionattr.data.cache import ImageCache, build_cache, describe_cache_miss, open_cache
 from fashionattr.data.dataset import DatasetRoot
-from fashionattr.data.datasets import LabelledImages, collate
 from fashionattr.data.labels import LabelRecord
 from fashionattr.data.preprocessing import Preprocessing
 from fashionattr.data.scan import scan_headers
 from fashionattr.data.split import apply_split, choose_split, record_split_user, write_split
+from fashionattr.data.torch_dataset import LabelledImages, collate
 from fashionattr.distributed import DistributedContext, barrier, broadcast_object, on_main
 from fashionattr.errors import UserError
 from fashionattr.run_dir import RunDir

@@ -46,7 +46,6 @@ from fashionattr.run_dir import RunDir
 from fashionattr.schema import Schema
 from fashionattr.training.applicability import fit_run_applicability
 from fashionattr.training.calibrate import calibrate_run
-from fashionattr.training.checkpoints import RunCheckpoints, Trainables, TrainState, check_resume
 from fashionattr.training.data import (
     Loaders,
     check_bad_fraction,
@@ -57,6 +56,7 @@ from fashionattr.training.data import (
 )
 from fashionattr.training.history import history_row, log_epoch, open_tensorboard, record_skipped, write_history
 from fashionattr.training.optim import build_ema, build_optimizer, build_scheduler
+from fashionattr.training.saver import RunCheckpoints, Trainables, TrainState, check_resume
 
 T = TypeVar("T")
 

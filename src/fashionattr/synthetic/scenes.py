@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from fashionattr.data import synth_figure as fig
-from fashionattr.data.synth_draw import (
+from fashionattr.schema import Attribute
+from fashionattr.synthetic import figure as fig
+from fashionattr.synthetic.draw import (
     RGB,
     Canvas,
     Paint,
@@ -33,8 +34,7 @@ from fashionattr.data.synth_draw import (
     skin_colour,
     strip,
 )
-from fashionattr.data.synth_truth import UNDECIDED, Drawn, class_at, complete_truth
-from fashionattr.schema import Attribute
+from fashionattr.synthetic.truth import UNDECIDED, Drawn, class_at, complete_truth
 
 AMBIGUOUS_RATE = 0.04
 """Chance that a sample is drawn between its class and a neighbour, which is then marked `m` (maybe)."""
@@ -798,7 +798,7 @@ class PartBox:
 @dataclass(frozen=True)
 class Rendered:
     """One drawn image, the classes marked `m`, the boxes of its labelled part (none for Invisible), what it shows
-    of every attribute (`synth_truth.complete_truth`) and the product it shows."""
+    of every attribute (`truth.complete_truth`) and the product it shows."""
 
     image: Image.Image
     maybe: tuple[int, ...]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fashionattr.data.synth_draw import RGB, Canvas, Point, Poly, ellipse, interp, strip
+from fashionattr.synthetic.draw import RGB, Canvas, Point, Poly, ellipse, interp, strip
 
 # Vertical landmarks (body units from the top of the head; the floor is 1.0).
 CHIN, NECK_BASE, SHOULDER = 0.125, 0.19, 0.205

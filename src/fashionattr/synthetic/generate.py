@@ -1,7 +1,7 @@
 """Synthetic garment data in FashionAI's layout and schema: the project's built-in demo and test data.
 
 Real FashionAI images cannot be shipped, so the generator draws figures whose labelled part shows the class
-(see :mod:`fashionattr.data.synth_scenes`) and writes them exactly as FashionAI lays them out. Each image has
+(see :mod:`fashionattr.synthetic.scenes`) and writes them exactly as FashionAI lays them out. Each image has
 its own random generator seeded from (seed, attribute, class, index), so parallel and serial runs agree
 byte for byte, and growing `per_class` keeps the images already made.
 """
@@ -13,7 +13,6 @@ import io
 import os
 import time
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,9 +29,10 @@ from fashionattr.data.complete_labels import (
 )
 from fashionattr.data.labels import ANSWERS_RELPATH, LABELS_RELPATH, QUESTIONS_RELPATH, LabelRecord, format_rows
 from fashionattr.data.parts import PARTS_RELPATH, TEST_PARTS_RELPATH, PartRow, format_parts
-from fashionattr.data.synth_scenes import PartBox, render, render_scene
 from fashionattr.io import atomic_write_text
+from fashionattr.parallel import map_in_processes
 from fashionattr.schema import FASHIONAI
+from fashionattr.synthetic.scenes import PartBox, render, render_scene
 
 __all__ = ["FLIPPED_RELPATH", "draw_preview", "flip_labels", "generate_dataset", "render_sample"]
 
@@ -167,18 +167,11 @@ def generate_dataset(
             (root / "Images" / attr.name).mkdir(parents=True, exist_ok=True)
     jobs = _jobs(per_class, test_fraction, attributes)
     tasks = [(str(root), size, seed, job) for job in jobs]
-    workers = max(1, workers if workers is not None else (os.cpu_count() or 1))
     results: list[_Made] = []
     with progress_bar(len(tasks), desc="synth", unit="img", enabled=progress) as bar:
-        if workers == 1:
-            for task in tasks:
-                results.append(_make_image(task))
-                bar.update()
-        else:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
-                for result in pool.map(_make_image, tasks, chunksize=16):
-                    results.append(result)
-                    bar.update()
+        for result in map_in_processes(_make_image, tasks, workers, chunksize=16):
+            results.append(result)
+            bar.update()
     train = [made.record for made in results if not made.job.test]
     test = [made.record for made in results if made.job.test]
     given, flipped = flip_labels(train, label_noise, seed)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fashionattr.data.synth_draw import Point, Poly
+from fashionattr.synthetic.draw import Point, Poly
 
 INVISIBLE = "Invisible"
 UNDECIDED = "?"
