@@ -115,7 +115,7 @@ def challenge_scores(run: Path) -> dict[str, Any]:
     from fashionattr.evaluation import evaluate_checkpoint
 
     result = evaluate_checkpoint(run, DistributedContext(), subset="test", workers=0, tta=True)
-    return {"bp": result.scores.mean_accuracy, "map": result.scores.mean_average_precision}
+    return {"bp": result.scores.basic_precision, "map": result.scores.mean_average_precision}
 
 
 def summarise(tags: dict[str, Any]) -> dict[str, Any]:

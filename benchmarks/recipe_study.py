@@ -101,7 +101,7 @@ def run_variant(name: str, overrides: dict[str, Any], base: dict[str, Any], data
     test = evaluate_checkpoint(out, DistributedContext(), subset="test", workers=0)
     best = summary["best_metrics"]
     return {"variant": name, "settings": overrides, "val_bp": best["val_mean_accuracy"], "val_map": best["val_map"],
-            "test_bp": test.scores.mean_accuracy, "test_map": test.scores.mean_average_precision,
+            "test_bp": test.scores.basic_precision, "test_map": test.scores.mean_average_precision,
             "best_epoch": summary["best_epoch"], "seconds": seconds}  # fmt: skip
 
 

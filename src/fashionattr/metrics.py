@@ -251,11 +251,6 @@ class Scores:
         return map_notes(self.map_leaves_out, sum(1 for scores in self.attributes.values() if scores.count))
 
     @property
-    def mean_accuracy(self) -> float:
-        """The same number as `basic_precision`, under the name the training logs use."""
-        return self.basic_precision
-
-    @property
     def count(self) -> int:
         return sum(scores.count for scores in self.attributes.values())
 
@@ -264,7 +259,6 @@ class Scores:
         return {
             "basic_precision": _json_float(self.basic_precision),
             "mean_average_precision": _json_float(self.mean_average_precision),
-            "mean_accuracy": _json_float(self.mean_accuracy),
             "count": self.count,
             "map_leaves_out": self.map_leaves_out,
             "notes": self.notes,

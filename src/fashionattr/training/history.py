@@ -20,7 +20,7 @@ def history_row(epoch: int, lr: float, stats: dict[str, Any], val_loss: float, s
         "train_loss": stats["train_loss"],
         "train_images_per_second": stats["train_images_per_second"],
         "val_loss": val_loss,
-        "val_mean_accuracy": scores.mean_accuracy,
+        "val_mean_accuracy": scores.basic_precision,
         "val_map": scores.mean_average_precision,
     }
     for name, attribute_scores in scores.attributes.items():

@@ -244,7 +244,7 @@ def selection_score(config: TrainConfig, scores: Scores, val_loss: float) -> flo
         return -val_loss
     if config.select_metric == "map":
         return scores.mean_average_precision
-    return scores.mean_accuracy
+    return scores.basic_precision
 
 
 def weights_finite(model: nn.Module) -> bool:
