@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from fashionattr.catalog import Catalog, index_catalog, open_store
-from fashionattr.catalog.backends import is_postgres
+from fashionattr.catalog.backends import backend_for
 from fashionattr.catalog.facets import float32_at_least
 from fashionattr.catalog.store import CatalogStore, ItemRow, TagRow
 from fashionattr.cli import main
@@ -107,13 +107,14 @@ def test_facets_stay_exact_while_writers_change_the_catalogue(catalog_db, tmp_pa
     store = new_catalogue(catalog_db, tmp_path)
     store.write_batch([random_item(random.Random(n), f"p/{n:04d}.jpg") for n in range(100)], [], now=0.0)
     store.close()
-    writers = 2 if is_postgres(catalog_db) else 1  # SQLite takes one writer at a time
+    shared = backend_for(catalog_db).shared_writers
+    writers = 2 if shared else 1  # SQLite takes one writer at a time
     failures: list[BaseException] = []
     done = threading.Event()
 
     def write(worker: int) -> None:
         rng = random.Random(worker)
-        writer = open_store(catalog_db, write=True) if worker == 0 or is_postgres(catalog_db) else None
+        writer = open_store(catalog_db, write=True) if worker == 0 or shared else None
         assert writer is not None
         try:
             for batch in range(30):
@@ -219,7 +220,7 @@ def downgrade_to_format_2(db: str) -> None:
     statements = ["ALTER TABLE tags DROP COLUMN applies", "ALTER TABLE tags DROP COLUMN applicability",
                   "ALTER TABLE items DROP COLUMN tag_row",
                   "UPDATE fashionattr_catalog SET value = '2' WHERE key = 'format'"]  # fmt: skip
-    if is_postgres(db):
+    if backend_for(db).name == "postgresql":
         import psycopg
 
         with psycopg.connect(db, autocommit=True) as conn:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fashionattr.catalog.backends import is_postgres, shown_location
+from fashionattr.catalog.backends import backend_for, shown_location
 from fashionattr.catalog.files import file_state, files_fingerprint, model_fingerprint, scan_images, shown_name
 from fashionattr.catalog.similarity import SimilarityIndex
 from fashionattr.catalog.store import CatalogStore, ItemRow, KnownItem, TagRow, open_store
@@ -107,7 +107,7 @@ def index_catalog(
     if vector_index not in VECTOR_INDEX_KINDS:
         raise UserError(f"unknown vector index {vector_index!r}; choose one of: {', '.join(VECTOR_INDEX_KINDS)}")
     root_path = Path(root).resolve()
-    if context.enabled and not is_postgres(db):
+    if context.enabled and not backend_for(db).shared_writers:
         raise UserError(f"{shown_location(db)}: tagging on several processes writes into one shared catalogue; "
                         "give a PostgreSQL one (--catalog postgresql://user@host/db), or run `catalog index` without "
                         "torchrun")  # fmt: skip

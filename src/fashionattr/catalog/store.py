@@ -1,4 +1,4 @@
-"""The catalogue's tables and every SQL statement that reads or writes them, for both storage backends.
+"""The catalogue's tables and every SQL statement that reads or writes them, for every storage backend.
 
 A database is a catalogue when its `fashionattr_catalog` table carries the format marker; anything else that
 already holds tables belongs to another program and is refused before a single byte is written. Every write
@@ -19,14 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from fashionattr.catalog.backends import (
-    Database,
-    PostgresDatabase,
-    SqliteDatabase,
-    is_postgres,
-    reopen_for_reading,
-    sqlite_state,
-)
+from fashionattr.catalog.backends import Database, backend_for
 from fashionattr.catalog.blobs import seal
 from fashionattr.catalog.layout import TagLayout, as_float32
 from fashionattr.errors import UserError
@@ -135,67 +128,33 @@ class KnownItem:
 
 
 def open_store(db: str | Path, write: bool = False) -> CatalogStore:
-    """The catalogue at `db` (a file path or a postgresql:// URL), identified before anything is written.
+    """The catalogue at `db` (a file path, a postgresql:// URL, or a location an installed backend claims),
+    identified before anything is written.
 
     Read-only (`write=False`) never creates or changes anything: a missing, empty or foreign database is a
     `UserError`. For writing, a missing or empty database becomes a new catalogue; a foreign one is refused.
     """
-    if is_postgres(db):
-        return _open_postgres(str(db), write)
-    return _open_sqlite(Path(db), write)
+    tables = _Tables()
+    store = CatalogStore(backend_for(db).open(db, write, tables))
+    store.format = tables.format
+    return store
 
 
-def _open_sqlite(path: Path, write: bool) -> CatalogStore:
-    state = sqlite_state(path)
-    if state == "other":
-        raise UserError(f"{path}: not a catalogue database (not an SQLite file); it is left untouched, give "
-                        "another --catalog")  # fmt: skip
-    if not write:
-        if state in ("missing", "empty"):
-            raise UserError(f"{path}: no such catalogue; make one with `fashionattr catalog index MODEL DIR "
-                            f"--catalog {path}`")  # fmt: skip
-        peek = SqliteDatabase.open(path, write=False)
-        try:
-            found = CatalogStore(peek)
-            found.identify(allow_new=False)
-        except BaseException:
-            peek.close()
-            raise
-        store = CatalogStore(reopen_for_reading(peek))
-        store.format = found.format
-        return store
-    if state == "sqlite":  # identified read-only first: a foreign file is never opened for writing
-        peek = SqliteDatabase.open(path, write=False)
-        try:
-            CatalogStore(peek).identify(allow_new=True)
-        finally:
-            peek.close()
-    elif state == "missing" and not path.parent.is_dir():
-        raise UserError(f"{path}: the folder {path.parent} does not exist")
-    database = SqliteDatabase.open(path, write=True)
-    try:
-        database.take_writer_lock()
+class _Tables:
+    """The store's part of a backend's opening (`Tables`): identification and set-up, remembering the format found."""
+
+    def __init__(self) -> None:
+        self.format = FORMAT_VERSION
+
+    def identify(self, database: Database, allow_new: bool) -> None:
+        found = CatalogStore(database)
+        found.identify(allow_new)
+        self.format = found.format
+
+    def create(self, database: Database) -> None:
         store = CatalogStore(database)
         store.create_tables()
-        database.enable_wal()
-    except BaseException:
-        database.close()
-        raise
-    return store
-
-
-def _open_postgres(url: str, write: bool) -> CatalogStore:
-    database = PostgresDatabase.open(url, write)
-    store = CatalogStore(database)
-    try:
-        if write:
-            store.create_tables()
-        else:
-            store.identify(allow_new=False)
-    except BaseException:
-        database.close()
-        raise
-    return store
+        self.format = store.format
 
 
 class CatalogStore:
@@ -210,10 +169,6 @@ class CatalogStore:
     @property
     def name(self) -> str:
         return self.db.name
-
-    @property
-    def dialect(self) -> str:
-        return self.db.dialect
 
     def close(self) -> None:
         self.db.close()

@@ -9,7 +9,6 @@ wrong and may try again.
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -81,15 +80,11 @@ COMMON_ERRORS = error_responses(422, 500, 503)
 
 
 def _outage_types() -> tuple[type[Exception], ...]:
-    """Database errors that mean the database is unreachable or failing, not that the request is wrong."""
-    types: list[type[Exception]] = [sqlite3.OperationalError, UnavailableError]
-    try:
-        import psycopg
-    except ImportError:
-        pass
-    else:
-        types.append(psycopg.OperationalError)
-    return tuple(types)
+    """Database errors that mean the database is unreachable or failing, not that the request is wrong (each
+    catalogue backend names its own)."""
+    from fashionattr.catalog.backends import outage_errors
+
+    return (UnavailableError, *outage_errors())
 
 
 def add_error_handlers(app: FastAPI, retry_after_s: int) -> None:
