@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import fashionattr.engine as engine
+import fashionattr.training.loop as loop
 import fashionattr.training.run as training
 from conftest import TrainedRun
 from fashionattr.checkpoint import FORMAT, FORMAT_VERSION, load_checkpoint
@@ -60,7 +60,7 @@ def test_a_diverging_run_stops_with_exit_1_and_keeps_the_last_good_checkpoint(da
                                                                              capsys, fault):  # fmt: skip
     """Epoch 1 trains normally; in epoch 2 the loss (or a weight) turns NaN/inf."""
     epochs: list[int] = []
-    real_epoch, real_loss = training.train_one_epoch, engine.masked_cross_entropy
+    real_epoch, real_loss = training.train_one_epoch, loop.masked_cross_entropy
 
     def poison(model: torch.nn.Module) -> None:
         with torch.no_grad():
@@ -82,7 +82,7 @@ def test_a_diverging_run_stops_with_exit_1_and_keeps_the_last_good_checkpoint(da
         return loss, extra
 
     monkeypatch.setattr(training, "train_one_epoch", train_one_epoch)
-    monkeypatch.setattr(engine, "masked_cross_entropy", masked_cross_entropy)
+    monkeypatch.setattr(loop, "masked_cross_entropy", masked_cross_entropy)
     out = tmp_path / "run"
     code = main(["train", str(dataset), "--out", str(out), "--no-progress", *TRAIN_OPTIONS])
     err = capsys.readouterr().err

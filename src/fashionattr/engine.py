@@ -1,16 +1,14 @@
-"""The training and evaluation loops, in the plain shape of torchvision's reference scripts.
+"""What every pass of a model shares, and the evaluation loop, in the plain shape of torchvision's reference scripts.
 
-`train_one_epoch` runs one pass of augment -> forward -> masked loss -> step; `evaluate` collects each
-image's class probabilities for the attribute it is labelled for. Both work on a single process or
-under DistributedDataParallel; evaluation shards the validation set without padding so that every
-image is counted exactly once.
+The step settings, mixed precision, the images as the model takes them (`prepare_images`), probabilities from
+logits and their temperatures; `evaluate` collects each image's class probabilities for the attribute it is
+labelled for, on a single process or under DistributedDataParallel, sharding the validation set without padding so
+that every image is counted exactly once. The training loop built on them is `fashionattr.training.loop`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
-import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,13 +21,7 @@ from torch.utils.data import DataLoader
 from fashionattr.data.augmentation import Augmentation, augment_batch, flip_averaged
 from fashionattr.data.preprocessing import Preprocessing, normalize_batch
 from fashionattr.distributed import DistributedContext, gather_objects
-from fashionattr.errors import RunError
-from fashionattr.losses import applicability_loss, masked_cross_entropy
 from fashionattr.metrics import AttributePredictions
-
-
-class TrainingDiverged(RunError):
-    """The loss became NaN or infinite; the run stops and the last good checkpoint is kept."""
 
 
 @dataclass
@@ -92,84 +84,12 @@ def prepare_images(
     return batch
 
 
-def _batches(loader: DataLoader, skipped: list[tuple[str, str]]) -> Iterator[dict[str, Any]]:
+def labelled_batches(loader: DataLoader, skipped: list[tuple[str, str]]) -> Iterator[dict[str, Any]]:
+    """The loader's batches that hold images; the files each batch could not read are added to `skipped`."""
     for batch in loader:
         skipped.extend(batch["skipped"])
         if "image" in batch:
             yield batch
-
-
-def train_one_epoch(
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler | None,
-    loader: DataLoader,
-    context: DistributedContext,
-    settings: StepSettings,
-    generator: torch.Generator,
-    scaler: torch.amp.GradScaler | None = None,
-    ema: nn.Module | None = None,
-    progress: Any = None,
-) -> dict[str, Any]:
-    """One epoch of training; returns the mean loss, throughput and the images skipped as unreadable."""
-    model.train()
-    device = context.device
-    skipped: list[tuple[str, str]] = []
-    loss_sum = torch.zeros((), device=device)
-    seen = 0
-    start = time.perf_counter()
-    for steps, batch in enumerate(_batches(loader, skipped), start=1):
-        images = prepare_images(batch["image"].to(device, non_blocking=True), settings, generator)
-        attribute_index = batch["attribute_index"].to(device, non_blocking=True)
-        targets = batch["target"].to(device, non_blocking=True)
-        maybe = batch["maybe"].to(device, non_blocking=True)
-        with autocast(device, settings.amp_dtype):
-            logits = model(images, attribute_index)
-        loss, _ = masked_cross_entropy(
-            logits, settings.attributes, attribute_index, targets, maybe,
-            maybe_weight=settings.maybe_weight, label_smoothing=settings.label_smoothing,
-        )  # fmt: skip
-        applicability = getattr(logits, "applicability", None)
-        if applicability is not None and settings.applicability_weight > 0:
-            invisible = torch.tensor(settings.invisible or [-1] * len(settings.attributes), device=device)
-            loss = loss + settings.applicability_weight * applicability_loss(
-                applicability, attribute_index, targets, invisible, settings.unlabelled_weight
-            )
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-        else:
-            loss.backward()
-        if settings.clip_grad:
-            nn.utils.clip_grad_norm_(model.parameters(), settings.clip_grad)
-        if scaler is not None:
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
-        if ema is not None:
-            # The optimiser step count drives the average's warm-up (`training.optim.build_ema`).
-            step = scheduler.last_epoch if scheduler is not None else None
-            ema.update(model, step=step)  # type: ignore[operator]
-        count = images.shape[0]
-        loss_sum += loss.detach() * count
-        seen += count
-        # Reading the loss forces a device sync, so it is checked every few steps rather than every step.
-        if steps % settings.check_every == 0 and not math.isfinite(loss_sum.item()):
-            raise TrainingDiverged(f"the training loss became {loss_sum.item()} at step {steps}")
-        if progress is not None:
-            progress.update(count)
-        if settings.max_steps is not None and steps >= settings.max_steps:
-            break
-    elapsed = time.perf_counter() - start
-    mean_loss = loss_sum.item() / max(seen, 1)
-    if not math.isfinite(mean_loss):
-        raise TrainingDiverged(f"the training loss became {mean_loss} during the epoch")
-    return {"train_loss": mean_loss, "train_images": seen, "train_seconds": elapsed,
-            "train_images_per_second": seen / elapsed if elapsed > 0 else 0.0, "skipped": skipped}  # fmt: skip
 
 
 def probabilities_from_logits(
@@ -262,7 +182,7 @@ def evaluate(
     skipped: list[tuple[str, str]] = []
     parts: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]] = {a: [] for a in settings.attributes}
     loss_sum, seen = 0.0, 0
-    for batch in _batches(loader, skipped):
+    for batch in labelled_batches(loader, skipped):
         images = batch["image"].to(device, non_blocking=True)
         attribute_index = batch["attribute_index"]
         probs = predict_probabilities(model, images, settings, tta=tta, attribute_index=attribute_index.to(device))

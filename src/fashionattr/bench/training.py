@@ -27,9 +27,10 @@ from fashionattr.bench.inputs import bench_preprocessing, labelled_batch, new_mo
 from fashionattr.config import TrainConfig
 from fashionattr.data.preprocessing import Preprocessing, normalize_batch
 from fashionattr.distributed import DistributedContext
-from fashionattr.engine import StepSettings, prepare_images, resolve_amp, train_one_epoch
+from fashionattr.engine import StepSettings, prepare_images, resolve_amp
 from fashionattr.losses import masked_cross_entropy
 from fashionattr.models.backbones import timm_model_name
+from fashionattr.training.loop import train_one_epoch
 from fashionattr.training.optim import build_optimizer, warmup_cosine
 from fashionattr.training.run import step_settings
 

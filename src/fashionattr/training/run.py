@@ -34,7 +34,7 @@ from fashionattr.distributed import (
     on_main,
     shutdown,
 )
-from fashionattr.engine import StepSettings, TrainingDiverged, evaluate, resolve_amp, train_one_epoch
+from fashionattr.engine import StepSettings, evaluate, resolve_amp
 from fashionattr.errors import DiskFullError, UserError
 from fashionattr.io import is_disk_full, write_json
 from fashionattr.metrics import Scores, score
@@ -55,6 +55,7 @@ from fashionattr.training.data import (
     open_or_build_cache,
 )
 from fashionattr.training.history import history_row, log_epoch, open_tensorboard, record_skipped, write_history
+from fashionattr.training.loop import TrainingDiverged, train_one_epoch
 from fashionattr.training.optim import build_ema, build_optimizer, build_scheduler
 from fashionattr.training.saver import RunCheckpoints, Trainables, TrainState, check_resume
 
