@@ -84,7 +84,7 @@ def test_read_tolerates_bom_crlf_and_blank_lines(tmp_path: Path) -> None:
         ("a.jpg,colour_labels,1.5;-0.5;0", "not a finite number in"),
         ("a.jpg,colour_labels,0.5;0.4;0.05", "sum to 0.95"),
         ("a.jpg,colour_labels,0.5;;0.5", "probability 1 ('') is not a number"),
-        ("b.jpg,size_labels,0;0;0;1", "duplicate answer for b.jpg / size_labels (first on line 1)"),
+        ("b.jpg,size_labels,0;0;0;1", "duplicate answer: b.jpg / size_labels already given on line 1"),
     ],
 )
 def test_read_reports_file_and_line(tmp_path: Path, line: str, message: str) -> None:

@@ -17,15 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fashionattr.data.labels import (
-    LabelFileError,
-    LabelRecord,
-    column_problem,
-    normalise_image_path,
-    parse_csv_line,
-    read_labels,
-    read_lines,
-)
+from fashionattr.data.labels import LabelFileError, LabelRecord, attribute_rows, read_labels, read_lines
 from fashionattr.errors import UserError
 from fashionattr.io import atomic_write_text
 from fashionattr.metrics import AttributePredictions, Scores, maybe_mask, score
@@ -103,33 +95,9 @@ def read_submission(path: str | Path, schema: Schema) -> list[Answer]:
 def _read_answer_lines(path: Path, schema: Schema) -> list[_AnswerLine]:
     answers: list[_AnswerLine] = []
     problems: list[tuple[int, str]] = []
-    seen: dict[tuple[str, str], int] = {}
-    for line_number, line in enumerate(read_lines(path), start=1):
-        cells = parse_csv_line(line)
-        if isinstance(cells, str):
-            problems.append((line_number, cells))
-            continue
-        if not cells or all(not cell for cell in cells):
-            continue
-        if len(cells) != 3:
-            problems.append((line_number, column_problem(line, len(cells), "path,attribute,probabilities")))
-            continue
-        raw_path, attribute_name, text = cells
-        try:
-            image_path = normalise_image_path(raw_path)
-        except ValueError as exc:
-            problems.append((line_number, str(exc)))
-            continue
-        if attribute_name not in schema:
-            problems.append((line_number, f"unknown attribute {attribute_name!r}; known: {', '.join(schema.names)}"))
-            continue
-        key = (image_path, attribute_name)
-        if key in seen:
-            problems.append(
-                (line_number, f"duplicate answer for {image_path} / {attribute_name} (first on line {seen[key]})")
-            )
-            continue
-        seen[key] = line_number
+    for line_number, image_path, attribute_name, text in attribute_rows(
+        read_lines(path), schema, "probabilities", problems, kind="answer"
+    ):
         parsed = _parse_probabilities(text, schema.attribute(attribute_name).num_classes, attribute_name)
         if isinstance(parsed, str):
             problems.append((line_number, parsed))

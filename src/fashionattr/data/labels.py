@@ -122,16 +122,15 @@ def parse_csv_line(line: str) -> list[str] | str:
         return f"cannot parse the row: {exc}"
 
 
-def parse_rows(
-    lines: Iterable[str], schema: Schema, source: Path, questions: bool = False
-) -> tuple[list[LabelRecord], list[tuple[int, str]]]:
-    """Parse label (or question) rows; returns the good records and `(line, message)` for each bad row.
+def attribute_rows(
+    lines: Iterable[str], schema: Schema, third: str, problems: list[tuple[int, str]], kind: str = "row"
+) -> Iterator[tuple[int, str, str, str]]:
+    """The well-formed `path,attribute,<third>` rows of a FashionAI table (labels, questions, answers):
+    `(line, normalised path, attribute, third cell)`; each malformed or duplicate row goes to `problems` instead.
 
     Paths are normalised (:func:`normalise_image_path`) before duplicates are looked for, so two spellings of one
-    file are one duplicate, not two images.
+    file are one duplicate, not two images. Blank rows are skipped.
     """
-    records: list[LabelRecord] = []
-    problems: list[tuple[int, str]] = []
     seen: dict[tuple[str, str], tuple[int, str]] = {}
     for line_no, line in enumerate(lines, start=1):
         cells = parse_csv_line(line)
@@ -141,9 +140,9 @@ def parse_rows(
         if not cells or all(not c for c in cells):
             continue
         if len(cells) != 3:
-            problems.append((line_no, column_problem(line, len(cells), "path,attribute,label")))
+            problems.append((line_no, column_problem(line, len(cells), f"path,attribute,{third}")))
             continue
-        raw_path, attribute, label = cells
+        raw_path, attribute, value = cells
         try:
             path = normalise_image_path(raw_path)
         except ValueError as exc:
@@ -154,9 +153,19 @@ def parse_rows(
             continue
         key = (path, attribute)
         if key in seen:
-            problems.append((line_no, duplicate_problem(path, attribute, raw_path, *seen[key])))
+            problems.append((line_no, duplicate_problem(path, attribute, raw_path, *seen[key], kind=kind)))
             continue
         seen[key] = (line_no, raw_path)
+        yield line_no, path, attribute, value
+
+
+def parse_rows(
+    lines: Iterable[str], schema: Schema, source: Path, questions: bool = False
+) -> tuple[list[LabelRecord], list[tuple[int, str]]]:
+    """Parse label (or question) rows; returns the good records and `(line, message)` for each bad row."""
+    records: list[LabelRecord] = []
+    problems: list[tuple[int, str]] = []
+    for line_no, path, attribute, label in attribute_rows(lines, schema, "label", problems):
         if questions:
             records.append(LabelRecord(path=path, attribute=attribute, target=-1, line=line_no))
             continue
@@ -169,9 +178,10 @@ def parse_rows(
     return records, problems
 
 
-def duplicate_problem(path: str, attribute: str, spelling: str, first_line: int, first_spelling: str) -> str:
+def duplicate_problem(path: str, attribute: str, spelling: str, first_line: int, first_spelling: str,
+                      kind: str = "row") -> str:  # fmt: skip
     spelled = f" (there as {first_spelling!r}, here as {spelling!r})" if first_spelling != spelling else ""
-    return f"duplicate row: {path} / {attribute} already given on line {first_line}{spelled}"
+    return f"duplicate {kind}: {path} / {attribute} already given on line {first_line}{spelled}"
 
 
 def read_lines(path: Path) -> list[str]:
