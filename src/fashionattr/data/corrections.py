@@ -25,8 +25,8 @@ from fashionattr.data.labels import (
     LabelFileError,
     LabelRecord,
     _parse_label,
+    image_and_attribute,
     label_string,
-    normalise_image_path,  # fmt: skip
     parse_csv_line,
     read_lines,
 )
@@ -69,14 +69,11 @@ def read_corrections(path: str | Path, schema: Schema) -> dict[tuple[str, str], 
             problems.append((line_no, f"expected {len(HEADER)} columns ({','.join(HEADER)}), found {len(cells)}"))
             continue
         time, raw_path, attribute, label, decision = cells
-        try:
-            image = normalise_image_path(raw_path)
-        except ValueError as exc:
-            problems.append((line_no, str(exc)))
+        key = image_and_attribute(raw_path, attribute, schema)
+        if isinstance(key, str):
+            problems.append((line_no, key))
             continue
-        if attribute not in schema:
-            problems.append((line_no, f"unknown attribute {attribute!r}; known: {', '.join(schema.names)}"))
-            continue
+        image = key[0]
         if decision not in DECISIONS:
             problems.append((line_no, f"unknown decision {decision!r}; one of {', '.join(DECISIONS)}"))
             continue

@@ -122,6 +122,17 @@ def parse_csv_line(line: str) -> list[str] | str:
         return f"cannot parse the row: {exc}"
 
 
+def image_and_attribute(raw_path: str, attribute: str, schema: Schema) -> tuple[str, str] | str:
+    """A row's (normalised image path, attribute), or what is wrong with either (the message to report)."""
+    try:
+        path = normalise_image_path(raw_path)
+    except ValueError as exc:
+        return str(exc)
+    if attribute not in schema:
+        return f"unknown attribute {attribute!r}; known: {', '.join(schema.names)}"
+    return path, attribute
+
+
 def attribute_rows(
     lines: Iterable[str], schema: Schema, third: str, problems: list[tuple[int, str]], kind: str = "row"
 ) -> Iterator[tuple[int, str, str, str]]:
@@ -143,15 +154,11 @@ def attribute_rows(
             problems.append((line_no, column_problem(line, len(cells), f"path,attribute,{third}")))
             continue
         raw_path, attribute, value = cells
-        try:
-            path = normalise_image_path(raw_path)
-        except ValueError as exc:
-            problems.append((line_no, str(exc)))
+        key = image_and_attribute(raw_path, attribute, schema)
+        if isinstance(key, str):
+            problems.append((line_no, key))
             continue
-        if attribute not in schema:
-            problems.append((line_no, f"unknown attribute {attribute!r}; known: {', '.join(schema.names)}"))
-            continue
-        key = (path, attribute)
+        path = key[0]
         if key in seen:
             problems.append((line_no, duplicate_problem(path, attribute, raw_path, *seen[key], kind=kind)))
             continue
