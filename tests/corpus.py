@@ -3,9 +3,11 @@
 `write_image_corpus(folder)` writes every case into `folder` and returns what each must do: decode to upright
 RGB of a given size (CMYK, grayscale, alpha, 16-bit, EXIF rotation, a PNG named .jpg, ...) or be refused
 with a reason containing given words (empty, truncated, random bytes, a decompression bomb, a symlink loop ...).
-Shared by tests/test_bad_inputs.py (files, check, train, predict, catalogue) and tests/test_serve.py (uploads).
-The catalogue's own cases (damaged stored bytes, database locations with passwords) are at the end, for
-tests/test_catalog_safety.py.
+The image corpus is written once per session by conftest.py (`corpus`, `corpus_dataset`) for the tests of the
+decoder (tests/test_images.py), `check` (test_dataset.py), `train`, `predict` and `catalog index`, and uploaded
+by tests/test_serve.py. The tables after it hold the hostile text files, names, disk failures and tampered models
+that the tests of each surface read; the catalogue's own cases (damaged stored bytes, database locations with
+passwords) are at the end, for tests/test_catalog_safety.py.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The HTTP API against its own /openapi.json, on a live `fashionattr serve` with a catalogue and a review queue.
+"""The HTTP API against its own /openapi.json, on the live `fashionattr serve` the HTTP tests share (conftest.py's
+`server`: a catalogue and a review queue).
 
 A client a team writes from the spec must find every body it gets described there, errors included: real calls
 (a batch with a broken image, base64 JSON, facets, search, an item, similar items, the review queue and a decision,
@@ -11,18 +12,13 @@ from __future__ import annotations
 
 import base64
 import warnings
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 
-from conftest import TrainedRun
 from fashionattr.bench.service_process import ServiceProcess
-from fashionattr.bench.service_process import serve_in_child as start_server
-from test_review import make_review_folder
-from test_serve import build_catalog
 
 schemathesis = pytest.importorskip("schemathesis")
 from schemathesis.checks import not_a_server_error  # noqa: E402
@@ -39,28 +35,14 @@ EXAMPLES_PER_OPERATION = 20
 
 
 @pytest.fixture(scope="module")
-def live(trained_run: TrainedRun, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
-    import shutil
-
-    workdir = tmp_path_factory.mktemp("contract")
-    db = build_catalog(trained_run, workdir / "photos", workdir / "catalog.sqlite")
-    data = workdir / "data"
-    shutil.copytree(trained_run.data, data)  # decisions are written into the copy's Annotations/
-    review = make_review_folder(data, workdir / "review")
-    with start_server(trained_run.run, workdir / "server.log", "--catalog", str(db), "--review", str(review),
-                      "--max-upload-mb", "2") as server:  # fmt: skip
-        yield server
+def spec(server: ServiceProcess) -> Any:
+    return schemathesis.openapi.from_url(f"{server.url}/openapi.json")
 
 
-@pytest.fixture(scope="module")
-def spec(live: ServiceProcess) -> Any:
-    return schemathesis.openapi.from_url(f"{live.url}/openapi.json")
-
-
-def test_every_operation_has_a_unique_id_a_typed_answer_and_the_one_error_body(live: ServiceProcess) -> None:
+def test_every_operation_has_a_unique_id_a_typed_answer_and_the_one_error_body(server: ServiceProcess) -> None:
     from fastapi.openapi.utils import get_openapi  # noqa: F401  (FastAPI warns on duplicates while generating)
 
-    document = httpx.get(f"{live.url}/openapi.json").json()
+    document = httpx.get(f"{server.url}/openapi.json").json()
     ids = [op["operationId"] for path in document["paths"].values() for op in path.values()]
     assert len(ids) == len(set(ids)), ids
     assert "HTTPValidationError" not in document["components"]["schemas"]  # FastAPI's 422 body is not ours
@@ -77,7 +59,7 @@ def test_every_operation_has_a_unique_id_a_typed_answer_and_the_one_error_body(l
             for status, answer in answers.items():
                 if status.startswith(("4", "5")) and path != "/healthz":  # /healthz's 503 is its own full report
                     assert answer["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorBody")
-    assert "Duplicate Operation ID" not in live.log.read_text()
+    assert "Duplicate Operation ID" not in server.log.read_text()
 
 
 def assert_conforms(spec: Any, path: str, method: str, response: httpx.Response) -> None:
@@ -86,9 +68,9 @@ def assert_conforms(spec: Any, path: str, method: str, response: httpx.Response)
     spec[path][method].validate_response(response)
 
 
-def test_a_client_written_from_the_spec_gets_answers_the_spec_describes(live, spec, trained_run) -> None:
+def test_a_client_written_from_the_spec_gets_answers_the_spec_describes(server, spec, trained_run) -> None:
     photos = sorted((trained_run.data / "Images" / "skirt_length_labels").glob("*.jpg"))[:2]
-    with httpx.Client(base_url=live.url, timeout=60) as client:
+    with httpx.Client(base_url=server.url, timeout=60) as client:
         batch = client.post("/v1/predict", files=[("files", (p.name, p.read_bytes(), "image/jpeg")) for p in photos]
                             + [("files", ("broken.jpg", b"\xff\xd8 not really", "image/jpeg"))])  # fmt: skip
         assert_conforms(spec, "/v1/predict", "POST", batch)
@@ -133,7 +115,7 @@ def test_a_client_written_from_the_spec_gets_answers_the_spec_describes(live, sp
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_generated_requests_to_every_endpoint_get_no_500_and_answers_that_match_the_spec(live, spec) -> None:
+def test_generated_requests_to_every_endpoint_get_no_500_and_answers_that_match_the_spec(server, spec) -> None:
     operations = [result.ok() for result in spec.get_all_operations()]
     assert len(operations) >= 15
     failures: dict[str, str] = {}
@@ -151,6 +133,6 @@ def test_generated_requests_to_every_endpoint_get_no_500_and_answers_that_match_
                 drive()
             except Exception as exc:  # collect every operation's first failure, then report them all
                 failures[operation.label] = str(exc)[:2000]
-    assert live.process.poll() is None
-    assert httpx.get(f"{live.url}/healthz", timeout=30).status_code == 200
+    assert server.process.poll() is None
+    assert httpx.get(f"{server.url}/healthz", timeout=30).status_code == 200
     assert failures == {}, "\n\n".join(f"{k}:\n{v}" for k, v in failures.items())

@@ -23,12 +23,11 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import TrainedRun
+from fashionattr.bench.service_process import ServiceProcess as Server
+from fashionattr.bench.service_process import serve_in_child as start_server
 from fashionattr.catalog import index_catalog
 from fashionattr.schema import FASHIONAI
-from test_catalog import catalogue_predictor, make_photo_folder
-from test_review import make_review_folder
-from test_serve import Server, start_server
+from helpers import TrainedRun, catalogue_predictor, make_photo_folder, make_review_folder
 
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import TrainedRun
 from fashionattr.calibration import apply_temperature, calibrate, expected_calibration_error, fit_temperature
 from fashionattr.checkpoint import load_checkpoint, save_checkpoint
 from fashionattr.cli import main
@@ -21,6 +20,7 @@ from fashionattr.inference import Predictor, load_predictor
 from fashionattr.metrics import AttributePredictions
 from fashionattr.run_dir import RunDir
 from fashionattr.schema import FASHIONAI
+from helpers import TrainedRun
 
 QUICK = ["--workers", "0", "--batch-size", "4"]
 OVERCONFIDENCE = 25.0

@@ -27,7 +27,7 @@ from fashionattr.catalog.store import CatalogStore, ItemRow, TagRow
 from fashionattr.cli import main
 from fashionattr.inference import Predictor
 from fashionattr.schema import FASHIONAI
-from test_catalog import Interrupted, InterruptingPredictor, catalogue_predictor, make_photo_folder
+from helpers import Interrupted, InterruptingPredictor, catalogue_predictor, make_photo_folder
 
 CONFIDENCES = [0.25, 0.5, 0.5000001, 0.75, 0.9, 1.0]
 """Few distinct confidences: many ties, and thresholds that land exactly on stored values."""

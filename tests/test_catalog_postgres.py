@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -17,8 +16,7 @@ import pytest
 from fashionattr.catalog import Catalog, index_catalog, open_store
 from fashionattr.catalog.store import ItemRow, TagRow
 from fashionattr.schema import FASHIONAI
-from test_catalog import catalogue_predictor, make_photo_folder
-from test_distributed import free_port
+from helpers import catalogue_predictor, cli_command, make_photo_folder, torchrun
 
 
 def answers(catalog: Catalog) -> dict:
@@ -115,26 +113,12 @@ def test_concurrent_writers_leave_one_row_per_path_and_lose_no_update(postgres):
     store.close()
 
 
-def cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "fashionattr", *args]
-
-
-def torchrun(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-               "--master_port", str(free_port()), *args]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
-    if check:
-        assert result.returncode in (0, 1), result.stdout[-3000:] + result.stderr[-3000:]
-    return result
-
-
 @pytest.mark.slow
 def test_two_indexers_on_one_folder_at_once_leave_one_row_per_image(trained_run, postgres, tmp_path):
     photos = make_photo_folder(trained_run.data, tmp_path / "photos")
     url = postgres.new_database()
-    argv = cli("catalog", "index", str(trained_run.run), str(photos), "--catalog", url, "--workers", "0",
-               "--batch-size", "2", "--device", "cpu")  # fmt: skip
+    argv = cli_command("catalog", "index", str(trained_run.run), str(photos), "--catalog", url, "--workers", "0",
+                       "--batch-size", "2", "--device", "cpu")  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     processes = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
                  for _ in range(2)]  # fmt: skip
@@ -153,7 +137,7 @@ def test_torchrun_ranks_tag_disjoint_shards_and_a_killed_rank_is_finished_by_the
     photos = make_photo_folder(trained_run.data, tmp_path / "photos")
     url = postgres.new_database()
     worker = Path(__file__).with_name("catalog_worker.py")
-    killed = torchrun(str(worker), str(photos), url, str(trained_run.run), check=False)
+    killed = torchrun(str(worker), str(photos), url, str(trained_run.run), codes=None)
     assert killed.returncode != 0  # rank 1 was killed, so torchrun reports the run as failed
     store = open_store(url)
     survived = store.count()
@@ -161,7 +145,7 @@ def test_torchrun_ranks_tag_disjoint_shards_and_a_killed_rank_is_finished_by_the
     assert survived < 9
 
     rerun = torchrun("-m", "fashionattr", "catalog", "index", str(trained_run.run), str(photos), "--catalog",
-                     url, "--workers", "0", "--batch-size", "2", "--device", "cpu")  # fmt: skip
+                     url, "--workers", "0", "--batch-size", "2", "--device", "cpu", codes=(0, 1))  # fmt: skip
     assert rerun.returncode == 1  # broken.jpg is listed
     summary = [line for line in rerun.stdout.splitlines() if "added" in line]
     assert len(summary) == 1, rerun.stdout  # one summary, from rank 0
@@ -178,7 +162,7 @@ def test_torchrun_ranks_tag_disjoint_shards_and_a_killed_rank_is_finished_by_the
 def test_the_service_browses_a_postgresql_catalogue(trained_run, postgres, tmp_path):
     import httpx
 
-    from test_serve import start_server
+    from fashionattr.bench.service_process import serve_in_child as start_server
 
     photos = make_photo_folder(trained_run.data, tmp_path / "photos")
     url = postgres.new_database()

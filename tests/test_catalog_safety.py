@@ -1,9 +1,12 @@
-"""Files and databases the user did not ask to change stay untouched, and special files never hang `catalog index`.
+"""The catalogue against hostile inputs: files and databases the user did not ask to change stay untouched, bad and
+special image files never stop or hang `catalog index`, damaged stored bytes never reach native code, and no output
+holds a database password.
 
 A catalogue is identified (its marker table) before anything is written: another program's SQLite file or
 PostgreSQL database is refused with one line and exit 2, read-only commands open SQLite read-only and leave the
-journal mode alone, and nothing creates a database where only reading was asked. A FIFO or a link to a device
-named like an image is reported as unreadable, never opened.
+journal mode alone, and nothing creates a database where only reading was asked. Every unusable file of the image
+corpus (tests/corpus.py) is recorded as an error by name and the rest indexed; a FIFO or a link to a device named
+like an image is reported as unreadable, never opened.
 """
 
 from __future__ import annotations
@@ -13,20 +16,19 @@ import os
 import shutil
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 import pytest
 
-from corpus import BLOB_DAMAGES, SECRET_LOCATIONS, BlobDamage
+from corpus import BLOB_DAMAGES, NON_UTF8_NAME, SECRET_LOCATIONS, BlobDamage
 from fashionattr.bench.service_process import serve_in_child as start_server
 from fashionattr.catalog import Catalog, index_catalog, open_store
 from fashionattr.catalog.blobs import verify
 from fashionattr.cli import main
 from fashionattr.errors import UserError
 from fashionattr.inference import Predictor
-from test_catalog import make_photo_folder
+from helpers import CliRun, TrainedRun, assert_no_traceback, bad_cases, cli_command, make_photo_folder, run_cli
 
 SIDECARS = ("-wal", "-shm", "-journal")
 
@@ -48,14 +50,9 @@ def foreign_sqlite(path: Path, wal: bool = False) -> Path:
     return path
 
 
-def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
-    code = main(list(argv))
-    err = capsys.readouterr().err
-    return code, err
-
-
-def assert_one_line_error(code: int, err: str, *words: str) -> None:
-    assert code == 2, err
+def assert_one_line_error(result: CliRun, *words: str) -> None:
+    assert result.code == 2, result.err
+    err = result.err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in err, err
     for word in words:
@@ -73,14 +70,14 @@ def photos(trained_run, tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("wal", [False, True], ids=["rollback-journal", "wal"])
-def test_a_foreign_sqlite_file_is_never_changed(trained_run, photos, tmp_path, capsys, wal):
+def test_a_foreign_sqlite_file_is_never_changed(trained_run, photos, tmp_path, wal):
     db = foreign_sqlite(tmp_path / "other.sqlite", wal=wal)
     before = digest(db)
-    code, err = run_cli(capsys, "catalog", "index", str(trained_run.run), str(photos), "--catalog", str(db),
-                        "--workers", "0", "--device", "cpu")  # fmt: skip
-    assert_one_line_error(code, err, str(db), "not a fashionattr catalogue", "items")
+    result = run_cli("catalog", "index", str(trained_run.run), str(photos), "--catalog", str(db),
+                     "--workers", "0", "--device", "cpu")  # fmt: skip
+    assert_one_line_error(result, str(db), "not a fashionattr catalogue", "items")
     for argv in read_only_commands(str(db), photos / "broken.jpg"):
-        assert_one_line_error(*run_cli(capsys, *argv), "not a fashionattr catalogue")
+        assert_one_line_error(run_cli(*argv), "not a fashionattr catalogue")
     with pytest.raises(UserError, match="not a fashionattr catalogue"):
         Catalog(db)
     assert digest(db) == before  # same bytes: no row deleted, no table added, journal mode as it was
@@ -90,32 +87,32 @@ def test_a_foreign_sqlite_file_is_never_changed(trained_run, photos, tmp_path, c
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == ("wal" if wal else "delete")
 
 
-def test_files_that_are_not_sqlite_are_refused_untouched(trained_run, photos, tmp_path, capsys):
+def test_files_that_are_not_sqlite_are_refused_untouched(trained_run, photos, tmp_path):
     text = tmp_path / "notes.txt"
     text.write_text("shopping list\n" * 20)
     before = digest(text)
-    code, err = run_cli(capsys, "catalog", "index", str(trained_run.run), str(photos), "--catalog", str(text))
-    assert_one_line_error(code, err, "not an SQLite file")
-    assert_one_line_error(*run_cli(capsys, "catalog", "search", "--catalog", str(text)), "not an SQLite file")
+    result = run_cli("catalog", "index", str(trained_run.run), str(photos), "--catalog", str(text))
+    assert_one_line_error(result, "not an SQLite file")
+    assert_one_line_error(run_cli("catalog", "search", "--catalog", str(text)), "not an SQLite file")
     assert digest(text) == before
     fifo = tmp_path / "pipe.sqlite"
     os.mkfifo(fifo)
-    assert_one_line_error(*run_cli(capsys, "catalog", "search", "--catalog", str(fifo)), "not an SQLite file")
+    assert_one_line_error(run_cli("catalog", "search", "--catalog", str(fifo)), "not an SQLite file")
 
 
-def test_read_only_commands_never_create_a_database(photos, tmp_path, capsys):
+def test_read_only_commands_never_create_a_database(photos, tmp_path):
     missing = tmp_path / "missing.sqlite"
     empty = tmp_path / "empty.sqlite"
     empty.touch()
     for db in (missing, empty):
         for argv in read_only_commands(str(db), photos / "broken.jpg"):
-            assert_one_line_error(*run_cli(capsys, *argv), "no such catalogue")
+            assert_one_line_error(run_cli(*argv), "no such catalogue")
     assert not missing.exists()
     assert empty.stat().st_size == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.sqlite", "photos"]
 
 
-def test_an_older_catalogue_format_is_named_and_left_alone(trained_run, photos, tmp_path, capsys):
+def test_an_older_catalogue_format_is_named_and_left_alone(trained_run, photos, tmp_path):
     db = tmp_path / "old.sqlite"
     with sqlite3.connect(db) as conn:  # the tables of format 1
         conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
@@ -123,23 +120,23 @@ def test_an_older_catalogue_format_is_named_and_left_alone(trained_run, photos, 
         conn.executemany("INSERT INTO meta VALUES (?, ?)", [("format", "1"), ("model_fingerprint", "abc")])
     conn.close()
     before = digest(db)
-    code, err = run_cli(capsys, "catalog", "index", str(trained_run.run), str(photos), "--catalog", str(db))
-    assert_one_line_error(code, err, "older fashionattr", "new --catalog")
+    result = run_cli("catalog", "index", str(trained_run.run), str(photos), "--catalog", str(db))
+    assert_one_line_error(result, "older fashionattr", "new --catalog")
     assert digest(db) == before
 
 
-def test_a_second_indexer_of_an_sqlite_catalogue_is_told_it_is_busy(trained_run, photos, tmp_path, capsys):
+def test_a_second_indexer_of_an_sqlite_catalogue_is_told_it_is_busy(trained_run, photos, tmp_path):
     db = tmp_path / "catalog.sqlite"
     writer = open_store(db, write=True)  # what a running `catalog index` holds for its whole run
     try:
-        code, err = run_cli(capsys, "catalog", "index", str(trained_run.run), str(photos), "--catalog",
-                            str(db), "--workers", "0", "--device", "cpu")  # fmt: skip
-        assert_one_line_error(code, err, "another `fashionattr catalog index` is writing")
+        result = run_cli("catalog", "index", str(trained_run.run), str(photos), "--catalog",
+                         str(db), "--workers", "0", "--device", "cpu")  # fmt: skip
+        assert_one_line_error(result, "another `fashionattr catalog index` is writing")
     finally:
         writer.close()
-    code, _ = run_cli(capsys, "catalog", "index", str(trained_run.run), str(photos), "--catalog", str(db),
-                      "--workers", "0", "--device", "cpu")  # fmt: skip
-    assert code == 1 and len(Catalog(db)) == 9  # free again: broken.jpg listed, the rest indexed
+    result = run_cli("catalog", "index", str(trained_run.run), str(photos), "--catalog", str(db), "--workers", "0",
+                     "--device", "cpu")  # fmt: skip
+    assert result.code == 1 and len(Catalog(db)) == 9  # free again: broken.jpg listed, the rest indexed
 
 
 def test_tagging_on_several_processes_needs_postgresql(trained_run, photos, tmp_path):
@@ -151,18 +148,18 @@ def test_tagging_on_several_processes_needs_postgresql(trained_run, photos, tmp_
     assert not db.exists()
 
 
-def test_a_foreign_postgresql_database_is_refused_untouched(trained_run, photos, postgres, capsys):
+def test_a_foreign_postgresql_database_is_refused_untouched(trained_run, photos, postgres):
     import psycopg
 
     url = postgres.new_database()
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE TABLE items (id SERIAL PRIMARY KEY, name TEXT)")
         conn.execute("INSERT INTO items (name) VALUES ('invoice'), ('receipt')")
-    code, err = run_cli(capsys, "catalog", "index", str(trained_run.run), str(photos), "--catalog", url,
-                        "--workers", "0", "--device", "cpu")  # fmt: skip
-    assert_one_line_error(code, err, "not a fashionattr catalogue", "items")
+    result = run_cli("catalog", "index", str(trained_run.run), str(photos), "--catalog", url,
+                     "--workers", "0", "--device", "cpu")  # fmt: skip
+    assert_one_line_error(result, "not a fashionattr catalogue", "items")
     for argv in read_only_commands(url, photos / "broken.jpg"):
-        assert_one_line_error(*run_cli(capsys, *argv), "not a fashionattr catalogue")
+        assert_one_line_error(run_cli(*argv), "not a fashionattr catalogue")
     with psycopg.connect(url) as conn:
         tables = conn.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'")
         assert [t for (t,) in tables] == ["items"]
@@ -170,17 +167,17 @@ def test_a_foreign_postgresql_database_is_refused_untouched(trained_run, photos,
 
     empty = postgres.new_database()
     for argv in read_only_commands(empty, photos / "broken.jpg"):
-        assert_one_line_error(*run_cli(capsys, *argv), "no such catalogue")
+        assert_one_line_error(run_cli(*argv), "no such catalogue")
     with psycopg.connect(empty) as conn:
         tables = conn.execute("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = 'public'")
         assert tables.fetchone()[0] == 0
 
 
-def test_an_unreachable_postgresql_server_is_one_line(capsys, tmp_path):
+def test_an_unreachable_postgresql_server_is_one_line(tmp_path):
     url = f"postgresql://someone:secret@/catalog?host={tmp_path}"  # no server listens on this socket folder
-    code, err = run_cli(capsys, "catalog", "search", "--catalog", url)
-    assert_one_line_error(code, err, "cannot connect to PostgreSQL")
-    assert "secret" not in err
+    result = run_cli("catalog", "search", "--catalog", url)
+    assert_one_line_error(result, "cannot connect to PostgreSQL")
+    assert "secret" not in result.err
 
 
 @pytest.mark.timeout(300)
@@ -202,6 +199,26 @@ def test_fifos_and_device_links_are_reported_without_hanging(trained_run, tmp_pa
     assert (again.added, again.unchanged) == (0, 9) and dict(again.errors) == errors
     shutil.rmtree(folder / "coat_length")
     assert index_catalog(db, folder, trained_run.run, predictor=predictor, workers=0, progress=False).removed == 3
+
+
+def test_catalog_index_records_bad_files_as_errors_and_goes_on(trained_run: TrainedRun, corpus, tmp_path, capsys):
+    folder, cases = corpus
+    db = tmp_path / "catalog.sqlite"
+    argv = ["catalog", "index", str(trained_run.run), str(folder), "--catalog", str(db), "--workers", "0",
+            "--device", "cpu"]  # fmt: skip
+    assert main(argv) == 1
+    _, err = capsys.readouterr()
+    assert_no_traceback(err)
+    catalog = Catalog(db)
+    errors = dict(catalog.errors())
+    misnamed = os.fsdecode(NON_UTF8_NAME)
+    assert set(errors) == set(bad_cases(cases)) | {"caf\\xe9-latin1.jpg"}
+    assert "not valid UTF-8" in errors["caf\\xe9-latin1.jpg"]
+    for name, case in bad_cases(cases).items():
+        assert case.reason in errors[name]
+    assert len(catalog) == sum(case.good for name, case in cases.items() if name != misnamed)
+    assert main(argv) == 1  # a rerun changes nothing and still lists them
+    assert dict(Catalog(db).errors()) == errors
 
 
 # --- stored bytes that native code reads: checked first, repaired or refused in one line -------------------------
@@ -279,8 +296,7 @@ def test_every_reader_answers_or_refuses_a_damaged_blob(trained_run, ann_catalog
 
 def run_reader(*argv: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
-    result = subprocess.run([sys.executable, "-m", "fashionattr", *argv], capture_output=True, text=True,
-                            timeout=300, env=env)  # fmt: skip
+    result = subprocess.run(cli_command(*argv), capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode >= 0, f"killed by signal {-result.returncode}: {result.stderr[-2000:]}"
     assert "Traceback" not in result.stderr, result.stderr
     return result
@@ -359,7 +375,7 @@ def password_url(postgres, database_url: str, password: str = PASSWORD, in_query
     return f"postgresql://tagger:{quote(password, safe='')}@/{name}?host={postgres.socket_dir}"
 
 
-def test_no_catalogue_output_holds_the_password(trained_run, photos, postgres, tmp_path, capsys):
+def test_no_catalogue_output_holds_the_password(trained_run, photos, postgres, tmp_path):
     import psycopg
 
     postgres.new_role("tagger", PASSWORD)
@@ -367,10 +383,9 @@ def test_no_catalogue_output_holds_the_password(trained_run, photos, postgres, t
     outputs: list[str] = []
 
     def run(*argv: str) -> int:
-        code = main(list(argv))
-        captured = capsys.readouterr()
-        outputs.append(captured.out + captured.err)
-        return code
+        result = run_cli(*argv)
+        outputs.append(result.output)
+        return result.code
 
     for in_query in (False, True):
         url = password_url(postgres, postgres.new_database(owner="tagger"), in_query=in_query)

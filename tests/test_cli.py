@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TrainedRun
 from fashionattr.cli import build_parser, main
 from fashionattr.commands.examples import command_parsers
+from helpers import TrainedRun, cli_command
 
 PARSERS = command_parsers(build_parser())
 COMMANDS = [name for name, parser in PARSERS.items() if not any(
@@ -95,8 +95,8 @@ def test_old_spellings_still_work_with_a_note(trained_run: TrainedRun, tmp_path:
 def test_a_redirected_run_logs_progress_as_lines_without_carriage_returns(tmp_path: Path) -> None:
     log = tmp_path / "synth.log"
     with log.open("wb") as handle:
-        done = subprocess.run([sys.executable, "-m", "fashionattr", "synth", "--out", str(tmp_path / "data"),
-                               "--per-class", "1", "--size", "32", "--workers", "1"], stdout=handle,
+        done = subprocess.run(cli_command("synth", "--out", tmp_path / "data", "--per-class", "1", "--size", "32",
+                                          "--workers", "1"), stdout=handle,
                               stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
                               timeout=300)  # fmt: skip
     assert done.returncode == 0

@@ -17,7 +17,6 @@ import random
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -26,11 +25,11 @@ import torch
 
 import fashionattr.training.loop as loop
 import fashionattr.training.run as training
-from conftest import TrainedRun
 from fashionattr.checkpoint import FORMAT, FORMAT_VERSION, load_checkpoint
 from fashionattr.cli import main
 from fashionattr.errors import CheckpointError, UserError
 from fashionattr.synthetic.generate import generate_dataset
+from helpers import TrainedRun, assert_no_traceback, cli_command
 
 ATTRIBUTES = "coat_length,sleeve_length"
 EPOCHS = 3
@@ -46,10 +45,6 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("crash") / "data"
     generate_dataset(root, per_class=5, size=48, test_fraction=0.0, workers=1, progress=False)
     return root
-
-
-def assert_no_traceback(text: str) -> None:
-    assert "Traceback" not in text, text[-3000:]
 
 
 # --- NaN and infinity -------------------------------------------------------------------------------------------
@@ -100,8 +95,7 @@ def test_a_diverging_run_stops_with_exit_1_and_keeps_the_last_good_checkpoint(da
 
 
 def train_command(data: Path, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "fashionattr", "train", str(data), "--out", str(out), "--no-progress",
-            *TRAIN_OPTIONS, *extra]  # fmt: skip
+    return cli_command("train", data, "--out", out, "--no-progress", *TRAIN_OPTIONS, *extra)
 
 
 def run_to_end(command: list[str]) -> subprocess.CompletedProcess:
@@ -186,9 +180,9 @@ def test_sigkill_at_random_moments_then_resume_gives_identical_weights(dataset, 
 @pytest.mark.slow
 def test_a_grid_killed_mid_cell_resumes_that_cell_on_rerun(dataset, tmp_path):
     grid = tmp_path / "grid"
-    command = [sys.executable, "-m", "fashionattr", "grid", str(dataset), "--archs", "test_resnet", "--layouts",
-               "multitask", "--out", str(grid), "--no-progress",
-               *[option for option in TRAIN_OPTIONS if option not in ("--arch", "test_resnet")]]  # fmt: skip
+    options = [option for option in TRAIN_OPTIONS if option not in ("--arch", "test_resnet")]
+    command = cli_command("grid", dataset, "--archs", "test_resnet", "--layouts", "multitask", "--out", grid,
+                          "--no-progress", *options)  # fmt: skip
     cell = grid / "multitask" / "test_resnet"
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -244,8 +238,8 @@ def test_a_damaged_checkpoint_shows_no_traceback_in_a_subprocess(trained_run: Tr
     shutil.copy(trained_run.checkpoint, checkpoint)
     damage(checkpoint, "flipped")
     photo = next((trained_run.data / "Images" / "coat_length_labels").glob("*.jpg"))
-    result = subprocess.run([sys.executable, "-m", "fashionattr", "predict", str(checkpoint), str(photo)],
-                            capture_output=True, text=True, timeout=RUN_TIMEOUT_S)  # fmt: skip
+    result = subprocess.run(cli_command("predict", checkpoint, photo), capture_output=True, text=True,
+                            timeout=RUN_TIMEOUT_S)  # fmt: skip
     assert result.returncode == 2
     assert_no_traceback(result.stderr)
     assert f"{checkpoint}: the checkpoint is damaged" in result.stderr

@@ -1,10 +1,7 @@
 """DistributedDataParallel on CPU: two gloo processes train in lockstep and evaluate every image once."""
 
 import json
-import os
-import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,23 +10,9 @@ import torch
 from fashionattr.distributed import DistributedContext
 from fashionattr.evaluation import evaluate_checkpoint
 from fashionattr.synthetic.generate import generate_dataset
+from helpers import cli_command, torchrun
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def torchrun(*args: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-               "--master_port", str(free_port()), *args]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return result
 
 
 @pytest.fixture(scope="module")
@@ -63,14 +46,6 @@ def test_two_processes_train_to_identical_weights_and_evaluate_each_image_once(d
         assert distributed["attributes"][name]["accuracy"] == pytest.approx(entry["accuracy"])
 
 
-def torchrun_result(*args: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-               "--master_port", str(free_port()), *args]  # fmt: skip
-    return subprocess.run(
-        command, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"}
-    )
-
-
 def test_ranks_agree_on_bad_images_and_list_every_ranks_skips(tmp_path):
     """Truncated JPEGs (intact headers) show only when a rank decodes them: all ranks must count them together."""
     import shutil
@@ -80,9 +55,7 @@ def test_ranks_agree_on_bad_images_and_list_every_ranks_skips(tmp_path):
 
     data = tmp_path / "data"
     generate_dataset(data, per_class=6, size=48, seed=5, progress=False)
-    assert (
-        subprocess.run([sys.executable, "-m", "fashionattr", "split", str(data)], capture_output=True).returncode == 0
-    )
+    assert subprocess.run(cli_command("split", data), capture_output=True).returncode == 0
     train = sorted(path for (path, _), subset in read_split(data / "Annotations" / "split.csv").items()
                    if subset == "train")  # fmt: skip
     broken = train[::40][:6]
@@ -93,7 +66,7 @@ def test_ranks_agree_on_bad_images_and_list_every_ranks_skips(tmp_path):
               "--batch-size", "8", "--workers", "0", "--no-progress", "--device", "cpu", "--cache", "off"]  # fmt: skip
 
     out = tmp_path / "run"
-    result = torchrun_result(*common, "--out", str(out), "--max-bad-fraction", "0.5")
+    result = torchrun(*common, "--out", str(out), "--max-bad-fraction", "0.5", codes=None)
     assert result.returncode == 0, result.stderr[-3000:]
     listed = {line.split("\t")[0] for line in (out / "skipped_images.txt").read_text().splitlines()}
     assert listed == set(broken)  # rank 0 wrote the file, and it holds both ranks' skips
@@ -104,7 +77,7 @@ def test_ranks_agree_on_bad_images_and_list_every_ranks_skips(tmp_path):
     found_early = len(scan_headers(data, broken))
     assert found_early < len(broken)
     limit = (found_early + 0.5) / len(train)
-    result = torchrun_result(*common, "--out", str(refused), "--max-bad-fraction", f"{limit:.5f}")
+    result = torchrun(*common, "--out", str(refused), "--max-bad-fraction", f"{limit:.5f}", codes=None)
     assert result.returncode != 0
     # Both ranks refuse alike, with the count of both ranks' skips; nobody waits forever in a collective.
     assert result.stderr.count(f"{len(broken)} of {len(train)} training images") == 2, result.stderr[-2000:]

@@ -14,7 +14,6 @@ import torch
 from PIL import Image
 from torch import nn
 
-from conftest import PER_ATTRIBUTE, TrainedRun
 from fashionattr.checkpoint import save_checkpoint
 from fashionattr.cli import main
 from fashionattr.data.labels import LabelRecord
@@ -28,6 +27,7 @@ from fashionattr.models.layouts import STUDY_ARCHS
 from fashionattr.models.networks import MultiTaskNet, create_model
 from fashionattr.run_dir import RunDir
 from fashionattr.schema import FASHIONAI
+from helpers import PER_ATTRIBUTE, TrainedRun
 
 SKIRT = "skirt_length_labels"
 

@@ -9,13 +9,13 @@ import numpy as np
 import onnx
 import pytest
 
-from conftest import PER_ATTRIBUTE, TrainedRun
 from fashionattr.cli import main
 from fashionattr.errors import UserError
 from fashionattr.inference import Predictor, load_predictor
 from fashionattr.inference.onnx_backend import OnnxBackend
 from fashionattr.inference.onnx_format import META_PREPROCESSING, META_SCHEMA, META_SPEC
 from fashionattr.schema import FASHIONAI, Schema
+from helpers import PER_ATTRIBUTE, TrainedRun
 
 TOLERANCE = 1e-4
 QUICK = ["--workers", "0", "--batch-size", "3"]

@@ -1,10 +1,9 @@
-"""The comparison grid: cells on one split, the study's table, skip/resume on rerun, shards, failures, `report`."""
+"""The comparison grid: cells on one split, the study's table, skip/resume on rerun, shards, failures, `report`, and
+architecture names that cannot name a cell folder (`..`, `/abs/net`, `-rf`, a division slash) refused."""
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import io
 import json
 import math
 import shutil
@@ -17,11 +16,11 @@ import torch
 import yaml
 
 from fashionattr import grid as grid_study
-from fashionattr.cli import main
 from fashionattr.config import TrainConfig
 from fashionattr.errors import UserError
 from fashionattr.schema import FASHIONAI
 from fashionattr.synthetic.generate import generate_dataset
+from helpers import refused, run_cli, tiny_root
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 ARCHS = ("test_resnet", "test_efficientnet")
@@ -29,15 +28,6 @@ COLUMNS = ["test_resnet", "test_efficientnet", "test_resnet (multitask)", "test_
 ATTRIBUTE_ROWS = sorted(attribute.short_name for attribute in FASHIONAI)
 QUICK = ["--img-size", "32", "--epochs", "1", "--max-steps-per-epoch", "2", "--workers", "0", "--batch-size", "8",
          "--no-progress"]  # fmt: skip
-
-
-def run_cli(argv: list[str]) -> tuple[int, str, float]:
-    """Exit code, stdout and stderr together, and seconds taken; works in module-scoped fixtures (no capsys)."""
-    buffer = io.StringIO()
-    start = time.perf_counter()
-    with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
-        code = main(argv)
-    return code, buffer.getvalue(), time.perf_counter() - start
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -62,10 +52,11 @@ def grid(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pat
     grid_dir = tmp_path_factory.mktemp("grid") / "grid"
     argv = ["grid", str(data_root), "--archs", ",".join(ARCHS), "--layouts", "per-attribute,multitask",
             "--out", str(grid_dir), *QUICK]  # fmt: skip
-    code, output, seconds = run_cli(argv)
-    print(f"grid of 18 cells took {seconds:.1f} s")
-    assert code == 0, output
-    return grid_dir, argv, output
+    start = time.perf_counter()
+    result = run_cli(*argv)
+    print(f"grid of 18 cells took {time.perf_counter() - start:.1f} s")
+    assert result.code == 0, result.output
+    return grid_dir, argv, result.output
 
 
 def cell_files(grid_dir: Path, name: str) -> dict[str, float]:
@@ -123,8 +114,8 @@ def test_report_rebuilds_identical_results(grid: tuple[Path, list[str], str]) ->
     before = (grid_dir / "results.md").read_text(encoding="utf-8"), (grid_dir / "results.csv").read_text("utf-8")
     for name in ("results.md", "results.csv", "results.png"):
         (grid_dir / name).unlink()
-    code, output, _ = run_cli(["report", str(grid_dir)])
-    assert code == 0, output
+    result = run_cli("report", str(grid_dir))
+    assert result.code == 0, result.output
     assert (
         (grid_dir / "results.md").read_text(encoding="utf-8"),
         (grid_dir / "results.csv").read_text("utf-8"),
@@ -136,27 +127,28 @@ def test_report_rebuilds_one_run(grid: tuple[Path, list[str], str]) -> None:
     run_dir = grid[0] / "per-attribute" / "test_resnet" / "coat_length"
     (run_dir / "report.md").unlink()
     shutil.rmtree(run_dir / "plots")
-    code, output, _ = run_cli(["report", str(run_dir)])
-    assert code == 0, output
+    result = run_cli("report", str(run_dir))
+    assert result.code == 0, result.output
     assert "# Run report: test_resnet (per-attribute)" in (run_dir / "report.md").read_text(encoding="utf-8")
     assert [path.name for path in (run_dir / "plots").glob("confusion_*.png")] == ["confusion_coat_length.png"]
 
 
 def test_report_refuses_a_plain_folder(tmp_path: Path) -> None:
-    code, output, _ = run_cli(["report", str(tmp_path)])
-    assert code == 2
-    assert "neither a finished run" in output
+    result = run_cli("report", str(tmp_path))
+    assert result.code == 2
+    assert "neither a finished run" in result.output
 
 
 def test_rerun_skips_finished_cells(grid: tuple[Path, list[str], str]) -> None:
     grid_dir, argv, _ = grid
     before = cell_files(grid_dir, "summary.json")
-    code, output, seconds = run_cli(argv)
-    assert code == 0, output
-    assert output.count("skipped (finished)") == 18
-    assert ": training" not in output and "resuming" not in output
+    start = time.perf_counter()
+    result = run_cli(*argv)
+    assert result.code == 0, result.output
+    assert result.output.count("skipped (finished)") == 18
+    assert ": training" not in result.output and "resuming" not in result.output
     assert cell_files(grid_dir, "summary.json") == before
-    print(f"rerun of a finished grid took {seconds:.1f} s")
+    print(f"rerun of a finished grid took {time.perf_counter() - start:.1f} s")
 
 
 def test_rerun_redoes_only_unfinished_cells(grid: tuple[Path, list[str], str]) -> None:
@@ -166,10 +158,10 @@ def test_rerun_redoes_only_unfinished_cells(grid: tuple[Path, list[str], str]) -
     (grid_dir / resumed / "summary.json").unlink()
     shutil.rmtree(grid_dir / retrained)
     before = cell_files(grid_dir, "summary.json")
-    code, output, _ = run_cli(argv)
-    assert code == 0, output
-    assert f"{resumed}: resuming" in output and f"{retrained}: training" in output
-    assert output.count("skipped (finished)") == 16
+    result = run_cli(*argv)
+    assert result.code == 0, result.output
+    assert f"{resumed}: resuming" in result.output and f"{retrained}: training" in result.output
+    assert result.output.count("skipped (finished)") == 16
     after = cell_files(grid_dir, "summary.json")
     assert set(after) == set(before) | {resumed, retrained}
     assert {name: after[name] for name in before} == before
@@ -208,18 +200,16 @@ def test_bad_shard_is_a_user_error(text: str) -> None:
 
 
 def test_bad_shard_exits_2_before_training(data_root: Path, tmp_path: Path) -> None:
-    code, output, _ = run_cli(["grid", str(data_root), "--shard", "3/2", "--out", str(tmp_path / "g"), *QUICK])
-    assert code == 2 and "--shard must be K/N" in output
+    result = run_cli("grid", str(data_root), "--shard", "3/2", "--out", str(tmp_path / "g"), *QUICK)
+    assert result.code == 2 and "--shard must be K/N" in result.output
     assert not (tmp_path / "g").exists()
 
 
 def test_unknown_arch_or_layout_exits_2(data_root: Path, tmp_path: Path) -> None:
-    code, output, _ = run_cli(
-        ["grid", str(data_root), "--archs", "test_resnet,resnet5O", "--out", str(tmp_path), *QUICK]
-    )
-    assert code == 2 and "resnet5O" in output
-    code, output, _ = run_cli(["grid", str(data_root), "--layouts", "per-attribute,tower", "--out", str(tmp_path)])
-    assert code == 2 and "tower" in output
+    result = run_cli("grid", data_root, "--archs", "test_resnet,resnet5O", "--out", tmp_path, *QUICK)
+    assert result.code == 2 and "resnet5O" in result.output
+    result = run_cli("grid", str(data_root), "--layouts", "per-attribute,tower", "--out", str(tmp_path))
+    assert result.code == 2 and "tower" in result.output
 
 
 def test_failing_cell_is_recorded_and_the_grid_goes_on(
@@ -237,10 +227,10 @@ def test_failing_cell_is_recorded_and_the_grid_goes_on(
     grid_dir = tmp_path / "grid"
     argv = ["grid", str(data_root), "--archs", "test_resnet", "--attributes", "coat_length,pant_length",
             "--out", str(grid_dir), *QUICK]  # fmt: skip
-    code, output, _ = run_cli(argv)
-    assert code == 1
+    result = run_cli(*argv)
+    assert result.code == 1
     assert ran == ["per-attribute/test_resnet/coat_length", "per-attribute/test_resnet/pant_length"]
-    assert "coat_length: FAILED: RuntimeError: out of memory" in output
+    assert "coat_length: FAILED: RuntimeError: out of memory" in result.output
     failures = json.loads((grid_dir / "failures.json").read_text(encoding="utf-8"))
     assert list(failures) == ["per-attribute/test_resnet/coat_length"]
     assert "out of memory" in failures["per-attribute/test_resnet/coat_length"]["error"]
@@ -249,8 +239,7 @@ def test_failing_cell_is_recorded_and_the_grid_goes_on(
     assert (grid_dir / "results.csv").read_text(encoding="utf-8").splitlines()[1] == "coat_length,"
 
     monkeypatch.setattr(grid_study, "run_cell", lambda cell, base, resume: None)
-    code, _, _ = run_cli(argv)
-    assert code == 0
+    assert run_cli(*argv).code == 0
     assert json.loads((grid_dir / "failures.json").read_text(encoding="utf-8")) == {}
 
 
@@ -265,3 +254,11 @@ def test_grid_split_is_made_once_and_guarded(data_root: Path, tmp_path: Path) ->
     assert grid_study.resolve_split(given, tmp_path / "other") == path
     with pytest.raises(UserError, match="not found"):
         grid_study.resolve_split(TrainConfig(data=str(data_root), split_file=str(tmp_path / "nope.csv")), tmp_path)
+
+
+@pytest.mark.parametrize("arch", ["/abs/net", "..", "a\\b", ".hidden", "-rf", "net\u2215x"])
+def test_grid_refuses_architecture_names_that_cannot_name_a_cell_folder(synthetic_data, tmp_path, arch):
+    root = tiny_root(tmp_path / "data", synthetic_data)
+    grid = ["grid", str(root), f"--archs={arch}", "--out", str(tmp_path / "grid")]
+    refused(grid, "cannot name a cell folder")
+    assert not (tmp_path / "grid").exists()

@@ -9,13 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TrainedRun
 from fashionattr.catalog import Catalog, index_catalog
 from fashionattr.cli import main
 from fashionattr.inference import load_predictor
 from fashionattr.inference.onnx_format import META_SPEC, METADATA_KEYS
 from fashionattr.inference.quantize import folder_images, int8_agreement, run_validation_images
-from test_catalog import make_photo_folder
+from helpers import TrainedRun, make_photo_folder
 
 
 @pytest.fixture(scope="module")

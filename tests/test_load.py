@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TrainedRun
+from helpers import TrainedRun
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "load_test.py"
 REQUESTS = 2000

@@ -1,4 +1,5 @@
-"""Challenge scores on cases small enough to compute by hand."""
+"""Challenge scores on cases small enough to compute by hand, and an AP no answer counts for: n/a, named, and left
+out of the mean in scores.json, the run report's table and the grid's results, never NaN."""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ from fashionattr.metrics import (
     score,
 )
 from fashionattr.render.tables import scores_table
-from fashionattr.schema import Attribute, Schema
+from fashionattr.run_dir import RunDir
+from fashionattr.schema import FASHIONAI, Attribute, Schema
 
 TOY = Schema(
     name="toy",
@@ -185,3 +187,42 @@ def test_scores_table_lists_attributes_and_summary() -> None:
     assert lines[0] == "| attribute | images | accuracy % | AP % |"
     assert lines[2] == "| colour | 2 | 50.0 | 75.0 |"
     assert lines[3] == "| **BP / mAP** | 2 | 50.0 | 75.0 |"  # an attribute with no images has no row
+
+
+def test_the_run_report_scores_json_and_the_grid_name_an_undefined_ap(tmp_path):
+    from fashionattr.grid import GridSpec, collect_results, plan_cells, results_markdown, write_spec
+    from fashionattr.training.saver import TrainState
+
+    schema = FASHIONAI.subset(["coat_length_labels", "sleeve_length_labels"])
+    on_m = np.zeros((2, 9), dtype=bool)
+    on_m[:, 2] = True
+    scores = score(schema, {
+        "coat_length_labels": AttributePredictions(np.eye(8)[[1, 2]], np.array([1, 2]), np.zeros((2, 8), bool)),
+        "sleeve_length_labels": AttributePredictions(np.eye(9)[[2, 2]], np.array([1, 1]), on_m),
+    })  # fmt: skip
+    saved = json.loads(json.dumps(scores.to_dict()))  # as scores.json holds it
+    assert saved["mean_average_precision"] == 1.0 and saved["map_leaves_out"] == ["sleeve_length_labels"]
+    assert saved["attributes"]["sleeve_length_labels"]["average_precision"] is None
+    assert "no answer counted" in saved["attributes"]["sleeve_length_labels"]["average_precision_note"]
+    assert saved["notes"] == scores.notes and "mean over the other 1 attribute(s)" in scores.notes[0]
+    table = scores_table(schema, saved)
+    assert "| sleeve_length | 2 | 0.0 | n/a |" in table and "Note: AP n/a for sleeve_length" in table
+
+    grid = tmp_path / "grid"
+    write_spec(grid, GridSpec("data", ["a", "b"], ["per-attribute"], schema, "fashionattr grid"))
+    for cell in plan_cells(grid, ["a", "b"], ["per-attribute"], list(schema)):
+        run = RunDir(cell.directory)
+        run.path.mkdir(parents=True)
+        run.summary.write_text("{}")
+        entry = dict(saved["attributes"][cell.attributes[0]])
+        if cell.arch == "b" and entry["average_precision"] is None:
+            entry["average_precision"] = 0.5
+        run.scores.write_text(json.dumps({"attributes": {cell.attributes[0]: entry}}))
+    results = collect_results(grid)
+    assert results.rows("–")[1] == ["sleeve_length", "0.0", "0.0"]
+    assert results.rows("–")[-1] == ["mAP", "100.0", "75.0"]  # a: coat alone; b: the mean of 1.0 and 0.5
+    assert "AP n/a for sleeve_length (a)" in results_markdown(results)
+
+    state = TrainState()
+    assert state.record({"epoch": 1}, float("nan")) and state.record({"epoch": 2}, float("nan"))
+    assert state.record({"epoch": 3}, 0.2) and not state.record({"epoch": 4}, float("nan"))

@@ -1,4 +1,9 @@
-"""`fashionattr predict` and the Predictor behind it: formats, corrupt files, thresholds, TTA, per-attribute folders."""
+"""`fashionattr predict` and the Predictor behind it: formats, corrupt files, thresholds, TTA, per-attribute folders.
+
+Hostile inputs: every file of the image corpus (tests/corpus.py) is answered or named with its reason (exit 1, no
+traceback), a file name that is not UTF-8 is printed as its bytes, and special files (a FIFO, a socket, a link to a
+device) are named without being opened, by `predict` and by `submit`, which answers such a question uniformly.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,9 @@ import csv
 import io
 import json
 import math
+import os
 import shutil
+import subprocess
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,12 +21,14 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from conftest import PER_ATTRIBUTE, TrainedRun
+from corpus import NON_UTF8_NAME, special_file
+from corpus import row as label_row
 from fashionattr.cli import main
 from fashionattr.data.images import ImageError
 from fashionattr.errors import UserError
 from fashionattr.inference import Predictor
 from fashionattr.schema import FASHIONAI
+from helpers import PER_ATTRIBUTE, TrainedRun, assert_no_traceback, cli_command, refused
 
 QUICK = ["--workers", "0", "--batch-size", "2"]
 GOOD_IMAGES = 3
@@ -196,3 +205,65 @@ def test_an_attribute_that_does_not_apply_is_null_in_json_and_n_a_in_tables(trai
     coat = entry["attributes"]["coat_length_labels"]
     assert rows["coat_length_labels"]["applies"] == str(coat["applies"]).lower()
     assert rows["coat_length_labels"]["value"] == (coat["value"] or "n/a")
+
+
+# --- hostile files ----------------------------------------------------------------------------------------------
+
+
+def test_predict_answers_the_good_and_names_each_bad_file(trained_run: TrainedRun, corpus, capsys):
+    folder, cases = corpus
+    code = main(["predict", str(trained_run.run), str(folder), "--format", "json", "--workers", "0"])
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert_no_traceback(err)
+    entries = {Path(entry["source"]).name: entry for entry in json.loads(out)}
+    assert set(entries) == set(cases)  # the symlink loop's partner is not an image name; the loop itself is
+    for name, case in cases.items():
+        if case.good:
+            assert "error" not in entries[name] and len(entries[name]["attributes"]) == 8, name
+        else:
+            assert case.reason in entries[name]["error"], (name, entries[name])
+            assert name in err
+
+
+def test_predict_prints_a_non_utf8_file_name_as_its_bytes(trained_run: TrainedRun, corpus, tmp_path):
+    folder, _ = corpus
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8"}  # a strict UTF-8 stdout, as under many locales
+    argv = cli_command("predict", trained_run.run, folder, "--workers", "0")
+    result = subprocess.run(argv, capture_output=True, timeout=180, env=env)
+    assert result.returncode == 1, result.stderr.decode(errors="replace")[-2000:]
+    assert_no_traceback(result.stderr.decode(errors="replace"))
+    assert NON_UTF8_NAME in result.stdout
+    out_file = tmp_path / "tags.csv"
+    assert main(["predict", str(trained_run.run), str(folder), "-o", str(out_file), "--workers", "0"]) == 1
+    assert NON_UTF8_NAME in out_file.read_bytes()
+
+
+@pytest.mark.timeout(180)
+def test_predict_and_submit_answer_the_rest_and_name_each_special_file(trained_run: TrainedRun, special, tmp_path,
+                                                                       capsys):  # fmt: skip
+    folder, cases = special
+    code = main(["predict", str(trained_run.run), str(folder), str(folder / "fifo.jpg"), "--format", "json",
+                 "--workers", "0"])  # fmt: skip
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert_no_traceback(err)
+    entries = json.loads(out)
+    listed = [Path(entry["source"]).name for entry in entries]
+    assert sorted(listed) == sorted([*(n for n in cases if n != "folder.jpg"), "fifo.jpg"])  # a folder is searched
+    for entry in entries:
+        assert cases[Path(entry["source"]).name].reason in entry["error"], entry
+    # submit: a question whose image is a FIFO is answered uniformly and named; the good one is predicted
+    root = tmp_path / "data"
+    (root / "Tests").mkdir(parents=True)
+    shutil.copytree(trained_run.data / "Images" / "coat_length_labels", root / "Images" / "coat_length_labels")
+    good = sorted((root / "Images" / "coat_length_labels").glob("*.jpg"))[0].name
+    special_file(root / "Images" / "coat_length_labels" / "fifo.jpg", "fifo")
+    questions = root / "Tests" / "question.csv"
+    questions.write_text(label_row(f"Images/coat_length_labels/{good}", label="?")
+                         + label_row("Images/coat_length_labels/fifo.jpg", label="?"))  # fmt: skip
+    answers = tmp_path / "answers.csv"
+    err = refused(["submit", str(trained_run.run), str(questions), "--out", str(answers), "--workers", "0"],
+                  "fifo.jpg: is a named pipe (FIFO)", code=1)  # fmt: skip
+    lines = answers.read_text().splitlines()
+    assert len(lines) == 2 and lines[1].endswith(";".join(["0.125"] * 8)), (lines, err)

@@ -1,6 +1,7 @@
 """Label review: switched labels are found from out-of-sample probabilities, `m` labels are respected, a person's
 decisions go to the corrections file (the label file is never touched) and every reader of the labels applies them,
-cross-validation reviews every training row once, and mistakes in the options are one-line errors."""
+cross-validation reviews every training row once, mistakes in the options are one-line errors, and review.json is
+strict JSON even where a score is undefined."""
 
 from __future__ import annotations
 
@@ -13,14 +14,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import TrainedRun
 from fashionattr.cli import main
 from fashionattr.data.dataset import DatasetRoot
 from fashionattr.data.labels import LabelRecord, label_string, read_labels
 from fashionattr.metrics import AttributePredictions
 from fashionattr.review import OutOfSample, find_issues
 from fashionattr.schema import FASHIONAI
-from test_training import draw_pattern
+from helpers import TrainedRun, draw_pattern, make_review_folder, strict_loads
 
 NOISE = 0.05
 QUICK = ["--workers", "0", "--device", "cpu"]
@@ -166,20 +166,6 @@ def test_option_mistakes_are_one_line_and_exit_2(trained_run: TrainedRun, tmp_pa
     assert digest(trained_run.data / "Annotations" / "label.csv") == before
 
 
-def make_review_folder(source: Path, folder: Path, candidates: int = 4) -> Path:
-    """A review folder as `fashionattr review` writes it, over the dataset at `source` (a copy a test may change)."""
-    records = read_labels(source / "Annotations" / "label.csv", FASHIONAI)[:candidates]
-    folder.mkdir(parents=True)
-    rows = ["path,attribute,given,suggested,score,given_probability,suggested_probability"]
-    for n, record in enumerate(records):
-        classes = FASHIONAI.attribute(record.attribute).classes
-        other = classes[(record.target + 1) % len(classes)]
-        rows.append(f"{record.path},{record.attribute},{classes[record.target]},{other},{0.9 - n / 10:.4f},0.1,0.8")
-    (folder / "label_issues.csv").write_text("\n".join(rows) + "\n")
-    (folder / "review.json").write_text(json.dumps({"data": str(source.resolve()), "reviewed": 10, "candidates": 4}))
-    return folder
-
-
 @pytest.fixture
 def dataset_copy(trained_run: TrainedRun, tmp_path: Path) -> Path:
     import shutil
@@ -242,3 +228,15 @@ def test_a_correction_of_a_row_the_labels_lack_is_refused_by_its_line(dataset_co
     assert main(["check", str(dataset_copy), "--no-images"]) == 2
     err = capsys.readouterr().err
     assert "corrections.csv:2" in err and "not a row of the label file" in err and "Traceback" not in err
+
+
+def test_review_json_is_strict_when_no_known_error_was_reviewed(tmp_path):
+    """review.json held NaN (not JSON) when none of the known errors fell among the reviewed rows."""
+    from fashionattr.io import write_json
+    from fashionattr.review.issues import ReviewScore
+
+    score = ReviewScore(reviewed=40, known=0, flagged=0, found=0, top_known=0, right_suggestion=0)
+    write_json(tmp_path / "review.json", {"known_errors": score.to_dict()})
+    entry = strict_loads((tmp_path / "review.json").read_text())["known_errors"]  # type: ignore[index]
+    assert entry["precision"] is None and "no row was flagged" in entry["precision_note"]
+    assert entry["recall"] is None and "no known error" in entry["recall_note"]

@@ -1,10 +1,25 @@
-"""The attribute schema: FashionAI's built in exactly, user schemas validated with clear errors."""
+"""The attribute schema: FashionAI's built in exactly, user schemas validated with clear errors.
+
+Hostile schema files: repeated keys, NaN, YAML aliases (a billion laughs), merge keys, Python tags and nesting
+100,000 deep are refused by line by `check`, `split` and `train` (YAML 1.1's `No` stays text); attribute names
+that cannot be file names (paths, `..`, control and look-alike characters, names equal up to case or Unicode form)
+are refused before anything is written, and every path built from a name is checked again past the schema. A model
+and data of different schemas, or models of two schemas in one folder, are never used together.
+"""
 
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 
+from corpus import NAME_CASES, SCHEMA_CASES, SCHEMA_EDITS, NameCase, SchemaEdit, row
+from fashionattr.cli import main
+from fashionattr.data.dataset import DatasetRoot
+from fashionattr.data.labels import LABELS_RELPATH, QUESTIONS_RELPATH
+from fashionattr.run_dir import RunDir
 from fashionattr.schema import FASHIONAI, Schema, SchemaError, load_schema, schema_for_dataset
+from helpers import QUICK_TRAIN, refused, tiny_root
 
 EXPECTED = [
     ("skirt_length_labels", ["Invisible", "Short Length", "Knee Length", "Midi Length", "Ankle Length",
@@ -117,3 +132,155 @@ def test_unparseable_schema_file(tmp_path):
 def test_schema_equality_is_by_value():
     again = Schema.from_dict(FASHIONAI.to_dict())
     assert again == FASHIONAI
+
+
+# --- schema files are read strictly -----------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("case", SCHEMA_CASES, ids=[case.id for case in SCHEMA_CASES])
+def test_schema_files_are_read_strictly(synthetic_data, tmp_path, capsys, case):
+    root = tiny_root(tmp_path / "data", synthetic_data)
+    schema = root / ("schema.json" if case.id.startswith("json") else "schema.yaml")
+    schema.write_bytes(case.text.encode("utf-8", "surrogateescape"))
+    if case.words is None:
+        assert main(["check", str(root)]) == 0, capsys.readouterr().err
+        classes = DatasetRoot.open(root).schema.attribute("coat_length_labels").classes
+        assert classes == ("No", "Yes", "On", "Off", "Y", "N", "~x", "1:20")
+        return
+    where = f"{schema}:{case.line}: " if case.line else f"{schema}: "
+    for argv in (["check", str(root)], ["split", str(root), "--out", str(tmp_path / "split.csv")],
+                 ["train", str(root), "--out", str(tmp_path / "run"), *QUICK_TRAIN]):  # fmt: skip
+        refused(argv, where, case.words)
+    assert not (tmp_path / "PWNED").exists() and not Path("PWNED").exists()
+
+
+# --- names from a schema never become paths outside the chosen folder -------------------------------------------
+
+COAT_CLASSES = ["Invisible", "High Waist", "Regular", "Long", "Micro", "Knee", "Midi", "Ankle&Floor"]
+
+
+@pytest.mark.parametrize("case", NAME_CASES, ids=[case.id for case in NAME_CASES])
+def test_attribute_names_that_cannot_be_file_names_are_refused_by_the_schema(synthetic_data, tmp_path, capsys,
+                                                                             case: NameCase):  # fmt: skip
+    root = tiny_root(tmp_path / "data", synthetic_data)
+    names = [name.format(tmp=tmp_path) for name in case.names]
+    attributes = [{"name": "coat_length_labels", "classes": COAT_CLASSES},
+                  *({"name": name, "classes": ["P", "Q"]} for name in names)]  # fmt: skip
+    schema = root / "schema.json"
+    schema.write_text(json.dumps({"name": "mine", "attributes": attributes}), encoding="utf-8")
+    out = tmp_path / "out"
+    if case.words is None:
+        assert main(["check", str(root), "--no-images"]) == 0, capsys.readouterr().err
+        loaded = DatasetRoot.open(root).schema
+        folders = [RunDir(out).attribute_run(attribute.short_name).path for attribute in loaded]
+        assert [folder.parent for folder in folders] == [out] * (len(names) + 1)
+        assert len({folder.name.casefold() for folder in folders}) == len(folders)
+        return
+    for argv in (["check", str(root), "--no-images"],
+                 ["train", str(root), "--layout", "per-attribute", "--out", str(out), *QUICK_TRAIN],
+                 ["grid", str(root), "--archs", "test_resnet", "--out", str(out), *QUICK_TRAIN[2:]]):  # fmt: skip
+        refused(argv, f"{schema}: ", case.words)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["data"]  # nothing written, inside or out
+
+
+def test_every_path_built_from_a_name_is_checked_even_past_the_schema(tmp_path):
+    """Defence in depth: a schema built around the checks still cannot steer a write out of the folder."""
+    from fashionattr.grid import plan_cells
+    from fashionattr.names import UnsafeNameError
+    from fashionattr.report import write_run_report
+    from fashionattr.run_dir import confusion_plot_name
+    from fashionattr.schema import Attribute
+
+    escape = Attribute(f"{tmp_path}/ESCAPED_labels", ("P", "Q"))
+    for build in (lambda: RunDir(tmp_path / "run").attribute_run(escape.short_name),
+                  lambda: confusion_plot_name("../../ESCAPED"),
+                  lambda: plan_cells(tmp_path / "grid", ["test_resnet"], ["per-attribute"], [escape]),
+                  lambda: plan_cells(tmp_path / "grid", ["../x"], ["multitask"], [escape])):  # fmt: skip
+        with pytest.raises(UnsafeNameError, match="cannot name a file or folder"):
+            build()
+    unchecked = object.__new__(Schema)  # bypasses the schema's own checks
+    object.__setattr__(unchecked, "name", "x")
+    object.__setattr__(unchecked, "attributes", (escape,))
+    object.__setattr__(unchecked, "groupings", {})
+    scores = {"attributes": {escape.name: {"count": 1, "accuracy": 1.0, "average_precision": 1.0,
+                                           "confusion": [[1, 0], [0, 0]]}},
+              "count": 1, "basic_precision": 1.0, "mean_average_precision": 1.0}  # fmt: skip
+    summary = {"arch": "a", "layout": "multitask", "best_epoch": 1, "epochs_run": 1}
+    with pytest.raises(UnsafeNameError):
+        write_run_report(RunDir(tmp_path / "run"), unchecked, [{"epoch": 1, "train_loss": 1.0}], summary, scores)
+    assert not (tmp_path / "ESCAPED_labels").exists() and not Path(f"{tmp_path}/ESCAPED").exists()
+    assert not list((tmp_path / "run").rglob("confusion_*"))
+
+
+# --- a model and data of different schemas ----------------------------------------------------------------------
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("edit", SCHEMA_EDITS, ids=[edit.id for edit in SCHEMA_EDITS])
+def test_submit_and_evaluate_refuse_data_whose_schema_gives_the_model_s_attributes_other_classes(
+    trained_run, synthetic_data, tmp_path, capsys, edit: SchemaEdit
+):
+    root = tiny_root(tmp_path / "data", synthetic_data)
+    schema = FASHIONAI.to_dict()
+    entries = schema["attributes"]
+    index = next(n for n, entry in enumerate(entries) if entry["name"] == edit.attribute)
+    if edit.classes is None:
+        del entries[index]
+        schema["groupings"], schema["categories"] = {}, {}
+    else:
+        entries[index]["classes"] = list(edit.classes)
+    (root / "schema.json").write_text(json.dumps(schema))
+    (root / "Tests").mkdir()
+    (root / QUESTIONS_RELPATH).write_text(row("Images/coat_length_labels/a.jpg", label="?"))
+    answers = tmp_path / "answers.csv"
+    submit = ["submit", str(trained_run.run), str(root / QUESTIONS_RELPATH), "--out", str(answers), "--workers", "0"]
+    evaluate = ["evaluate", str(trained_run.run), "--data", str(root), "--labels", str(root / LABELS_RELPATH),
+                "--out", str(tmp_path / "eval"), "--workers", "0"]  # fmt: skip
+    for argv, words in ((submit, edit.submit), (evaluate, edit.evaluate)):
+        if words is None:
+            assert main(argv) == 0, capsys.readouterr().err
+        else:
+            refused(argv, "trained on another schema", words)
+    assert answers.exists() == (edit.submit is None)
+    assert (tmp_path / "eval").exists() == (edit.evaluate is None)
+
+
+@pytest.fixture(scope="module")
+def mixed_schema_folder(trained_per_attribute_run, tmp_path_factory) -> Path:
+    """A per-attribute folder whose sleeve-length model was trained on a schema that gives coat length 8 other names.
+
+    Its weights fit; only the schema it was trained on differs, so its answers would be named by the wrong schema.
+    """
+    from fashionattr.checkpoint import load_checkpoint, save_checkpoint
+
+    folder = tmp_path_factory.mktemp("mixed") / "runs"
+    shutil.copytree(trained_per_attribute_run.run, folder)
+    best = RunDir(folder / "sleeve_length").best
+    payload = load_checkpoint(best)
+    for entry in payload["schema"]["attributes"]:
+        if entry["name"] == "coat_length_labels":
+            entry["classes"] = list("ABCDEFGH")
+    save_checkpoint(best, payload)
+    return folder
+
+
+MIXED_COMMANDS = [
+    ("predict", ["predict", "{runs}", "{images}", "--workers", "0"]),
+    ("predict-attributes", ["predict", "{runs}", "{images}", "--attributes", "sleeve_length", "--workers", "0"]),
+    ("submit", ["submit", "{runs}", "{data}/Tests/question.csv", "--out", "{tmp}/answers.csv", "--workers", "0"]),
+    ("serve", ["serve", "{runs}", "--port", "0"]),
+    ("catalog-index", ["catalog", "index", "{runs}", "{images}", "--catalog", "{tmp}/catalog.sqlite",
+                       "--workers", "0", "--device", "cpu"]),
+]  # fmt: skip
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("argv", [argv for _, argv in MIXED_COMMANDS], ids=[name for name, _ in MIXED_COMMANDS])
+def test_models_of_two_schemas_are_never_used_as_one(mixed_schema_folder, trained_run, tmp_path, argv):
+    command = [part.format(runs=mixed_schema_folder, data=trained_run.data, tmp=tmp_path,
+                           images=trained_run.data / "Images" / "sleeve_length_labels") for part in argv]  # fmt: skip
+    refused(command, f"{mixed_schema_folder / 'sleeve_length' / 'best.pt'}: trained on another schema than "
+            f"the other models under {mixed_schema_folder}: attribute 'coat_length_labels' has 8 classes (A, B, C, D, "
+            "...) in the model but 8 (Invisible, High Waist Length")  # fmt: skip
+    assert not (tmp_path / "answers.csv").exists()

@@ -1,18 +1,26 @@
 """The HTTP service, run as a real `fashionattr serve` process on a loopback port and spoken to over HTTP.
 
-Covers prediction (multipart and base64 JSON), schema and health, every client error as a JSON 4xx (oversize,
-not an image, decompression bomb, bad JSON), static files and catalogue images that cannot be escaped with
-encoded `../`, the catalogue API, and dynamic batching of concurrent requests.
+Covers prediction (multipart and base64 JSON), schema and health, static files and catalogue images that cannot be
+escaped with encoded `../`, the catalogue API, dynamic batching of concurrent requests, and hostile clients: every
+client error a JSON 4xx (oversize, not an image, every file of the image corpus, decompression bombs that cost no
+memory, bad or 100,000-deep JSON, absurd offsets and limits), and slow or greedy clients (partial headers, stalled
+bodies, a byte-at-a-time slowloris, hundreds of idle connections) cut off while /healthz still answers.
+
+Most tests share one server (conftest.py's `server`: a catalogue, a review queue, helpers.SERVER_OPTIONS); those
+that need settings of their own (one-second deadlines, few open files, a PostgreSQL catalogue) start their own.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import io
 import math
 import socket
 import struct
+import sys
+import time
 import zlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -22,18 +30,24 @@ import httpx
 import pytest
 from PIL import Image
 
-from conftest import TrainedRun
 from corpus import png_declaring, write_image_corpus
 from fashionattr.bench.service_process import ServiceProcess as Server
 from fashionattr.bench.service_process import serve_in_child as start_server
 from fashionattr.catalog import index_catalog
 from fashionattr.inference import Predictor
 from fashionattr.schema import FASHIONAI
-from test_catalog import catalogue_predictor, make_photo_folder
+from helpers import (
+    DECODE_THREADS,
+    UPLOAD_LIMIT_MB,
+    TrainedRun,
+    assert_no_traceback,
+    catalogue_predictor,
+    make_photo_folder,
+)
 
-UPLOAD_LIMIT_MB = 1
 CONCURRENT_REQUESTS = 16
-DECODE_THREADS = 2
+WAIT_CAP_S = 20.0
+"""How long a test waits for the server to act: far beyond any deadline it is given, so only a hang fails."""
 
 
 def raw_get(server: Server, path: str) -> tuple[int, bytes]:
@@ -48,24 +62,6 @@ def raw_get(server: Server, path: str) -> tuple[int, bytes]:
         connection.close()
 
 
-def build_catalog(trained_run: TrainedRun, folder: Path, db: Path) -> Path:
-    make_photo_folder(trained_run.data, folder)
-    predictor = catalogue_predictor(trained_run.run)
-    index_catalog(db, folder, trained_run.run, predictor=predictor, batch_size=8, workers=0, progress=False)
-    return db
-
-
-@pytest.fixture(scope="module")
-def server(trained_run: TrainedRun, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """One server for the module: 1 MB upload limit, a 50 ms batching window, and a catalogue."""
-    workdir = tmp_path_factory.mktemp("serve")
-    db = build_catalog(trained_run, workdir / "photos", workdir / "catalog.sqlite")
-    with start_server(trained_run.run, workdir / "server.log", "--catalog", str(db), "--max-upload-mb",
-                      str(UPLOAD_LIMIT_MB), "--batch-wait-ms", "50", "--max-batch", "8", "--decode-threads",
-                      str(DECODE_THREADS)) as running:  # fmt: skip
-        yield running
-
-
 @pytest.fixture(scope="module")
 def client(server: Server) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server.url, timeout=60) as http:
@@ -76,6 +72,10 @@ def client(server: Server) -> Iterator[httpx.Client]:
 def photo_bytes(trained_run: TrainedRun) -> list[tuple[str, bytes]]:
     files = sorted((trained_run.data / "Images" / "sleeve_length_labels").glob("*.jpg"))[:2]
     return [(f.name, f.read_bytes()) for f in files]
+
+
+def healthy(server: Server) -> bool:
+    return httpx.get(f"{server.url}/healthz", timeout=WAIT_CAP_S).status_code == 200
 
 
 def assert_json_error(response: httpx.Response, status: int) -> str:
@@ -97,11 +97,6 @@ def assert_full_prediction(entry: dict) -> None:
         assert 0.0 <= answer["applicability"] <= 1.0
         assert answer["confidence"] == max(answer["probabilities"].values())
         assert answer["uncertain"] is False
-
-
-def bomb_png(width: int = 30_000, height: int = 30_000) -> bytes:
-    """A valid PNG header declaring a huge RGB image, with a few bytes of data: tiny on disk, 2.7 GB decoded."""
-    return png_declaring(width, height)
 
 
 # --- predicting -------------------------------------------------------------------------------------------------
@@ -196,28 +191,53 @@ def test_a_broken_file_in_a_batch_is_an_error_entry_and_the_others_are_answered(
     assert client.get("/healthz").status_code == 200
 
 
-def test_a_decompression_bomb_is_refused_without_decoding(client, server):
-    bomb = bomb_png()
-    assert len(bomb) < 200
-    assert struct.unpack(">II", bomb[16:24]) == (30_000, 30_000)  # the header really does declare it
-    response = client.post("/v1/predict", files=[("files", ("bomb.png", bomb, "image/png"))])
-    message = item_errors(response)["bomb.png"]
-    assert "bomb.png" in message and ("pixel limit" in message or "decompression bomb" in message)
-    assert server.process.poll() is None
-    assert client.get("/healthz").status_code == 200
+def deep_json(depth: int, opening: bytes = b"[", closing: bytes = b"]") -> bytes:
+    return b'{"images": ' + opening * depth + closing * depth + b"}"
 
 
-@pytest.mark.parametrize(
-    ("body", "headers", "status", "words"),
-    [
-        (b"{not json", {"content-type": "application/json"}, 422, "not valid JSON"),
-        (b'{"pictures": []}', {"content-type": "application/json"}, 422, "`images` list"),
-        (b'{"images": []}', {"content-type": "application/json"}, 422, "no image"),
-        (b"hello", {"content-type": "text/plain"}, 415, "unsupported content type"),
-    ],
-)
-def test_malformed_requests_get_json_errors(client, body, headers, status, words):
-    assert words in assert_json_error(client.post("/v1/predict", content=body, headers=headers), status)
+JSON = "application/json"
+BAD_REQUESTS = [
+    ("not-json", "POST", "/v1/predict", b"{not json", JSON, 422, "not valid JSON"),
+    ("no-images-list", "POST", "/v1/predict", b'{"pictures": []}', JSON, 422, "`images` list"),
+    ("no-image", "POST", "/v1/predict", b'{"images": []}', JSON, 422, "no image"),
+    ("text-plain", "POST", "/v1/predict", b"hello", "text/plain", 415, "unsupported content type"),
+    ("json-nested-100000", "POST", "/v1/predict", deep_json(100_000), JSON, 422, "nests 100001 levels deep"),
+    ("json-objects-nested-50000", "POST", "/v1/predict", b'{"a": ' * 50_000 + b"1" + b"}" * 50_000, JSON, 422,
+     "nests 50000 levels deep"),
+    ("json-nested-just-over", "POST", "/v1/predict", deep_json(8), JSON, 422, "more than the 8 allowed"),
+    ("json-brackets-in-strings-are-text", "POST", "/v1/predict", b'{"images": [{"name": "' + b"[" * 5000 + b'", '
+     b'"data": "@@"}]}', JSON, 200, ""),
+    ("offset-10-to-the-30", "GET", "/v1/catalog/search?offset=" + "1" + "0" * 30, None, None, 422, "offset"),
+    ("offset-2-to-the-63", "GET", f"/v1/catalog/search?offset={2**63}", None, None, 422, "offset"),
+    ("offset-negative", "GET", "/v1/catalog/search?offset=-1", None, None, 422, "offset"),
+    ("offset-at-the-bound", "GET", "/v1/catalog/search?offset=1000000000", None, None, 200, ""),
+    ("limit-10-to-the-30", "GET", "/v1/catalog/search?limit=" + "1" + "0" * 30, None, None, 422, "limit"),
+    ("similar-k-huge", "GET", "/v1/catalog/similar/1?k=" + "9" * 40, None, None, 422, "k"),
+    ("item-id-huge", "GET", "/v1/catalog/items/" + "9" * 40, None, None, 404, "numeric id"),
+    ("confidence-nan", "GET", "/v1/catalog/facets?min_confidence=nan", None, None, 422, "min_confidence"),
+    ("confidence-inf", "GET", "/v1/catalog/search?min_confidence=inf", None, None, 422, "min_confidence"),
+]  # fmt: skip
+"""Malformed and greedy requests (id, method, path, body, content type, status, words of the error): each gets a
+JSON answer, never a hang or a 500; nesting is refused before it is parsed, numbers before they are used."""
+
+
+@pytest.mark.parametrize(("method", "path", "body", "content_type", "status", "words"),
+                         [case[1:] for case in BAD_REQUESTS], ids=[case[0] for case in BAD_REQUESTS])  # fmt: skip
+def test_malformed_and_greedy_requests_get_json_answers(server, client, method, path, body, content_type, status,
+                                                        words):  # fmt: skip
+    headers = {"content-type": content_type} if content_type else {}
+    response = client.request(method, path, content=body, headers=headers)
+    if status == 200:
+        assert response.status_code == 200, response.text[:500]
+    else:
+        assert words in assert_json_error(response, status)
+    assert healthy(server)
+
+
+def test_head_healthz_answers_like_get(server):
+    response = httpx.head(f"{server.url}/healthz", timeout=WAIT_CAP_S)
+    assert response.status_code == 200 and response.content == b""
+    assert response.headers["content-type"].startswith("application/json")
 
 
 def test_bad_base64_is_an_error_entry_of_its_image(client, photo_bytes):
@@ -346,10 +366,9 @@ def test_create_app_without_a_catalogue_in_process(trained_run, photo_bytes):
 
 
 def test_bad_serve_options_are_user_errors(trained_run, capsys):
+    """Numbers out of range (--max-batch 0, --header-timeout nan ...) are in tests/test_settings.py."""
     from fashionattr.cli import main
 
-    assert main(["serve", str(trained_run.run), "--max-batch", "0"]) == 2
-    assert "--max-batch" in capsys.readouterr().err
     assert main(["serve", str(trained_run.run), "--catalog", "/nonexistent/catalog.sqlite"]) == 2
     assert "no such catalogue" in capsys.readouterr().err
 
@@ -374,6 +393,8 @@ def corpus_uploads(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[str, 
 
 
 def test_every_corpus_file_is_answered_or_refused_by_name(client, server, corpus_uploads):
+    """Each file alone, then all in one request; a decompression bomb among them is refused by name from its header,
+    and the server stays up."""
     for name, data, case in corpus_uploads:
         response = client.post("/v1/predict", files=[("files", (name, data, "image/jpeg"))])
         if case.good:
@@ -462,6 +483,114 @@ def test_an_address_it_cannot_listen_on_is_one_line_before_the_model_loads(tmp_p
         assert main(["serve", str(tmp_path / "no-run"), "--host", host, "--port", str(port)]) == 2
     err = capsys.readouterr().err
     assert words in err and f"{host} port {port}" in err and "Traceback" not in err, err
+
+
+# --- slow clients, and many idle ones ---------------------------------------------------------------------------
+# Against servers of their own: one with one-second deadlines, and one allowed only 256 open files, as a default
+# `ulimit -n 1024` server is allowed a few more.
+
+HEADER_TIMEOUT_S = 1
+
+
+@pytest.fixture(scope="module")
+def guarded_server(trained_run: TrainedRun, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server of its own: one-second deadlines for headers and for each pause in a body."""
+    workdir = tmp_path_factory.mktemp("guarded")
+    with start_server(trained_run.run, workdir / "server.log", "--header-timeout", str(HEADER_TIMEOUT_S),
+                      "--body-timeout", str(HEADER_TIMEOUT_S)) as server:  # fmt: skip
+        yield server
+
+
+def until_closed(connection: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection (a socket timeout fails the test)."""
+    connection.settimeout(WAIT_CAP_S)
+    received = b""
+    while chunk := connection.recv(65536):
+        received += chunk
+    return received
+
+
+SLOW_CLIENTS = [
+    ("partial-headers", [b"GET /healthz HTTP/1.1\r\nHost: x\r\n"], b"HTTP/1.1 408"),
+    ("partial-request-line", [b"GET /heal"], b"HTTP/1.1 408"),
+    ("connects-and-says-nothing", [], b""),
+    ("stalled-json-body", [b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                           b"Content-Length: 1000\r\n\r\n{\"images\": ["], b"HTTP/1.1 408"),
+    ("stalled-multipart-body", [b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; "
+                                b"boundary=b\r\nContent-Length: 5000\r\n\r\n--b\r\nContent-Disposition: form-data; "
+                                b'name="files"; filename="a.jpg"\r\n\r\n\xff\xd8'], b"HTTP/1.1 408"),
+    ("partial-second-request-after-keep-alive", [b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", b"GET /healthz HTT"],
+     b"HTTP/1.1 408"),
+]  # fmt: skip
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(("parts", "ends_with"), [case[1:] for case in SLOW_CLIENTS],
+                         ids=[case[0] for case in SLOW_CLIENTS])  # fmt: skip
+def test_a_slow_client_is_cut_off_while_healthz_answers(guarded_server, parts, ends_with):
+    with socket.create_connection(("127.0.0.1", guarded_server.port), timeout=WAIT_CAP_S) as connection:
+        for part in parts:
+            connection.sendall(part)
+            time.sleep(0.05)
+        assert healthy(guarded_server)  # while the slow client holds its connection
+        received = until_closed(connection)
+    if ends_with:
+        last = received[received.rfind(b"HTTP/1.1 ") :]
+        assert last.startswith(ends_with), received
+        assert b'{"error": "the request' in last  # the service's JSON error
+    else:
+        assert received == b""
+    assert healthy(guarded_server)
+    assert_no_traceback(guarded_server.log.read_text())  # a dropped request is no server error
+
+
+@pytest.mark.timeout(120)
+def test_headers_trickled_a_byte_at_a_time_are_cut_off_at_the_deadline(guarded_server):
+    """A slowloris keeps every pause short; the deadline counts from the first byte, so it still ends."""
+    request = b"GET /healthz HTTP/1.1\r\n" + b"".join(b"X-Slow-%d: %d\r\n" % (n, n) for n in range(500))
+    deadline = time.monotonic() + WAIT_CAP_S
+    with socket.create_connection(("127.0.0.1", guarded_server.port), timeout=WAIT_CAP_S) as connection:
+        connection.setblocking(False)
+        answer = b""
+        for byte in request:
+            assert time.monotonic() < deadline, "the server kept a trickling client for 20 s"
+            try:
+                connection.send(bytes([byte]))
+                answer += connection.recv(4096)
+                break  # the server spoke: it answered 408 and closed
+            except BlockingIOError:
+                time.sleep(0.1)
+            except OSError:  # reset: it closed
+                break
+        assert not answer or answer.startswith(b"HTTP/1.1 408")
+    assert healthy(guarded_server)
+
+
+def start_server_with_few_files(checkpoint: Path, log: Path, open_files: int) -> contextlib.AbstractContextManager:
+    """`start_server`, but the server process may hold only `open_files` descriptors (soft and hard limit)."""
+    limit = f"import resource; resource.setrlimit(resource.RLIMIT_NOFILE, ({open_files}, {open_files}))"
+    launcher = (f"{limit}; import runpy, sys; sys.argv = ['fashionattr', *sys.argv[1:]]; "
+                "runpy.run_module('fashionattr', run_name='__main__')")  # fmt: skip
+    return start_server(checkpoint, log, launcher=[sys.executable, "-c", launcher])
+
+
+@pytest.mark.timeout(180)
+def test_many_idle_connections_do_not_starve_healthz(trained_run: TrainedRun, tmp_path):
+    """400 silent sockets against a server allowed 256 files: before the cap, /healthz waited for ever."""
+    with start_server_with_few_files(trained_run.run, tmp_path / "server.log", 256) as server:
+        idle = [socket.create_connection(("127.0.0.1", server.port), timeout=WAIT_CAP_S) for _ in range(400)]
+        try:
+            assert healthy(server)  # within 20 s: the default header deadline (10 s) has not closed them for it
+            closed = 0
+            for connection in idle:
+                connection.setblocking(False)
+                with contextlib.suppress(BlockingIOError):
+                    closed += connection.recv(1) == b""
+            assert 400 - closed <= 256  # the longest idle ones were closed to make room
+            assert "connections, as the process may open only so many files" in server.log.read_text()
+        finally:
+            for connection in idle:
+                connection.close()
 
 
 # --- a dependency that is down ------------------------------------------------------------------------------------

@@ -12,10 +12,10 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from conftest import TrainedRun
 from fashionattr.cli import main
 from fashionattr.inference import Predictor, load_predictor
 from fashionattr.serve import ServeSettings, create_app
+from helpers import TrainedRun
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,9 @@
 """Typed settings: every wrong value, from the command line or a config file, is one clear line and exit 2.
 
 Table-driven: each case names a setting, how it is given and a word the message must hold. Nothing may print a
-traceback, and nothing is trained.
+traceback, and nothing is trained. Config files are read strictly (a repeated key or a YAML alias is refused by
+line; `lr: 1e-3` is a number); numbers out of range are refused by every command (the service's deadlines and
+connection cap included), and an output path that cannot be written is refused before any work.
 """
 
 from __future__ import annotations
@@ -10,9 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from corpus import CONFIG_CASES as STRICT_CONFIG_CASES
 from fashionattr.cli import main
-from fashionattr.config import resolve_config
+from fashionattr.config import read_config_file, resolve_config
 from fashionattr.errors import UserError
+from helpers import refused, tiny_root
 
 CONFIG_CASES = [
     ("epochs: ten", "epochs must be a whole number"),
@@ -78,6 +82,18 @@ def test_a_wrong_value_in_a_config_file_is_one_clear_error(tmp_path: Path, line:
     assert words in message and "\n" not in message, message
 
 
+@pytest.mark.parametrize("case", STRICT_CONFIG_CASES, ids=[case.id for case in STRICT_CONFIG_CASES])
+def test_config_files_are_read_strictly(synthetic_data, tmp_path, case):
+    config = tmp_path / ("config.json" if case.id.startswith("json") else "config.yaml")
+    config.write_text(case.text)
+    if case.words is None:
+        assert read_config_file(config) == {"lr": 0.001, "min_lr": 2.5e-7}
+        return
+    root = tiny_root(tmp_path / "data", synthetic_data)
+    where = f"{config}:{case.line}: " if case.line else f"{config}: "
+    refused(["train", str(root), "--config", str(config), "--out", str(tmp_path / "run")], where, case.words)
+
+
 CLI_CASES = [
     (["--device", "bogus"], "unknown device"),
     (["--val-fraction", "0"], "val fraction must be between 0 and 1"),
@@ -141,6 +157,11 @@ def test_cuda_on_a_machine_without_one_and_an_out_that_is_a_file(trained_run, tm
         ["prepare", "d", "--size", "ten"],
         ["bench", "--rounds", "0"],
         ["export", "x", "--out", "m.onnx", "--opset", "3"],
+        ["serve", "x", "--max-batch", "0"],
+        ["serve", "x", "--header-timeout", "0"],
+        ["serve", "x", "--header-timeout", "nan"],
+        ["serve", "x", "--body-timeout", "-1"],
+        ["serve", "x", "--max-connections", "0"],
     ],
     ids=lambda argv: " ".join(argv),
 )
@@ -148,6 +169,7 @@ def test_out_of_range_numbers_are_refused_by_every_command(argv, capsys) -> None
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "error: argument" in err and "Traceback" not in err
+    assert argv[-2] in err  # the option is named
 
 
 # Every option that names something to write, as (argv with OUT where the path goes, "file" or "folder").

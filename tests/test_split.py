@@ -1,12 +1,18 @@
-"""The stratified 4:1 split: 80/20 inside every (attribute, class), reproducible by seed, shared via a file."""
+"""The stratified 4:1 split: 80/20 inside every (attribute, class), reproducible by seed, shared via a file.
+
+Hostile split files: a malformed line is named, and one image named twice (also under another spelling such as
+`./Images/...`) is refused by its line before anything is trained.
+"""
 
 from collections import Counter
 
 import pytest
 
+from corpus import A, B
 from fashionattr.cli import main
 from fashionattr.data.labels import LabelRecord
 from fashionattr.data.split import SplitError, apply_split, make_split, read_split, write_split
+from helpers import QUICK_TRAIN, refused, tiny_root
 
 
 def records(per_class=(10, 7, 23, 1)):
@@ -149,3 +155,17 @@ def test_check_names_byte_identical_images(synthetic_data, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "1 set(s) of byte-identical images" in out
     assert f"{copy} = {path}" in out or f"{path} = {copy}" in out
+
+
+def test_a_split_file_naming_one_image_twice_is_refused(synthetic_data, tmp_path):
+    root = tiny_root(tmp_path / "data", synthetic_data, A + B)
+    split = tmp_path / "split.csv"
+    split.write_text("Images/coat_length_labels/a.jpg,coat_length_labels,train\n"
+                     "Images/coat_length_labels/b.jpg,coat_length_labels,train\n"
+                     "./Images/coat_length_labels/a.jpg,coat_length_labels,val\n")  # fmt: skip
+    refused(["train", str(root), "--split-file", str(split), "--out", str(tmp_path / "run"), *QUICK_TRAIN],
+            f"{split}:3: ", "already assigned on line 1")  # fmt: skip
+    split.write_text("./Images/coat_length_labels/a.jpg,coat_length_labels,train\n"
+                     "Images//coat_length_labels/b.jpg,coat_length_labels,val\n")  # fmt: skip
+    expected = {(f"Images/coat_length_labels/{name}", "coat_length_labels") for name in ("a.jpg", "b.jpg")}
+    assert set(read_split(split)) == expected

@@ -1,17 +1,38 @@
-"""Answer files: writing, strict reading, order checks and scoring against labels."""
+"""Answer files: writing, strict reading, order checks and scoring against labels (`evaluate --answers`).
+
+Hostile and awkward numbers: only plain decimals are read (Python's `_`, nan, inf, hexadecimal, other scripts'
+digits and a decimal comma are refused by line; exponents, subnormals and 17 digits are accepted); every
+probability comes back bit for bit, so AP from the file is the model's; an attribute whose every answer lands on an
+`m` class is shown as AP n/a and named; and the scores do not depend on the order of the rows.
+"""
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from corpus import (
+    ANSWER_LABELS,
+    ANSWER_NUMBER_CASES,
+    ANSWER_PRECISION_CASES,
+    ANSWER_ROW,
+    MAYBE_CASES,
+    SLEEVE_ANSWER,
+    SLEEVE_ROW,
+    A,
+    MaybeCase,
+    row,
+)
+from fashionattr.cli import main
 from fashionattr.data.labels import LabelFileError, LabelRecord, read_questions
 from fashionattr.errors import UserError
-from fashionattr.schema import Attribute, Schema
+from fashionattr.metrics import AttributePredictions, maybe_mask, score
+from fashionattr.schema import FASHIONAI, Attribute, Schema
 from fashionattr.submission import read_submission, score_submission, write_submission
-from helpers import answers_follow_questions
+from helpers import answers_follow_questions, refused
 
 TOY = Schema(
     name="toy",
@@ -176,3 +197,113 @@ def test_score_submission_rejects_answers_without_labels(tmp_path: Path) -> None
     answer_path.write_text(ANSWERS + "x.jpg,size_labels,1;0;0;0\n")
     with pytest.raises(LabelFileError, match=r"submission\.csv:6: answer for x\.jpg / size_labels, which .* does not"):
         score_submission(answer_path, labels_path, TOY)
+
+
+# --- hostile numbers, and every digit kept ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", ANSWER_NUMBER_CASES, ids=[case.id for case in ANSWER_NUMBER_CASES])
+def test_answer_files_hold_plain_decimal_numbers(tmp_path, capsys, case):
+    labels, answers = tmp_path / "labels.csv", tmp_path / "answers.csv"
+    labels.write_text(ANSWER_LABELS)
+    answers.write_text(case.text, encoding="utf-8")
+    argv = ["evaluate", "--answers", str(answers), "--labels", str(labels)]
+    if case.words is None:
+        assert main(argv) == 0, capsys.readouterr().err
+        assert "| coat_length | 1 |" in capsys.readouterr().out
+        return
+    refused(argv, f"{answers}:{case.line}: ", case.words)
+
+
+@pytest.mark.parametrize(("name", "vector"), ANSWER_PRECISION_CASES, ids=[name for name, _ in ANSWER_PRECISION_CASES])
+def test_an_answer_file_gives_back_every_probability_bit_for_bit(tmp_path, name, vector):
+    given = np.array(vector, dtype=np.float64)
+    path = tmp_path / "answers.csv"
+    write_submission(path, [("Images/coat_length_labels/a.jpg", "coat_length_labels")], [given], FASHIONAI)
+    [(_, _, read)] = read_submission(path, FASHIONAI)
+    assert read.dtype == np.float64 and (read == given).all()
+    assert (read.view(np.int64) == (given + 0.0).view(np.int64)).all()  # bit for bit; -0.0 is written as 0.0
+    written = path.read_text().strip().split(",")[2].split(";")
+    assert not any(number.startswith("-") for number in written) and len(written) == 8
+
+
+def test_ap_from_the_written_answer_file_is_ap_from_the_model(tmp_path):
+    """Confident answers that six decimals printed alike: AP from the file used to drop, now it is the model's."""
+    rng = np.random.default_rng(4)
+    count = 400
+    targets = rng.integers(0, 8, count)
+    confidence = rng.random(count)
+    right = rng.random(count) < 0.5 + 0.5 * confidence
+    predicted = np.where(right, targets, (targets + 1) % 8)
+    logits = rng.normal(0, 0.3, (count, 8))
+    logits[np.arange(count), predicted] += np.where(confidence > 0.2, 16 + 20 * confidence, 5 * confidence)
+    probabilities = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probabilities /= probabilities.sum(axis=1, keepdims=True)
+    rows = [(f"Images/coat_length_labels/{n:03d}.jpg", "coat_length_labels") for n in range(count)]
+    labels = "".join(row(path, label="".join("y" if c == t else "n" for c in range(8)))
+                     for (path, _), t in zip(rows, targets, strict=True))  # fmt: skip
+    (tmp_path / "labels.csv").write_text(labels)
+    write_submission(tmp_path / "answers.csv", rows, list(probabilities), FASHIONAI)
+
+    def ap_of(vectors: np.ndarray) -> float:
+        predictions = AttributePredictions(vectors, targets, maybe_mask([[]] * count, 8))
+        return score(FASHIONAI, {"coat_length_labels": predictions}).attributes["coat_length_labels"].average_precision
+
+    from_file = score_submission(tmp_path / "answers.csv", tmp_path / "labels.csv", FASHIONAI)
+    assert from_file.attributes["coat_length_labels"].average_precision == ap_of(probabilities)
+    assert np.mean(np.round(probabilities, 6).max(axis=1) == 1.0) > 0.7  # most of them print as 1.000000 ...
+    assert ap_of(np.round(probabilities, 6)) < ap_of(probabilities) - 0.01  # ... which used to cost AP
+
+
+# --- scoring: undefined AP, and the order of rows ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", MAYBE_CASES, ids=[case.id for case in MAYBE_CASES])
+def test_an_attribute_no_answer_counts_for_is_shown_as_n_a_and_named(tmp_path, capsys, case: MaybeCase):
+    names = [f"{n}.jpg" for n in range(len(case.labels))]
+    labels = A + "".join(SLEEVE_ROW.format(name=n, label=label) for n, label in zip(names, case.labels, strict=True))
+    answers = ANSWER_ROW.format("0;1;0;0;0;0;0;0") + "".join(
+        SLEEVE_ANSWER.format(name=n, probabilities=p) for n, p in zip(names, case.answers, strict=True)
+    )
+    (tmp_path / "labels.csv").write_text(labels)
+    (tmp_path / "answers.csv").write_text(answers)
+    assert main(["evaluate", "--answers", str(tmp_path / "answers.csv"), "--labels", str(tmp_path / "labels.csv")]) == 0
+    out = capsys.readouterr().out
+    assert f"| sleeve_length | {len(names)} | " in out and out.split("| sleeve_length |")[1].split("\n")[0].endswith(
+        f"| {case.sleeve_ap} |"
+    )
+    assert out.split("| **BP / mAP** |")[1].split("\n")[0].endswith(f"| {case.map_cell} |")
+    note = "AP n/a for sleeve_length: every answer landed on a class labelled 'm'"
+    assert (note in out) == (case.sleeve_ap == "n/a"), out
+
+
+def tied_answers(count: int = 30, seed: int = 3) -> tuple[list[str], list[str]]:
+    """Label and answer rows for coat length where most answers tie at a top probability of 1 or 0.5."""
+    rng = random.Random(seed)
+    labels, answers = [], []
+    for index in range(count):
+        path = f"Images/coat_length_labels/{index:03d}.jpg"
+        target, predicted = rng.randrange(8), rng.randrange(8)
+        top = rng.choice([1.0, 1.0, 0.5])
+        probabilities = [0.0] * 8
+        probabilities[predicted] = top
+        probabilities[(predicted + 1) % 8] += 1.0 - top
+        labels.append(row(path, label="".join("y" if c == target else "n" for c in range(8))))
+        answers.append(row(path, label=";".join(f"{p:g}" for p in probabilities)))
+    return labels, answers
+
+
+@pytest.mark.parametrize("order", ["reversed-labels", "shuffled-labels", "reversed-answers"])
+def test_evaluate_scores_the_same_answers_the_same_whatever_the_row_order(tmp_path, capsys, order):
+    labels, answers = tied_answers()
+    (tmp_path / "labels.csv").write_text("".join(labels))
+    (tmp_path / "answers.csv").write_text("".join(answers))
+    argv = ["evaluate", "--answers", str(tmp_path / "answers.csv"), "--labels", str(tmp_path / "labels.csv")]
+    assert main(argv) == 0
+    reference = capsys.readouterr().out
+    reordered = {"reversed-labels": (labels[::-1], answers), "shuffled-labels": (random.Random(1).sample(labels, 30),
+                 answers), "reversed-answers": (labels, answers[::-1])}[order]  # fmt: skip
+    (tmp_path / "labels.csv").write_text("".join(reordered[0]))
+    (tmp_path / "answers.csv").write_text("".join(reordered[1]))
+    assert main(argv) == 0
+    assert capsys.readouterr().out == reference

@@ -6,12 +6,11 @@ import shutil
 
 import numpy as np
 
-from conftest import PER_ATTRIBUTE, TrainedRun
 from fashionattr.cli import main
 from fashionattr.data.labels import read_questions
 from fashionattr.schema import FASHIONAI
 from fashionattr.submission import read_submission
-from helpers import answers_follow_questions
+from helpers import PER_ATTRIBUTE, TrainedRun, answers_follow_questions
 
 QUICK = ["--workers", "0", "--batch-size", "8"]
 

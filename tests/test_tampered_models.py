@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,12 +15,12 @@ import onnx
 import pytest
 import torch
 
-from conftest import TrainedRun
 from corpus import TAMPERED_CHECKPOINTS, TAMPERED_ONNX, TamperCase
 from fashionattr.checkpoint import load_checkpoint, save_checkpoint
 from fashionattr.cli import main
 from fashionattr.errors import ModelOutputError
 from fashionattr.inference import Predictor
+from helpers import TrainedRun, cli_command
 
 
 def first_image(run: TrainedRun) -> Path:
@@ -53,8 +52,7 @@ def test_a_checkpoint_holding_absurd_numbers_is_refused_by_every_reader(trained_
 
 def test_serve_refuses_a_model_whose_stored_input_size_is_absurd(trained_run, tmp_path):
     path = tampered_checkpoint(trained_run, tmp_path, lambda p: p["preprocessing"].update(img_size=1_000_000_000))
-    result = subprocess.run([sys.executable, "-m", "fashionattr", "serve", str(path), "--port", "0"],
-                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    result = subprocess.run(cli_command("serve", path, "--port", "0"), capture_output=True, text=True, timeout=120)
     assert result.returncode == 2, result.stderr[-2000:]
     assert "image size" in result.stderr and str(path) in result.stderr and "Traceback" not in result.stderr
 

@@ -1,12 +1,19 @@
-"""Training end to end on synthetic data: learning, checkpoints, resume, run directory contents."""
+"""Training end to end on synthetic data: learning, checkpoints, resume, run directory contents, and bad images.
+
+Bad images in the training data: every unusable file of the corpus (tests/corpus.py) is skipped and listed in the
+run folder with its reason; on a dataset with 5% corrupt files training goes on within --max-bad-fraction and
+refuses to start above it (found by the image cache or the header scan), and truncated files that pass the header
+scan stop it after the epoch that found them.
+"""
 
 import json
+import random
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 
 import fashionattr.training as training
 import fashionattr.training.saver as checkpoints
@@ -15,7 +22,9 @@ from fashionattr.cli import main
 from fashionattr.config import resolve_config
 from fashionattr.data.labels import label_string
 from fashionattr.errors import UserError
+from fashionattr.run_dir import RunDir
 from fashionattr.synthetic.generate import generate_dataset
+from helpers import CORPUS_DIR, QUICK_TRAIN, assert_no_traceback, bad_cases, draw_pattern
 
 ATTRIBUTES = ["skirt_length_labels", "neckline_design_labels"]
 
@@ -44,20 +53,6 @@ def config(data, out, **overrides):
     )
     settings.update(overrides)
     return resolve_config(None, settings)
-
-
-def draw_pattern(image: Image.Image, kind: int, period: int, colour: tuple[int, ...]) -> None:
-    """Stripes whose direction (kind 0-2) or width (period) is the class; colours are random for every class."""
-    draw = ImageDraw.Draw(image)
-    size = image.size[0]
-    for offset in range(-size, 2 * size, 2 * period):
-        if kind == 0:
-            draw.rectangle((0, offset, size, offset + period - 1), fill=colour)
-        elif kind == 1:
-            draw.rectangle((offset, 0, offset + period - 1, size), fill=colour)
-        else:
-            draw.polygon([(offset, 0), (offset + period, 0), (offset + period + size, size), (offset + size, size)],
-                         fill=colour)  # fmt: skip
 
 
 def patterns_dataset(root: Path, per_class: int = 40) -> Path:
@@ -222,3 +217,82 @@ def test_resume_with_other_settings_is_refused_naming_the_setting_and_both_value
     err = capsys.readouterr().err
     assert words in err and "--resume with other settings" in err and len(err.strip().splitlines()) == 1, err
     assert (out / "last.pt").read_bytes() == before
+
+
+# --- bad images in the training data ----------------------------------------------------------------------------
+
+
+def test_train_skips_and_lists_every_bad_image(corpus_dataset, tmp_path, capsys):
+    root, cases = corpus_dataset
+    out = tmp_path / "run"
+    # One batch holds every training image: with several, the last partial batch is dropped, and a file whose
+    # header looks fine (only a decode finds it bad) could go unread in a one-epoch run.
+    code = main(["train", str(root), "--out", str(out), "--attributes", "coat_length", "--cache", "off",
+                 "--max-bad-fraction", "0.5", *QUICK_TRAIN, "--batch-size", "512"])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    skipped = dict(line.split("\t", 1) for line in RunDir(out).skipped.read_text().splitlines())
+    assert set(skipped) == {f"{CORPUS_DIR}/{name}" for name in bad_cases(cases)}
+    for name, case in bad_cases(cases).items():
+        assert case.reason in skipped[f"{CORPUS_DIR}/{name}"], name
+
+
+CORRUPT_ATTRIBUTES = "coat_length,sleeve_length"
+CORRUPT_FRACTION = 0.05
+
+
+def corrupt(root: Path, fraction: float, seed: int, truncate: bool = False) -> set[str]:
+    """Replace `fraction` of the coat and sleeve images with garbage (or cut them short); returns their paths."""
+    images = sorted(p for a in ("coat_length_labels", "sleeve_length_labels") for p in (root / "Images" / a).glob("*"))
+    rng = random.Random(seed)
+    chosen = rng.sample(images, max(1, round(fraction * len(images))))
+    for path in chosen:
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) * 2 // 3] if truncate else rng.randbytes(len(data)))
+    return {path.relative_to(root).as_posix() for path in chosen}
+
+
+@pytest.fixture(scope="module")
+def corrupt_dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, set[str]]:
+    root = tmp_path_factory.mktemp("corrupt") / "data"
+    generate_dataset(root, per_class=8, size=48, test_fraction=0.0, workers=1, progress=False)
+    return root, corrupt(root, CORRUPT_FRACTION, seed=5)
+
+
+def train_corrupt(root: Path, out: Path, *extra: str) -> int:
+    return main(["train", str(root), "--out", str(out), "--attributes", CORRUPT_ATTRIBUTES, *QUICK_TRAIN, *extra])
+
+
+@pytest.mark.parametrize("cache", ["build", "off"])
+def test_training_goes_on_within_the_bad_image_limit(corrupt_dataset, tmp_path, capsys, cache):
+    root, garbage = corrupt_dataset
+    out = tmp_path / "run"
+    assert train_corrupt(root, out, "--cache", cache, "--max-bad-fraction", "0.1") == 0, capsys.readouterr().err
+    skipped = dict(line.split("\t", 1) for line in RunDir(out).skipped.read_text().splitlines())
+    assert set(skipped) == garbage
+    assert all("not an image" in reason for reason in skipped.values())
+    assert (out / "summary.json").is_file()
+
+
+@pytest.mark.parametrize(("cache", "found_by"), [("build", "image cache"), ("off", "scan of the image headers")])
+def test_training_refuses_to_start_over_the_default_limit(corrupt_dataset, tmp_path, capsys, cache, found_by):
+    root, garbage = corrupt_dataset
+    out = tmp_path / "run"
+    assert train_corrupt(root, out, "--cache", cache) == 2
+    err = capsys.readouterr().err
+    assert_no_traceback(err)
+    assert found_by in err and "over the 1.0% limit" in err and "--max-bad-fraction" in err
+    assert any(path in err for path in garbage)  # names examples
+    assert not (out / "last.pt").exists()  # refused before the first epoch
+
+
+def test_truncated_images_pass_the_header_scan_and_stop_training_after_an_epoch(tmp_path, capsys):
+    root = tmp_path / "data"
+    generate_dataset(root, per_class=8, size=48, test_fraction=0.0, workers=1, progress=False)
+    cut = corrupt(root, CORRUPT_FRACTION, seed=7, truncate=True)
+    out = tmp_path / "run"
+    assert train_corrupt(root, out, "--cache", "off") == 2
+    err = capsys.readouterr().err
+    assert "found while training" in err and any(path in err for path in cut)
+    assert (out / "last.pt").exists()  # the epoch that found them is kept
+    listed = {line.split("\t")[0] for line in RunDir(out).skipped.read_text().splitlines()}
+    assert len(listed) >= 2 and listed <= cut  # those drawn in the epoch (the last, partial batch is dropped)

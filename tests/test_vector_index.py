@@ -13,13 +13,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import CATALOG_BACKENDS
 from fashionattr.bench.embeddings import synthetic_embeddings, synthetic_queries
 from fashionattr.catalog import Catalog, index_catalog, open_store
 from fashionattr.catalog.vectors import ApproximateIndex, ExactIndex, index_from_bytes, resolve_kind, unit
 from fashionattr.inference import Predictor
 from fashionattr.schema import FASHIONAI
-from test_catalog import make_photo_folder
+from helpers import CATALOG_BACKENDS, make_photo_folder
 
 DIM = 64
 COUNT = 3000
