@@ -13,60 +13,19 @@ from typing import Any
 import numpy as np
 import pytest
 
-from conftest import CATALOG_BACKENDS, TrainedRun
 from fashionattr.catalog import Catalog, index_catalog, open_store
 from fashionattr.cli import main
 from fashionattr.errors import UserError
 from fashionattr.inference import Predictor
 from fashionattr.schema import FASHIONAI
-
-PHOTO_ATTRIBUTES = ("coat_length_labels", "sleeve_length_labels", "pant_length_labels")
-PER_ATTRIBUTE = 3
-
-
-def make_photo_folder(data: Path, folder: Path) -> Path:
-    """Nine synthetic photos (one sub-folder per attribute) and a corrupt `broken.jpg` at the top."""
-    for attribute in PHOTO_ATTRIBUTES:
-        target = folder / attribute.removesuffix("_labels")
-        target.mkdir(parents=True)
-        for source in sorted((data / "Images" / attribute).glob("*.jpg"))[:PER_ATTRIBUTE]:
-            shutil.copy(source, target / source.name)
-    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a JPEG")
-    return folder
-
-
-LENGTHS = ("skirt_length_labels", "coat_length_labels", "pant_length_labels", "sleeve_length_labels")
-
-
-class ShownParts:
-    """The tests' model as one that has learned which parts a photo shows: a full figure shows every attribute, an
-    upper-body close-up (the design attributes' photos) none of the lengths.
-
-    The tests' model is trained for two steps, so its own applicability decides that nothing applies; a catalogue
-    whose every tag is hidden would leave facets and tag search nothing to count. Catalogue tests index through
-    this, which keeps the model's values, probabilities and embeddings and sets only `applies`.
-    """
-
-    def __init__(self, predictor: Predictor) -> None:
-        self.predictor = predictor
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.predictor, name)
-
-    def predict_paths(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
-        for entry in self.predictor.predict_paths(*args, **kwargs):
-            close_up = "_design" in str(getattr(entry, "source", ""))
-            for name, result in getattr(entry, "attributes", {}).items():
-                result.applies = not (close_up and name in LENGTHS)
-                result.applicability = 0.9 if result.applies else 0.1
-                shown = result.applies and result.confidence >= self.predictor.min_confidence
-                result.value = self.predictor.schema.attribute(name).classes[result.index] if shown else None
-            yield entry
-
-
-def catalogue_predictor(run: Path) -> Any:
-    """The predictor catalogue tests index with (`ShownParts` over the run's model)."""
-    return ShownParts(Predictor.from_path(run, device="cpu"))
+from helpers import (
+    CATALOG_BACKENDS,
+    Interrupted,
+    InterruptingPredictor,
+    TrainedRun,
+    catalogue_predictor,
+    make_photo_folder,
+)
 
 
 def index_quietly(db: Path, folder: Path, run: Path, predictor: Any, batch_size: int = 4) -> Any:
@@ -144,26 +103,6 @@ def test_reindex_skips_unchanged_and_picks_up_changed_and_removed_files(photos, 
     assert catalog.item(f"sleeve_length/{sleeves[1].name}") is None
     assert catalog.item("new.jpg") is not None
     assert len(catalog) == 9 and catalog.errors() == []
-
-
-class Interrupted(Exception):
-    pass
-
-
-class InterruptingPredictor:
-    """The real predictor, killed (an exception) after `after` images have come out of the model."""
-
-    def __init__(self, predictor: Predictor, after: int) -> None:
-        self.predictor, self.after = predictor, after
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.predictor, name)
-
-    def predict_paths(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
-        for n, entry in enumerate(self.predictor.predict_paths(*args, **kwargs)):
-            if n == self.after:
-                raise Interrupted
-            yield entry
 
 
 def test_an_interrupted_index_leaves_a_consistent_database_and_a_rerun_finishes(photos, trained_run, predictor,
