@@ -2,9 +2,9 @@
 
 Indexes DATA's held-out test images (DATA/Tests/Images, else DATA/Images) into a throwaway catalogue, serves RUN
 with it on a free loopback port, uploads one test photo on the predict page (then clicks its skirt-length card
-for the heatmap) and filters the catalogue page by the tag most of its photos carry, in Debian's headless Chromium driven by Playwright,
-and saves `screenshot-predict.png`, `screenshot-heatmap.png`, `screenshot-catalog.png` and `screenshot-item.png`
-(the catalogue's item view). The README shows the ones made from the model `make demo` trains:
+for the heatmap) and filters the catalogue page by the tag most of its photos carry, in Debian's headless Chromium
+driven by Playwright, and saves `screenshot-predict.png`, `screenshot-heatmap.png`, `screenshot-catalog.png` and
+`screenshot-item.png` (the catalogue's item view). The README shows the ones made from the model `make demo` trains:
 
     python docs/screenshots.py runs/demo/run runs/demo/data
 """
@@ -75,7 +75,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="screenshots-") as scratch:
         workdir = Path(scratch)
-        chosen = sample_photos(args.data, workdir / "photos")
+        sample_photos(args.data, workdir / "photos")
         fashionattr("catalog", "index", str(args.run), str(workdir / "photos"), "--catalog",
                     str(workdir / "catalog.sqlite"), "--workers", "0")  # fmt: skip
         photo = args.photo or showcase_photo(args.data)
@@ -113,8 +113,10 @@ def main() -> int:
                 page.locator("[data-testid=grid] [data-testid=item]").first.wait_for()
                 # the tag most photos carry, among those that apply (a filter that matches nothing shows nothing)
                 facets = httpx.get(url + "/v1/catalog/facets", timeout=30).json()["facets"]
-                attribute, value = max(((a, v) for a, counts in facets.items() for v, n in counts.items()
-                                        if n and v != "Invisible"), key=lambda pair: facets[pair[0]][pair[1]])
+                attribute, value = max(
+                    ((a, v) for a, counts in facets.items() for v, n in counts.items() if n and v != "Invisible"),
+                    key=lambda pair: facets[pair[0]][pair[1]],
+                )
                 button = page.locator(f"[data-testid=facet-value][data-attribute={attribute}][data-value='{value}']")
                 button.click()
                 page.locator("[data-testid=active-filters] .chip").first.wait_for()
