@@ -9,6 +9,8 @@ category can show (the schema's mapping), on top of the default method. The chal
 the attribute given) come with each training weight.
 
     python benchmarks/applicability_study.py --workdir runs/applicability --seeds 0,1,2
+    python benchmarks/applicability_study.py --workdir runs/applicability --applicability-weights 0.5 \
+        --applicability-negatives 0.25,0.05 --methods head,probe    # lighter negatives for the head
 
 Runs and datasets are reused when present, so a rerun only scores. Prints mean ± sd over the seeds and writes
 `study.json` in the work folder.
