@@ -30,14 +30,20 @@ DESIGNS = ("collar_design_labels", "lapel_design_labels", "neck_design_labels", 
 
 
 def train_seed(
-    workdir: Path, seed: int, per_class: int, epochs: int | None, weight: float, negatives: float = 1.0
+    workdir: Path,
+    seed: int,
+    per_class: int,
+    epochs: int | None,
+    weight: float,
+    negatives: float = 1.0,
+    img_size: int | None = None,
 ) -> tuple[Path, Path]:
     from fashionattr.config import resolve_config
     from fashionattr.run_dir import RunDir
     from fashionattr.synthetic.generate import generate_dataset
     from fashionattr.training import train
 
-    suffix = "" if negatives == 1.0 else f"-n{negatives:g}"
+    suffix = ("" if negatives == 1.0 else f"-n{negatives:g}") + (f"-{img_size}px" if img_size else "")
     data, run = workdir / f"data-{seed}", workdir / f"run-{seed}-w{weight:g}{suffix}"
     if not (data / "Tests" / "complete.csv").is_file():
         generate_dataset(data, per_class=per_class, size=128, seed=seed, progress=False)
@@ -47,6 +53,8 @@ def train_seed(
                                      "applicability_negatives": negatives}  # fmt: skip
         if epochs:
             overrides["epochs"] = epochs
+        if img_size:
+            overrides["img_size"] = img_size
         train(resolve_config(None, overrides), resume=(run / "last.pt").is_file())
     return data, run
 
@@ -152,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (data and training)")
     parser.add_argument("--per-class", type=int, default=150, help="synthetic images per class (the demo's 150)")
     parser.add_argument("--epochs", type=int, help="epochs (default: the cpu-demo recipe's)")
+    parser.add_argument("--img-size", type=int, help="training size in px (default: the cpu-demo recipe's 64)")
     parser.add_argument("--methods", default="every tag,invisible,mahalanobis,probe,head,categories")
     parser.add_argument(
         "--applicability-weights", default="0,0.5", help="applicability-head loss weights to train with (0: no head)"
@@ -171,10 +180,10 @@ def main(argv: list[str] | None = None) -> int:
     for weight, negative in trainings:
         key = f"{weight:g}" if negative == 1.0 else f"{weight:g} n{negative:g}"
         for seed in seeds:
-            data, run = train_seed(args.workdir, seed, args.per_class, args.epochs, weight, negative)
+            data, run = train_seed(args.workdir, seed, args.per_class, args.epochs, weight, negative, args.img_size)
             results.setdefault(key, {})[seed] = score_methods(data, run, methods)
             print(f"weight {key}, seed {seed}: scored", file=sys.stderr)
-    (args.workdir / "study.json").write_text(json.dumps(results, indent=1))
+            (args.workdir / "study.json").write_text(json.dumps(results, indent=1))  # what is done, if stopped
     print(f"Held-out synthetic test images, mean ± sd over seeds {args.seeds} (%)")
     print(f"{'head weight':<12} {'test BP':>12} {'test mAP':>12}")
     for weight, per_seed in results.items():

@@ -1,4 +1,4 @@
-"""Figure c: the project's training step (`engine.train_one_epoch`) against a bare timm + torch loop.
+"""Figure c: the project's training step (`training.loop.train_one_epoch`) against a bare timm + torch loop.
 
 Both train the same backbone on the same batch. The engine adds what a real run needs: batch augmentation on
 the device, normalisation, the masked multi-head loss with label smoothing, gradient clipping and the LR
@@ -147,12 +147,12 @@ def engine_figure(context: BenchContext) -> list[Figure]:
     channels_last = device.type == "cuda"  # the training default: channels_last on GPU only
     engine = EngineTrainer(context, batch, amp=amp, channels_last=channels_last)
     bare = BareTrainer(context, batch, engine.settings.preprocessing, amp=amp, channels_last=channels_last)
-    variants = [Variant("engine.train_one_epoch", engine.step), Variant("bare timm + torch loop", bare.step)]
+    variants = [Variant("training.loop.train_one_epoch", engine.step), Variant("bare timm + torch loop", bare.step)]
     # Two more rounds than elsewhere: the goal sits within a few percent of 1, where a busy machine's noise is.
     measurement = measure(variants, rounds=settings.rounds + 2, warmup=1, budget_s=150)
-    step_seconds = batch["image"].shape[0] / measurement.median("engine.train_one_epoch")
+    step_seconds = batch["image"].shape[0] / measurement.median("training.loop.train_one_epoch")
     figure = compared(
-        "c", "training step: the engine vs a bare timm loop", measurement, "engine.train_one_epoch",
+        "c", "training step: the engine vs a bare timm loop", measurement, "training.loop.train_one_epoch",
         "bare timm + torch loop", goal=0.95,
         settings={"arch": settings.arch, "size": settings.img_size, "batch": batch["image"].shape[0],
                   "amp": str(amp).replace("torch.", ""), "channels_last": channels_last, "device": str(device)},
