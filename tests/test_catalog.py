@@ -284,6 +284,34 @@ def test_photos_filed_under_a_category_get_only_its_attributes(photos, trained_r
     assert [n for n, tag in item.tags.items() if tag.applies] == ["pant_length_labels"]
 
 
+def test_another_applicability_threshold_tags_the_catalogue_again(photos, trained_run, tmp_path):
+    """Where a tag starts to apply decides what the catalogue holds: a new threshold re-tags every photo."""
+    files = [p for p in photos.rglob("*.jpg") if p.name != "broken.jpg"]
+    db = tmp_path / "thresholds.sqlite"
+
+    def index(threshold: str) -> str:
+        code = main(["catalog", "index", str(trained_run.run), str(photos), "--catalog", str(db), "--workers", "0",
+                     "--device", "cpu", "--applicability-threshold", threshold])  # fmt: skip
+        assert code == 1  # broken.jpg
+        return threshold
+
+    def shown() -> int:
+        catalog = Catalog(db)
+        try:
+            return sum(tag.applies for item in catalog.search({}, limit=100).items for tag in item.tags.values())
+        finally:
+            catalog.close()
+
+    index("0")
+    everything = shown()
+    assert everything > 0
+    report = index_catalog(db, photos, trained_run.run, workers=0, progress=False)  # the default, 0.5
+    assert report.retagged_for_new_model and report.tagged == len(files)
+    assert shown() <= everything
+    report = index_catalog(db, photos, trained_run.run, workers=0, progress=False)
+    assert not report.retagged_for_new_model and report.unchanged == len(files)  # the same threshold: nothing to do
+
+
 def test_an_unknown_category_is_refused_naming_its_line(photos, trained_run, predictor, tmp_path, capsys):
     categories = tmp_path / "categories.csv"
     categories.write_text("path,category\na.jpg,skirt\nb.jpg,hats\n")

@@ -119,6 +119,24 @@ def test_min_confidence_above_one_makes_every_applying_answer_uncertain(trained_
     assert table.count("n/a") == sum(not a["applies"] for a in answers)
 
 
+def test_the_applicability_threshold_decides_which_tags_are_shown(trained_run, image_folder, capsys):
+    """0 shows every attribute whose top class is not `Invisible`; 1 hides every tag a score under 1 decides."""
+    answers = {}
+    for threshold in ("0", "0.5", "1"):
+        code = main(["predict", str(trained_run.run), str(image_folder / "more"), "--format", "jsonl",
+                     "--applicability-threshold", threshold, *QUICK])  # fmt: skip
+        assert code == 0
+        [entry] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        answers[threshold] = entry["attributes"]
+    invisible = {name: "Invisible" in FASHIONAI.attribute(name).classes for name in answers["0"]}
+    for name, answer in answers["0"].items():
+        top = FASHIONAI.attribute(name).classes[answer["index"]]
+        assert answer["applies"] == (top != "Invisible" or not invisible[name]), name
+        assert answers["0.5"][name]["applies"] == (answer["applies"] and answer["applicability"] >= 0.5)
+        assert answers["1"][name]["applies"] == (answer["applies"] and answer["applicability"] >= 1.0)
+        assert answers["1"][name]["probabilities"] == answer["probabilities"]  # only the decision moves
+
+
 def test_tta_averages_the_image_and_its_mirror(trained_run, image_folder, tmp_path, capsys):
     image = Image.open(next(image_folder.glob("*.jpg"))).convert("RGB")
     image.save(tmp_path / "image.png")  # lossless: the file and its mirror hold exactly these pixels

@@ -109,7 +109,7 @@ def test_health_and_schema(client):
     schema = client.get("/v1/schema").json()
     assert schema["attributes"] == {a.name: list(a.classes) for a in FASHIONAI}
     assert schema["models"][0]["backend"] == "torch"
-    assert schema["catalog"] is True and schema["similar_uploads"] is True
+    assert schema["catalog"] is True and schema["similar_uploads"] is True and schema["applicability_threshold"] == 0.5
     assert "/v1/predict" in client.get("/openapi.json").json()["paths"]
     assert client.get("/docs").status_code == 200
 
@@ -356,13 +356,19 @@ def test_create_app_without_a_catalogue_in_process(trained_run, photo_bytes):
 
     from fashionattr.serve import ServeSettings, create_app
 
-    app = create_app(Predictor.from_path(trained_run.run, device="cpu"), None, ServeSettings(max_batch=4))
+    predictor = Predictor.from_path(trained_run.run, device="cpu", applicability_threshold=0.0)
+    app = create_app(predictor, None, ServeSettings(max_batch=4))
     with TestClient(app) as local:
         assert "--catalog" in assert_json_error(local.get("/v1/catalog/facets"), 404)
-        assert local.get("/v1/schema").json()["catalog"] is False
+        schema = local.get("/v1/schema").json()
+        assert schema["catalog"] is False and schema["applicability_threshold"] == 0.0
         name, data = photo_bytes[0]
         response = local.post("/v1/predict", files=[("files", (name, data))])
         assert response.status_code == 200 and len(response.json()["predictions"]) == 1
+        [entry] = response.json()["predictions"]
+        for attribute, answer in entry["attributes"].items():  # threshold 0: a tag wherever the top class is a value
+            top = FASHIONAI.attribute(attribute).classes[answer["index"]]
+            assert answer["applies"] == (top != "Invisible"), attribute
 
 
 def test_bad_serve_options_are_user_errors(trained_run, capsys):

@@ -144,6 +144,8 @@ def test_cuda_on_a_machine_without_one_and_an_out_that_is_a_file(trained_run, tm
         ["predict", "x", "y", "--workers", "-1"],
         ["predict", "x", "y", "--batch-size", "0"],
         ["predict", "x", "y", "--min-confidence", "-0.5"],
+        ["predict", "x", "y", "--applicability-threshold", "1.5"],
+        ["catalog", "index", "x", "d", "--catalog", "c.sqlite", "--applicability-threshold", "nan"],
         ["predict", "x", "y", "--top-k", "0"],
         ["serve", "x", "--port", "70000"],
         ["serve", "x", "--max-upload-mb", "nan"],

@@ -218,15 +218,20 @@ def score_catalogue_tags(predictor: Predictor, root: Path, truth: Truth, labelle
         answers[name] = TagAnswers(truth=table[:, 0].astype(int), predicted=table[:, 1].astype(int),
                                    applicability=table[:, 2], applies=table[:, 3].astype(bool),
                                    invisible_index=predictor.invisible.get(name))  # fmt: skip
-    return score_tags(answers, groups)
+    scores = score_tags(answers, groups)
+    scores.threshold = predictor.applicability_threshold
+    return scores
 
 
 def evaluate_tags(checkpoint: str | Path, complete: str | Path, result: Evaluation, root: Path, tta: bool = False,
-                  workers: int = 2, device: str = "auto", calibrated: bool = True) -> TagScores:  # fmt: skip
-    """The tags a catalogue shows for the images `result` scored, against the complete labels in `complete`."""
+                  workers: int = 2, device: str = "auto", calibrated: bool = True,
+                  threshold: float = THRESHOLD) -> TagScores:  # fmt: skip
+    """The tags a catalogue shows for the images `result` scored, against the complete labels in `complete`; a tag
+    is shown where its applicability reaches `threshold`."""
     from fashionattr.inference.predictor import Predictor
 
-    predictor = Predictor.from_path(checkpoint, device=device, tta=tta, calibrated=calibrated)
+    predictor = Predictor.from_path(checkpoint, device=device, tta=tta, calibrated=calibrated,
+                                    applicability_threshold=threshold)  # fmt: skip
     records = [record for rows in result.records.values() for record in rows]
     wanted = {record.path for record in records}
     truth = {path: answers for path, answers in read_complete(complete, predictor.schema).items() if path in wanted}
@@ -265,7 +270,9 @@ def write_evaluation(result: Evaluation, out: Path, tags: TagScores | None = Non
     if tags is not None:
         record = tags.to_dict()
         write_json(out / TAGS_NAME, record)
-        plot_tag_curves(record["curves"], out / TAG_PLOT_NAME, marked=THRESHOLD)
+        plot_tag_curves(
+            record["curves"], out / TAG_PLOT_NAME, marked=THRESHOLD if tags.threshold is None else tags.threshold
+        )
         lines += tag_scores_section(record, TAG_PLOT_NAME)
     if result.skipped:
         lines += ["## Skipped images", "", *[f"- {p}: {reason}" for p, reason in result.skipped], ""]

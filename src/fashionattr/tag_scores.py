@@ -124,13 +124,15 @@ class TagScores:
     curves: dict[str, dict[str, list[float | None]]] = field(default_factory=dict)
     """'all' and each attribute -> the precision-recall curve over the applicability threshold."""
     images: int = 0
+    threshold: float | None = None
+    """The applicability threshold the shown tags were decided at (the point marked on the curves)."""
 
     @property
     def overall(self) -> TagCounts:
         return sum(self.attributes.values(), TagCounts())
 
     def to_dict(self) -> dict[str, Any]:
-        return {"images": self.images, "overall": self.overall.to_dict(),
+        return {"images": self.images, "threshold": self.threshold, "overall": self.overall.to_dict(),
                 "attributes": {name: counts.to_dict() for name, counts in self.attributes.items()},
                 "tag_rates": self.tag_rates, "curves": self.curves}  # fmt: skip
 

@@ -5,10 +5,13 @@ about a part it cannot see still answers, confidently (a skirt length for trouse
 FashionAI form (each image labelled for one attribute), so the decision is learned from that: an image labelled for
 an attribute shows its part unless labelled `Invisible`; an image labelled for another attribute may or may not.
 
-Three ways to score it, fitted after training on one model's pooled features (the same embedding the catalogue
-stores), compared in docs/applicability.md:
+Four ways to score it, compared in docs/applicability.md; all but `head` are fitted after training on one model's
+pooled features (the same embedding the catalogue stores):
 
-- `probe` (the default): a linear classifier per attribute, positive-unlabelled: the attribute's own visible images
+- `head` (the default): the same classifier as `probe`, as a head of the network trained with it (the loss's
+  `applicability_weight`, the other attributes' images weighted by `applicability_negatives`), so it shapes the
+  features; multitask networks have it, the other layouts fall back to `probe`;
+- `probe`: a linear classifier per attribute, positive-unlabelled: the attribute's own visible images
   are positives, its `Invisible` images negatives, and images labelled for other attributes negatives of small total
   weight (`UNLABELLED_SHARE` of the positives'), so a look shared by both sides (a sleeve on a skirt photo) stays
   positive while one only the others have (a neckline close-up for the skirt head) becomes negative;
@@ -18,8 +21,8 @@ stores), compared in docs/applicability.md:
 - `invisible`: one minus the head's calibrated `Invisible` probability.
 
 Every score is multiplied by one minus the `Invisible` probability (a covered part is not shown), and a tag is shown
-where the score is at least `THRESHOLD` and the head's top class is not `Invisible`. The module runs in the PyTorch
-backend and is traced into the ONNX graph, so both decide alike.
+where the score is at least `THRESHOLD` (or the user's `--applicability-threshold`) and the head's top class is not
+`Invisible`. The scoring module runs in the PyTorch backend and is traced into the ONNX graph, so both decide alike.
 
 `modules` holds the scoring modules (torch) and the tag rule, `fitting` fits them; this package's top only names the
 methods, so the command line lists them without importing torch.

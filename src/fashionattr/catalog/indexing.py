@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from fashionattr.applicability import THRESHOLD
 from fashionattr.catalog.backends import backend_for, shown_location
 from fashionattr.catalog.files import file_state, files_fingerprint, model_fingerprint, scan_images, shown_name
 from fashionattr.catalog.similarity import SimilarityIndex
@@ -180,16 +181,20 @@ def _set_up(
         if "root" in meta and Path(meta["root"]) != root:
             raise UserError(f"{store.name}: this catalogue indexes {meta['root']}, not {root}; use another --catalog "
                             "for this folder")  # fmt: skip
-        # What decides the tags: the model, and the categories photos are filed under.
+        # What decides the tags: the model, the categories photos are filed under, and where a tag starts to apply.
         fingerprint = model_fingerprint(model)
         filed = files_fingerprint([categories]) if categories is not None else ""
-        retagged = "model_fingerprint" in meta and (meta["model_fingerprint"] != fingerprint
-                                                    or meta.get("categories_fingerprint", "") != filed)  # fmt: skip
+        threshold = repr(float(predictor.applicability_threshold))
+        decided_by = (fingerprint, filed, threshold)
+        recorded = (meta.get("model_fingerprint"), meta.get("categories_fingerprint", ""),
+                    meta.get("applicability_threshold", repr(THRESHOLD)))  # fmt: skip
+        retagged = "model_fingerprint" in meta and recorded != decided_by
         if retagged:
             store.clear()
         schema = predictor.schema.subset(predictor.attributes)
         store.set_meta({"root": str(root), "model": str(Path(model).resolve()), "model_fingerprint": fingerprint,
-                        "categories_fingerprint": filed, "schema": json.dumps(schema.to_dict())})  # fmt: skip
+                        "categories_fingerprint": filed, "applicability_threshold": threshold,
+                        "schema": json.dumps(schema.to_dict())})  # fmt: skip
         files = scan_images(root)
         misnamed = {rel: shown_name(rel) for rel in files if shown_name(rel) != rel}
         files = [rel for rel in files if rel not in misnamed]

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from fashionattr.commands.options import (
     VECTOR_INDEX_CHOICES,
     VECTOR_INDEX_HELP,
+    add_applicability_threshold,
     add_catalog,
     add_min_confidence,
     add_model,
@@ -46,17 +47,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "index",
         help="tag every image under DIR (incremental: unchanged files are skipped)",
         description="Tag every image file under DIR with MODEL and store the answers and embeddings in --catalog. "
-        "Re-running skips files whose content is unchanged, re-tags changed ones and drops removed ones; a "
-        "different model re-tags everything. Unreadable images are listed at the end (exit code 1), not fatal. "
-        "Each batch is committed on its own, so an interrupted run can simply be started again. Under torchrun "
-        "(`torchrun --nproc_per_node N -m fashionattr catalog index ...`) each process tags its own share of the "
-        "files into one PostgreSQL catalogue.",
+        "Re-running skips files whose content is unchanged, re-tags changed ones and drops removed ones; a different "
+        "model, categories file or --applicability-threshold re-tags everything. Unreadable images are listed at the "
+        "end (exit code 1), not fatal. Each batch is committed on its own, so an interrupted run can simply be "
+        "started again. Under torchrun (`torchrun --nproc_per_node N -m fashionattr catalog index ...`) each process "
+        "tags its own share of the files into one PostgreSQL catalogue.",
     )
     add_model(index, old_option=True)
     index.add_argument("folder", metavar="DIR", help="folder of images (searched recursively)")
     add_catalog(index, help="the catalogue to write: an SQLite file, or a PostgreSQL database as "
                 "postgresql://user@host/db (a new file or an empty database becomes one)")  # fmt: skip
     add_model_options(index)
+    add_applicability_threshold(index)
     index.add_argument("--vector-index", choices=VECTOR_INDEX_CHOICES, default="auto", help=VECTOR_INDEX_HELP)
     index.add_argument("--categories", metavar="FILE",
                        help="path,category rows (paths relative to DIR): a photo filed under a product category is "
@@ -116,7 +118,8 @@ def run_index(args: argparse.Namespace) -> int:
     context = init_distributed(args.device)
 
     def load(path: str | Path) -> Predictor:
-        return load_predictor(path, backend=args.backend, device=str(context.device))
+        return load_predictor(path, backend=args.backend, device=str(context.device),
+                              applicability_threshold=args.applicability_threshold)  # fmt: skip
 
     try:
         report = index_catalog(args.catalog, args.folder, args.model, batch_size=args.batch_size, workers=args.workers,

@@ -9,6 +9,7 @@ from fashionattr.commands.options import (
     BATCH,
     MODEL_HELP,
     WORKERS,
+    add_applicability_threshold,
     add_data,
     add_device,
     add_no_calibration,
@@ -46,6 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "every photo, shown only where it applies) against complete labels (path,attribute,value "
                         "rows; `fashionattr synth` writes DATA/Tests/complete.csv and "
                         "DATA/Annotations/complete.csv)")  # fmt: skip
+    add_applicability_threshold(parser)
     parser.add_argument("--save-predictions", metavar="FILE", type=output_file,
                         help="also write every scored image's class probabilities in the answer-file format "
                         "(path,attribute,p0;p1;...), for error analysis and parity checks")  # fmt: skip
@@ -95,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
             if args.complete_labels:
                 tags = evaluate_tags(checkpoint, args.complete_labels, result, result.dataset, tta=args.tta,
                                      workers=args.workers, device=args.device,
-                                     calibrated=not args.no_calibration)  # fmt: skip
+                                     calibrated=not args.no_calibration,
+                                     threshold=args.applicability_threshold)  # fmt: skip
             with lock_folder(out, "evaluation folder", wait=True):
                 write_evaluation(result, out, tags)
             if args.save_predictions:

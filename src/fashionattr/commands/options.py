@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from fashionattr.applicability import THRESHOLD
+
 
 def count(minimum: int = 1, maximum: int | None = None) -> Callable[[str], int]:
     """A whole number in [minimum, maximum]."""
@@ -183,6 +185,13 @@ def add_no_calibration(parser: argparse._ActionsContainer,
 def add_min_confidence(parser: argparse._ActionsContainer,
                        help: str = "report an attribute as uncertain below this top probability") -> None:  # fmt: skip
     parser.add_argument("--min-confidence", type=PROBABILITY, default=0.0, metavar="P", help=f"{help} (default 0)")
+
+
+def add_applicability_threshold(parser: argparse._ActionsContainer) -> None:
+    parser.add_argument("--applicability-threshold", type=PROBABILITY, default=THRESHOLD, metavar="P",
+                        help="show an attribute's tag where the photo's applicability score for it is at least P "
+                        f"(default {THRESHOLD:g}; lower shows more tags, fewer of them right: the trade is the "
+                        "precision-recall curve of `evaluate --complete-labels`)")  # fmt: skip
 
 
 def add_device(parser: argparse._ActionsContainer) -> None:

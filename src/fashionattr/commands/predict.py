@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from fashionattr.commands.options import (
+    add_applicability_threshold,
     add_min_confidence,
     add_model,
     add_model_options,
@@ -67,6 +68,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="list only the K most probable classes per attribute "
                         f"(default: all; the table shows {TABLE_TOP_K})")  # fmt: skip
     add_min_confidence(parser)
+    add_applicability_threshold(parser)
     parser.add_argument("--attributes", help="comma-separated attributes to predict, full or short names (default: "
                         "all the model knows)")  # fmt: skip
     add_model_options(parser)
@@ -89,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
     refuse_output_over_inputs([("--out", args.out)], [*model_files(args.model), *images])
     predictor = load_predictor(args.model, backend=args.backend, device=args.device, tta=args.tta,
                                min_confidence=args.min_confidence, attributes=args.attributes,
+                               applicability_threshold=args.applicability_threshold,
                                calibrated=not args.no_calibration)  # fmt: skip
     if not args.no_calibration and not predictor.calibrated:
         print(f"note: {args.model} gives raw, uncalibrated probabilities (exported with --no-calibration, or "

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from fashionattr.commands.options import (
     VECTOR_INDEX_CHOICES,
     VECTOR_INDEX_HELP,
+    add_applicability_threshold,
     add_catalog,
     add_min_confidence,
     add_model,
@@ -60,6 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="uploads decoded at once; each may briefly take ~0.4 GB for a 64-megapixel PNG "
                         "(default: the number of cores, at most 8)")  # fmt: skip
     add_min_confidence(parser)
+    add_applicability_threshold(parser)
     add_tta(parser)
     add_model_options(parser, batching=False)
     parser.add_argument("--header-timeout", type=number(0.0, above_minimum=True), default=10.0, metavar="S",
@@ -90,7 +92,8 @@ def run(args: argparse.Namespace) -> int:
     catalog = _open_catalog(args.catalog, args.vector_index)
     review = ReviewQueueFile(args.review) if args.review else None
     predictor = load_predictor(args.model, backend=args.backend, device=args.device, tta=args.tta,
-                               min_confidence=args.min_confidence, calibrated=not args.no_calibration)  # fmt: skip
+                               min_confidence=args.min_confidence, calibrated=not args.no_calibration,
+                               applicability_threshold=args.applicability_threshold)  # fmt: skip
     if not _is_loopback(args.host):
         print(f"fashionattr serve: warning: listening on {args.host}, reachable from other machines; the service "
               "has no authentication", file=sys.stderr)  # fmt: skip

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from fashionattr.applicability import THRESHOLD
 from fashionattr.applicability.modules import applies as tag_applies
 from fashionattr.applicability.modules import invisible_indices
 from fashionattr.data.images import IMAGE_SUFFIXES, ImageError
@@ -133,6 +134,7 @@ class Predictor:
         tta: bool = False,
         min_confidence: float = 0.0,
         attributes: Sequence[str] | None = None,
+        applicability_threshold: float = THRESHOLD,
     ) -> None:
         self.backend: Backend = TorchBackend(models, device) if isinstance(models, Sequence) else models
         self.device = self.backend.device
@@ -144,6 +146,10 @@ class Predictor:
             )
         self.tta = tta
         self.min_confidence = min_confidence
+        if not 0.0 <= applicability_threshold <= 1.0:
+            raise UserError(f"the applicability threshold must be in [0, 1], got {applicability_threshold}")
+        self.applicability_threshold = applicability_threshold
+        """A tag is shown where its attribute's applicability reaches this (and the top class is not `Invisible`)."""
         self.attributes = self._select(attributes)
         self.inputs = list(self.backend.inputs)
         self.invisible = invisible_indices(schema, self.backend.attributes)
@@ -192,6 +198,7 @@ class Predictor:
         return {
             "schema": self.schema.name,
             "attributes": {a: list(self.schema.attribute(a).classes) for a in self.attributes},
+            "applicability_threshold": self.applicability_threshold,
             "models": self.backend.describe(),
         }
 
@@ -232,7 +239,7 @@ class Predictor:
             best = int(vector.argmax())
             confidence = float(vector[best])
             score = float(output.applicability[name][row])
-            applies = bool(tag_applies(score, best, self.invisible.get(name)))
+            applies = bool(tag_applies(score, best, self.invisible.get(name), self.applicability_threshold))
             answers[name] = AttributeResult(
                 attribute=name,
                 value=attribute.classes[best] if applies and confidence >= self.min_confidence else None,
@@ -294,7 +301,7 @@ def load_predictor(path: str | Path, backend: str = "auto", device: str = "auto"
 
     `auto` picks ONNX Runtime for a `.onnx` file and PyTorch for everything else; `calibrated` applies the
     calibration temperatures (False: the network's raw probabilities); keyword arguments go to `Predictor` (tta,
-    min_confidence, attributes).
+    min_confidence, attributes, applicability_threshold).
     """
     if backend not in BACKENDS:
         raise UserError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")

@@ -61,6 +61,8 @@ class SchemaResponse(BaseModel):
     labels: dict[str, str] = Field(description="attribute -> a human label, e.g. 'Skirt length'")
     models: list[ModelInfo]
     min_confidence: float
+    applicability_threshold: float = Field(ge=0, le=1, description="a tag is shown (`applies`) where its "
+                                           "attribute's applicability reaches this")  # fmt: skip
     tta: bool
     heatmaps: bool = Field(description="whether POST /v1/explain works (PyTorch models; an ONNX file has no "
                            "gradients)")  # fmt: skip
