@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from fashionattr.applicability import THRESHOLD
 from fashionattr.bench.catalog import size_label
 from fashionattr.bench.context import BenchContext
 from fashionattr.bench.core import Figure, Variant, compared, measure
@@ -35,6 +36,7 @@ class UnusedPredictor:
 
     schema = FASHIONAI
     attributes = FASHIONAI.names
+    applicability_threshold = THRESHOLD
 
     def predict_paths(self, *args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("re-indexing an unchanged folder sent a file to the model")
