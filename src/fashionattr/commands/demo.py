@@ -46,12 +46,13 @@ def run(args: argparse.Namespace) -> int:
     from fashionattr.data.dataset import DatasetRoot
     from fashionattr.data.split import make_split, write_split
     from fashionattr.distributed import DistributedContext
+    from fashionattr.errors import UserError
     from fashionattr.evaluation import evaluate_checkpoint, evaluate_tags, write_evaluation
     from fashionattr.models.backbones import model_preprocessing
     from fashionattr.recipes import load_recipe
     from fashionattr.render.tables import scores_table, tag_table
     from fashionattr.run_dir import RunDir
-    from fashionattr.synthetic.generate import generate_dataset
+    from fashionattr.synthetic.generate import generate_dataset, held_out_per_class
     from fashionattr.training import train
 
     start = time.perf_counter()
@@ -59,6 +60,10 @@ def run(args: argparse.Namespace) -> int:
     data, run = out / "data", RunDir(out / "run")
     synthetic = load_recipe(DEMO_RECIPE).synthetic
     per_class, size = args.per_class or synthetic["per_class"], args.size or synthetic["size"]
+    if not (data / "Annotations" / "label.csv").is_file() and not held_out_per_class(per_class):
+        least = next(n for n in range(1, 100) if held_out_per_class(n))
+        raise UserError(f"--per-class {per_class} holds out no test image (the demo scores a tenth of each class, "
+                        f"rounded); give --per-class {least} or more")  # fmt: skip
 
     def step(message: str) -> None:
         print(f"[{time.perf_counter() - start:6.1f}s] {message}", flush=True)

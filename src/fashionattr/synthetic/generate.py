@@ -114,8 +114,17 @@ def _make_image(args: tuple[str, int, int, _Job]) -> _Made:
     return _Made(job, rel, rendered.maybe, rendered.parts, rendered.truth, rendered.category)
 
 
+TEST_FRACTION = 0.1
+"""The share of each class held out for Tests/ unless told otherwise."""
+
+
+def held_out_per_class(per_class: int, test_fraction: float = TEST_FRACTION) -> int:
+    """How many of each class's images go to Tests/: the fraction, rounded to the nearest whole image."""
+    return int(per_class * test_fraction + 0.5)
+
+
 def _jobs(per_class: int, test_fraction: float, attributes: Sequence[str] | None = None) -> list[_Job]:
-    n_test = int(per_class * test_fraction + 0.5)
+    n_test = held_out_per_class(per_class, test_fraction)
     wanted = set(attributes) if attributes else set(FASHIONAI.names)
     return [
         _Job(a, c, k, test=k >= per_class - n_test)
@@ -131,7 +140,7 @@ def generate_dataset(
     per_class: int = 40,
     size: int = 512,
     seed: int = 0,
-    test_fraction: float = 0.1,
+    test_fraction: float = TEST_FRACTION,
     workers: int | None = None,
     progress: bool = True,
     label_noise: float = 0.0,
