@@ -200,7 +200,8 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "data"
     assert main(["synth", "--out", str(out), "--per-class", "3", "--size", "64", "--workers", "1", "--quiet"]) == 0
     assert len(read_labels(out / "Annotations" / "label.csv", FASHIONAI)) == 3 * sum(FASHIONAI.num_classes)
-    assert "wrote" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "wrote" in printed and "Tests/ holds no question; give --per-class 5 or more" in printed
     preview = tmp_path / "p.png"
     assert main(["synth", "--preview", str(preview), "--size", "48"]) == 0 and preview.is_file()
 

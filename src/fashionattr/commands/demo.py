@@ -52,7 +52,11 @@ def run(args: argparse.Namespace) -> int:
     from fashionattr.recipes import load_recipe
     from fashionattr.render.tables import scores_table, tag_table
     from fashionattr.run_dir import RunDir
-    from fashionattr.synthetic.generate import generate_dataset, held_out_per_class
+    from fashionattr.synthetic.generate import (
+        fewest_per_class_with_a_test_image,
+        generate_dataset,
+        held_out_per_class,
+    )
     from fashionattr.training import train
 
     start = time.perf_counter()
@@ -61,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     synthetic = load_recipe(DEMO_RECIPE).synthetic
     per_class, size = args.per_class or synthetic["per_class"], args.size or synthetic["size"]
     if not (data / "Annotations" / "label.csv").is_file() and not held_out_per_class(per_class):
-        least = next(n for n in range(1, 100) if held_out_per_class(n))
+        least = fewest_per_class_with_a_test_image()
         raise UserError(f"--per-class {per_class} holds out no test image (the demo scores a tenth of each class, "
                         f"rounded); give --per-class {least} or more")  # fmt: skip
 

@@ -59,7 +59,7 @@ def _check(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     _check(args)
     from fashionattr.data.overwrite import refuse_output_over_inputs
-    from fashionattr.synthetic.generate import draw_preview, generate_dataset
+    from fashionattr.synthetic.generate import draw_preview, fewest_per_class_with_a_test_image, generate_dataset
 
     refuse_output_over_inputs([("--preview", args.preview)], [])
     if args.out is not None:
@@ -82,6 +82,10 @@ def run(args: argparse.Namespace) -> int:
             f"({summary['train']} labelled, {summary['test']} test) in {summary['seconds']:.1f} s; "
             f"'m' rate {summary['m_rate']:.1%}"
         )
+        if args.test_fraction > 0 and not summary["test"]:
+            least = fewest_per_class_with_a_test_image(args.test_fraction)
+            print(f"  note: --test-fraction {args.test_fraction:g} of {args.per_class} images per class rounds to "
+                  f"none, so Tests/ holds no question; give --per-class {least} or more for a test set")  # fmt: skip
         if summary["flipped"]:
             print(f"  {summary['flipped']} labels switched to another class; true ones in Annotations/flipped.csv")
         for name, counts in summary["per_attribute"].items():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import os
 import time
 from collections.abc import Sequence
@@ -121,6 +122,14 @@ TEST_FRACTION = 0.1
 def held_out_per_class(per_class: int, test_fraction: float = TEST_FRACTION) -> int:
     """How many of each class's images go to Tests/: the fraction, rounded to the nearest whole image."""
     return int(per_class * test_fraction + 0.5)
+
+
+def fewest_per_class_with_a_test_image(test_fraction: float = TEST_FRACTION) -> int:
+    """The smallest `per_class` that holds out at least one image of each class at `test_fraction` (above 0)."""
+    fewest = max(1, math.ceil(0.5 / test_fraction) - 1)
+    while not held_out_per_class(fewest, test_fraction):
+        fewest += 1
+    return fewest
 
 
 def _jobs(per_class: int, test_fraction: float, attributes: Sequence[str] | None = None) -> list[_Job]:
