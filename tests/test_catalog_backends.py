@@ -47,16 +47,7 @@ class MemoryBackend(Backend):
         if str(db) not in self.kept:
             self.kept[str(db)] = sqlite3.connect(uri, uri=True, check_same_thread=False)
         conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
-        database = SqliteDatabase(Path(str(db)), conn, writable=write)
-        try:
-            if write:
-                tables.create(database)
-            else:
-                tables.identify(database, allow_new=False)
-        except BaseException:
-            database.close()
-            raise
-        return database
+        return self.identified(SqliteDatabase(Path(str(db)), conn, writable=write), write, tables)
 
     def shown_location(self, db: str | Path) -> str:
         return f"{db} (in memory)"

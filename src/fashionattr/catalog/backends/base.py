@@ -149,6 +149,22 @@ class Backend:
         """
         raise NotImplementedError
 
+    @staticmethod
+    def identified(database: Database, write: bool, tables: Tables) -> Database:
+        """`database` with the catalogue's tables made (for writing) or found (for reading); closed on failure.
+
+        The last step of `open` for a database that holds nothing but the catalogue (a server database, memory).
+        """
+        try:
+            if write:
+                tables.create(database)
+            else:
+                tables.identify(database, allow_new=False)
+        except BaseException:
+            database.close()
+            raise
+        return database
+
     def shown_location(self, db: str | Path) -> str:
         """`db` for people, every secret in it masked: the one rendering used by errors, summaries, logs, the page
         and anything stored."""

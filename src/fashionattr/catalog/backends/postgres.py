@@ -135,16 +135,7 @@ class PostgresBackend(Backend):
         return is_postgres(db)
 
     def open(self, db: str | Path, write: bool, tables: Tables) -> Database:
-        database = PostgresDatabase.open(str(db), write)
-        try:
-            if write:
-                tables.create(database)
-            else:
-                tables.identify(database, allow_new=False)
-        except BaseException:
-            database.close()
-            raise
-        return database
+        return self.identified(PostgresDatabase.open(str(db), write), write, tables)
 
     def outage_errors(self) -> tuple[type[Exception], ...]:
         try:
