@@ -316,3 +316,20 @@ def _answer_line_number(answer_path: Path, index: int) -> int:
         return 0
     row_lines = [number for number, line in enumerate(lines, start=1) if any(map(str.strip, parse_csv_line(line)))]
     return row_lines[index] if index < len(row_lines) else 0
+
+
+def hide_skirt_length(monkeypatch: Any) -> None:
+    """Every answer of the model says the photo shows no skirt (a close-up): value null, `applies` false."""
+    from dataclasses import replace
+
+    from fashionattr.inference import Predictor
+
+    original = Predictor.results
+
+    def no_skirt(self: Predictor, probs: Any, row: int) -> Any:
+        answers = original(self, probs, row)
+        answers["skirt_length_labels"] = replace(answers["skirt_length_labels"], value=None, applies=False,
+                                                 applicability=0.03)  # fmt: skip
+        return answers
+
+    monkeypatch.setattr(Predictor, "results", no_skirt)

@@ -14,7 +14,6 @@ import math
 import os
 import shutil
 import subprocess
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +27,7 @@ from fashionattr.data.images import ImageError
 from fashionattr.errors import UserError
 from fashionattr.inference import Predictor
 from fashionattr.schema import FASHIONAI
-from helpers import PER_ATTRIBUTE, TrainedRun, assert_no_traceback, cli_command, refused
+from helpers import PER_ATTRIBUTE, TrainedRun, assert_no_traceback, cli_command, hide_skirt_length, refused
 
 QUICK = ["--workers", "0", "--batch-size", "2"]
 GOOD_IMAGES = 3
@@ -201,15 +200,7 @@ def test_usage_errors_exit_2(trained_run, trained_per_attribute_run, tmp_path, c
 def test_an_attribute_that_does_not_apply_is_null_in_json_and_n_a_in_tables(trained_run, image_folder, capsys,
                                                                              monkeypatch):  # fmt: skip
     """A close-up has no skirt length: JSON says value null and applies false, the table and CSV print n/a."""
-    original = Predictor.results
-
-    def no_skirt(self, probs, row):
-        answers = original(self, probs, row)
-        answers["skirt_length_labels"] = replace(answers["skirt_length_labels"], value=None, applies=False,
-                                                 applicability=0.03)  # fmt: skip
-        return answers
-
-    monkeypatch.setattr(Predictor, "results", no_skirt)
+    hide_skirt_length(monkeypatch)
     main(["predict", str(trained_run.run), str(image_folder / "more"), "--format", "jsonl", *QUICK])
     [entry] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     skirt = entry["attributes"]["skirt_length_labels"]

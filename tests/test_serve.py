@@ -42,6 +42,7 @@ from helpers import (
     TrainedRun,
     assert_no_traceback,
     catalogue_predictor,
+    hide_skirt_length,
     make_photo_folder,
 )
 
@@ -662,21 +663,12 @@ def test_a_model_worker_that_stopped_is_503_and_healthz_says_down(trained_run, p
 
 
 def test_an_attribute_that_does_not_apply_is_answered_with_value_null(trained_run, photo_bytes, monkeypatch):
-    from dataclasses import replace
 
     from fastapi.testclient import TestClient
 
     from fashionattr.serve import ServeSettings, create_app
 
-    original = Predictor.results
-
-    def no_skirt(self, probs, row):
-        answers = original(self, probs, row)
-        answers["skirt_length_labels"] = replace(answers["skirt_length_labels"], value=None, applies=False,
-                                                 applicability=0.03)  # fmt: skip
-        return answers
-
-    monkeypatch.setattr(Predictor, "results", no_skirt)
+    hide_skirt_length(monkeypatch)
     app = create_app(Predictor.from_path(trained_run.run, device="cpu"), None, ServeSettings(max_batch=4))
     with TestClient(app) as local:
         name, data = photo_bytes[0]
